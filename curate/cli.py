@@ -1,0 +1,247 @@
+"""The ``curate`` command line: a thin shell over :mod:`curate.pipeline` and :mod:`curate.fo_push`."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from curate import __version__
+
+DEMO_DATASET = "curate-digits"
+# Digits are 8x8 and chiral: decode them at 16 px and never flip them.
+DIGITS_PRESET = {"image_size": 16, "hflip": False}
+
+
+def _table(rows, headers) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="simple", floatfmt=".3f")
+
+
+def _default_run_dir(dataset: str, run_key: str) -> Path:
+    from curate.sources import default_cache_dir
+
+    return default_cache_dir() / "runs" / dataset / run_key
+
+
+def _parse_sparsities(_ctx, _param, value: str):
+    try:
+        return tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give comma-separated fractions, e.g. 0.3,0.5,0.7,0.9.")
+
+
+def _fail(message: str) -> None:
+    click.secho(f"Error: {message}", fg="red", err=True)
+    sys.exit(2)
+
+
+def population_options(f):
+    options = [
+        click.option("--model", default="resnet-small", show_default=True,
+                     help="resnet-small[:WIDTH], tv:<torchvision model>, or package.module:factory."),
+        click.option("--members", "-k", default=4, show_default=True,
+                     help="Population size K: every image gets exactly K out-of-sample predictions per level."),
+        click.option("--folds", "-f", default=2, show_default=True,
+                     help="Cross-fitting folds F; each member trains F networks on (F-1)/F of the images."),
+        click.option("--sparsities", default="0.3,0.5,0.7,0.9", show_default=True, callback=_parse_sparsities,
+                     help="Global magnitude pruning levels, ascending."),
+        click.option("--epochs", default=16, show_default=True, help="Dense training epochs."),
+        click.option("--finetune-epochs", default=6, show_default=True,
+                     help="Fine-tuning epochs per pruning level (sparsity ramps up over the first 60%)."),
+        click.option("--batch-size", default=None, type=int,
+                     help="Batch size [default: images per network / 16, clipped to 32..256]."),
+        click.option("--image-size", default=None, type=int, help="Decode images to this square size [default: 32; digits 16]."),
+        click.option("--hflip/--no-hflip", default=None, help="Random horizontal flips [default: on; off for digits]."),
+        click.option("--seed", default=0, show_default=True, help="Base seed of partitions and initialisations."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:i]."),
+        click.option("--run-key", default="curate", show_default=True,
+                     help="Name of the run on the dataset; fields are prefixed with it."),
+        click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Where heavy results go [default: ~/.cache/curate/runs/DATASET/RUN_KEY]."),
+        click.option("--no-fiftyone", is_flag=True, help="Compute and store the run without writing to FiftyOne."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _build_config(source: str, n_images: int, opts: dict):
+    from curate.pipeline import CurateConfig
+    from curate.train import TrainSettings
+
+    preset = DIGITS_PRESET if source == "digits" else {}
+    image_size = opts["image_size"] or preset.get("image_size", 32)
+    hflip = opts["hflip"] if opts["hflip"] is not None else preset.get("hflip", True)
+    n_train = n_images * (opts["folds"] - 1) // max(1, opts["folds"])
+    batch_size = opts["batch_size"] or int(min(256, max(32, n_train // 16)))
+    return CurateConfig(
+        model=opts["model"], members=opts["members"], folds=opts["folds"], sparsities=opts["sparsities"],
+        image_size=image_size, seed=opts["seed"], device=opts["device"],
+        train=TrainSettings(epochs=opts["epochs"], finetune_epochs=opts["finetune_epochs"], batch_size=batch_size,
+                            hflip=hflip),
+    )
+
+
+def _print_summary(result, dataset_name: str | None, run_key: str, seconds: float) -> None:
+    levels = result.levels
+    click.echo("")
+    click.secho(f"curate: {len(result.images)} images, {len(result.images.classes)} classes, "
+                f"{result.config.members} members x {result.config.folds} folds, {seconds:.0f} s", bold=True)
+    rows = [[r.level, r.sparsity, r.measured_sparsity, f"{r.accuracy:.3f} ± {r.accuracy_std:.3f}",
+             int(r.pies), f"{100 * r.pie_fraction:.2f}%", int(r.classes_impacted)] for r in levels.itertuples()]
+    click.echo(_table(rows, ["level", "sparsity", "measured", "accuracy (OOS)", "PIEs", "PIE %", "classes impacted"]))
+    n_pies = int(result.scores.is_pie_any.sum())
+    click.echo(f"\nPIEs at any level: {n_pies} of {len(result.images)} ({100 * n_pies / len(result.images):.2f}%)")
+    impacted = result.impact[result.impact["significant"]]
+    if len(impacted):
+        click.echo("\nClasses significantly impacted (Welch t-test, Holm-corrected, alpha "
+                   f"{result.config.alpha}):")
+        rows = [[r.level, r["class"], f"{100 * r.normalized_change:+.1f}%", f"{r.p_adjusted:.2g}"]
+                for _, r in impacted.sort_values("normalized_change").iterrows()]
+        click.echo(_table(rows, ["level", "class", "normalised recall change", "p (adj.)"]))
+    if result.bad_images:
+        click.secho(f"\n{len(result.bad_images)} image(s) could not be read and were left out:", fg="yellow")
+        for bad in result.bad_images[:20]:
+            click.echo(f"  {bad.path}: {bad.reason}")
+        if len(result.bad_images) > 20:
+            click.echo(f"  ... and {len(result.bad_images) - 20} more (see manifest.json)")
+    click.echo(f"\nRun directory: {result.store.root}")
+    if dataset_name:
+        view = "pies" if run_key == "curate" else f"{run_key}-pies"
+        click.echo(f"FiftyOne dataset: {dataset_name} (run key {run_key!r}, tag, saved view {view!r})")
+        click.secho(f"Review in the App:  curate app {dataset_name} --view {view}", fg="green")
+
+
+def _run(source: str, dataset: str | None, label_field: str, opts: dict) -> None:
+    from curate.fo_db import DatabaseUnavailable
+    from curate.pipeline import run_curate
+    from curate.sources import SourceError, load_source
+
+    started = time.time()
+    try:
+        images = load_source(source, label_field)
+        config = _build_config(source, len(images), opts)
+        if images.sample_ids is not None and dataset and dataset != source:
+            raise SourceError(f"Source {source!r} is a FiftyOne dataset: its fields are written to it, so "
+                              f"--dataset must be {source!r} or left out, not {dataset!r}.")
+        dataset = dataset or (source if images.sample_ids is not None else None)
+        if dataset is None and not opts["no_fiftyone"]:
+            raise SourceError("Name the FiftyOne dataset to write to with --dataset NAME (or pass --no-fiftyone).")
+        run_dir = opts["run_dir"] or _default_run_dir(dataset or "no-dataset", opts["run_key"])
+        click.echo(f"Source: {images.description} ({len(images)} images, {len(images.classes)} classes)")
+        result = run_curate(images, config, run_dir, progress=not opts["quiet"])
+        if not opts["no_fiftyone"]:
+            from curate.fo_push import push_run
+
+            click.echo(f"Writing fields, tags and views to FiftyOne dataset {dataset!r} ...")
+            push_run(result, dataset, opts["run_key"])
+    except (SourceError, ValueError, DatabaseUnavailable) as exc:
+        _fail(str(exc))
+    _print_summary(result, None if opts["no_fiftyone"] else dataset, opts["run_key"], time.time() - started)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="curate")
+def main() -> None:
+    """Find the images compressed models forget (Pruning Identified Exemplars) and review them in FiftyOne.
+
+    \b
+    Typical session:
+      curate run path/to/images --dataset my-data   # train, prune, mark PIEs, write to FiftyOne
+      curate app my-data --view pies                # review in the App
+      curate runs my-data                           # list or delete recorded runs
+    """
+
+
+@main.command()
+@click.argument("source")
+@click.option("--dataset", "-d", default=None,
+              help="FiftyOne dataset to write to (created if missing; defaults to SOURCE for a FiftyOne source).")
+@click.option("--label-field", default="ground_truth", show_default=True,
+              help="Classification field holding the labels, for a FiftyOne dataset source.")
+@population_options
+def run(source: str, dataset: str | None, label_field: str, **opts) -> None:
+    """Train, compress and score a population on SOURCE, and mark its PIEs.
+
+    SOURCE is a folder of class sub-folders (root/<class>/<image>), a CSV manifest with columns
+    filepath,label[,split] (paths relative to the CSV allowed), the name of an existing FiftyOne
+    dataset (labels from --label-field), or `digits` (scikit-learn's handwritten digits).
+
+    Unreadable images are listed and left out. Results are stored in a run directory; running
+    again with the same settings resumes from finished networks and replaces this run's fields,
+    tag and views in FiftyOne without touching anything else.
+    """
+    _run(source, dataset, label_field, opts)
+
+
+@main.command()
+@click.option("--dataset", "-d", default=DEMO_DATASET, show_default=True, help="FiftyOne dataset to write to.")
+@population_options
+def demo(dataset: str, **opts) -> None:
+    """Run curate on scikit-learn's handwritten digits (1,797 images, no download needed)."""
+    _run("digits", dataset, "ground_truth", opts)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--view", default=None, help="Saved view to open, e.g. pies or pies-prune90.")
+@click.option("--port", default=5151, show_default=True)
+@click.option("--address", default="localhost", show_default=True, help="Address to bind; 0.0.0.0 to share.")
+@click.option("--remote", is_flag=True, help="Serve without opening a browser (for SSH or headless use).")
+def app(name: str, view: str | None, port: int, address: str, remote: bool) -> None:
+    """Launch the FiftyOne App on dataset NAME and wait until interrupted."""
+    from curate.fo_db import DatabaseUnavailable, import_fiftyone
+
+    try:
+        fo = import_fiftyone()
+    except DatabaseUnavailable as exc:
+        _fail(str(exc))
+    if not fo.dataset_exists(name):
+        _fail(f"FiftyOne dataset {name!r} does not exist; run `curate run SOURCE --dataset {name}` first.")
+    dataset = fo.load_dataset(name)
+    target = dataset
+    if view:
+        if not dataset.has_saved_view(view):
+            _fail(f"Dataset {name!r} has no saved view {view!r}; it has: {', '.join(dataset.list_saved_views()) or 'none'}.")
+        target = dataset.load_saved_view(view)
+    session = fo.launch_app(target, port=port, address=address, remote=remote, auto=not remote)
+    click.echo(f"App at http://{address}:{port}/datasets/{name}  (Ctrl+C to stop)")
+    session.wait(-1)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--delete", "delete_key", default=None, metavar="RUN_KEY",
+              help="Remove this run's fields, tag, views and record from the dataset (images and labels stay).")
+def runs(name: str, delete_key: str | None) -> None:
+    """List the curate runs recorded on FiftyOne dataset NAME (or delete one)."""
+    from curate.fo_db import DatabaseUnavailable, import_fiftyone
+    from curate.fo_push import list_curate_runs, remove_run
+
+    try:
+        fo = import_fiftyone()
+    except DatabaseUnavailable as exc:
+        _fail(str(exc))
+    if not fo.dataset_exists(name):
+        _fail(f"FiftyOne dataset {name!r} does not exist.")
+    dataset = fo.load_dataset(name)
+    if delete_key:
+        if not remove_run(dataset, delete_key):
+            _fail(f"Dataset {name!r} has no run {delete_key!r}.")
+        click.echo(f"Removed run {delete_key!r} from {name!r}.")
+        return
+    rows = list_curate_runs(dataset)
+    if not rows:
+        click.echo(f"No curate runs on {name!r}.")
+        return
+    click.echo(_table([list(r.values()) for r in rows], list(rows[0].keys())))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

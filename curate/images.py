@@ -1,0 +1,114 @@
+"""Decode every image once per run into a uint8 array ``(n, 3, size, size)``.
+
+The decoded pixels are written to the run directory as a memory-mapped file, so a resumed run does
+not decode again, and a dataset larger than memory is read from disk page by page. Images that
+cannot be read (missing, truncated, not an image) are reported by path and left out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile
+
+# Truncated files must fail loudly rather than decode as partly grey images.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+@dataclass(frozen=True)
+class BadImage:
+    path: str
+    reason: str
+
+
+def decode_one(path: str, size: int) -> np.ndarray:
+    """Read one image as RGB, resize its shorter side to ``size`` and centre-crop to a square."""
+    with Image.open(path) as image:
+        image.load()
+        image = image.convert("RGB")
+    width, height = image.size
+    if (width, height) != (size, size):
+        scale = size / min(width, height)
+        new = (max(size, round(width * scale)), max(size, round(height * scale)))
+        image = image.resize(new, Image.BILINEAR)
+        left, top = (new[0] - size) // 2, (new[1] - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def _try_decode(path: str, size: int) -> np.ndarray | BadImage:
+    if not os.path.exists(path):
+        return BadImage(path, "file not found")
+    try:
+        return decode_one(path, size)
+    except Exception as exc:  # PIL raises OSError, UnidentifiedImageError, ValueError, DecompressionBombError
+        return BadImage(path, f"{type(exc).__name__}: {exc}")
+
+
+def decode_images(
+    filepaths: list[str],
+    size: int,
+    cache_path: str | os.PathLike,
+    workers: int | None = None,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray, list[BadImage]]:
+    """Decode ``filepaths`` once into a uint8 memmap at ``cache_path``.
+
+    Returns:
+        ``(pixels, ok, bad)``: ``pixels`` ``(n_ok, 3, size, size)`` for the readable images in
+        input order, ``ok`` a boolean mask over ``filepaths``, ``bad`` the unreadable ones.
+    """
+    from tqdm.auto import tqdm
+
+    cache_path = Path(cache_path)
+    index_path = cache_path.with_suffix(".json")
+    if cache_path.exists() and index_path.exists():
+        index = json.loads(index_path.read_text())
+        if index["filepaths"] == list(filepaths) and index["size"] == size:
+            ok = np.array(index["ok"], dtype=bool)
+            bad = [BadImage(**b) for b in index["bad"]]
+            pixels = np.memmap(cache_path, dtype=np.uint8, mode="r", shape=(int(ok.sum()), 3, size, size))
+            return pixels, ok, bad
+
+    n = len(filepaths)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = cache_path.with_suffix(".partial")
+    full = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.uint8, shape=(max(n, 1), 3, size, size))
+    ok = np.zeros(n, dtype=bool)
+    bad: list[BadImage] = []
+    workers = workers or min(8, (os.cpu_count() or 2) * 2)
+    with ThreadPoolExecutor(workers) as pool:
+        results = pool.map(lambda p: _try_decode(p, size), filepaths, chunksize=64)
+        for i, result in enumerate(tqdm(results, total=n, desc="decode images", disable=not progress, unit="img")):
+            if isinstance(result, BadImage):
+                bad.append(result)
+            else:
+                full[i] = result
+                ok[i] = True
+    good = np.memmap(cache_path.with_suffix(".tmp"), dtype=np.uint8, mode="w+", shape=(max(int(ok.sum()), 1), 3, size, size))
+    good[: ok.sum()] = full[ok]
+    good.flush()
+    del full, good
+    tmp_path.unlink()
+    os.replace(cache_path.with_suffix(".tmp"), cache_path)
+    index_path.write_text(json.dumps({
+        "filepaths": list(filepaths), "size": size, "ok": ok.tolist(),
+        "bad": [b.__dict__ for b in bad],
+    }))
+    pixels = np.memmap(cache_path, dtype=np.uint8, mode="r", shape=(int(ok.sum()), 3, size, size))
+    return pixels, ok, bad
+
+
+def load_in_memory(pixels: np.ndarray, budget_bytes: int | None = None) -> np.ndarray:
+    """Copy a memmap into RAM when it fits within ``budget_bytes`` (default: a quarter of RAM)."""
+    if budget_bytes is None:
+        try:
+            budget_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+        except (ValueError, OSError):
+            budget_bytes = 2 << 30
+    return np.array(pixels) if pixels.nbytes <= budget_bytes else pixels

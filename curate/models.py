@@ -1,0 +1,114 @@
+"""Model factories: a compact ResNet for small images, any torchvision classifier, or the user's own.
+
+A model spec is a string:
+
+- ``resnet-small`` (default): a compact residual network in the spirit of airbench for 8-64 pixel
+  images; ``resnet-small:W`` sets the base width (default 32).
+- ``tv:NAME``: a torchvision classification model by name (``tv:resnet18``, ``tv:mobilenet_v3_small``),
+  trained from scratch (pass ``tv:NAME:pretrained`` to start from torchvision's default weights,
+  which needs internet access on first use).
+- ``package.module:factory``: a callable ``factory(num_classes: int) -> torch.nn.Module``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+from torch import nn
+
+
+def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.GELU(),
+    )
+
+
+class _Residual(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.body = nn.Sequential(_conv_bn(width, width), _conv_bn(width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class SmallResNet(nn.Module):
+    """Three stages (width w, 2w, 4w), each a conv, a 2x2 max-pool and a residual block."""
+
+    def __init__(self, num_classes: int, width: int = 32):
+        super().__init__()
+        widths = (width, 2 * width, 4 * width)
+        layers: list[nn.Module] = [_conv_bn(3, widths[0])]
+        c_in = widths[0]
+        for w in widths:
+            layers += [_conv_bn(c_in, w), nn.MaxPool2d(2, ceil_mode=True), _Residual(w)]
+            c_in = w
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.amax(self.features(x), dim=(2, 3)))
+
+
+def build_model(spec: str, num_classes: int) -> nn.Module:
+    """Build a fresh model from ``spec`` (see the module docstring)."""
+    if spec == "resnet-small" or spec.startswith("resnet-small:"):
+        _, _, width = spec.partition(":")
+        if width and not width.isdigit():
+            raise ValueError(f"Model spec {spec!r}: the width after ':' must be an integer, e.g. resnet-small:32.")
+        return SmallResNet(num_classes, int(width) if width else 32)
+    if spec.startswith("tv:"):
+        import torchvision
+
+        parts = spec.split(":")
+        name = parts[1]
+        pretrained = len(parts) > 2 and parts[2] == "pretrained"
+        available = torchvision.models.list_models(module=torchvision.models)
+        if name not in available:
+            raise ValueError(f"Unknown torchvision model {name!r}; choose one of: {', '.join(sorted(available))}.")
+        if pretrained:
+            model = torchvision.models.get_model(name, weights="DEFAULT")
+            _replace_head(model, num_classes)
+            return model
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not attr:
+        raise ValueError(
+            f"Model spec {spec!r} not understood. Use 'resnet-small', 'tv:<torchvision name>' "
+            "or 'package.module:factory'."
+        )
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"Could not load model factory {spec!r}: {exc}") from exc
+    model = factory(num_classes)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"Model factory {spec!r} returned {type(model).__name__}, not a torch.nn.Module.")
+    return model
+
+
+def _replace_head(model: nn.Module, num_classes: int) -> None:
+    """Swap the final linear layer of a pretrained torchvision classifier for ``num_classes``."""
+    for name in ("fc", "classifier", "head", "heads"):
+        head = getattr(model, name, None)
+        if isinstance(head, nn.Linear):
+            setattr(model, name, nn.Linear(head.in_features, num_classes))
+            return
+        if isinstance(head, nn.Sequential):
+            for i in range(len(head) - 1, -1, -1):
+                if isinstance(head[i], nn.Linear):
+                    head[i] = nn.Linear(head[i].in_features, num_classes)
+                    return
+    raise ValueError(f"Could not find the classification head of {type(model).__name__} to replace.")
+
+
+def prunable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """Weights that global magnitude pruning acts on: conv and linear weight tensors."""
+    return [
+        (f"{module_name}.weight", module.weight)
+        for module_name, module in model.named_modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear))
+    ]

@@ -1,0 +1,213 @@
+"""Pruning Identified Exemplars (Hooker et al. 2019, arXiv 1911.05248), as pure functions.
+
+Every function here takes plain numpy arrays and nothing else: no torch, no files, no database.
+
+Shapes used throughout:
+
+- ``dense_probs``: ``(n_members, n_samples, n_classes)``, the out-of-sample predicted class
+  probabilities of each dense population member.
+- ``compressed_probs``: ``(n_levels, n_members, n_samples, n_classes)``, the same for each
+  compression level (e.g. one level per pruning sparsity).
+
+The paper's definition: at compression level ``t`` an image is a PIE when the modal top-1 label
+of the compressed population differs from the modal top-1 label of the dense population.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NO_LEVEL = -1
+"""Value of :func:`lowest_pie_level` for a sample that is a PIE at no level."""
+
+
+def _check_probs(probs: np.ndarray, name: str, ndim: int) -> np.ndarray:
+    probs = np.asarray(probs)
+    if probs.ndim != ndim:
+        raise ValueError(
+            f"{name} must have {ndim} dimensions, got shape {probs.shape}; "
+            f"expected {'(n_levels, ' if ndim == 4 else '('}n_members, n_samples, n_classes)."
+        )
+    if probs.shape[-2] == 0 or probs.shape[-1] < 2:
+        raise ValueError(f"{name} needs at least one sample and two classes, got shape {probs.shape}.")
+    if not np.all(np.isfinite(probs)):
+        raise ValueError(f"{name} contains NaN or infinite values; check the model outputs.")
+    return probs
+
+
+def _check_pair(dense_probs: np.ndarray, compressed_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    dense_probs = _check_probs(dense_probs, "dense_probs", 3)
+    compressed_probs = _check_probs(compressed_probs, "compressed_probs", 4)
+    if compressed_probs.shape[2:] != dense_probs.shape[1:]:
+        raise ValueError(
+            f"compressed_probs has shape {compressed_probs.shape} but dense_probs has shape "
+            f"{dense_probs.shape}: the sample and class axes must match."
+        )
+    return dense_probs, compressed_probs
+
+
+def member_predictions(probs: np.ndarray) -> np.ndarray:
+    """Top-1 label of every member for every sample: ``argmax`` over the last axis."""
+    return np.asarray(probs).argmax(axis=-1)
+
+
+def vote_counts(probs: np.ndarray) -> np.ndarray:
+    """Number of members whose top-1 label is each class.
+
+    Args:
+        probs: ``(n_members, n_samples, n_classes)``.
+
+    Returns:
+        ``(n_samples, n_classes)`` integer counts summing to ``n_members`` per sample.
+    """
+    probs = _check_probs(probs, "probs", 3)
+    n_classes = probs.shape[-1]
+    preds = member_predictions(probs)  # (members, samples)
+    counts = np.zeros((probs.shape[1], n_classes), dtype=np.int64)
+    for member_preds in preds:
+        counts[np.arange(probs.shape[1]), member_preds] += 1
+    return counts
+
+
+def modal_labels(probs: np.ndarray) -> np.ndarray:
+    """Modal top-1 label of a population, per sample.
+
+    Ties between classes with the same number of votes are broken deterministically: first by
+    the larger summed probability the population gives the tied classes, then by the smaller
+    class index. Breaking ties by probability mass keeps the choice meaningful (the population
+    leans that way), and the index rule makes it total, so repeated runs always agree.
+
+    Args:
+        probs: ``(n_members, n_samples, n_classes)``.
+
+    Returns:
+        ``(n_samples,)`` integer labels.
+    """
+    probs = _check_probs(probs, "probs", 3)
+    counts = vote_counts(probs)
+    mass = probs.sum(axis=0)
+    is_top = counts == counts.max(axis=1, keepdims=True)
+    # Among top-voted classes pick the largest mass; argmax returns the first index on exact ties.
+    tie_mass = np.where(is_top, mass, -np.inf)
+    return tie_mass.argmax(axis=1)
+
+
+def mark_pies(dense_probs: np.ndarray, compressed_probs: np.ndarray) -> np.ndarray:
+    """Boolean PIE mask per level: compressed modal label != dense modal label.
+
+    Returns:
+        ``(n_levels, n_samples)`` booleans.
+    """
+    dense_probs, compressed_probs = _check_pair(dense_probs, compressed_probs)
+    dense_modal = modal_labels(dense_probs)
+    return np.stack([modal_labels(level) != dense_modal for level in compressed_probs])
+
+
+def flip_share(dense_probs: np.ndarray, compressed_probs: np.ndarray) -> np.ndarray:
+    """Share of compressed members whose top-1 label leaves the dense modal label.
+
+    A continuous companion of :func:`mark_pies`: 0 when every compressed member agrees with the
+    dense population, 1 when none does.
+
+    Returns:
+        ``(n_levels, n_samples)`` floats in [0, 1].
+    """
+    dense_probs, compressed_probs = _check_pair(dense_probs, compressed_probs)
+    dense_modal = modal_labels(dense_probs)
+    compressed_preds = member_predictions(compressed_probs)  # (levels, members, samples)
+    return (compressed_preds != dense_modal[None, None, :]).mean(axis=1)
+
+
+def probability_drop(dense_probs: np.ndarray, compressed_probs: np.ndarray) -> np.ndarray:
+    """Drop in the mean probability of the dense modal label from dense to compressed.
+
+    Positive when compression takes probability away from the label the dense population
+    chose; in [-1, 1].
+
+    Returns:
+        ``(n_levels, n_samples)`` floats.
+    """
+    dense_probs, compressed_probs = _check_pair(dense_probs, compressed_probs)
+    dense_modal = modal_labels(dense_probs)
+    idx = np.arange(dense_probs.shape[1])
+    dense_p = dense_probs.mean(axis=0)[idx, dense_modal]
+    compressed_p = compressed_probs.mean(axis=1)[:, idx, dense_modal]
+    return dense_p[None, :] - compressed_p
+
+
+def lowest_pie_level(is_pie: np.ndarray) -> np.ndarray:
+    """Index of the first level (levels ordered weakest to strongest) at which a sample is a PIE.
+
+    Args:
+        is_pie: ``(n_levels, n_samples)`` booleans from :func:`mark_pies`.
+
+    Returns:
+        ``(n_samples,)`` level indices, :data:`NO_LEVEL` (-1) where the sample is never a PIE.
+    """
+    is_pie = np.asarray(is_pie, dtype=bool)
+    if is_pie.ndim != 2:
+        raise ValueError(f"is_pie must be (n_levels, n_samples), got shape {is_pie.shape}.")
+    first = is_pie.argmax(axis=0)
+    return np.where(is_pie.any(axis=0), first, NO_LEVEL)
+
+
+@dataclass(frozen=True)
+class PieScores:
+    """Everything curate computes per sample from the two populations.
+
+    Attributes:
+        dense_modal: ``(n_samples,)`` modal label of the dense population.
+        dense_confidence: ``(n_samples,)`` mean dense probability of ``dense_modal``.
+        dense_mean_probs: ``(n_samples, n_classes)`` mean dense probabilities.
+        compressed_modal: ``(n_levels, n_samples)`` modal label of each compressed population.
+        compressed_confidence: ``(n_levels, n_samples)`` its mean probability at that level.
+        is_pie: ``(n_levels, n_samples)`` the paper's PIE mask.
+        flip_share: ``(n_levels, n_samples)`` see :func:`flip_share`.
+        probability_drop: ``(n_levels, n_samples)`` see :func:`probability_drop`.
+        lowest_level: ``(n_samples,)`` see :func:`lowest_pie_level`.
+        pie_score: ``(n_samples,)`` mean of ``flip_share`` over levels, in [0, 1]. Averaging over
+            levels rewards samples that are forgotten early (at low compression) and by many
+            members, which is how the paper orders PIEs by how hard they are.
+    """
+
+    dense_modal: np.ndarray
+    dense_confidence: np.ndarray
+    dense_mean_probs: np.ndarray
+    compressed_modal: np.ndarray
+    compressed_confidence: np.ndarray
+    is_pie: np.ndarray
+    flip_share: np.ndarray
+    probability_drop: np.ndarray
+    lowest_level: np.ndarray
+    pie_score: np.ndarray
+
+    @property
+    def is_pie_any(self) -> np.ndarray:
+        """``(n_samples,)`` True where the sample is a PIE at one level or more."""
+        return self.is_pie.any(axis=0)
+
+
+def score_pies(dense_probs: np.ndarray, compressed_probs: np.ndarray) -> PieScores:
+    """Compute the PIE mask and continuous scores for every sample and level in one pass."""
+    dense_probs, compressed_probs = _check_pair(dense_probs, compressed_probs)
+    idx = np.arange(dense_probs.shape[1])
+    dense_mean = dense_probs.mean(axis=0)
+    dense_modal = modal_labels(dense_probs)
+    compressed_modal = np.stack([modal_labels(level) for level in compressed_probs])
+    compressed_mean = compressed_probs.mean(axis=1)
+    is_pie = compressed_modal != dense_modal[None, :]
+    flips = flip_share(dense_probs, compressed_probs)
+    return PieScores(
+        dense_modal=dense_modal,
+        dense_confidence=dense_mean[idx, dense_modal],
+        dense_mean_probs=dense_mean,
+        compressed_modal=compressed_modal,
+        compressed_confidence=np.take_along_axis(compressed_mean, compressed_modal[..., None], axis=-1)[..., 0],
+        is_pie=is_pie,
+        flip_share=flips,
+        probability_drop=probability_drop(dense_probs, compressed_probs),
+        lowest_level=lowest_pie_level(is_pie),
+        pie_score=flips.mean(axis=0),
+    )

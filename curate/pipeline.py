@@ -1,0 +1,318 @@
+"""The run: labelled images -> dense population -> compressed copies -> probabilities -> scores -> store.
+
+Data flows one way. :func:`run_population` produces out-of-sample probabilities (resuming from
+the jobs already in the run directory); :func:`analyse` turns them into scores and tables; the
+FiftyOne push and the CLI read the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from curate import __version__
+from curate.analysis import analyse, sample_table
+from curate.crossfit import check_fold_support, stratified_folds
+from curate.executor import Executor, InProcessExecutor, MemberJob
+from curate.images import BadImage, decode_images, load_in_memory
+from curate.pies import PieScores
+from curate.sources import LabeledImages, SourceError
+from curate.store import RunStore
+from curate.train import TrainSettings
+
+
+@dataclass(frozen=True)
+class CurateConfig:
+    """What a run computes. Two runs with equal configs on the same images give the same results.
+
+    Attributes:
+        model: model spec, see :mod:`curate.models`.
+        members: population size K; every image gets exactly K out-of-sample predictions per level.
+        folds: cross-fitting folds F; each member trains F networks on (F-1)/F of the images.
+        sparsities: global magnitude pruning levels, ascending, each in (0, 1).
+        image_size: images are decoded to ``image_size`` x ``image_size`` RGB.
+        seed: base seed; member k uses seed ``1000 * seed + k`` for its partition and initialisation.
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:i]``; not part of the fingerprint.
+        alpha: family-wise significance level of the per-class tests.
+        train: optimisation settings.
+    """
+
+    model: str = "resnet-small"
+    members: int = 4
+    folds: int = 2
+    sparsities: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9)
+    image_size: int = 32
+    seed: int = 0
+    device: str = "auto"
+    alpha: float = 0.05
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sparsities", tuple(float(s) for s in self.sparsities))
+        if self.members < 2:
+            raise ValueError(f"members must be at least 2 (a modal label and a t-test need a population), got {self.members}.")
+        if self.folds < 2:
+            raise ValueError(f"folds must be at least 2 so every image is scored out of sample, got {self.folds}.")
+        if not self.sparsities:
+            raise ValueError("Give at least one sparsity, e.g. --sparsities 0.3,0.5,0.7,0.9.")
+        bad = [s for s in self.sparsities if not 0.0 < s < 1.0]
+        if bad:
+            raise ValueError(f"Sparsities must lie strictly between 0 and 1, got {bad}.")
+        if list(self.sparsities) != sorted(set(self.sparsities)):
+            raise ValueError(f"Sparsities must be distinct and ascending, got {list(self.sparsities)}.")
+        if self.image_size < 8:
+            raise ValueError(f"image_size must be at least 8 pixels, got {self.image_size}.")
+
+    @property
+    def level_names(self) -> list[str]:
+        return [f"prune{round(s * 100):02d}" for s in self.sparsities]
+
+    def member_seed(self, member: int) -> int:
+        return 1000 * self.seed + member
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["sparsities"] = list(self.sparsities)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CurateConfig":
+        data = dict(data)
+        data["train"] = TrainSettings(**data.get("train", {}))
+        data["sparsities"] = tuple(data["sparsities"])
+        return cls(**data)
+
+    def fingerprint(self, images: LabeledImages) -> str:
+        """Hash of everything that determines the results: config (less device), images, labels."""
+        config = self.to_dict()
+        config.pop("device")
+        h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+        h.update("\n".join(images.filepaths).encode())
+        h.update(np.asarray(images.labels, dtype=np.int64).tobytes())
+        h.update("\n".join(images.classes).encode())
+        return h.hexdigest()[:16]
+
+
+@dataclass
+class Population:
+    """Probabilities of the whole population, split by whether a network trained on the image.
+
+    ``dense`` ``(K, N, C)`` and ``compressed`` ``(L, K, N, C)`` are out of sample: one network per
+    member that never saw the image. ``dense_in`` ``(K*(F-1), N, C)`` and ``compressed_in`` are in
+    sample: the member networks that did train on it.
+    """
+
+    dense: np.ndarray
+    compressed: np.ndarray
+    dense_in: np.ndarray
+    compressed_in: np.ndarray
+    measured_sparsity: np.ndarray
+    job_seconds: dict[str, float]
+
+
+@dataclass
+class RunResult:
+    """Everything a finished run knows, in memory."""
+
+    config: CurateConfig
+    images: LabeledImages  # the readable images, in the order of every array below
+    bad_images: list[BadImage]
+    dense_probs: np.ndarray  # (K, N, C)
+    compressed_probs: np.ndarray  # (L, K, N, C)
+    scores: PieScores
+    levels: pd.DataFrame
+    impact: pd.DataFrame
+    samples: pd.DataFrame
+    store: RunStore
+    manifest: dict[str, Any]
+
+    @property
+    def level_names(self) -> list[str]:
+        return self.config.level_names
+
+
+def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray, n_classes: int,
+                   mean: np.ndarray, std: np.ndarray, progress):
+    """The function every job runs: train one network, prune copies of it, score its held-out fold."""
+    import torch
+
+    from curate.models import build_model
+    from curate.train import (Normalizer, measured_sparsity, predict_probs, prune_and_finetune,
+                              resolve_device, train_dense)
+
+    device = resolve_device(config.device)
+    normalize = Normalizer(mean, std, device)
+    fold_cache: dict[int, np.ndarray] = {}
+
+    def run(job: MemberJob) -> dict[str, np.ndarray]:
+        if job.member not in fold_cache:
+            fold_cache[job.member] = stratified_folds(labels, config.folds, config.member_seed(job.member))
+        folds = fold_cache[job.member]
+        train_idx = np.flatnonzero(folds != job.fold)
+        test_idx = np.flatnonzero(folds == job.fold)
+        train_pixels = np.asarray(pixels[train_idx])
+        all_pixels = pixels
+        torch.manual_seed(job.seed)
+        started = time.perf_counter()
+        model = build_model(config.model, n_classes).to(device).to(memory_format=torch.channels_last)
+        train_dense(model, train_pixels, labels[train_idx], normalize, config.train, job.seed, progress)
+        dense = predict_probs(model, all_pixels, normalize)
+        compressed, sparsity = [], []
+        for level, s in enumerate(config.sparsities):
+            pruned = prune_and_finetune(model, train_pixels, labels[train_idx], normalize, config.train, s,
+                                        job.seed + 7919 * (level + 1), progress)
+            compressed.append(predict_probs(pruned, all_pixels, normalize))
+            sparsity.append(measured_sparsity(pruned))
+        return {
+            "test_idx": test_idx, "dense": dense, "compressed": np.stack(compressed),
+            "sparsity": np.array(sparsity), "seconds": np.array(time.perf_counter() - started),
+        }
+
+    return run
+
+
+def prepare_images(images: LabeledImages, config: CurateConfig, store: RunStore, progress: bool = True):
+    """Decode once; drop unreadable images (reported); check every class can be cross-fitted."""
+    if len(images) == 0:
+        raise SourceError(f"The source {images.description} has no images.")
+    pixels, ok, bad = decode_images(images.filepaths, config.image_size, store.image_cache(config.image_size),
+                                    progress=progress)
+    if not ok.any():
+        raise SourceError(f"None of the {len(images)} images of {images.description} could be read; "
+                          f"first failure: {bad[0].path}: {bad[0].reason}")
+    kept = images.subset(ok)
+    check_fold_support(kept.labels, config.folds, kept.classes)
+    return kept, load_in_memory(pixels), bad
+
+
+def run_population(
+    images: LabeledImages,
+    pixels: np.ndarray,
+    config: CurateConfig,
+    store: RunStore,
+    executor: Executor | None = None,
+    progress: bool = True,
+) -> Population:
+    """Train, compress and score the whole population, resuming from jobs already stored."""
+    from tqdm.auto import tqdm
+
+    from curate.train import Normalizer, configure_threads, steps_for
+
+    configure_threads()
+    executor = executor or InProcessExecutor()
+    fingerprint = config.fingerprint(images)
+    n, n_classes, n_levels = len(images), len(images.classes), len(config.sparsities)
+    dense = np.full((config.members, n, n_classes), np.nan, dtype=np.float32)
+    compressed = np.full((n_levels, config.members, n, n_classes), np.nan, dtype=np.float32)
+    n_in = config.members * (config.folds - 1)
+    dense_in = np.full((n_in, n, n_classes), np.nan, dtype=np.float32)
+    compressed_in = np.full((n_levels, n_in, n, n_classes), np.nan, dtype=np.float32)
+    sparsity_sum = np.zeros(n_levels)
+    seconds: dict[str, float] = {}
+
+    jobs = [MemberJob(k, f, config.member_seed(k) * 100 + f) for k in range(config.members) for f in range(config.folds)]
+    folds = {k: stratified_folds(images.labels, config.folds, config.member_seed(k)) for k in range(config.members)}
+
+    def place(job: MemberJob, out: dict[str, np.ndarray]) -> None:
+        member_folds = folds[job.member]
+        held_out = member_folds == job.fold
+        dense[job.member, held_out] = out["dense"][held_out]
+        compressed[:, job.member, held_out] = out["compressed"][:, held_out]
+        # In-sample slot of this network for each image it trained on: its rank among the
+        # member's F-1 networks that saw that image.
+        trained = np.flatnonzero(~held_out)
+        slot = job.member * (config.folds - 1) + job.fold - (job.fold > member_folds[trained])
+        dense_in[slot, trained] = out["dense"][trained]
+        compressed_in[:, slot, trained] = out["compressed"][:, trained]
+        sparsity_sum[:] += out["sparsity"]
+        seconds[job.name] = float(out["seconds"])
+
+    todo = []
+    for job in jobs:
+        cached = store.load_job(job.name, fingerprint)
+        if cached is None:
+            todo.append(job)
+        else:
+            place(job, cached)
+    if todo:
+        mean, std = Normalizer.channel_stats(pixels)
+        n_train = int(n * (config.folds - 1) / config.folds)
+        total = len(todo) * steps_for(n_train, config.train, n_levels)
+        done_note = f" ({len(jobs) - len(todo)} of {len(jobs)} resumed from {store.root})" if len(todo) < len(jobs) else ""
+        with tqdm(total=total, desc=f"train+prune {len(todo)} networks{done_note}", unit="step",
+                  disable=not progress, smoothing=0.05) as bar:
+            job_fn = _member_job_fn(config, pixels, images.labels, n_classes, mean, std, bar.update)
+            for job, out in executor.map(job_fn, todo):
+                store.save_job(job.name, fingerprint, **out)
+                place(job, out)
+    if any(np.isnan(a).any() for a in (dense, compressed, dense_in, compressed_in)):
+        raise RuntimeError("Some images received no out-of-sample prediction; the run directory may be corrupt. "
+                           f"Delete {store.root / 'jobs'} and run again.")
+    return Population(dense, compressed, dense_in, compressed_in, sparsity_sum / len(jobs), seconds)
+
+
+def run_curate(
+    images: LabeledImages,
+    config: CurateConfig,
+    run_dir,
+    executor: Executor | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """The whole computation for one source: decode, populations, scores, tables, run directory."""
+    store = RunStore(run_dir)
+    started = time.time()
+    previous = store.read_json("manifest.json") or {}
+    manifest: dict[str, Any] = {
+        "curate_version": __version__,
+        "status": "running",
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": images.description,
+        "config": config.to_dict(),
+        "python": platform.python_version(),
+    }
+    if previous.get("status") == "running":
+        manifest["resumed_from"] = previous.get("started")
+    store.write_json("manifest.json", manifest)
+
+    kept, pixels, bad = prepare_images(images, config, store, progress)
+    fingerprint = config.fingerprint(kept)
+    population = run_population(kept, pixels, config, store, executor, progress)
+    dense, compressed, seconds = population.dense, population.compressed, population.job_seconds
+    scores, levels, impact = analyse(dense, compressed, kept.labels, kept.classes, config.level_names,
+                                     list(config.sparsities), config.alpha, population.measured_sparsity)
+    samples = sample_table(scores, kept.labels, kept.classes, config.level_names, kept.filepaths, kept.splits,
+                           kept.sample_ids)
+    store.save_probs(dense, compressed, config.level_names)
+    store.save_table("samples.parquet", samples)
+    store.save_table("classes.csv", impact)
+    store.save_table("levels.csv", levels)
+
+    import torch
+
+    manifest.update({
+        "status": "complete",
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.time() - started, 1),
+        "fingerprint": fingerprint,
+        "torch": torch.__version__,
+        "n_images": len(kept),
+        "classes": kept.classes,
+        "bad_images": [b.__dict__ for b in bad],
+        "job_seconds": seconds,
+        "out_of_sample_predictions_per_image": config.members,
+        "levels": levels.to_dict(orient="records"),
+        "files": ["manifest.json", "probs.npz", "samples.parquet", "classes.csv", "levels.csv", "jobs/"],
+    })
+    store.write_json("manifest.json", manifest)
+    result = RunResult(config, kept, bad, dense, compressed, scores, levels, impact, samples, store, manifest)
+    result.population = population
+    return result

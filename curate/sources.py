@@ -1,0 +1,212 @@
+"""Where labelled images come from: an image folder tree, a CSV manifest, a FiftyOne dataset or the
+embedded default (scikit-learn's digits).
+
+Every loader returns a :class:`LabeledImages`: absolute file paths, integer labels, the class names
+and an optional split per image. Nothing here decodes pixels (see :mod:`curate.images`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+class SourceError(ValueError):
+    """A source cannot be read as labelled images; the message names the file or value and the fix."""
+
+
+@dataclass
+class LabeledImages:
+    """A labelled image-classification dataset as curate sees it.
+
+    Attributes:
+        filepaths: absolute paths, one per image.
+        labels: ``(n,)`` integer indices into ``classes``.
+        classes: class names, sorted.
+        splits: one split name per image (``train``, ``val``, ``test``...) or None.
+        description: where the images came from, for logs and the run manifest.
+        sample_ids: FiftyOne sample ids when the source is a FiftyOne dataset.
+    """
+
+    filepaths: list[str]
+    labels: np.ndarray
+    classes: list[str]
+    splits: list[str | None] = field(default_factory=list)
+    description: str = ""
+    sample_ids: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if not self.splits:
+            self.splits = [None] * len(self.filepaths)
+        if not (len(self.filepaths) == len(self.labels) == len(self.splits)):
+            raise SourceError("filepaths, labels and splits must have the same length.")
+
+    def __len__(self) -> int:
+        return len(self.filepaths)
+
+    def subset(self, keep: np.ndarray) -> "LabeledImages":
+        """The images where ``keep`` (a boolean mask or index array) selects them."""
+        idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep)
+        return LabeledImages(
+            filepaths=[self.filepaths[i] for i in idx],
+            labels=self.labels[idx],
+            classes=self.classes,
+            splits=[self.splits[i] for i in idx],
+            description=self.description,
+            sample_ids=None if self.sample_ids is None else [self.sample_ids[i] for i in idx],
+        )
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=len(self.classes))
+        return dict(zip(self.classes, counts.tolist()))
+
+
+def _from_names(filepaths: list[str], names: list[str], splits: list[str | None], description: str,
+                sample_ids: list[str] | None = None) -> LabeledImages:
+    classes = sorted(set(names))
+    index = {c: i for i, c in enumerate(classes)}
+    return LabeledImages(
+        filepaths=filepaths,
+        labels=np.array([index[n] for n in names], dtype=np.int64),
+        classes=classes,
+        splits=splits,
+        description=description,
+        sample_ids=sample_ids,
+    )
+
+
+def from_folder(root: str | os.PathLike) -> LabeledImages:
+    """Images laid out as ``root/<class>/<image>``; files with other extensions are ignored."""
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise SourceError(f"Image folder {root} does not exist or is not a directory.")
+    filepaths, names = [], []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in sorted(class_dir.rglob("*")):
+            if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+                filepaths.append(str(path))
+                names.append(class_dir.name)
+    if not filepaths:
+        raise SourceError(
+            f"No images found under {root}. Expected one sub-folder per class, e.g. "
+            f"{root}/cat/001.jpg, with extensions {', '.join(IMAGE_EXTENSIONS)}."
+        )
+    return _from_names(filepaths, names, [None] * len(filepaths), f"folder {root}")
+
+
+def from_csv(path: str | os.PathLike) -> LabeledImages:
+    """A CSV manifest with columns ``filepath,label`` and optionally ``split``.
+
+    Relative file paths are resolved against the CSV's own directory.
+    """
+    import pandas as pd
+
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise SourceError(f"CSV manifest {path} does not exist.")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:  # pandas raises several types for malformed files
+        raise SourceError(f"Could not parse CSV manifest {path}: {exc}") from exc
+    missing = {"filepath", "label"} - set(table.columns)
+    if missing:
+        raise SourceError(
+            f"CSV manifest {path} lacks column(s) {sorted(missing)}; found {list(table.columns)}. "
+            "Expected a header 'filepath,label' (and optionally ',split')."
+        )
+    empty = table.index[(table["filepath"] == "") | (table["label"] == "")].tolist()
+    if empty:
+        raise SourceError(f"CSV manifest {path}: empty filepath or label on data row(s) {[i + 2 for i in empty[:10]]}.")
+    base = path.parent
+    filepaths = [str(p if os.path.isabs(p) else (base / p).resolve()) for p in table["filepath"]]
+    splits = table["split"].replace("", None).tolist() if "split" in table.columns else None
+    return _from_names(filepaths, table["label"].tolist(), splits or [None] * len(table), f"csv {path}")
+
+
+def from_fiftyone(dataset_name: str, label_field: str = "ground_truth") -> LabeledImages:
+    """Samples of an existing FiftyOne dataset with ``fo.Classification`` labels in ``label_field``.
+
+    Samples without a label are left out (and reported by the caller); split tags ``train``,
+    ``val``/``validation`` and ``test`` become splits.
+    """
+    from curate.fo_db import import_fiftyone
+
+    fo = import_fiftyone()
+    if not fo.dataset_exists(dataset_name):
+        raise SourceError(f"FiftyOne dataset {dataset_name!r} does not exist; see `fiftyone datasets list`.")
+    dataset = fo.load_dataset(dataset_name)
+    if not dataset.has_sample_field(label_field):
+        fields = [f for f in dataset.get_field_schema() if f not in ("id", "filepath", "tags", "metadata")]
+        raise SourceError(
+            f"FiftyOne dataset {dataset_name!r} has no field {label_field!r}; "
+            f"pass --label-field with one of {fields}."
+        )
+    ids, paths, labels, tags = dataset.values(["id", "filepath", f"{label_field}.label", "tags"])
+    keep = [i for i, label in enumerate(labels) if label is not None]
+    if not keep:
+        raise SourceError(f"No sample of {dataset_name!r} has a label in {label_field!r}.")
+    split_names = {"train": "train", "val": "val", "validation": "val", "test": "test"}
+    splits = []
+    for i in keep:
+        found = [split_names[t] for t in tags[i] if t in split_names]
+        splits.append(found[0] if found else None)
+    return _from_names(
+        [paths[i] for i in keep], [labels[i] for i in keep], splits,
+        f"fiftyone {dataset_name}:{label_field}", sample_ids=[ids[i] for i in keep],
+    )
+
+
+def default_cache_dir() -> Path:
+    """Where curate keeps data it writes for itself: ``$CURATE_HOME`` or ``~/.cache/curate``."""
+    return Path(os.environ.get("CURATE_HOME", Path.home() / ".cache" / "curate")).expanduser()
+
+
+def digits(cache_dir: str | os.PathLike | None = None, scale: int = 4) -> LabeledImages:
+    """scikit-learn's handwritten digits (1,797 8x8 images), written once as PNGs.
+
+    The 8x8 images are enlarged ``scale`` times with nearest-neighbour sampling so that the FiftyOne
+    App shows them at a legible size; the pixels are the originals.
+    """
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    root = Path(cache_dir or default_cache_dir() / "digits").expanduser().resolve()
+    bunch = load_digits()
+    names = [str(t) for t in bunch.target]
+    filepaths = [str(root / name / f"{i:04d}.png") for i, name in enumerate(names)]
+    done = root / ".complete"
+    if not done.exists():
+        for i, (image, path) in enumerate(zip(bunch.images, filepaths)):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            pixels = np.clip(image * (255.0 / 16.0), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).resize((8 * scale, 8 * scale), Image.NEAREST).save(path)
+        done.write_text(f"{len(filepaths)} images\n")
+    return _from_names(filepaths, names, [None] * len(filepaths), f"digits {root}")
+
+
+def load_source(source: str, label_field: str = "ground_truth") -> LabeledImages:
+    """Resolve ``source``: ``digits``, a directory, a ``.csv`` file, or a FiftyOne dataset name."""
+    if source == "digits":
+        return digits()
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return from_folder(path)
+    if path.suffix.lower() == ".csv":
+        return from_csv(path)
+    if path.exists():
+        raise SourceError(f"{source} is a file but not a .csv manifest; pass a folder, a .csv or a dataset name.")
+    from curate.fo_db import import_fiftyone
+
+    fo = import_fiftyone()
+    if fo.dataset_exists(source):
+        return from_fiftyone(source, label_field)
+    raise SourceError(
+        f"Source {source!r} is neither 'digits', an existing folder, a .csv manifest, "
+        "nor a FiftyOne dataset (see `fiftyone datasets list`)."
+    )

@@ -1,0 +1,227 @@
+"""Training, gradual global magnitude pruning with fine-tuning, and prediction.
+
+This is the imperative shell around torch; the science lives in :mod:`curate.pies` and
+:mod:`curate.stats`. Images arrive as uint8 arrays ``(n, 3, h, w)`` decoded once per run.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from curate.models import prunable_parameters
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings shared by dense training and pruning fine-tuning.
+
+    Attributes:
+        epochs: dense training epochs.
+        finetune_epochs: epochs of fine-tuning per pruning level; the sparsity ramps up over the first
+            ``ramp_fraction`` of them (Zhu & Gupta 2017 cubic schedule) and holds for the rest.
+        batch_size, lr, finetune_lr, weight_decay, momentum: SGD (Nesterov) settings; the learning
+            rate warms up linearly for the first 15% of steps, then decays linearly to zero.
+        hflip: random horizontal flips (turn off for digits, text, or anything chirality matters for).
+        crop_padding: random translation by up to this many pixels (reflect padding).
+        ramp_fraction: share of fine-tuning steps over which sparsity ramps up.
+        mask_updates: how many times the pruning mask is recomputed during the ramp.
+    """
+
+    epochs: int = 16
+    finetune_epochs: int = 6
+    batch_size: int = 128
+    lr: float = 0.1
+    finetune_lr: float = 0.04
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    hflip: bool = True
+    crop_padding: int = 2
+    ramp_fraction: float = 0.6
+    mask_updates: int = 8
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} requested but CUDA is not available; use --device cpu.")
+    return torch.device(device)
+
+
+def configure_threads() -> None:
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
+class Normalizer:
+    """uint8 pixels -> float tensors standardised with the dataset's channel statistics."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray, device: torch.device):
+        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.std = torch.as_tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.device = device
+
+    @staticmethod
+    def channel_stats(pixels: np.ndarray, max_images: int = 5000) -> tuple[np.ndarray, np.ndarray]:
+        step = max(1, len(pixels) // max_images)
+        sample = np.asarray(pixels[::step], dtype=np.float32) / 255.0
+        return sample.mean(axis=(0, 2, 3)), sample.std(axis=(0, 2, 3)) + 1e-3
+
+    def __call__(self, batch_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(batch_uint8), device=self.device).float().div_(255.0)
+        return (x - self.mean) / self.std
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, padding: int, hflip: bool) -> torch.Tensor:
+    """Random translation (reflect-padded crop) and optional horizontal flip, per image."""
+    n, _, h, w = x.shape
+    if hflip:
+        flip = torch.rand(n, generator=generator) < 0.5
+        x = torch.where(flip.to(x.device).view(n, 1, 1, 1), x.flip(3), x)
+    if padding > 0:
+        padded = F.pad(x, (padding,) * 4, mode="reflect")
+        dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).tolist()
+        dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).tolist()
+        x = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    return x
+
+
+def _lr_at(step: int, total: int, peak: float, warmup_fraction: float = 0.15) -> float:
+    warmup = max(1, int(total * warmup_fraction))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * max(0.0, (total - step) / max(1, total - warmup))
+
+
+def cubic_sparsity(step: int, ramp_steps: int, final_sparsity: float) -> float:
+    """Zhu & Gupta (2017): s_t = s_f * (1 - (1 - t / T)^3), reaching ``final_sparsity`` at ``ramp_steps``."""
+    progress = min(1.0, step / max(1, ramp_steps))
+    return final_sparsity * (1.0 - (1.0 - progress) ** 3)
+
+
+def global_magnitude_masks(model: nn.Module, sparsity: float) -> dict[str, torch.Tensor]:
+    """Masks keeping the largest-magnitude ``1 - sparsity`` share of all prunable weights together."""
+    params = prunable_parameters(model)
+    magnitudes = torch.cat([p.detach().abs().flatten() for _, p in params])
+    n_prune = int(round(sparsity * magnitudes.numel()))
+    if n_prune == 0:
+        return {name: torch.ones_like(p, dtype=torch.bool) for name, p in params}
+    threshold = torch.kthvalue(magnitudes.float().cpu(), n_prune).values.to(magnitudes.device)
+    return {name: p.detach().abs() > threshold for name, p in params}
+
+
+def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, param in prunable_parameters(model):
+            param.mul_(masks[name])
+
+
+def measured_sparsity(model: nn.Module) -> float:
+    params = prunable_parameters(model)
+    zeros = sum(int((p == 0).sum()) for _, p in params)
+    return zeros / sum(p.numel() for _, p in params)
+
+
+def _fit(
+    model: nn.Module,
+    pixels: np.ndarray,
+    labels: np.ndarray,
+    normalize: Normalizer,
+    settings: TrainSettings,
+    epochs: int,
+    peak_lr: float,
+    seed: int,
+    final_sparsity: float = 0.0,
+    progress=None,
+) -> None:
+    device = normalize.device
+    generator = torch.Generator().manual_seed(seed)
+    n = len(labels)
+    batch = min(settings.batch_size, n)
+    steps_per_epoch = max(1, n // batch)
+    total = steps_per_epoch * epochs
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (decay if p.ndim > 1 else no_decay).append(p)
+    optimizer = torch.optim.SGD(
+        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=peak_lr, momentum=settings.momentum, nesterov=True,
+    )
+    labels_t = torch.as_tensor(labels, dtype=torch.long)
+    ramp_steps = int(total * settings.ramp_fraction)
+    update_every = max(1, ramp_steps // max(1, settings.mask_updates))
+    masks = None
+    use_amp = device.type == "cuda"
+    model.train()
+    step = 0
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        for b in range(steps_per_epoch):
+            idx = order[b * batch:(b + 1) * batch].numpy()
+            idx.sort()  # sorted reads are much faster on a memmap
+            x = augment(normalize(pixels[idx]), generator, settings.crop_padding, settings.hflip)
+            y = labels_t[idx].to(device)
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(step, total, peak_lr)
+            if final_sparsity > 0 and (masks is None or (step <= ramp_steps and step % update_every == 0)):
+                masks = global_magnitude_masks(model, cubic_sparsity(step + update_every, ramp_steps, final_sparsity))
+                apply_masks(model, masks)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if masks is not None:
+                apply_masks(model, masks)
+            step += 1
+            if progress is not None:
+                progress(1)
+    if final_sparsity > 0:
+        # The last mask update may land a step short of the target: finish exactly at it.
+        apply_masks(model, global_magnitude_masks(model, final_sparsity))
+
+
+def train_dense(model, pixels, labels, normalize, settings: TrainSettings, seed: int, progress=None) -> nn.Module:
+    """Train ``model`` from its initialisation on ``pixels, labels``; returns it in eval mode."""
+    _fit(model, pixels, labels, normalize, settings, settings.epochs, settings.lr, seed, progress=progress)
+    return model.eval()
+
+
+def prune_and_finetune(dense: nn.Module, pixels, labels, normalize, settings: TrainSettings,
+                       sparsity: float, seed: int, progress=None) -> nn.Module:
+    """A pruned copy of ``dense`` at ``sparsity``, ramped up gradually while fine-tuning."""
+    model = copy.deepcopy(dense)
+    _fit(model, pixels, labels, normalize, settings, settings.finetune_epochs, settings.finetune_lr, seed,
+         final_sparsity=sparsity, progress=progress)
+    return model.eval()
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, pixels: np.ndarray, normalize: Normalizer, batch_size: int = 512) -> np.ndarray:
+    """Softmax probabilities ``(n, n_classes)`` as float32."""
+    model.eval()
+    use_amp = normalize.device.type == "cuda"
+    out = []
+    for start in range(0, len(pixels), batch_size):
+        x = normalize(pixels[start:start + batch_size])
+        with torch.autocast(normalize.device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = model(x)
+        out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def steps_for(n_train: int, settings: TrainSettings, n_levels: int) -> int:
+    """Optimiser steps one job takes: dense training plus fine-tuning at every level (for progress bars)."""
+    per_epoch = max(1, n_train // min(settings.batch_size, n_train))
+    return per_epoch * (settings.epochs + n_levels * settings.finetune_epochs)
+
+
+def is_finite_model(model: nn.Module) -> bool:
+    return all(math.isfinite(float(p.detach().abs().sum())) for p in model.parameters())

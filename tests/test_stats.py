@@ -1,0 +1,77 @@
+"""Per-class impact statistics on hand-made arrays with answers worked out by hand."""
+
+import numpy as np
+import pytest
+
+from curate.stats import class_impact, holm_correction, impact_table, member_recalls, welch_t_test
+
+LABELS = np.array([0, 0, 1, 1])
+
+
+def probs_from_preds(preds, n_classes=2):
+    preds = np.asarray(preds)
+    out = np.full(preds.shape + (n_classes,), 0.1)
+    np.put_along_axis(out, preds[..., None], 0.9, axis=-1)
+    return out
+
+
+# Dense members both perfect. Compressed member C predicts 0 0 0 1, member D predicts 0 0 0 0.
+DENSE = probs_from_preds([[0, 0, 1, 1], [0, 0, 1, 1]])
+COMPRESSED = probs_from_preds([[0, 0, 0, 1], [0, 0, 0, 0]])
+
+
+def test_member_recalls():
+    np.testing.assert_allclose(member_recalls(COMPRESSED, LABELS), [[1.0, 0.5], [1.0, 0.0]])
+
+
+def test_holm_correction():
+    # sorted: 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> raised to the running max 0.06
+    np.testing.assert_allclose(holm_correction(np.array([0.01, 0.04, 0.03])), [0.03, 0.06, 0.06])
+    assert np.isnan(holm_correction(np.array([np.nan, 0.2])))[0]
+
+
+def test_welch_degenerate_cases():
+    assert welch_t_test([1, 1], [1, 1]) == (0.0, 1.0)
+    t, p = welch_t_test([1, 1], [0.5, 0.5])
+    assert p == 0.0 and t == -np.inf
+
+
+def test_class_impact_by_hand():
+    # Normalised recall = recall / accuracy. Dense: [1, 1] for both members.
+    # C: accuracy 0.75 -> [1/0.75, 0.5/0.75] = [4/3, 2/3]; D: accuracy 0.5 -> [2, 0].
+    # Class 0: mean 5/3, sample variance 2/9, se = sqrt(2/9 / 2) = 1/3 -> t = (5/3 - 1) / (1/3) = 2.
+    # Welch df = 1 (the dense sample has no variance): p = 2 * (1 - Cauchy cdf(2)) = 1 - 2 atan(2) / pi.
+    # Class 1: mean 1/3 -> t = -2, same p. Holm: both adjusted to 2p.
+    table = class_impact(DENSE, COMPRESSED, LABELS, ["zero", "one"])
+    p = 1 - 2 * np.arctan(2) / np.pi
+    assert table["class"].tolist() == ["zero", "one"]
+    np.testing.assert_allclose(table["t"], [2.0, -2.0])
+    np.testing.assert_allclose(table["p_value"], [p, p])
+    np.testing.assert_allclose(table["p_adjusted"], [2 * p, 2 * p])
+    np.testing.assert_allclose(table["normalized_change"], [2 / 3, -2 / 3])
+    np.testing.assert_allclose(table["compressed_recall"], [1.0, 0.25])
+    assert table["support"].tolist() == [2, 2]
+    assert not table["significant"].any()
+
+
+def test_significance_with_a_clear_effect():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 200)
+    dense = probs_from_preds(np.tile(labels, (10, 1)))
+    # Compressed members lose about half of class 1, with member-to-member variation.
+    preds = np.tile(labels, (10, 1))
+    for m in range(10):
+        lost = rng.choice(np.arange(200, 400), size=90 + m, replace=False)
+        preds[m, lost] = 0
+    table = class_impact(dense, probs_from_preds(preds), labels)
+    assert table.loc[1, "significant"] and table.loc[1, "normalized_change"] < -0.3
+    # Class 0 keeps recall 1 while accuracy drops: relatively it gains, and significantly.
+    assert table.loc[0, "normalized_change"] > 0
+
+
+def test_impact_table_stacks_levels_and_needs_two_members():
+    table = impact_table(DENSE, np.stack([COMPRESSED, DENSE]), LABELS, ["a", "b"])
+    assert table["level"].tolist() == ["a", "a", "b", "b"]
+    np.testing.assert_allclose(table[table.level == "b"]["p_value"], [1.0, 1.0])
+    with pytest.raises(ValueError, match="at least 2 members"):
+        class_impact(DENSE[:1], COMPRESSED, LABELS)
