@@ -89,7 +89,8 @@ def from_folder(root: str | os.PathLike) -> LabeledImages:
     filepaths, names = [], []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for path in sorted(class_dir.rglob("*")):
-            if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+            # A dangling symlink is kept so that it is reported as missing rather than silently skipped.
+            if (path.is_file() or path.is_symlink()) and path.suffix.lower() in IMAGE_EXTENSIONS:
                 filepaths.append(str(path))
                 names.append(class_dir.name)
     if not filepaths:
@@ -125,7 +126,7 @@ def from_csv(path: str | os.PathLike) -> LabeledImages:
         raise SourceError(f"CSV manifest {path}: empty filepath or label on data row(s) {[i + 2 for i in empty[:10]]}.")
     base = path.parent
     filepaths = [str(p if os.path.isabs(p) else (base / p).resolve()) for p in table["filepath"]]
-    splits = table["split"].replace("", None).tolist() if "split" in table.columns else None
+    splits = [s or None for s in table["split"]] if "split" in table.columns else None
     return _from_names(filepaths, table["label"].tolist(), splits or [None] * len(table), f"csv {path}")
 
 

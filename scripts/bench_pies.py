@@ -1,0 +1,151 @@
+#!/usr/bin/env python
+"""Benchmark: per-level accuracy, PIE fraction and what PIEs are made of, on digits and CIFAR-10N.
+
+Runs the curate pipeline (no FiftyOne) and prints a table; writes everything to a JSON file.
+
+    python scripts/bench_pies.py digits --out out/bench_digits.json
+    python scripts/bench_pies.py cifar10n --n 10000 --out out/bench_cifar10n.json
+
+For CIFAR-10N the population trains on the original (clean) labels of a stratified, seeded subset;
+the human re-labels then say which images people get wrong. The paper's claim that PIEs
+over-index on mislabelled and ambiguous images is measured as the share of PIEs whose human label
+(``aggre``, ``worse``) differs from the clean one, against the base rate in the subset.
+For digits, ``--flip`` flips that share of labels at random (seeded) before training and reports
+the flipped share among PIEs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from curate.pipeline import CurateConfig, run_curate  # noqa: E402
+from curate.sources import LabeledImages, default_cache_dir, digits  # noqa: E402
+from curate.train import TrainSettings  # noqa: E402
+
+CIFAR10N = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10n"
+
+
+def cifar10n_subset(n: int, seed: int, root: Path = CIFAR10N) -> tuple[LabeledImages, pd.DataFrame]:
+    """A stratified, seeded subset of CIFAR-10N with clean labels, plus its human-label table."""
+    if not (root / "labels.csv").exists():
+        sys.exit(f"CIFAR-10N not found at {root} (expected labels.csv and train/); it lives in ../shared/data.")
+    table = pd.read_csv(root / "labels.csv")
+    per_class = n // table["clean"].nunique()
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(table["clean"].to_numpy() == c), per_class, replace=False)
+              for c in sorted(table["clean"].unique())]
+    subset = table.iloc[np.sort(np.concatenate(picked))].reset_index(drop=True)
+    classes = sorted(subset["clean"].unique())
+    index = {c: i for i, c in enumerate(classes)}
+    images = LabeledImages(
+        filepaths=[str(root / p) for p in subset["filepath"]],
+        labels=np.array([index[c] for c in subset["clean"]]),
+        classes=classes,
+        description=f"cifar10n subset n={len(subset)} seed={seed}",
+    )
+    return images, subset
+
+
+def enrichment(is_pie: np.ndarray, is_error: np.ndarray) -> dict:
+    base = float(is_error.mean())
+    share = float(is_error[is_pie].mean()) if is_pie.any() else float("nan")
+    return {"pies": int(is_pie.sum()), "error_share_in_pies": share, "base_rate": base,
+            "ratio": share / base if base > 0 and is_pie.any() else float("nan")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", choices=["digits", "cifar10n"])
+    parser.add_argument("--n", type=int, default=10000, help="CIFAR-10N subset size (stratified).")
+    parser.add_argument("--flip", type=float, default=0.0, help="digits: share of labels flipped at random.")
+    parser.add_argument("--members", type=int, default=4)
+    parser.add_argument("--folds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument("--finetune-epochs", type=int, default=6)
+    parser.add_argument("--model", default="resnet-small")
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--out", default=None, help="JSON output path.")
+    args = parser.parse_args()
+
+    human = None
+    if args.dataset == "digits":
+        images = digits()
+        size, hflip = args.image_size or 16, False
+        flipped = np.zeros(len(images), dtype=bool)
+        if args.flip > 0:
+            rng = np.random.default_rng(args.seed)
+            flipped = rng.random(len(images)) < args.flip
+            images.labels = images.labels.copy()
+            images.labels[flipped] = (images.labels[flipped] + rng.integers(1, 10, flipped.sum())) % 10
+    else:
+        images, human = cifar10n_subset(args.n, args.seed)
+        size, hflip = args.image_size or 32, True
+    n_train = len(images) * (args.folds - 1) // args.folds
+    config = CurateConfig(
+        model=args.model, members=args.members, folds=args.folds, image_size=size, seed=args.seed,
+        device=args.device,
+        train=TrainSettings(epochs=args.epochs, finetune_epochs=args.finetune_epochs, hflip=hflip,
+                            batch_size=int(min(256, max(32, n_train // 16)))),
+    )
+    run_dir = args.run_dir or default_cache_dir() / "bench" / f"{args.dataset}-{config.fingerprint(images)}"
+    started = time.time()
+    result = run_curate(images, config, run_dir)
+    seconds = time.time() - started
+
+    levels = result.levels
+    report = {
+        "dataset": args.dataset, "n_images": len(result.images), "seconds": round(seconds, 1),
+        "config": config.to_dict(), "run_dir": str(run_dir),
+        "levels": levels.to_dict(orient="records"),
+        "pies_any_level": int(result.scores.is_pie_any.sum()),
+    }
+    print(f"\n{args.dataset}: {len(result.images)} images, {seconds:.0f} s, run dir {run_dir}")
+    print(levels.round(4).to_string(index=False))
+
+    # PIEs vs labelling errors: what the paper says PIEs over-index on.
+    errors: dict[str, np.ndarray] = {}
+    if args.dataset == "digits" and args.flip > 0:
+        errors["flipped"] = flipped
+    if human is not None:
+        kept = pd.Series(result.images.filepaths).str.replace(str(CIFAR10N) + "/", "", regex=False)
+        rows = human.set_index("filepath").loc[kept]
+        for column in ("aggre", "worse", "random1"):
+            errors[column] = (rows[column] != rows["clean"]).to_numpy()
+    report["enrichment"] = {}
+    for name, is_error in errors.items():
+        per_level = {level: enrichment(result.scores.is_pie[i], is_error)
+                     for i, level in enumerate(result.level_names)}
+        per_level["any"] = enrichment(result.scores.is_pie_any, is_error)
+        report["enrichment"][name] = per_level
+        print(f"\nPIEs vs {name} label errors (base rate {per_level['any']['base_rate']:.3f}):")
+        print(pd.DataFrame(per_level).T.round(3).to_string())
+    # The paper: dense accuracy on PIEs vs the rest.
+    correct = result.scores.dense_modal == result.images.labels
+    pie = result.scores.is_pie_any
+    report["dense_accuracy"] = {
+        "all": float(correct.mean()),
+        "pies": float(correct[pie].mean()) if pie.any() else None,
+        "non_pies": float(correct[~pie].mean()),
+    }
+    print(f"\nDense population (modal) accuracy: all {correct.mean():.4f}, "
+          f"PIEs {report['dense_accuracy']['pies']}, non-PIEs {correct[~pie].mean():.4f}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2, default=float))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

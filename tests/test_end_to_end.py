@@ -1,0 +1,175 @@
+"""Digits and folder sources end to end through the CLI into a real FiftyOne database."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from curate.cli import main
+
+# Small and fast: enough to exercise every stage, not to be accurate.
+TINY = ["--members", "2", "--folds", "2", "--epochs", "2", "--finetune-epochs", "1",
+        "--sparsities", "0.5,0.9", "--image-size", "8", "-q"]
+
+
+def invoke(*args):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result
+
+
+def snapshot(dataset, run_key="curate"):
+    fields = sorted(f for f in dataset.get_field_schema() if f.startswith(run_key + "_"))
+    return {
+        "n": len(dataset),
+        "fields": fields,
+        "tags": dataset.count_sample_tags(),
+        "views": sorted(dataset.list_saved_views()),
+        "runs": sorted(dataset.list_runs()),
+        "scores": dataset.values(f"{run_key}_pie_score"),
+        "dense": dataset.values(f"{run_key}_dense.label"),
+    }
+
+
+@pytest.fixture(scope="module")
+def digits_run(fo, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("digits-run")
+    result = invoke("demo", "--dataset", "test-digits", "--run-dir", str(run_dir), *TINY)
+    assert result.exit_code == 0, result.output
+    return fo.load_dataset("test-digits"), run_dir, result.output
+
+
+def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
+    dataset, run_dir, output = digits_run
+    assert len(dataset) == 1797
+    assert "Review in the App:  curate app test-digits --view pies" in output
+
+    sample = dataset.first()
+    dense = sample["curate_dense"]
+    assert isinstance(dense, fo.Classification) and len(dense.logits) == 10
+    assert 0.0 <= dense.confidence <= 1.0
+    assert isinstance(sample["curate_prune90"], fo.Classification)
+
+    table = pd.read_parquet(run_dir / "samples.parquet")
+    n_pies = int(table["pie"].sum())
+    assert dataset.count_sample_tags().get("pie", 0) == n_pies == dataset.match_tags("pie").count()
+    assert dataset.count_values("curate_pie").get(True, 0) == n_pies
+    # Fields agree with the run store, sample by sample.
+    by_path = table.set_index("filepath")
+    paths, scores = dataset.values(["filepath", "curate_pie_score"])
+    np.testing.assert_allclose(scores, by_path.loc[paths, "pie_score"].to_numpy())
+
+    assert set(dataset.list_saved_views()) == {"pies", "pies-prune50", "pies-prune90"}
+    pies_view = dataset.load_saved_view("pies")
+    assert len(pies_view) == n_pies
+    view_scores = pies_view.values("curate_pie_score")
+    assert view_scores == sorted(view_scores, reverse=True)
+    assert len(dataset.load_saved_view("pies-prune90")) == int(table["prune90_pie"].sum())
+
+    assert dataset.list_runs() == ["curate"]
+    info = dataset.get_run_info("curate")
+    assert info.config.method == "curate" and info.config.curate_version
+    assert info.config.curate_config["members"] == 2
+    results = dataset.load_run_results("curate", cache=False)
+    assert results.n_pies == n_pies
+
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["n_images"] == 1797
+    assert len(list((run_dir / "jobs").glob("*.npz"))) == 4
+    classes = pd.read_csv(run_dir / "classes.csv")
+    assert set(classes["level"]) == {"prune50", "prune90"} and len(classes) == 20
+
+
+def test_rerun_is_idempotent_and_resumes(fo, digits_run):
+    dataset, run_dir, _ = digits_run
+    before = snapshot(dataset)
+    job_times = {p.name: p.stat().st_mtime_ns for p in (run_dir / "jobs").glob("*.npz")}
+    result = invoke("demo", "--dataset", "test-digits", "--run-dir", str(run_dir), *TINY)
+    assert result.exit_code == 0, result.output
+    dataset.reload()
+    assert snapshot(dataset) == before
+    # No network was retrained: every job file is untouched.
+    assert {p.name: p.stat().st_mtime_ns for p in (run_dir / "jobs").glob("*.npz")} == job_times
+
+
+def test_interrupted_run_resumes_from_finished_jobs(fo, digits_run, tmp_path):
+    _, run_dir, _ = digits_run
+    copy = tmp_path / "partial"
+    (copy / "jobs").mkdir(parents=True)
+    kept = sorted((run_dir / "jobs").glob("*.npz"))[:3]
+    for path in kept:
+        (copy / "jobs" / path.name).write_bytes(path.read_bytes())
+    result = invoke("demo", "--dataset", "test-digits-resume", "--run-dir", str(copy), *TINY)
+    assert result.exit_code == 0, result.output
+    for path in kept:  # the finished jobs were reused byte for byte
+        assert (copy / "jobs" / path.name).read_bytes() == path.read_bytes()
+    # Same seeds, same jobs: the resumed run reproduces the original scores.
+    original = pd.read_parquet(run_dir / "samples.parquet")
+    resumed = pd.read_parquet(copy / "samples.parquet")
+    np.testing.assert_array_equal(original["dense_label"], resumed["dense_label"])
+
+
+def test_a_second_run_key_leaves_the_first_alone_and_can_be_deleted(fo, digits_run, tmp_path):
+    dataset, _, _ = digits_run
+    before = snapshot(dataset)
+    result = invoke("demo", "--dataset", "test-digits", "--run-key", "other", "--run-dir", str(tmp_path / "o"), *TINY)
+    assert result.exit_code == 0, result.output
+    dataset.reload()
+    assert snapshot(dataset)["scores"] == before["scores"]
+    assert sorted(dataset.list_runs()) == ["curate", "other"]
+    assert "other-pies" in dataset.list_saved_views()
+    listing = invoke("runs", "test-digits")
+    assert "other" in listing.output and "curate" in listing.output
+
+    deleted = invoke("runs", "test-digits", "--delete", "other")
+    assert deleted.exit_code == 0
+    dataset.reload()
+    assert snapshot(dataset) == before
+    assert "other:pie" not in dataset.count_sample_tags()
+
+
+def test_folder_source_with_corrupt_and_missing_images(fo, tmp_path):
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    root = tmp_path / "images"
+    for i in range(200):
+        path = root / f"digit{bunch.target[i]}" / f"{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((bunch.images[i] * 15).astype(np.uint8)).save(path)
+    corrupt = root / "digit0" / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    missing = root / "digit1" / "missing.png"
+    missing.symlink_to(tmp_path / "does-not-exist.png")
+
+    result = invoke("run", str(root), "--dataset", "test-folder", "--run-dir", str(tmp_path / "run"), *TINY)
+    assert result.exit_code == 0, result.output
+    assert "2 image(s) could not be read and were left out" in result.output
+    assert str(corrupt) in result.output and str(missing) in result.output
+    dataset = fo.load_dataset("test-folder")
+    assert len(dataset) == 200
+    assert set(dataset.distinct("ground_truth.label")) == {f"digit{d}" for d in range(10)}
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert {b["path"] for b in manifest["bad_images"]} == {str(corrupt), str(missing)}
+
+
+def test_a_class_too_small_for_the_folds_is_named(tmp_path):
+    root = tmp_path / "images"
+    for cls, n in (("many", 6), ("lonely", 1)):
+        for i in range(n):
+            path = root / cls / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(path)
+    result = invoke("run", str(root), "--no-fiftyone", "--run-dir", str(tmp_path / "run"), *TINY)
+    assert result.exit_code == 2
+    assert "'lonely' (1 image)" in result.output
+
+
+def test_console_script_help():
+    out = subprocess.run([sys.executable, "-m", "curate.cli", "run", "--help"], capture_output=True, text=True)
+    text = " ".join(out.stdout.split())
+    assert out.returncode == 0 and "--sparsities" in text and "a CSV manifest with columns filepath,label[,split]" in text

@@ -1,0 +1,86 @@
+"""Sources: folder trees, CSV manifests, FiftyOne datasets; unreadable images; clear errors."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from curate.crossfit import check_fold_support, stratified_folds
+from curate.images import decode_images
+from curate.sources import SourceError, from_csv, from_folder, load_source
+
+
+def write_png(path, value=128, size=(12, 10)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full(size[::-1] + (3,), value, np.uint8)).save(path)
+
+
+def test_folder_source_lists_classes_and_images(tmp_path):
+    for cls in ("cat", "dog"):
+        for i in range(3):
+            write_png(tmp_path / cls / f"{i}.png")
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")
+    images = from_folder(tmp_path)
+    assert images.classes == ["cat", "dog"]
+    assert len(images) == 6 and images.labels.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_empty_or_missing_folder_is_an_error(tmp_path):
+    with pytest.raises(SourceError, match="does not exist"):
+        from_folder(tmp_path / "nope")
+    with pytest.raises(SourceError, match="No images found"):
+        from_folder(tmp_path)
+
+
+def test_csv_relative_paths_and_split(tmp_path):
+    write_png(tmp_path / "imgs" / "a.png")
+    write_png(tmp_path / "imgs" / "b.png")
+    (tmp_path / "m.csv").write_text("filepath,label,split\nimgs/a.png,cat,train\nimgs/b.png,dog,\n")
+    images = from_csv(tmp_path / "m.csv")
+    assert images.filepaths == [str(tmp_path / "imgs" / "a.png"), str(tmp_path / "imgs" / "b.png")]
+    assert images.splits == ["train", None]
+
+
+def test_csv_errors_name_the_problem(tmp_path):
+    (tmp_path / "bad.csv").write_text("path,class\na.png,cat\n")
+    with pytest.raises(SourceError, match=r"lacks column\(s\) \['filepath', 'label'\]"):
+        from_csv(tmp_path / "bad.csv")
+    (tmp_path / "empty.csv").write_text("filepath,label\na.png,\n")
+    with pytest.raises(SourceError, match=r"row\(s\) \[2\]"):
+        from_csv(tmp_path / "empty.csv")
+    with pytest.raises(SourceError, match="neither 'digits'"):
+        load_source(str(tmp_path / "missing-dir-or-dataset"))
+
+
+def test_unreadable_images_are_reported_and_left_out(tmp_path):
+    write_png(tmp_path / "ok.png", 10)
+    write_png(tmp_path / "ok2.png", 200, size=(40, 20))
+    good = (tmp_path / "trunc.png")
+    write_png(good, 50, size=(64, 64))
+    data = good.read_bytes()
+    good.write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.jpg").write_text("hello")
+    paths = [str(tmp_path / n) for n in ("ok.png", "trunc.png", "missing.png", "text.jpg", "ok2.png")]
+    pixels, ok, bad = decode_images(paths, 8, tmp_path / "cache" / "img.u8", progress=False)
+    assert ok.tolist() == [True, False, False, False, True]
+    assert [b.path for b in bad] == paths[1:4]
+    assert "file not found" in bad[1].reason
+    assert pixels.shape == (2, 3, 8, 8)
+    assert pixels[0].max() == 10 and pixels[1].min() == 200
+    # A second call reads the cache rather than decoding again.
+    again, ok2, bad2 = decode_images(paths, 8, tmp_path / "cache" / "img.u8", progress=False)
+    np.testing.assert_array_equal(again, pixels)
+    assert len(bad2) == 3
+
+
+def test_small_class_error_names_it():
+    with pytest.raises(ValueError, match=r"'rare' \(1 image\)"):
+        check_fold_support(np.array([0, 0, 0, 1]), 2, ["common", "rare"])
+
+
+def test_stratified_folds_balance_each_class():
+    labels = np.repeat([0, 1, 2], [10, 7, 4])
+    folds = stratified_folds(labels, 3, seed=1)
+    for c in range(3):
+        counts = np.bincount(folds[labels == c], minlength=3)
+        assert counts.max() - counts.min() <= 1
+    assert not np.array_equal(folds, stratified_folds(labels, 3, seed=2))
