@@ -126,8 +126,7 @@ class RunResult:
     config: CurateConfig
     images: LabeledImages  # the readable images, in the order of every array below
     bad_images: list[BadImage]
-    dense_probs: np.ndarray  # (K, N, C)
-    compressed_probs: np.ndarray  # (L, K, N, C)
+    population: Population
     scores: PieScores
     levels: pd.DataFrame
     impact: pd.DataFrame
@@ -138,6 +137,16 @@ class RunResult:
     @property
     def level_names(self) -> list[str]:
         return self.config.level_names
+
+    @property
+    def dense_probs(self) -> np.ndarray:
+        """Out-of-sample dense probabilities ``(K, N, C)``."""
+        return self.population.dense
+
+    @property
+    def compressed_probs(self) -> np.ndarray:
+        """Out-of-sample compressed probabilities ``(L, K, N, C)``."""
+        return self.population.compressed
 
 
 def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray, n_classes: int,
@@ -291,7 +300,8 @@ def run_curate(
                                      list(config.sparsities), config.alpha, population.measured_sparsity)
     samples = sample_table(scores, kept.labels, kept.classes, config.level_names, kept.filepaths, kept.splits,
                            kept.sample_ids)
-    store.save_probs(dense, compressed, config.level_names)
+    store.save_probs(config.level_names, dense=dense, compressed=compressed,
+                     dense_in=population.dense_in, compressed_in=population.compressed_in)
     store.save_table("samples.parquet", samples)
     store.save_table("classes.csv", impact)
     store.save_table("levels.csv", levels)
@@ -313,6 +323,4 @@ def run_curate(
         "files": ["manifest.json", "probs.npz", "samples.parquet", "classes.csv", "levels.csv", "jobs/"],
     })
     store.write_json("manifest.json", manifest)
-    result = RunResult(config, kept, bad, dense, compressed, scores, levels, impact, samples, store, manifest)
-    result.population = population
-    return result
+    return RunResult(config, kept, bad, population, scores, levels, impact, samples, store, manifest)

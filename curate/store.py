@@ -6,7 +6,8 @@ Layout::
       manifest.json          config, versions, status, timings, per-level accuracy, bad images
       images-<size>.u8       decoded pixels (memmap) + images-<size>.json index
       jobs/<job>.npz         one file per finished population job (resume point)
-      probs.npz              dense (K, N, C) and compressed (L, K, N, C) out-of-sample probabilities
+      probs.npz              out-of-sample dense (K, N, C) and compressed (L, K, N, C) probabilities,
+                             and in-sample dense_in / compressed_in from the networks that trained on each image
       samples.parquet        the per-sample table (one row per image)
       classes.csv            the per-class impact table (one row per level and class)
       levels.csv             the per-level summary
@@ -83,16 +84,17 @@ class RunStore:
         except (OSError, ValueError, KeyError):
             return None  # a corrupt file is recomputed
 
-    def save_probs(self, dense: np.ndarray, compressed: np.ndarray, level_names: list[str]) -> None:
+    def save_probs(self, level_names: list[str], **arrays: np.ndarray) -> None:
+        """Population probabilities (``dense``, ``compressed``, ``dense_in``, ``compressed_in``)."""
         def write(tmp: str) -> None:
             with open(tmp, "wb") as f:
-                np.savez_compressed(f, dense=dense, compressed=compressed, levels=np.array(level_names))
+                np.savez_compressed(f, levels=np.array(level_names), **arrays)
 
         _atomic_write(self.root / "probs.npz", write)
 
-    def load_probs(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def load_probs(self) -> dict[str, np.ndarray]:
         with np.load(self.root / "probs.npz") as data:
-            return data["dense"], data["compressed"], [str(x) for x in data["levels"]]
+            return {k: data[k] for k in data.files}
 
     def save_table(self, name: str, table: pd.DataFrame) -> None:
         if name.endswith(".parquet"):
