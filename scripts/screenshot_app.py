@@ -1,0 +1,84 @@
+#!/usr/bin/env python
+"""Serve the FiftyOne App on a dataset's saved view and photograph it with headless Chromium.
+
+    python scripts/screenshot_app.py curate-digits --view pies --out docs/img/app-pies.png
+
+Needs Debian's `chromium` (apt-get install chromium). Exits non-zero if the App does not answer
+or Chromium writes no image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def wait_for(url: str, seconds: float = 60) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"The App did not answer at {url} within {seconds:.0f} s.")
+
+
+def screenshot(url: str, out: Path, width: int, height: int, wait_ms: int) -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not browser:
+        raise SystemExit("chromium not found: apt-get install chromium")
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([
+            browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+            f"--user-data-dir={profile}", f"--window-size={width},{height}",
+            f"--virtual-time-budget={wait_ms}", f"--screenshot={out}", url,
+        ], check=True, capture_output=True, timeout=120)
+    if not out.exists() or out.stat().st_size == 0:
+        raise SystemExit(f"Chromium wrote no screenshot to {out}.")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset")
+    parser.add_argument("--view", default="pies", help="Saved view to show (empty for the whole dataset).")
+    parser.add_argument("--port", type=int, default=5252)
+    parser.add_argument("--out", default="docs/img/app-pies.png")
+    parser.add_argument("--size", default="1500x900")
+    parser.add_argument("--wait-ms", type=int, default=15000, help="Time Chromium gives the page to render.")
+    args = parser.parse_args()
+
+    from curate.fo_db import import_fiftyone
+
+    fo = import_fiftyone()
+    dataset = fo.load_dataset(args.dataset)
+    target = dataset.load_saved_view(args.view) if args.view else dataset
+    session = fo.launch_app(target, port=args.port, remote=True, auto=False)
+    try:
+        url = f"http://localhost:{args.port}/"
+        wait_for(url)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        width, height = (int(v) for v in args.size.split("x"))
+        page = f"{url}datasets/{urllib.parse.quote(args.dataset)}"
+        if args.view:
+            page += f"?view={urllib.parse.quote(args.view)}"
+        screenshot(page, out, width, height, args.wait_ms)
+        print(f"wrote {out}")
+    finally:
+        session.close()
+
+
+if __name__ == "__main__":
+    main()

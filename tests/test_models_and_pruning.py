@@ -1,0 +1,63 @@
+"""Model specs, global magnitude pruning and the cubic schedule."""
+
+import numpy as np
+import pytest
+import torch
+
+from curate.models import SmallResNet, build_model, prunable_parameters
+from curate.train import (Normalizer, TrainSettings, cubic_sparsity, global_magnitude_masks, measured_sparsity,
+                          predict_probs, prune_and_finetune, train_dense)
+
+
+def tiny_factory(num_classes):
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, num_classes))
+
+
+def test_model_specs():
+    x = torch.zeros(2, 3, 16, 16)
+    assert build_model("resnet-small", 7)(x).shape == (2, 7)
+    assert build_model("resnet-small:8", 3)(x).shape == (2, 3)
+    assert build_model("tv:resnet18", 5)(torch.zeros(2, 3, 32, 32)).shape == (2, 5)
+    assert build_model("test_models_and_pruning:tiny_factory", 4)(torch.zeros(1, 3, 8, 8)).shape == (1, 4)
+    with pytest.raises(ValueError, match="Unknown torchvision model 'nonet'"):
+        build_model("tv:nonet", 2)
+    with pytest.raises(ValueError, match="not understood"):
+        build_model("what", 2)
+    with pytest.raises(ValueError, match="Could not load model factory"):
+        build_model("no.such.module:f", 2)
+
+
+def test_cubic_schedule():
+    assert cubic_sparsity(0, 100, 0.9) == 0.0
+    assert cubic_sparsity(100, 100, 0.9) == pytest.approx(0.9)
+    assert cubic_sparsity(500, 100, 0.9) == pytest.approx(0.9)
+    # Halfway: 0.9 * (1 - 0.5^3) = 0.7875; fast at first, slow at the end.
+    assert cubic_sparsity(50, 100, 0.9) == pytest.approx(0.7875)
+
+
+def test_global_masks_rank_all_layers_together():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2, bias=False), torch.nn.Linear(2, 1, bias=False))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[0.1, -5.0], [0.2, 3.0]]))
+        model[1].weight.copy_(torch.tensor([[-0.3, 4.0]]))
+    masks = global_magnitude_masks(model, 0.5)  # 6 weights, remove the 3 smallest: 0.1, 0.2, -0.3
+    assert masks["0.weight"].tolist() == [[False, True], [False, True]]
+    assert masks["1.weight"].tolist() == [[False, True]]
+
+
+def test_prune_and_finetune_reaches_the_target_sparsity():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 64)
+    pixels = rng.integers(0, 60, (128, 3, 8, 8)).astype(np.uint8)
+    pixels[labels == 1] += 150  # a learnable difference
+    normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
+    settings = TrainSettings(epochs=10, finetune_epochs=3, batch_size=32, hflip=False)
+    torch.manual_seed(0)
+    dense = train_dense(SmallResNet(2, 8), pixels, labels, normalize, settings, seed=0)
+    assert (predict_probs(dense, pixels, normalize).argmax(1) == labels).mean() > 0.9
+    pruned = prune_and_finetune(dense, pixels, labels, normalize, settings, 0.7, seed=1)
+    assert measured_sparsity(pruned) == pytest.approx(0.7, abs=0.01)
+    assert measured_sparsity(dense) < 0.01  # the dense network is copied, not modified
+    probs = predict_probs(pruned, pixels, normalize)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    assert len(prunable_parameters(pruned)) == len(prunable_parameters(dense))
