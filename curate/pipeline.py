@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -78,6 +79,12 @@ class CurateConfig:
 
     def member_seed(self, member: int) -> int:
         return 1000 * self.seed + member
+
+    def job_seed(self, member: int, fold: int) -> int:
+        return 100 * self.member_seed(member) + fold
+
+    def jobs(self) -> list[MemberJob]:
+        return [MemberJob(k, f, self.job_seed(k, f)) for k in range(self.members) for f in range(self.folds)]
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -150,7 +157,7 @@ class RunResult:
 
 
 def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray, n_classes: int,
-                   mean: np.ndarray, std: np.ndarray, progress):
+                   folds: dict[int, np.ndarray], mean: np.ndarray, std: np.ndarray, progress):
     """The function every job runs: train one network, prune copies of it, score its held-out fold."""
     import torch
 
@@ -160,29 +167,23 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
 
     device = resolve_device(config.device)
     normalize = Normalizer(mean, std, device)
-    fold_cache: dict[int, np.ndarray] = {}
 
     def run(job: MemberJob) -> dict[str, np.ndarray]:
-        if job.member not in fold_cache:
-            fold_cache[job.member] = stratified_folds(labels, config.folds, config.member_seed(job.member))
-        folds = fold_cache[job.member]
-        train_idx = np.flatnonzero(folds != job.fold)
-        test_idx = np.flatnonzero(folds == job.fold)
+        train_idx = np.flatnonzero(folds[job.member] != job.fold)
         train_pixels = np.asarray(pixels[train_idx])
-        all_pixels = pixels
         torch.manual_seed(job.seed)
         started = time.perf_counter()
         model = build_model(config.model, n_classes).to(device).to(memory_format=torch.channels_last)
         train_dense(model, train_pixels, labels[train_idx], normalize, config.train, job.seed, progress)
-        dense = predict_probs(model, all_pixels, normalize)
+        dense = predict_probs(model, pixels, normalize)
         compressed, sparsity = [], []
         for level, s in enumerate(config.sparsities):
             pruned = prune_and_finetune(model, train_pixels, labels[train_idx], normalize, config.train, s,
                                         job.seed + 7919 * (level + 1), progress)
-            compressed.append(predict_probs(pruned, all_pixels, normalize))
+            compressed.append(predict_probs(pruned, pixels, normalize))
             sparsity.append(measured_sparsity(pruned))
         return {
-            "test_idx": test_idx, "dense": dense, "compressed": np.stack(compressed),
+            "dense": dense, "compressed": np.stack(compressed),
             "sparsity": np.array(sparsity), "seconds": np.array(time.perf_counter() - started),
         }
 
@@ -228,7 +229,7 @@ def run_population(
     sparsity_sum = np.zeros(n_levels)
     seconds: dict[str, float] = {}
 
-    jobs = [MemberJob(k, f, config.member_seed(k) * 100 + f) for k in range(config.members) for f in range(config.folds)]
+    jobs = config.jobs()
     folds = {k: stratified_folds(images.labels, config.folds, config.member_seed(k)) for k in range(config.members)}
 
     def place(job: MemberJob, out: dict[str, np.ndarray]) -> None:
@@ -258,8 +259,8 @@ def run_population(
         total = len(todo) * steps_for(n_train, config.train, n_levels)
         done_note = f" ({len(jobs) - len(todo)} of {len(jobs)} resumed from {store.root})" if len(todo) < len(jobs) else ""
         with tqdm(total=total, desc=f"train+prune {len(todo)} networks{done_note}", unit="step",
-                  disable=not progress, smoothing=0.05) as bar:
-            job_fn = _member_job_fn(config, pixels, images.labels, n_classes, mean, std, bar.update)
+                  disable=not progress, smoothing=0.05, mininterval=0.5 if sys.stderr.isatty() else 30) as bar:
+            job_fn = _member_job_fn(config, pixels, images.labels, n_classes, folds, mean, std, bar.update)
             for job, out in executor.map(job_fn, todo):
                 store.save_job(job.name, fingerprint, **out)
                 place(job, out)
@@ -318,6 +319,7 @@ def run_curate(
         "classes": kept.classes,
         "bad_images": [b.__dict__ for b in bad],
         "job_seconds": seconds,
+        "job_seeds": {job.name: job.seed for job in config.jobs()},
         "out_of_sample_predictions_per_image": config.members,
         "levels": levels.to_dict(orient="records"),
         "files": ["manifest.json", "probs.npz", "samples.parquet", "classes.csv", "levels.csv", "jobs/"],
