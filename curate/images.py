@@ -72,8 +72,7 @@ def decode_images(
         if index["filepaths"] == list(filepaths) and index["size"] == size:
             ok = np.array(index["ok"], dtype=bool)
             bad = [BadImage(**b) for b in index["bad"]]
-            pixels = np.memmap(cache_path, dtype=np.uint8, mode="r", shape=(int(ok.sum()), 3, size, size))
-            return pixels, ok, bad
+            return _open_cache(cache_path, int(ok.sum()), size), ok, bad
 
     n = len(filepaths)
     cache_path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,8 +99,13 @@ def decode_images(
         "filepaths": list(filepaths), "size": size, "ok": ok.tolist(),
         "bad": [b.__dict__ for b in bad],
     }))
-    pixels = np.memmap(cache_path, dtype=np.uint8, mode="r", shape=(int(ok.sum()), 3, size, size))
-    return pixels, ok, bad
+    return _open_cache(cache_path, int(ok.sum()), size), ok, bad
+
+
+def _open_cache(path: Path, n: int, size: int) -> np.ndarray:
+    if n == 0:  # a memmap cannot be empty
+        return np.empty((0, 3, size, size), dtype=np.uint8)
+    return np.memmap(path, dtype=np.uint8, mode="r", shape=(n, 3, size, size))
 
 
 def load_in_memory(pixels: np.ndarray, budget_bytes: int | None = None) -> np.ndarray:

@@ -84,3 +84,14 @@ def test_stratified_folds_balance_each_class():
         counts = np.bincount(folds[labels == c], minlength=3)
         assert counts.max() - counts.min() <= 1
     assert not np.array_equal(folds, stratified_folds(labels, 3, seed=2))
+
+
+def test_no_readable_image_is_a_clear_error(tmp_path):
+    from curate.pipeline import CurateConfig, prepare_images
+    from curate.sources import LabeledImages
+    from curate.store import RunStore
+
+    (tmp_path / "a.png").write_text("not a png")
+    images = LabeledImages([str(tmp_path / "a.png"), str(tmp_path / "b.png")], [0, 1], ["x", "y"], description="t")
+    with pytest.raises(SourceError, match="None of the 2 images of t could be read"):
+        prepare_images(images, CurateConfig(), RunStore(tmp_path / "run"), progress=False)
