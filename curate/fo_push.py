@@ -154,7 +154,7 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         run_dir=str(result.store.root),
         curate_config=result.config.to_dict(),
-        label_field=LABEL_FIELD if images.sample_ids is None else images.description.rsplit(":", 1)[-1],
+        label_field=images.label_field or LABEL_FIELD,
         levels=level_names,
         fields=_all_fields(names),
         tag=names["tag"],

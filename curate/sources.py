@@ -31,6 +31,7 @@ class LabeledImages:
         splits: one split name per image (``train``, ``val``, ``test``...) or None.
         description: where the images came from, for logs and the run manifest.
         sample_ids: FiftyOne sample ids when the source is a FiftyOne dataset.
+        label_field: the FiftyOne field the labels came from, for a FiftyOne source.
     """
 
     filepaths: list[str]
@@ -39,6 +40,7 @@ class LabeledImages:
     splits: list[str | None] = field(default_factory=list)
     description: str = ""
     sample_ids: list[str] | None = None
+    label_field: str | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -60,6 +62,7 @@ class LabeledImages:
             splits=[self.splits[i] for i in idx],
             description=self.description,
             sample_ids=None if self.sample_ids is None else [self.sample_ids[i] for i in idx],
+            label_field=self.label_field,
         )
 
     def class_counts(self) -> dict[str, int]:
@@ -68,7 +71,7 @@ class LabeledImages:
 
 
 def _from_names(filepaths: list[str], names: list[str], splits: list[str | None], description: str,
-                sample_ids: list[str] | None = None) -> LabeledImages:
+                sample_ids: list[str] | None = None, label_field: str | None = None) -> LabeledImages:
     classes = sorted(set(names))
     index = {c: i for i, c in enumerate(classes)}
     return LabeledImages(
@@ -78,6 +81,7 @@ def _from_names(filepaths: list[str], names: list[str], splits: list[str | None]
         splits=splits,
         description=description,
         sample_ids=sample_ids,
+        label_field=label_field,
     )
 
 
@@ -159,7 +163,7 @@ def from_fiftyone(dataset_name: str, label_field: str = "ground_truth") -> Label
         splits.append(found[0] if found else None)
     return _from_names(
         [paths[i] for i in keep], [labels[i] for i in keep], splits,
-        f"fiftyone {dataset_name}:{label_field}", sample_ids=[ids[i] for i in keep],
+        f"fiftyone {dataset_name}:{label_field}", sample_ids=[ids[i] for i in keep], label_field=label_field,
     )
 
 
