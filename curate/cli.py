@@ -115,7 +115,8 @@ def _print_summary(result, dataset_name: str | None, run_key: str, seconds: floa
     if dataset_name:
         view = "pies" if run_key == "curate" else f"{run_key}-pies"
         click.echo(f"FiftyOne dataset: {dataset_name} (run key {run_key!r}, tag, saved view {view!r})")
-        click.secho(f"Review in the App:  curate app {dataset_name} --view {view}", fg="green")
+        launcher = os.environ.get("CURATE_LAUNCHER", "curate")
+        click.secho(f"Review in the App:  {launcher} app {dataset_name} --view {view}", fg="green")
 
 
 def _run(source: str, dataset: str | None, label_field: str, opts: dict) -> None:
