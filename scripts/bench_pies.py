@@ -118,6 +118,10 @@ def main() -> None:
     errors: dict[str, np.ndarray] = {}
     if args.dataset == "digits" and args.flip > 0:
         errors["flipped"] = flipped
+        true_labels = digits().labels
+        recovered = float((result.scores.dense_modal[flipped] == true_labels[flipped]).mean())
+        report["flipped_images_dense_modal_is_true_label"] = recovered
+        print(f"\nOn flipped images the held-out dense modal label is the true one for {recovered:.3f} of them")
     if human is not None:
         kept = pd.Series(result.images.filepaths).str.replace(str(CIFAR10N) + "/", "", regex=False)
         rows = human.set_index("filepath").loc[kept]
