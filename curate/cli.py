@@ -119,6 +119,19 @@ def _print_summary(result, dataset_name: str | None, run_key: str, seconds: floa
         click.secho(f"Review in the App:  {launcher} app {dataset_name} --view {view}", fg="green")
 
 
+def _load_dataset(name: str):
+    """FiftyOne and the existing dataset ``name``, or a clear exit."""
+    from curate.fo_db import DatabaseUnavailable, import_fiftyone
+
+    try:
+        fo = import_fiftyone()
+    except DatabaseUnavailable as exc:
+        _fail(str(exc))
+    if not fo.dataset_exists(name):
+        _fail(f"FiftyOne dataset {name!r} does not exist; run `curate run SOURCE --dataset {name}` first.")
+    return fo, fo.load_dataset(name)
+
+
 def _run(source: str, dataset: str | None, label_field: str, opts: dict) -> None:
     from curate.fo_db import DatabaseUnavailable
     from curate.pipeline import run_curate
@@ -197,15 +210,7 @@ def demo(dataset: str, **opts) -> None:
 @click.option("--remote", is_flag=True, help="Serve without opening a browser (for SSH or headless use).")
 def app(name: str, view: str | None, port: int, address: str, remote: bool) -> None:
     """Launch the FiftyOne App on dataset NAME and wait until interrupted."""
-    from curate.fo_db import DatabaseUnavailable, import_fiftyone
-
-    try:
-        fo = import_fiftyone()
-    except DatabaseUnavailable as exc:
-        _fail(str(exc))
-    if not fo.dataset_exists(name):
-        _fail(f"FiftyOne dataset {name!r} does not exist; run `curate run SOURCE --dataset {name}` first.")
-    dataset = fo.load_dataset(name)
+    fo, dataset = _load_dataset(name)
     target = dataset
     if view:
         if not dataset.has_saved_view(view):
@@ -222,16 +227,9 @@ def app(name: str, view: str | None, port: int, address: str, remote: bool) -> N
               help="Remove this run's fields, tag, views and record from the dataset (images and labels stay).")
 def runs(name: str, delete_key: str | None) -> None:
     """List the curate runs recorded on FiftyOne dataset NAME (or delete one)."""
-    from curate.fo_db import DatabaseUnavailable, import_fiftyone
     from curate.fo_push import list_curate_runs, remove_run
 
-    try:
-        fo = import_fiftyone()
-    except DatabaseUnavailable as exc:
-        _fail(str(exc))
-    if not fo.dataset_exists(name):
-        _fail(f"FiftyOne dataset {name!r} does not exist.")
-    dataset = fo.load_dataset(name)
+    _, dataset = _load_dataset(name)
     if delete_key:
         if not remove_run(dataset, delete_key):
             _fail(f"Dataset {name!r} has no run {delete_key!r}.")

@@ -173,3 +173,12 @@ def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "curate.cli", "run", "--help"], capture_output=True, text=True)
     text = " ".join(out.stdout.split())
     assert out.returncode == 0 and "--sparsities" in text and "a CSV manifest with columns filepath,label[,split]" in text
+
+
+def test_app_and_runs_name_a_missing_dataset_or_view(fo, digits_run):
+    missing = invoke("runs", "no-such-dataset")
+    assert missing.exit_code == 2 and "FiftyOne dataset 'no-such-dataset' does not exist" in missing.output
+    bad_view = invoke("app", "test-digits", "--view", "nope")
+    assert bad_view.exit_code == 2 and "has no saved view 'nope'; it has: pies, pies-prune50, pies-prune90" in bad_view.output
+    unknown_run = invoke("runs", "test-digits", "--delete", "nope")
+    assert unknown_run.exit_code == 2 and "has no run 'nope'" in unknown_run.output
