@@ -156,6 +156,23 @@ class RunResult:
         return self.population.compressed
 
 
+class RowView:
+    """Rows ``rows`` of ``base`` without copying them: a network's training images, read batch by batch.
+
+    Keeps a memory-mapped image cache on disk when the dataset does not fit in memory; ``rows`` is
+    ascending, so every batch reads the memmap in order.
+    """
+
+    def __init__(self, base: np.ndarray, rows: np.ndarray):
+        self.base, self.rows = base, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        return np.asarray(self.base[self.rows[idx]])
+
+
 def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray, n_classes: int,
                    folds: dict[int, np.ndarray], mean: np.ndarray, std: np.ndarray, progress):
     """The function every job runs: train one network, prune copies of it, score its held-out fold."""
@@ -170,7 +187,7 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
 
     def run(job: MemberJob) -> dict[str, np.ndarray]:
         train_idx = np.flatnonzero(folds[job.member] != job.fold)
-        train_pixels = np.asarray(pixels[train_idx])
+        train_pixels = RowView(pixels, train_idx)
         torch.manual_seed(job.seed)
         started = time.perf_counter()
         model = build_model(config.model, n_classes).to(device).to(memory_format=torch.channels_last)
