@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--finetune-epochs", type=int, default=6)
     parser.add_argument("--model", default="resnet-small")
+    parser.add_argument("--batch-size", type=int, default=None, help="Default: as the CLI (images per network / 16, 32..256).")
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -97,7 +98,7 @@ def main() -> None:
         model=args.model, members=args.members, folds=args.folds, image_size=size, seed=args.seed,
         device=args.device,
         train=TrainSettings(epochs=args.epochs, finetune_epochs=args.finetune_epochs, hflip=hflip,
-                            batch_size=int(min(256, max(32, n_train // 16)))),
+                            batch_size=args.batch_size or int(min(256, max(32, n_train // 16)))),
     )
     run_dir = args.run_dir or default_cache_dir() / "bench" / f"{args.dataset}-{config.fingerprint(images)}"
     started = time.time()
