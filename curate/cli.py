@@ -113,7 +113,9 @@ def _print_summary(result, dataset_name: str | None, run_key: str, seconds: floa
             click.echo(f"  ... and {len(result.bad_images) - 20} more (see manifest.json)")
     click.echo(f"\nRun directory: {result.store.root}")
     if dataset_name:
-        view = "pies" if run_key == "curate" else f"{run_key}-pies"
+        from curate.fo_push import names_for
+
+        view = names_for(run_key, [])["views"]["all"]
         click.echo(f"FiftyOne dataset: {dataset_name} (run key {run_key!r}, tag, saved view {view!r})")
         launcher = os.environ.get("CURATE_LAUNCHER", "curate")
         click.secho(f"Review in the App:  {launcher} app {dataset_name} --view {view}", fg="green")

@@ -175,7 +175,11 @@ class RowView:
 
 def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray, n_classes: int,
                    folds: dict[int, np.ndarray], mean: np.ndarray, std: np.ndarray, progress):
-    """The function every job runs: train one network, prune copies of it, score its held-out fold."""
+    """The function every job runs: train one network, prune copies of it, predict every image.
+
+    Predictions cover all images; :func:`run_population` files the network's held-out fold as
+    out-of-sample and the rest as in-sample.
+    """
     import torch
 
     from curate.models import build_model
