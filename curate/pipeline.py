@@ -26,6 +26,7 @@ from curate.crossfit import check_fold_support, stratified_folds
 from curate.executor import Executor, InProcessExecutor, MemberJob
 from curate.images import BadImage, decode_images, load_in_memory
 from curate.pies import PieScores
+from curate.probes import ProbeSuite, make_probes
 from curate.sources import LabeledImages, SourceError
 from curate.store import RunStore
 from curate.train import TrainSettings
@@ -44,6 +45,8 @@ class CurateConfig:
         seed: base seed; member k uses seed ``1000 * seed + k`` for its partition and initialisation.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:i]``; not part of the fingerprint.
         alpha: family-wise significance level of the per-class tests.
+        probes_per_kind: probe images of each kind (:mod:`curate.probes`) every network predicts;
+            they calibrate the multi-object and corruption flags.
         train: optimisation settings.
     """
 
@@ -55,6 +58,7 @@ class CurateConfig:
     seed: int = 0
     device: str = "auto"
     alpha: float = 0.05
+    probes_per_kind: int = 256
     train: TrainSettings = field(default_factory=TrainSettings)
 
     def __post_init__(self) -> None:
@@ -124,6 +128,9 @@ class Population:
     compressed_in: np.ndarray
     measured_sparsity: np.ndarray
     job_seconds: dict[str, float]
+    aum: np.ndarray | None = None  # (N,) mean area under the margin over the networks that trained on it
+    probes: ProbeSuite | None = None
+    probe_probs: np.ndarray | None = None  # (L+1, K*F, P, C): dense then each level, every network
 
 
 @dataclass
@@ -174,7 +181,8 @@ class RowView:
 
 
 def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray, n_classes: int,
-                   folds: dict[int, np.ndarray], mean: np.ndarray, std: np.ndarray, progress):
+                   folds: dict[int, np.ndarray], mean: np.ndarray, std: np.ndarray, probes: np.ndarray,
+                   progress):
     """The function every job runs: train one network, prune copies of it, predict every image.
 
     Predictions cover all images; :func:`run_population` files the network's held-out fold as
@@ -195,16 +203,23 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
         torch.manual_seed(job.seed)
         started = time.perf_counter()
         model = build_model(config.model, n_classes).to(device).to(memory_format=torch.channels_last)
-        train_dense(model, train_pixels, labels[train_idx], normalize, config.train, job.seed, progress)
+        margins = np.zeros((len(train_idx), 2))
+        train_dense(model, train_pixels, labels[train_idx], normalize, config.train, job.seed, progress,
+                    margins=margins)
+        aum = np.full(len(labels), np.nan, dtype=np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            aum[train_idx] = margins[:, 0] / margins[:, 1]
         dense = predict_probs(model, pixels, normalize)
+        probe_probs = [predict_probs(model, probes, normalize)]
         compressed, sparsity = [], []
         for level, s in enumerate(config.sparsities):
             pruned = prune_and_finetune(model, train_pixels, labels[train_idx], normalize, config.train, s,
                                         job.seed + 7919 * (level + 1), progress)
             compressed.append(predict_probs(pruned, pixels, normalize))
+            probe_probs.append(predict_probs(pruned, probes, normalize))
             sparsity.append(measured_sparsity(pruned))
         return {
-            "dense": dense, "compressed": np.stack(compressed),
+            "dense": dense, "compressed": np.stack(compressed), "aum": aum, "probes": np.stack(probe_probs),
             "sparsity": np.array(sparsity), "seconds": np.array(time.perf_counter() - started),
         }
 
@@ -248,6 +263,10 @@ def run_population(
     dense_in = np.full((n_in, n, n_classes), np.nan, dtype=np.float32)
     compressed_in = np.full((n_levels, n_in, n, n_classes), np.nan, dtype=np.float32)
     sparsity_sum = np.zeros(n_levels)
+    aum_sum, aum_count = np.zeros(n), np.zeros(n)
+    probes = make_probes(pixels, images.labels, config.probes_per_kind, seed=config.seed)
+    probe_probs = np.full((n_levels + 1, config.members * config.folds, len(probes), n_classes), np.nan,
+                          dtype=np.float32)
     seconds: dict[str, float] = {}
 
     jobs = config.jobs()
@@ -265,12 +284,16 @@ def run_population(
         dense_in[slot, trained] = out["dense"][trained]
         compressed_in[:, slot, trained] = out["compressed"][:, trained]
         sparsity_sum[:] += out["sparsity"]
+        seen = np.isfinite(out["aum"])
+        aum_sum[seen] += out["aum"][seen]
+        aum_count[seen] += 1
+        probe_probs[:, job.member * config.folds + job.fold] = out["probes"]
         seconds[job.name] = float(out["seconds"])
 
     todo = []
     for job in jobs:
         cached = store.load_job(job.name, fingerprint)
-        if cached is None:
+        if cached is None or "probes" not in cached:  # job files of curate 0.1 lack margins and probes
             todo.append(job)
         else:
             place(job, cached)
@@ -281,14 +304,18 @@ def run_population(
         done_note = f" ({len(jobs) - len(todo)} of {len(jobs)} resumed from {store.root})" if len(todo) < len(jobs) else ""
         with tqdm(total=total, desc=f"train+prune {len(todo)} networks{done_note}", unit="step",
                   disable=not progress, smoothing=0.05, mininterval=0.5 if sys.stderr.isatty() else 30) as bar:
-            job_fn = _member_job_fn(config, pixels, images.labels, n_classes, folds, mean, std, bar.update)
+            job_fn = _member_job_fn(config, pixels, images.labels, n_classes, folds, mean, std, probes.pixels,
+                                    bar.update)
             for job, out in executor.map(job_fn, todo):
                 store.save_job(job.name, fingerprint, **out)
                 place(job, out)
-    if any(np.isnan(a).any() for a in (dense, compressed, dense_in, compressed_in)):
+    if any(np.isnan(a).any() for a in (dense, compressed, dense_in, compressed_in, probe_probs)):
         raise RuntimeError("Some images received no out-of-sample prediction; the run directory may be corrupt. "
                            f"Delete {store.root / 'jobs'} and run again.")
-    return Population(dense, compressed, dense_in, compressed_in, sparsity_sum / len(jobs), seconds)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        aum = (aum_sum / aum_count).astype(np.float32)
+    return Population(dense, compressed, dense_in, compressed_in, sparsity_sum / len(jobs), seconds, aum,
+                      probes, probe_probs)
 
 
 def run_curate(
@@ -323,7 +350,9 @@ def run_curate(
     samples = sample_table(scores, kept.labels, kept.classes, config.level_names, kept.filepaths, kept.splits,
                            kept.sample_ids)
     store.save_probs(config.level_names, dense=dense, compressed=compressed,
-                     dense_in=population.dense_in, compressed_in=population.compressed_in)
+                     dense_in=population.dense_in, compressed_in=population.compressed_in, aum=population.aum,
+                     probe_probs=population.probe_probs, probe_kinds=population.probes.kinds,
+                     probe_class_a=population.probes.class_a, probe_class_b=population.probes.class_b)
     store.save_table("samples.parquet", samples)
     store.save_table("classes.csv", impact)
     store.save_table("levels.csv", levels)

@@ -1,0 +1,110 @@
+"""Probe suites: images of known category made from the dataset itself, to calibrate the flags.
+
+After Metadata Archaeology (Siddiqui et al. 2022): a probe's category is known by construction, so
+the population's behaviour on probes says, for this dataset and these models, what a two-object
+image or a corrupted image looks like to them. curate predicts probes with every network (no
+network trains on them), and :mod:`curate.flags` sets its multi-object and corruption thresholds
+from those predictions instead of from constants.
+
+Pure numpy (and scipy's Gaussian filter) over uint8 arrays ``(n, 3, h, w)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+TWO_CLASS = "two_class"
+CORRUPTIONS = ("noise", "blur", "dark", "low_contrast")
+KINDS = (TWO_CLASS, *CORRUPTIONS)
+
+
+@dataclass
+class ProbeSuite:
+    """Probe images and what they are.
+
+    Attributes:
+        pixels: uint8 ``(p, 3, h, w)``.
+        kinds: ``(p,)`` one of :data:`KINDS` each.
+        class_a: ``(p,)`` class of the (left) source image.
+        class_b: ``(p,)`` class of the right source image for two-class composites, else -1.
+    """
+
+    pixels: np.ndarray
+    kinds: np.ndarray
+    class_a: np.ndarray
+    class_b: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+    def mask(self, *kinds: str) -> np.ndarray:
+        return np.isin(self.kinds, kinds)
+
+
+def _squeeze_width(images: np.ndarray) -> np.ndarray:
+    """Halve the width by averaging column pairs (odd widths drop the last column)."""
+    w = images.shape[-1] // 2 * 2
+    return images[..., :w].reshape(*images.shape[:-1], w // 2, 2).mean(axis=-1)
+
+
+def two_class_composites(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Side-by-side composites: ``a`` squeezed into the left half, ``b`` into the right half."""
+    left, right = _squeeze_width(a.astype(np.float32)), _squeeze_width(b.astype(np.float32))
+    out = np.concatenate([left, right], axis=-1)
+    if out.shape[-1] < a.shape[-1]:  # odd width: repeat the last column
+        out = np.concatenate([out, out[..., -1:]], axis=-1)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def corrupt(images: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """A corrupted copy at a fixed, strong severity (about ImageNet-C severity 3 to 4)."""
+    x = images.astype(np.float32)
+    size = images.shape[-1]
+    if kind == "noise":
+        x = x + rng.normal(0.0, 0.2 * 255, size=x.shape)
+    elif kind == "blur":
+        x = gaussian_filter(x, sigma=(0, 0, size / 16, size / 16))
+    elif kind == "dark":
+        x = x * 0.15
+    elif kind == "low_contrast":
+        mean = x.mean(axis=(1, 2, 3), keepdims=True)
+        x = mean + (x - mean) * 0.15
+    else:
+        raise ValueError(f"Unknown corruption {kind!r}; choose one of {CORRUPTIONS}.")
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def make_probes(pixels: np.ndarray, labels: np.ndarray, per_kind: int = 256, seed: int = 0) -> ProbeSuite:
+    """``per_kind`` probes of every kind in :data:`KINDS`, drawn from ``pixels`` with a fixed seed.
+
+    Two-class composites pair images of two different classes; corruptions are copies of single
+    images. Sources are drawn uniformly, so classes appear in proportion to the dataset.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n == 0 or len(np.unique(labels)) < 2:
+        raise ValueError("Probes need images of at least two classes.")
+    rng = np.random.default_rng(seed)
+    chunks, kinds, class_a, class_b = [], [], [], []
+
+    first = rng.integers(0, n, per_kind)
+    second = rng.integers(0, n, per_kind)
+    clash = labels[first] == labels[second]
+    while clash.any():
+        second[clash] = rng.integers(0, n, int(clash.sum()))
+        clash = labels[first] == labels[second]
+    chunks.append(two_class_composites(np.asarray(pixels[first]), np.asarray(pixels[second])))
+    kinds += [TWO_CLASS] * per_kind
+    class_a.append(labels[first])
+    class_b.append(labels[second])
+
+    for kind in CORRUPTIONS:
+        source = rng.integers(0, n, per_kind)
+        chunks.append(corrupt(np.asarray(pixels[source]), kind, rng))
+        kinds += [kind] * per_kind
+        class_a.append(labels[source])
+        class_b.append(np.full(per_kind, -1))
+    return ProbeSuite(np.concatenate(chunks), np.array(kinds), np.concatenate(class_a), np.concatenate(class_b))
