@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from curate.flags import Categories, categorise, population_mean, reasons, vote_share
 from curate.pies import NO_LEVEL, PieScores, score_pies
+from curate.probes import CORRUPTIONS, TWO_CLASS
 from curate.stats import impact_table, member_accuracies
 
 
@@ -47,6 +49,27 @@ def level_table(
     return pd.DataFrame(rows)
 
 
+def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, scores: PieScores,
+                 probe_probs: np.ndarray, probe_kinds: np.ndarray, severity: pd.DataFrame | None = None):
+    """Categories (:func:`curate.flags.categorise`) and one reason per sample. Returns ``(categories, reasons)``.
+
+    ``probe_probs`` ``(L+1, networks, P, C)`` are every network's predictions on the probe suite.
+    """
+    probs = population_mean(dense_probs, compressed_probs)
+    probe_mean = np.asarray(probe_probs, dtype=np.float64).mean(axis=(0, 1))
+    kinds = np.asarray(probe_kinds)
+    categories = categorise(
+        labels, probs, scores.is_pie_any, scores.pie_score,
+        probe_mean[kinds == TWO_CLASS], probe_mean[np.isin(kinds, CORRUPTIONS)],
+        None if severity is None else severity.to_numpy(), tuple(severity.columns) if severity is not None else (),
+    )
+    networks = np.concatenate([dense_probs[None], compressed_probs])
+    votes = vote_share(networks, categories.suggested)
+    text = reasons(categories, labels, probs, classes, votes, networks.shape[0] * networks.shape[1],
+                   scores.dense_modal, scores.compressed_modal, scores.is_pie, level_names)
+    return categories, text
+
+
 def sample_table(
     scores: PieScores,
     labels: np.ndarray,
@@ -55,8 +78,10 @@ def sample_table(
     filepaths: list[str],
     splits: list[str | None],
     sample_ids: list[str] | None = None,
+    categories: Categories | None = None,
+    flag_reasons: list[str] | None = None,
 ) -> pd.DataFrame:
-    """One row per image with its label, dense and compressed predictions and PIE scores."""
+    """One row per image with its label, dense and compressed predictions, PIE scores and flags."""
     names = np.asarray(classes, dtype=object)
     lowest = np.array([level_names[i] if i != NO_LEVEL else None for i in scores.lowest_level], dtype=object)
     table = {
@@ -69,6 +94,15 @@ def sample_table(
         "pie_score": scores.pie_score,
         "lowest_pie_level": lowest,
     }
+    if categories is not None:
+        table["category"] = categories.category
+        table["label_noise"] = categories.label_noise
+        table["suggested_label"] = names[categories.suggested]
+        table["suggested_confidence"] = categories.suggested_confidence
+        for name, values in categories.scores.items():
+            table[f"{name}_score"] = values
+        table["corruption_check"] = categories.corruption_check
+        table["reason"] = flag_reasons
     if sample_ids is not None:
         table = {"sample_id": sample_ids, **table}
     for i, name in enumerate(level_names):

@@ -88,6 +88,23 @@ def _build_config(source: str, n_images: int, opts: dict):
     )
 
 
+def _print_flags(result) -> None:
+    from curate.flags import CATEGORIES
+
+    samples = result.samples
+    n_pies = max(1, int(result.scores.is_pie_any.sum()))
+    rows = []
+    for name in CATEGORIES:
+        chosen = samples[samples["category"] == name]
+        top = chosen.sort_values(f"{name}_score", ascending=False)["reason"].head(1).tolist()
+        rows.append([name, len(chosen), f"{100 * len(chosen) / n_pies:.0f}%", top[0] if top else ""])
+    click.echo("\nPIEs by category (one each; highest-scoring example):")
+    click.echo(_table(rows, ["category", "PIEs", "share", "example reason"]))
+    noisy = int(samples["label_noise"].sum())
+    click.echo(f"Suspected label errors, PIE or not: {noisy} ({100 * noisy / len(samples):.2f}%), "
+               "each with a suggested label")
+
+
 def _print_summary(result, dataset_name: str | None, run_key: str, seconds: float) -> None:
     levels = result.levels
     click.echo("")
@@ -98,6 +115,7 @@ def _print_summary(result, dataset_name: str | None, run_key: str, seconds: floa
     click.echo(_table(rows, ["level", "sparsity", "measured", "accuracy (OOS)", "PIEs", "PIE %", "classes impacted"]))
     n_pies = int(result.scores.is_pie_any.sum())
     click.echo(f"\nPIEs at any level: {n_pies} of {len(result.images)} ({100 * n_pies / len(result.images):.2f}%)")
+    _print_flags(result)
     impacted = result.impact[result.impact["significant"]]
     if len(impacted):
         click.echo("\nClasses significantly impacted (Welch t-test, Holm-corrected, alpha "

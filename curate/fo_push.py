@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from curate import __version__
+from curate.flags import CATEGORIES, NO_CATEGORY
 from curate.pies import NO_LEVEL
 
 METHOD = "curate"
@@ -24,7 +25,19 @@ def names_for(run_key: str, level_names: list[str]) -> dict[str, Any]:
     """Field, tag and view names a run writes under ``run_key``."""
     tag = "pie" if run_key == METHOD else f"{run_key}:pie"
     prefix = "" if run_key == METHOD else f"{run_key}-"
+    brain_prefix = "" if run_key == METHOD else f"{run_key}_"
     return {
+        "category": f"{run_key}_category",
+        "label_noise": f"{run_key}_label_noise",
+        "suggested": f"{run_key}_suggested",
+        "flag_score": f"{run_key}_flag_score",
+        "reason": f"{run_key}_reason",
+        "hardness": f"{brain_prefix}hardness",
+        "mistakenness": f"{brain_prefix}mistakenness",
+        "category_tags": {c: f"{tag}:{c}" for c in CATEGORIES},
+        "label_noise_tag": "label_noise" if run_key == METHOD else f"{run_key}:label_noise",
+        "category_views": {c: f"{prefix}pies-{c}" for c in CATEGORIES},
+        "label_noise_view": f"{prefix}label-noise",
         "dense": f"{run_key}_dense",
         "levels": {name: f"{run_key}_{name}" for name in level_names},
         "pie": f"{run_key}_pie",
@@ -37,8 +50,18 @@ def names_for(run_key: str, level_names: list[str]) -> dict[str, Any]:
 
 
 def _all_fields(names: dict[str, Any]) -> list[str]:
+    """The per-sample fields curate writes itself (the brain fields are written by FiftyOne Brain)."""
     return [names["dense"], *names["levels"].values(), names["pie"], names["pie_score"], names["pie_level"],
-            names["pie_levels"]]
+            names["pie_levels"], names["category"], names["label_noise"], names["suggested"], names["flag_score"],
+            names["reason"]]
+
+
+def _all_tags(names: dict[str, Any]) -> list[str]:
+    return [names["tag"], *names["category_tags"].values(), names["label_noise_tag"]]
+
+
+def _all_views(names: dict[str, Any]) -> list[str]:
+    return [*names["views"].values(), *names["category_views"].values(), names["label_noise_view"]]
 
 
 def get_or_create_dataset(fo, name: str, filepaths: list[str], labels: list[str], splits: list[str | None]):
@@ -67,13 +90,17 @@ def remove_run(dataset, run_key: str) -> bool:
         return False
     config = dataset.get_run_info(run_key).config
     fields = getattr(config, "fields", None) or []
-    tag = getattr(config, "tag", None)
+    tags = getattr(config, "tags", None) or [getattr(config, "tag", None)]
     views = getattr(config, "views", None) or []
     for view_name in views:
         if dataset.has_saved_view(view_name):
             dataset.delete_saved_view(view_name)
-    if tag:
-        dataset.untag_samples(tag)
+    present_tags = [t for t in tags if t]
+    if present_tags:
+        dataset.untag_samples(present_tags)
+    for brain_key in getattr(config, "brain_runs", None) or []:
+        if dataset.has_brain_run(brain_key):
+            dataset.delete_brain_run(brain_key)  # also deletes the field it wrote
     present = [f for f in fields if dataset.has_sample_field(f)]
     if present:
         dataset.delete_sample_fields(present)
@@ -124,12 +151,34 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
         values[names["pie_score"]].append(float(scores.pie_score[i]))
         values[names["pie_level"]].append(float(sparsities[lowest]) if lowest != NO_LEVEL else None)
         values[names["pie_levels"]].append([level_names[t] for t in np.flatnonzero(scores.is_pie[:, i])])
+    categories = result.categories
+    samples = result.samples
+    category_scores = {name: samples[f"{name}_score"].to_numpy() for name in CATEGORIES}
+    for i in range(len(ids)):
+        category = categories.category[i]
+        noisy = bool(categories.label_noise[i])
+        values[names["category"]].append(category or None)
+        values[names["label_noise"]].append(noisy)
+        values[names["suggested"]].append(fo.Classification(
+            label=str(classes[categories.suggested[i]]), confidence=float(categories.suggested_confidence[i]),
+        ) if noisy else None)
+        score_of = category if category != NO_CATEGORY else ("label_noise" if noisy else None)
+        values[names["flag_score"]].append(float(category_scores[score_of][i]) if score_of else None)
+        values[names["reason"]].append(samples["reason"].iat[i] or None)
     for field, field_values in values.items():
         dataset.set_values(field, dict(zip(ids, field_values)), key_field="id")
 
     pie_ids = [sid for sid, lowest in zip(ids, scores.lowest_level) if lowest != NO_LEVEL]
     if pie_ids:
         dataset.select(pie_ids).tag_samples(names["tag"])
+    for name, tag in names["category_tags"].items():
+        chosen = [sid for sid, c in zip(ids, categories.category) if c == name]
+        if chosen:
+            dataset.select(chosen).tag_samples(tag)
+    noisy_ids = [sid for sid, noisy in zip(ids, categories.label_noise) if noisy]
+    if noisy_ids:
+        dataset.select(noisy_ids).tag_samples(names["label_noise_tag"])
+    brain_runs = write_brain_fields(dataset.select(ids), names, images.label_field or LABEL_FIELD)
 
     from fiftyone import ViewField as F
 
@@ -146,6 +195,19 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
             description=f"PIEs of run {run_key!r} at level {name}",
             overwrite=True,
         )
+    for name, view_name in names["category_views"].items():
+        dataset.save_view(
+            view_name,
+            dataset.match(F(names["category"]) == name).sort_by(names["flag_score"], reverse=True),
+            description=f"PIEs of run {run_key!r} in category {name}, highest score first",
+            overwrite=True,
+        )
+    dataset.save_view(
+        names["label_noise_view"],
+        dataset.match(F(names["label_noise"]) == True).sort_by(names["flag_score"], reverse=True),  # noqa: E712
+        description=f"Every suspected label error of run {run_key!r} (PIE or not), most likely first",
+        overwrite=True,
+    )
 
     levels = result.levels
     config = dataset.init_run(
@@ -158,13 +220,18 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
         levels=level_names,
         fields=_all_fields(names),
         tag=names["tag"],
-        views=list(names["views"].values()),
+        tags=_all_tags(names),
+        views=_all_views(names),
+        brain_runs=brain_runs,
+        flag_thresholds=categories.thresholds,
     )
     dataset.register_run(run_key, config, overwrite=True)
     results = dataset.init_run_results(
         run_key,
         n_samples=len(ids),
         n_pies=len(pie_ids),
+        categories={name: int((categories.category == name).sum()) for name in CATEGORIES},
+        n_label_noise=len(noisy_ids),
         levels=levels.to_dict(orient="records"),
         bad_images=[b.__dict__ for b in result.bad_images],
     )
@@ -174,6 +241,36 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
     dataset.info = info
     dataset.save()
     return dataset
+
+
+def write_brain_fields(samples, names: dict[str, Any], label_field: str) -> list[str]:
+    """FiftyOne Brain's ``hardness`` and ``mistakenness`` from the dense population's mean prediction.
+
+    A field of that name that some other run wrote (the user's own Brain run, say) is left alone
+    and this run writes ``<run key>_hardness`` instead. Returns the brain keys written, so that
+    removing the run removes them too.
+    """
+    import fiftyone.brain as fob
+
+    dataset = samples._dataset
+    keys = []
+    for base in ("hardness", "mistakenness"):
+        key = names[base]
+        ours = dataset.has_brain_run(key) and dataset.get_brain_info(key).config.to_dict().get(
+            "pred_field" if base == "mistakenness" else "label_field") == names["dense"]
+        if ours:
+            dataset.delete_brain_run(key)
+        if dataset.has_sample_field(key) or dataset.has_brain_run(key):
+            key = f"{names['dense'].rsplit('_', 1)[0]}_{base}"
+            if dataset.has_brain_run(key):
+                dataset.delete_brain_run(key)
+        if base == "hardness":
+            fob.compute_hardness(samples, names["dense"], hardness_field=key, progress=False)
+        else:
+            fob.compute_mistakenness(samples, names["dense"], label_field, mistakenness_field=key,
+                                     use_logits=True, progress=False)
+        keys.append(key)
+    return keys
 
 
 def list_curate_runs(dataset) -> list[dict[str, Any]]:

@@ -21,12 +21,14 @@ import numpy as np
 import pandas as pd
 
 from curate import __version__
-from curate.analysis import analyse, sample_table
+from curate.analysis import analyse, flag_samples, sample_table
 from curate.crossfit import check_fold_support, stratified_folds
 from curate.executor import Executor, InProcessExecutor, MemberJob
 from curate.images import BadImage, decode_images, load_in_memory
+from curate.flags import CATEGORIES, Categories
 from curate.pies import PieScores
 from curate.probes import ProbeSuite, make_probes
+from curate.quality import measure_files, quality_severity
 from curate.sources import LabeledImages, SourceError
 from curate.store import RunStore
 from curate.train import TrainSettings
@@ -147,6 +149,7 @@ class RunResult:
     samples: pd.DataFrame
     store: RunStore
     manifest: dict[str, Any]
+    categories: Categories | None = None
 
     @property
     def level_names(self) -> list[str]:
@@ -238,6 +241,18 @@ def prepare_images(images: LabeledImages, config: CurateConfig, store: RunStore,
     kept = images.subset(ok)
     check_fold_support(kept.labels, config.folds, kept.classes)
     return kept, load_in_memory(pixels), bad
+
+
+def image_quality(filepaths: list[str], store: RunStore, progress: bool = True) -> pd.DataFrame:
+    """Raw pixel-quality properties of every image, measured once per run directory."""
+    path = store.root / "quality.parquet"
+    if path.exists():
+        cached = pd.read_parquet(path)
+        if cached["filepath"].tolist() == list(filepaths):
+            return cached
+    raw = measure_files(filepaths, progress=progress)
+    store.save_table("quality.parquet", raw)
+    return raw
 
 
 def run_population(
@@ -347,8 +362,12 @@ def run_curate(
     dense, compressed, seconds = population.dense, population.compressed, population.job_seconds
     scores, levels, impact = analyse(dense, compressed, kept.labels, kept.classes, config.level_names,
                                      list(config.sparsities), config.alpha, population.measured_sparsity)
+    severity = quality_severity(image_quality(kept.filepaths, store, progress))
+    categories, reasons = flag_samples(dense, compressed, kept.labels, kept.classes, config.level_names, scores,
+                                       population.probe_probs, population.probes.kinds, severity)
     samples = sample_table(scores, kept.labels, kept.classes, config.level_names, kept.filepaths, kept.splits,
-                           kept.sample_ids)
+                           kept.sample_ids, categories, reasons)
+    samples = pd.concat([samples, severity.add_prefix("quality_")], axis=1)
     store.save_probs(config.level_names, dense=dense, compressed=compressed,
                      dense_in=population.dense_in, compressed_in=population.compressed_in, aum=population.aum,
                      probe_probs=population.probe_probs, probe_kinds=population.probes.kinds,
@@ -372,7 +391,11 @@ def run_curate(
         "job_seeds": {job.name: job.seed for job in config.jobs()},
         "out_of_sample_predictions_per_image": config.members,
         "levels": levels.to_dict(orient="records"),
-        "files": ["manifest.json", "probs.npz", "samples.parquet", "classes.csv", "levels.csv", "jobs/"],
+        "flag_thresholds": categories.thresholds,
+        "flags": {name: int((categories.category == name).sum()) for name in CATEGORIES},
+        "label_noise_any": int(categories.label_noise.sum()),
+        "files": ["manifest.json", "probs.npz", "samples.parquet", "classes.csv", "levels.csv", "quality.parquet",
+                  "jobs/"],
     })
     store.write_json("manifest.json", manifest)
-    return RunResult(config, kept, bad, population, scores, levels, impact, samples, store, manifest)
+    return RunResult(config, kept, bad, population, scores, levels, impact, samples, store, manifest, categories)

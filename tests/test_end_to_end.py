@@ -30,6 +30,8 @@ def snapshot(dataset, run_key="curate"):
         "tags": dataset.count_sample_tags(),
         "views": sorted(dataset.list_saved_views()),
         "runs": sorted(dataset.list_runs()),
+        "brain_runs": sorted(dataset.list_brain_runs()),
+        "hardness": dataset.values("hardness") if dataset.has_sample_field("hardness") else None,
         "scores": dataset.values(f"{run_key}_pie_score"),
         "dense": dataset.values(f"{run_key}_dense.label"),
     }
@@ -63,7 +65,9 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
     paths, scores = dataset.values(["filepath", "curate_pie_score"])
     np.testing.assert_allclose(scores, by_path.loc[paths, "pie_score"].to_numpy())
 
-    assert set(dataset.list_saved_views()) == {"pies", "pies-prune50", "pies-prune90"}
+    assert set(dataset.list_saved_views()) == {
+        "pies", "pies-prune50", "pies-prune90", "pies-label_noise", "pies-corruption", "pies-multi_object",
+        "pies-atypical", "label-noise"}
     pies_view = dataset.load_saved_view("pies")
     assert len(pies_view) == n_pies
     view_scores = pies_view.values("curate_pie_score")
@@ -82,6 +86,43 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
     assert len(list((run_dir / "jobs").glob("*.npz"))) == 4
     classes = pd.read_csv(run_dir / "classes.csv")
     assert set(classes["level"]) == {"prune50", "prune90"} and len(classes) == 20
+
+
+def test_flags_become_fields_tags_and_views(fo, digits_run):
+    dataset, run_dir, output = digits_run
+    table = pd.read_parquet(run_dir / "samples.parquet")
+    assert "PIEs by category" in output and "Suspected label errors" in output
+    tags = dataset.count_sample_tags()
+    pies = table[table["pie"]]
+    assert (pies["category"] != "").all() and (table.loc[~table["pie"], "category"] == "").all()
+    for category in ("label_noise", "corruption", "multi_object", "atypical"):
+        expected = int((table["category"] == category).sum())
+        assert tags.get(f"pie:{category}", 0) == expected
+        view = dataset.load_saved_view(f"pies-{category}")
+        assert len(view) == expected
+        scores = view.values("curate_flag_score")
+        assert scores == sorted(scores, reverse=True)
+        assert all(0 <= s <= 1 for s in scores)
+    # Every PIE carries exactly one category tag.
+    assert sum(tags.get(f"pie:{c}", 0) for c in ("label_noise", "corruption", "multi_object", "atypical")) == len(pies)
+
+    noisy = dataset.match_tags("label_noise")
+    assert len(noisy) == int(table["label_noise"].sum()) == len(dataset.load_saved_view("label-noise"))
+    if len(noisy):
+        given, suggested = noisy.values(["ground_truth.label", "curate_suggested.label"])
+        assert all(g != s for g, s in zip(given, suggested))
+        assert all(r and " models say " in r for r in noisy.values("curate_reason"))
+    assert all(dataset.match_tags("pie").values("curate_reason"))
+    assert dataset.match_tags(["pie", "label_noise"]).count() + dataset.match(
+        ~fo.ViewField("curate_reason").exists()).count() == len(dataset)
+
+    # FiftyOne Brain's own fields, from the dense population's mean prediction.
+    assert sorted(dataset.list_brain_runs()) == ["hardness", "mistakenness"]
+    hardness, mistakenness = dataset.values("hardness"), dataset.values("mistakenness")
+    assert all(h is not None and h >= 0 for h in hardness) and all(m is not None for m in mistakenness)
+    info = dataset.get_run_info("curate").config
+    assert info.brain_runs == ["hardness", "mistakenness"] and "pie:atypical" in info.tags
+    assert 0 < info.flag_thresholds["multi_object_evenness"] <= 1
 
 
 def test_rerun_is_idempotent_and_resumes(fo, digits_run):
@@ -130,6 +171,7 @@ def test_a_second_run_key_leaves_the_first_alone_and_can_be_deleted(fo, digits_r
     dataset.reload()
     assert snapshot(dataset) == before
     assert "other:pie" not in dataset.count_sample_tags()
+    assert not any(f.startswith("other_") for f in dataset.get_field_schema())
 
 
 def test_folder_source_with_corrupt_and_missing_images(fo, tmp_path):

@@ -1,0 +1,267 @@
+"""Flags a reviewer can act on: label noise, multi-object, corruption, atypical. Pure numpy.
+
+Every PIE gets exactly one category, the first that applies in this order:
+
+1. ``label_noise``: the population, out of sample, is confident in another class and not in the
+   given label (confident learning's per-class thresholds, Northcutt et al. 2021), unless the mass
+   is split evenly (as for ``multi_object``) between the given label and that class. Also raised
+   on non-PIEs, since a reviewer wants every confident mislabel. Carries a suggested label.
+2. ``corruption``: a pixel check fires (:mod:`curate.quality`) and the population is no more sure
+   of any class than it is, typically, of a corrupted probe image.
+3. ``multi_object``: the population's mass splits between two classes at least as evenly as it
+   does, typically, on a two-class composite probe.
+4. ``atypical``: a PIE that is none of the above: rightly labelled, rare, the long tail.
+
+No threshold is a constant tuned to a dataset: label-noise thresholds are per class and per
+dataset; the corruption and multi-object ones are medians over probe images of known category
+(:mod:`curate.probes`) predicted by the same networks; pixel thresholds are CleanVision's.
+
+Shapes: ``probs`` ``(n_samples, n_classes)`` is the population's mean out-of-sample prediction;
+``labels`` ``(n_samples,)`` the given labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+CATEGORIES = ("label_noise", "corruption", "multi_object", "atypical")
+NO_CATEGORY = ""
+
+
+def _check(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    labels, probs = np.asarray(labels), np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2:
+        raise ValueError(f"probs must be (n_samples, n_classes), got shape {probs.shape}.")
+    if labels.shape != (probs.shape[0],):
+        raise ValueError(f"labels has shape {labels.shape}; expected ({probs.shape[0]},) to match probs.")
+    if len(labels) and (labels.min() < 0 or labels.max() >= probs.shape[1]):
+        raise ValueError(f"labels must lie in [0, {probs.shape[1] - 1}], got {labels.min()}..{labels.max()}.")
+    return labels, probs
+
+
+def population_mean(dense_probs: np.ndarray, compressed_probs: np.ndarray | None = None) -> np.ndarray:
+    """Mean prediction over every out-of-sample network: dense ``(K, N, C)`` and compressed ``(L, K, N, C)``."""
+    stacks = [np.asarray(dense_probs, dtype=np.float64)]
+    if compressed_probs is not None:
+        compressed = np.asarray(compressed_probs, dtype=np.float64)
+        stacks.append(compressed.reshape(-1, *compressed.shape[2:]))
+    return np.concatenate(stacks).mean(axis=0)
+
+
+def class_thresholds(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Confident learning's per-class thresholds: mean ``probs[:, j]`` over samples labelled ``j``.
+
+    A class with no samples gets threshold 1 (nothing is ever confidently in it).
+    """
+    labels, probs = _check(labels, probs)
+    n_classes = probs.shape[1]
+    counts = np.bincount(labels, minlength=n_classes)
+    sums = np.zeros(n_classes)
+    np.add.at(sums, labels, probs[np.arange(len(labels)), labels])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), 1.0)
+
+
+@dataclass
+class LabelNoise:
+    """Result of :func:`find_label_noise`.
+
+    Attributes:
+        is_noise: ``(N,)`` another class is confident and the given label is not.
+        score: ``(N,)`` in [0, 1]; higher means more likely mislabelled (``1 - probs[i, label]``).
+        suggested: ``(N,)`` most probable class other than the label (also where ``is_noise`` is False).
+        suggested_confidence: ``(N,)`` mean probability of ``suggested``.
+        thresholds: ``(C,)`` the per-class thresholds used.
+    """
+
+    is_noise: np.ndarray
+    score: np.ndarray
+    suggested: np.ndarray
+    suggested_confidence: np.ndarray
+    thresholds: np.ndarray
+
+
+def find_label_noise(labels: np.ndarray, probs: np.ndarray) -> LabelNoise:
+    """Confident mislabels: ``probs[i, j] >= t_j`` for some ``j != label`` and ``probs[i, label] < t_label``.
+
+    ``t`` are :func:`class_thresholds`. The suggested label is the most probable other class among
+    the confident ones, or the most probable other class when none is confident.
+    """
+    labels, probs = _check(labels, probs)
+    n = len(labels)
+    rows = np.arange(n)
+    thresholds = class_thresholds(labels, probs)
+    others = probs.copy()
+    others[rows, labels] = -np.inf
+    confident_others = np.where(others >= thresholds[None, :], others, -np.inf)
+    any_confident = np.isfinite(confident_others).any(axis=1)
+    suggested = np.where(any_confident, confident_others.argmax(axis=1), others.argmax(axis=1))
+    given = probs[rows, labels]
+    return LabelNoise(
+        is_noise=any_confident & (given < thresholds[labels]),
+        score=np.clip(1.0 - given, 0.0, 1.0),
+        suggested=suggested,
+        suggested_confidence=probs[rows, suggested],
+        thresholds=thresholds,
+    )
+
+
+def top_two(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(first_class, second_class, first_prob, second_prob)`` of each row."""
+    probs = np.asarray(probs, dtype=np.float64)
+    order = np.argsort(-probs, axis=1, kind="stable")
+    rows = np.arange(len(probs))
+    return order[:, 0], order[:, 1], probs[rows, order[:, 0]], probs[rows, order[:, 1]]
+
+
+def split_evenness(probs: np.ndarray) -> np.ndarray:
+    """Second-largest over largest probability, in [0, 1]: 1 when two classes share the mass evenly."""
+    _, _, first, second = top_two(probs)
+    return np.divide(second, first, out=np.zeros_like(first), where=first > 0)
+
+
+def probe_threshold(values: np.ndarray, what: str) -> float:
+    """Median of a signal over probe images of one kind (the calibration rule for every probe flag)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        raise ValueError(f"No probe predictions to calibrate the {what} threshold; the run has no probes.")
+    return float(np.median(values))
+
+
+@dataclass
+class Categories:
+    """Per-sample categories and scores; see the module docstring for the rules.
+
+    Attributes:
+        category: ``(N,)`` one of :data:`CATEGORIES` for PIEs, ``""`` otherwise.
+        label_noise: ``(N,)`` confident mislabel (PIE or not).
+        scores: category -> ``(N,)`` score in [0, 1] (defined for every sample).
+        suggested, suggested_confidence: from :func:`find_label_noise`.
+        corruption_check: ``(N,)`` the most severe pixel check, ``""`` when none fires.
+        thresholds: the calibrated thresholds, for the run record.
+    """
+
+    category: np.ndarray
+    label_noise: np.ndarray
+    scores: dict[str, np.ndarray]
+    suggested: np.ndarray
+    suggested_confidence: np.ndarray
+    corruption_check: np.ndarray
+    thresholds: dict[str, float]
+
+
+def categorise(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    is_pie: np.ndarray,
+    pie_score: np.ndarray,
+    two_class_probe_probs: np.ndarray,
+    corrupted_probe_probs: np.ndarray,
+    pixel_severity: np.ndarray | None = None,
+    check_names: tuple[str, ...] = (),
+) -> Categories:
+    """Assign every PIE one category and score every sample for every category.
+
+    Args:
+        labels, probs: given labels and the population's mean out-of-sample prediction.
+        is_pie: ``(N,)`` PIE at any level; ``pie_score`` ``(N,)`` in [0, 1].
+        two_class_probe_probs: ``(P2, C)`` mean predictions on two-class composite probes.
+        corrupted_probe_probs: ``(P1, C)`` mean predictions on corrupted probes.
+        pixel_severity: ``(N, n_checks)`` in [0, 1] from :func:`curate.quality.quality_severity`
+            (NaN rows allowed); ``check_names`` names its columns. ``None``: no pixel evidence.
+    """
+    labels, probs = _check(labels, probs)
+    is_pie = np.asarray(is_pie, dtype=bool)
+    n = len(labels)
+    noise = find_label_noise(labels, probs)
+
+    evenness = split_evenness(probs)
+    split_threshold = probe_threshold(split_evenness(two_class_probe_probs), "multi-object")
+    top_prob = probs.max(axis=1)
+    corrupted_top = probe_threshold(np.asarray(corrupted_probe_probs).max(axis=1), "corruption")
+
+    if pixel_severity is None:
+        severity = np.zeros((n, 0))
+    else:
+        severity = np.nan_to_num(np.asarray(pixel_severity, dtype=np.float64), nan=0.0)
+        if severity.shape != (n, len(check_names)):
+            raise ValueError(f"pixel_severity has shape {severity.shape}; expected ({n}, {len(check_names)}).")
+    worst = severity.max(axis=1) if severity.shape[1] else np.zeros(n)
+    worst_check = np.array([check_names[j] if w > 0 else "" for j, w in
+                            zip(severity.argmax(axis=1) if severity.shape[1] else np.zeros(n, int), worst)],
+                           dtype=object)
+    # Uncertainty relative to a corrupted probe: 1 at or below its typical top probability.
+    uncertainty = np.clip((1.0 - top_prob) / max(1.0 - corrupted_top, 1e-9), 0.0, 1.0)
+    corruption_score = np.where(worst > 0, 0.5 * (worst + uncertainty), 0.0)
+    is_corrupt = (worst > 0) & (top_prob <= corrupted_top)
+    multi_score = evenness
+    is_multi = evenness >= split_threshold
+    first, second, _, _ = top_two(probs)
+    # Mass shared evenly between the given label and another class is ambiguity, not a wrong label.
+    is_noise = noise.is_noise & ~(is_multi & ((first == labels) | (second == labels)))
+
+    category = np.full(n, NO_CATEGORY, dtype=object)
+    undecided = is_pie.copy()
+    for name, rule in (("label_noise", is_noise), ("corruption", is_corrupt), ("multi_object", is_multi),
+                       ("atypical", np.ones(n, dtype=bool))):
+        chosen = undecided & rule
+        category[chosen] = name
+        undecided &= ~chosen
+    return Categories(
+        category=category,
+        label_noise=is_noise,
+        scores={
+            "label_noise": noise.score,
+            "corruption": corruption_score,
+            "multi_object": multi_score,
+            "atypical": np.clip(np.asarray(pie_score, dtype=np.float64), 0.0, 1.0),
+        },
+        suggested=noise.suggested,
+        suggested_confidence=noise.suggested_confidence,
+        corruption_check=worst_check,
+        thresholds={"multi_object_evenness": split_threshold, "corruption_top_probability": corrupted_top,
+                    **{f"label_noise_{j}": float(t) for j, t in enumerate(noise.thresholds)}},
+    )
+
+
+def vote_share(member_probs: np.ndarray, cls: np.ndarray) -> np.ndarray:
+    """Number of networks (any leading axes) whose top-1 is ``cls[i]``, per sample. ``(..., N, C)``."""
+    preds = np.asarray(member_probs).argmax(axis=-1).reshape(-1, np.asarray(member_probs).shape[-2])
+    return (preds == np.asarray(cls)[None, :]).sum(axis=0)
+
+
+def reasons(categories: Categories, labels: np.ndarray, probs: np.ndarray, classes: list[str],
+            votes_for_suggested: np.ndarray, n_networks: int, dense_modal: np.ndarray,
+            compressed_modal: np.ndarray, is_pie_at: np.ndarray, level_names: list[str]) -> list[str]:
+    """One sentence per sample saying why it is flagged (empty for samples with no flag).
+
+    ``dense_modal`` ``(N,)`` and ``compressed_modal`` ``(L, N)`` are the populations' modal labels,
+    ``is_pie_at`` ``(L, N)`` the PIE mask per level named by ``level_names``.
+    """
+    names = np.asarray(classes, dtype=object)
+    first, second, p1, p2 = top_two(probs)
+    out = []
+    for i in range(len(labels)):
+        cat = categories.category[i]
+        given = names[labels[i]]
+        if cat == "label_noise" or (cat == NO_CATEGORY and categories.label_noise[i]):
+            out.append(f"{votes_for_suggested[i]} of {n_networks} models say {names[categories.suggested[i]]} "
+                       f"(mean p {categories.suggested_confidence[i]:.2f}); labelled {given} "
+                       f"(mean p {probs[i, labels[i]]:.2f})")
+        elif cat == "corruption":
+            out.append(f"{categories.corruption_check[i].replace('_', ' ')} image; models unsure "
+                       f"(top class {names[first[i]]} at p {p1[i]:.2f}); labelled {given}")
+        elif cat == "multi_object":
+            out.append(f"models split between {names[first[i]]} (p {p1[i]:.2f}) and {names[second[i]]} "
+                       f"(p {p2[i]:.2f}); labelled {given}")
+        elif cat == "atypical":
+            changed = "; ".join(f"{level_names[t]} say {names[compressed_modal[t, i]]}"
+                                for t in np.flatnonzero(is_pie_at[:, i]))
+            out.append(f"labelled {given}; dense models say {names[dense_modal[i]]}, pruned copies forget it: "
+                       f"{changed}")
+        else:
+            out.append("")
+    return out

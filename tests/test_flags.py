@@ -1,0 +1,139 @@
+"""Category rules on hand-made probability arrays, answers worked out by hand."""
+
+import numpy as np
+import pytest
+
+from curate.flags import (categorise, class_thresholds, find_label_noise, population_mean, reasons,
+                          split_evenness, vote_share)
+
+
+def test_class_thresholds_are_mean_self_confidence_per_class():
+    labels = np.array([0, 0, 1, 1])
+    probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]])
+    # t0 = (0.9 + 0.3) / 2, t1 = (0.8 + 0.4) / 2
+    np.testing.assert_allclose(class_thresholds(labels, probs), [0.6, 0.6])
+    # A class nobody is labelled with is never confidently predicted.
+    np.testing.assert_allclose(class_thresholds(np.array([0, 0]), np.array([[0.5, 0.5], [0.7, 0.3]])), [0.6, 1.0])
+
+
+def test_find_label_noise_by_hand():
+    labels = np.array([0, 0, 1, 1])
+    probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]])
+    noise = find_label_noise(labels, probs)
+    # s1: p1 = 0.7 >= t1 = 0.6 and p0 = 0.3 < t0 -> noise, suggest 1.
+    # s3: p0 = 0.6 >= t0 = 0.6 and p1 = 0.4 < t1 -> noise, suggest 0.
+    np.testing.assert_array_equal(noise.is_noise, [False, True, False, True])
+    np.testing.assert_array_equal(noise.suggested, [1, 1, 0, 0])
+    np.testing.assert_allclose(noise.suggested_confidence, [0.1, 0.7, 0.2, 0.6])
+    np.testing.assert_allclose(noise.score, [0.1, 0.7, 0.2, 0.6])
+
+
+def test_suggested_label_is_the_most_probable_confident_other_class():
+    labels = np.array([0, 1, 2, 0])
+    probs = np.array([[0.1, 0.5, 0.4], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.9, 0.05, 0.05]])
+    # t = [(0.1 + 0.9) / 2, 0.8, 0.8] = [0.5, 0.8, 0.8]: for sample 0, neither other class reaches
+    # its threshold (0.5 < 0.8, 0.4 < 0.8), so it is not noise, but it still gets a suggestion.
+    noise = find_label_noise(labels, probs)
+    assert not noise.is_noise[0]
+    assert noise.suggested[0] == 1
+
+
+def test_bad_inputs_name_the_problem():
+    with pytest.raises(ValueError, match=r"labels has shape \(3,\)"):
+        find_label_noise(np.array([0, 1, 0]), np.ones((2, 2)) / 2)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 1\]"):
+        find_label_noise(np.array([0, 2]), np.ones((2, 2)) / 2)
+
+
+def test_population_mean_pools_dense_and_compressed_networks():
+    dense = np.array([[[1.0, 0.0]], [[0.0, 1.0]]])  # K=2, N=1, C=2
+    compressed = np.array([[[[1.0, 0.0]], [[1.0, 0.0]]]])  # L=1
+    np.testing.assert_allclose(population_mean(dense, compressed), [[0.75, 0.25]])
+    np.testing.assert_allclose(population_mean(dense), [[0.5, 0.5]])
+
+
+def test_split_evenness():
+    np.testing.assert_allclose(split_evenness(np.array([[0.5, 0.5, 0.0], [0.8, 0.1, 0.1], [0.2, 0.3, 0.5]])),
+                               [1.0, 0.125, 0.6])
+
+
+# Four classes. Probes: two-class composites split about 0.5 (median evenness 0.5); corrupted probes
+# have top probability 0.4 at the median.
+TWO_CLASS_PROBES = np.array([[0.6, 0.3, 0.05, 0.05], [0.5, 0.25, 0.2, 0.05], [0.4, 0.4, 0.1, 0.1]])
+CORRUPTED_PROBES = np.array([[0.4, 0.2, 0.2, 0.2], [0.3, 0.3, 0.2, 0.2], [0.7, 0.1, 0.1, 0.1]])
+
+
+def _population():
+    labels = np.array([0, 0, 1, 1, 2, 2, 3, 3, 0])
+    probs = np.array([
+        [0.90, 0.05, 0.03, 0.02],  # 0: confident, right
+        [0.05, 0.85, 0.05, 0.05],  # 1: labelled 0, models say 1 -> label noise
+        [0.10, 0.80, 0.05, 0.05],  # 2: right
+        [0.45, 0.45, 0.05, 0.05],  # 3: labelled 1, even split 0/1 (evenness 1.0) -> multi-object
+        [0.05, 0.05, 0.85, 0.05],  # 4: right
+        [0.30, 0.10, 0.35, 0.25],  # 5: labelled 2, unsure -> corruption if a pixel check fires
+        [0.05, 0.05, 0.05, 0.85],  # 6: right
+        [0.10, 0.10, 0.15, 0.65],  # 7: right, but a PIE -> atypical
+        [0.20, 0.75, 0.03, 0.02],  # 8: labelled 0, models say 1 -> label noise, NOT a PIE
+    ])
+    is_pie = np.array([False, True, False, True, False, True, False, True, False])
+    severity = np.zeros((9, 2))
+    severity[5, 1] = 0.6  # sample 5 is dark
+    severity[0, 0] = 0.9  # sample 0 is blurry but the models are sure: not corruption
+    return labels, probs, is_pie, severity
+
+
+def test_categorise_assigns_one_category_per_pie_by_hand():
+    labels, probs, is_pie, severity = _population()
+    cats = categorise(labels, probs, is_pie, np.linspace(0, 0.8, 9), TWO_CLASS_PROBES, CORRUPTED_PROBES,
+                      severity, ("blurry", "dark"))
+    assert list(cats.category) == ["", "label_noise", "", "multi_object", "", "corruption", "", "atypical", ""]
+    # Non-PIE confident mislabels are still label noise (tagged, not categorised).
+    np.testing.assert_array_equal(np.flatnonzero(cats.label_noise), [1, 8])
+    assert cats.suggested[1] == 1 and cats.suggested[8] == 1
+    # Calibrated thresholds: median evenness of composites (0.5, 0.5, 1.0) and median top p (0.4).
+    assert cats.thresholds["multi_object_evenness"] == pytest.approx(0.5)
+    assert cats.thresholds["corruption_top_probability"] == pytest.approx(0.4)
+    # Corruption score of sample 5: mean of severity 0.6 and uncertainty min(1, 0.65 / 0.6) = 1.
+    assert cats.scores["corruption"][5] == pytest.approx(0.8)
+    assert cats.scores["corruption"][0] > 0 and cats.category[0] == ""
+    assert cats.corruption_check[5] == "dark" and cats.corruption_check[0] == "blurry"
+    assert cats.scores["multi_object"][3] == pytest.approx(1.0)
+    for score in cats.scores.values():
+        assert ((score >= 0) & (score <= 1)).all()
+
+
+def test_confident_mislabel_split_evenly_with_its_label_is_multi_object():
+    labels = np.array([1, 1, 0, 0, 0])
+    probs = np.array([[0.45, 0.55], [0.2, 0.8], [0.9, 0.1], [0.3, 0.7], [0.2, 0.8]])
+    # t0 = (0.9 + 0.3 + 0.2) / 3 = 0.467, t1 = (0.55 + 0.8) / 2 = 0.675.
+    # Samples 3 and 4 are labelled 0 with p1 >= t1 and p0 < t0: confident mislabels.
+    # The composite probe's evenness is 0.3 / 0.7 = 0.43. Sample 3 splits 0.3 / 0.7 = 0.43 between
+    # its label and class 1: ambiguous, so multi-object. Sample 4 splits 0.25: label noise.
+    cats = categorise(labels, probs, np.ones(5, dtype=bool), np.zeros(5), np.array([[0.7, 0.3]]),
+                      np.array([[0.5, 0.5]]))
+    assert cats.category[3] == "multi_object" and not cats.label_noise[3]
+    assert cats.category[4] == "label_noise" and cats.label_noise[4]
+
+
+def test_no_probe_predictions_is_a_clear_error():
+    labels, probs, is_pie, _ = _population()
+    with pytest.raises(ValueError, match="no probes"):
+        categorise(labels, probs, is_pie, np.zeros(9), np.empty((0, 4)), CORRUPTED_PROBES)
+
+
+def test_reasons_read_like_sentences():
+    labels, probs, is_pie, severity = _population()
+    cats = categorise(labels, probs, is_pie, np.zeros(9), TWO_CLASS_PROBES, CORRUPTED_PROBES, severity,
+                      ("blurry", "dark"))
+    member_probs = np.stack([probs] * 3 + [np.roll(probs, 1, axis=1)])  # 4 networks, 3 agree with the mean
+    votes = vote_share(member_probs, cats.suggested)
+    dense_modal = probs.argmax(axis=1)
+    compressed_modal = np.stack([np.where(is_pie, (dense_modal + 1) % 4, dense_modal)])
+    text = reasons(cats, labels, probs, ["cat", "dog", "car", "ship"], votes, 4, dense_modal, compressed_modal,
+                   is_pie[None, :], ["prune90"])
+    assert text[1] == "3 of 4 models say dog (mean p 0.85); labelled cat (mean p 0.05)"
+    assert text[3] == "models split between cat (p 0.45) and dog (p 0.45); labelled dog"
+    assert text[5].startswith("dark image; models unsure (top class car at p 0.35)")
+    assert text[7] == "labelled ship; dense models say ship, pruned copies forget it: prune90 say cat"
+    assert text[8].startswith("3 of 4 models say dog") and text[0] == ""

@@ -1,0 +1,92 @@
+"""Pixel checks on digits and on degraded copies the test makes (blurred, darkened, noised, flattened)."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageFilter
+
+from curate.quality import CHECKS, jpeg_quality, measure_files, measure_image, noise_sigma, quality_severity
+
+
+def _rgb(path):
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def degraded(image: Image.Image, kind: str, rng: np.random.Generator) -> Image.Image:
+    x = np.asarray(image, dtype=np.float64)
+    if kind == "blurred":
+        return image.filter(ImageFilter.GaussianBlur(3))
+    if kind == "darkened":
+        x = x * 0.08
+    elif kind == "brightened":
+        x = 255 - (255 - x) * 0.02
+    elif kind == "noised":
+        x = x + rng.normal(0, 60, x.shape)
+    elif kind == "flattened":
+        x = np.full_like(x, x.mean())
+    return Image.fromarray(np.clip(np.rint(x), 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def clean_and_degraded(digits_images):
+    rng = np.random.default_rng(0)
+    clean = [_rgb(p) for p in digits_images.filepaths[:200]]
+    kinds = ["blurred", "darkened", "brightened", "noised", "flattened"]
+    images = clean + [degraded(clean[i], kind, rng) for kind in kinds for i in range(4)]
+    names = ["clean"] * len(clean) + [kind for kind in kinds for _ in range(4)]
+    raw = pd.DataFrame([measure_image(image) for image in images])
+    return names, quality_severity(raw)
+
+
+@pytest.mark.parametrize("kind, check", [("blurred", "blurry"), ("darkened", "dark"), ("brightened", "light"),
+                                         ("noised", "noisy"), ("flattened", "low_information")])
+def test_each_degradation_fires_its_check(clean_and_degraded, kind, check):
+    names, severity = clean_and_degraded
+    rows = np.array(names) == kind
+    assert (severity.loc[rows, check] > 0).all(), severity.loc[rows]
+
+
+def test_clean_digits_are_mostly_unflagged(clean_and_degraded):
+    names, severity = clean_and_degraded
+    clean = severity[np.array(names) == "clean"]
+    assert list(severity.columns) == list(CHECKS)
+    assert ((clean > 0).any(axis=1)).mean() < 0.05
+    assert severity.min().min() >= 0 and severity.max().max() <= 1
+
+
+def test_jpeg_quality_is_estimated_from_the_quantisation_table(digits_images):
+    image = _rgb(digits_images.filepaths[0])
+    for quality in (10, 50, 90):
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=quality)
+        with Image.open(io.BytesIO(buffer.getvalue())) as jpeg:
+            assert abs(jpeg_quality(jpeg) - quality) <= 2
+    assert np.isnan(jpeg_quality(image))  # not a JPEG
+
+
+def test_heavy_jpeg_and_odd_size_are_flagged(tmp_path, digits_images):
+    paths = []
+    for i, path in enumerate(digits_images.filepaths[:30]):
+        out = tmp_path / f"{i}.jpg"
+        _rgb(path).save(out, "JPEG", quality=95)
+        paths.append(str(out))
+    _rgb(digits_images.filepaths[30]).save(tmp_path / "heavy.jpg", "JPEG", quality=8)
+    _rgb(digits_images.filepaths[31]).resize((400, 400)).save(tmp_path / "huge.png")
+    _rgb(digits_images.filepaths[32]).resize((128, 16)).save(tmp_path / "wide.png")
+    paths += [str(tmp_path / n) for n in ("heavy.jpg", "huge.png", "wide.png", "missing.png")]
+    severity = quality_severity(measure_files(paths, progress=False))
+    assert severity.iloc[30]["heavy_compression"] > 0.5
+    assert severity.iloc[:30]["heavy_compression"].eq(0).all()
+    assert severity.iloc[31]["odd_size"] > 0
+    assert severity.iloc[32]["odd_aspect_ratio"] > 0
+    assert severity.iloc[33].isna().all()  # unreadable: no scores, no crash
+
+
+def test_noise_sigma_recovers_the_added_noise():
+    rng = np.random.default_rng(1)
+    flat = np.full((64, 64), 128.0)
+    assert noise_sigma(flat) == 0
+    assert abs(noise_sigma(flat + rng.normal(0, 10, flat.shape)) - 10) < 1.0
