@@ -188,7 +188,10 @@ def main() -> None:
     \b
     Typical session:
       curate run path/to/images --dataset my-data   # train, prune, mark PIEs, write to FiftyOne
-      curate app my-data --view pies                # review in the App
+      curate app my-data --view pies                # review in the App (tag confirmed/rejected/...)
+      curate status my-data                         # review progress, what an export would do
+      curate export my-data out/cleaned             # cleaned splits, every change explained
+      curate weights my-data out/weights.csv        # PIE-upweighted sample weights for retraining
       curate runs my-data                           # list or delete recorded runs
     """
 
@@ -264,3 +267,147 @@ def runs(name: str, delete_key: str | None) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+_CATEGORY_CHOICE = click.Choice(["label_noise", "corruption", "multi_object", "atypical"])
+
+
+def _policy(keep_confirmed: bool, no_relabel: bool, keep_removed: bool, drop_unreviewed: tuple[str, ...],
+            include_eval: bool):
+    from curate.review import ExportPolicy
+
+    return ExportPolicy(
+        drop_confirmed=() if keep_confirmed else ("label_noise", "corruption"),
+        drop_removed=not keep_removed,
+        apply_relabels=not no_relabel,
+        drop_unreviewed=tuple(drop_unreviewed),
+        drop_unreviewed_in_eval=include_eval,
+    )
+
+
+def policy_options(f):
+    options = [
+        click.option("--run-key", default="curate", show_default=True, help="Which curate run's flags to use."),
+        click.option("--drop-unreviewed", multiple=True, type=_CATEGORY_CHOICE,
+                     help="Also leave out UNREVIEWED flags of this category (repeatable). Never applied to "
+                          "val/test samples unless --include-eval-splits."),
+        click.option("--include-eval-splits", is_flag=True,
+                     help="Let --drop-unreviewed drop val/test samples too (makes benchmarks optimistic)."),
+        click.option("--keep-confirmed", is_flag=True,
+                     help="Keep samples whose label_noise/corruption flag a reviewer confirmed."),
+        click.option("--keep-removed", is_flag=True, help="Keep samples tagged `remove`."),
+        click.option("--no-relabel", is_flag=True, help="Ignore relabel:<class> tags and in-App label edits."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@main.command()
+@click.argument("name")
+@policy_options
+def status(name: str, run_key: str, drop_unreviewed, include_eval_splits, keep_confirmed, keep_removed,
+           no_relabel) -> None:
+    """Review progress on dataset NAME: flags by review state, and what an export would do.
+
+    \b
+    Review in the App by tagging samples:
+      confirmed          the flag is right
+      rejected           the flag is wrong; keep the sample as it is
+      remove             leave the sample out of exports
+      relabel:<class>    the right label (relabel:suggested takes curate's suggestion)
+    Editing the label in the App also counts as a relabel.
+    """
+    from curate.export import ExportError, review_table
+    from curate.review import ReviewError, plan_export, status_table
+
+    _, dataset = _load_dataset(name)
+    policy = _policy(keep_confirmed, no_relabel, keep_removed, drop_unreviewed, include_eval_splits)
+    try:
+        table, classes = review_table(dataset, run_key)
+        plan = plan_export(table, classes, policy)
+    except (ExportError, ReviewError) as exc:
+        _fail(str(exc))
+    counts = status_table(plan)
+    click.secho(f"{name}: {len(plan)} samples scored by run {run_key!r}", bold=True)
+    click.echo(_table([[flag, *row] for flag, row in zip(counts.index, counts.to_numpy().tolist())],
+                      ["flag", *counts.columns]))
+    actions = plan["action"].value_counts()
+    click.echo(f"\nAn export now would keep {len(plan) - int(actions.get('drop', 0))} samples "
+               f"({int(actions.get('relabel', 0))} relabelled) and leave out {int(actions.get('drop', 0))}:")
+    reasons = plan[plan["action"] != "keep"]["reason"].str.replace(r" [^ ]+ -> [^ ]+ ", " ", regex=True)
+    for reason, count in reasons.value_counts().items():
+        click.echo(f"  {count:6d}  {reason}")
+    notes = plan[(plan["action"] == "keep") & (plan["reason"] != "")]["reason"].value_counts()
+    for reason, count in notes.items():
+        click.echo(f"  {count:6d}  {reason}")
+
+
+@main.command()
+@click.argument("name")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["folder", "fiftyone", "csv"]), default="folder",
+              show_default=True, help="folder: <split>/<class>/<image> tree; fiftyone: FiftyOne dataset export; "
+                                      "csv: manifest of filepath,label,split pointing at the original images.")
+@click.option("--splits", default=None, metavar="TRAIN,VAL,TEST",
+              help="Make seeded stratified splits, e.g. 0.8,0.1,0.1 (default: keep the dataset's split tags).")
+@click.option("--seed", default=0, show_default=True, help="Seed for --splits.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@policy_options
+def export(name: str, out: str, fmt: str, splits: str | None, seed: int, force: bool, run_key: str,
+           drop_unreviewed, include_eval_splits, keep_confirmed, keep_removed, no_relabel) -> None:
+    """Export the reviewed dataset NAME, cleaned, to the new directory OUT.
+
+    Leaves out confirmed label noise and corruption and samples tagged `remove`, applies relabels,
+    and writes curate_export.json and changes.csv (every sample changed or left out, with the
+    reason). Source images and the FiftyOne dataset are never modified.
+    """
+    from curate.export import ExportError, export_dataset
+    from curate.review import ReviewError
+
+    fractions = None
+    if splits:
+        try:
+            fractions = tuple(float(x) for x in splits.split(","))
+        except ValueError:
+            _fail(f"--splits must be comma-separated fractions such as 0.8,0.1,0.1, got {splits!r}.")
+    _, dataset = _load_dataset(name)
+    policy = _policy(keep_confirmed, no_relabel, keep_removed, drop_unreviewed, include_eval_splits)
+    try:
+        manifest = export_dataset(dataset, out, fmt, policy, fractions, seed, run_key, force)
+    except (ExportError, ReviewError, ValueError) as exc:
+        _fail(str(exc))
+    counts = manifest["counts"]
+    click.echo(f"Exported {counts['exported']} of {counts['scored']} samples to {Path(out).resolve()} ({fmt}): "
+               f"{counts['dropped']} left out, {counts['relabelled']} relabelled.")
+    click.echo(_table([[k, v] for k, v in counts["per_split"].items()], ["split", "samples"]))
+    click.echo("Every change and its reason: changes.csv, curate_export.json")
+
+
+@main.command()
+@click.argument("name")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--scheme", type=click.Choice(["factor", "score"]), default="factor", show_default=True,
+              help="factor: every PIE weighs --factor; score: 1 + (factor - 1) x PIE score.")
+@click.option("--factor", default=2.0, show_default=True, help="Weight of a PIE (at most, for --scheme score).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@policy_options
+def weights(name: str, out: str, scheme: str, factor: float, force: bool, run_key: str, drop_unreviewed,
+            include_eval_splits, keep_confirmed, keep_removed, no_relabel) -> None:
+    """Write per-sample training weights for dataset NAME to OUT (.csv or .parquet).
+
+    PIEs are upweighted, samples an export would leave out weigh 0; columns filepath, label,
+    weight, reason. In Python, curate.weighted_sampler(OUT) gives a WeightedRandomSampler.
+    """
+    from curate.export import ExportError, write_weights
+    from curate.review import ReviewError
+
+    _, dataset = _load_dataset(name)
+    policy = _policy(keep_confirmed, no_relabel, keep_removed, drop_unreviewed, include_eval_splits)
+    try:
+        table = write_weights(dataset, out, scheme, factor, policy, run_key, force)
+    except (ExportError, ReviewError, ValueError) as exc:
+        _fail(str(exc))
+    up, zero = int((table["weight"] > 1).sum()), int((table["weight"] == 0).sum())
+    click.echo(f"Wrote {len(table)} weights to {Path(out).resolve()}: {up} upweighted PIEs, {zero} at zero, "
+               f"sum {table['weight'].sum():.1f}.")

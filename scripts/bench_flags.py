@@ -59,6 +59,143 @@ def population_config(args) -> CurateConfig:
     )
 
 
+def ranking_metrics(is_error: np.ndarray, score: np.ndarray) -> dict[str, float]:
+    """AUROC, AUPRC (average precision) and precision at k = number of errors; higher score = more suspect."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    k = int(is_error.sum())
+    top = np.argsort(-score, kind="stable")[:k]
+    return {"auroc": float(roc_auc_score(is_error, score)), "auprc": float(average_precision_score(is_error, score)),
+            "precision_at_k": float(is_error[top].mean())}
+
+
+def set_metrics(is_error: np.ndarray, flagged: np.ndarray) -> dict[str, float]:
+    flagged = np.asarray(flagged, dtype=bool)
+    tp = int((flagged & is_error).sum())
+    precision = tp / max(1, int(flagged.sum()))
+    recall = tp / max(1, int(is_error.sum()))
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"flagged": int(flagged.sum()), "precision": precision, "recall": recall, "f1": f1}
+
+
+def rank01(values: np.ndarray) -> np.ndarray:
+    """Percentile rank in [0, 1] (ties averaged): puts signals of different units on one scale."""
+    from scipy.stats import rankdata
+
+    return (rankdata(values) - 1) / max(1, len(values) - 1)
+
+
+def brain_mistakenness(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> np.ndarray:
+    """FiftyOne Brain's compute_mistakenness on these predictions (logits = log probabilities)."""
+    import fiftyone.brain as fob
+
+    from curate.fo_db import import_fiftyone
+
+    fo = import_fiftyone()
+
+    dataset = fo.Dataset()
+    logits = np.log(np.clip(probs, 1e-12, 1.0))
+    dataset.add_samples([
+        fo.Sample(filepath=f"/bench/{i}.png", gt=fo.Classification(label=classes[y]),
+                  pred=fo.Classification(label=classes[int(p.argmax())], confidence=float(p.max()),
+                                         logits=logit.tolist()))
+        for i, (y, p, logit) in enumerate(zip(labels, probs, logits))
+    ], progress=False)
+    fob.compute_mistakenness(dataset, "pred", label_field="gt", use_logits=True, progress=False)
+    values = np.array(dataset.values("mistakenness"), dtype=float)
+    dataset.delete()
+    return values
+
+
+def score_label_set(result, clean: np.ndarray, train_seconds: float) -> dict:
+    """Every tool's ranking and flagged set for one label set, and curate's ablation."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    from curate.flags import find_label_noise, population_mean
+
+    labels = result.images.labels
+    is_error = labels != clean
+    population = result.population
+    dense_mean = population.dense.mean(axis=0)
+    pooled = population_mean(population.dense, population.compressed)
+    tools: dict[str, dict] = {}
+
+    def add(name: str, score: np.ndarray, flagged: np.ndarray | None, seconds: float) -> None:
+        entry = {**ranking_metrics(is_error, score), "seconds": round(seconds, 2)}
+        if flagged is not None:
+            entry.update(set_metrics(is_error, flagged))
+        tools[name] = entry
+
+    started = time.perf_counter()
+    quality = get_label_quality_scores(labels, dense_mean)
+    issues = find_label_issues(labels, dense_mean)
+    add("cleanlab", 1 - quality, issues, time.perf_counter() - started)
+
+    started = time.perf_counter()
+    mistakenness = brain_mistakenness(labels, dense_mean, result.images.classes)
+    # Brain flags nothing by itself; its field is a ranking. Flag where it exceeds 0.5 (wrong and confident).
+    add("fiftyone_brain_mistakenness", mistakenness, mistakenness > 0.5, time.perf_counter() - started)
+
+    aum = population.aum
+    add("aum", -aum, aum < 0, 0.0)
+
+    curate = result.categories
+    add("curate", curate.scores["label_noise"], curate.label_noise, train_seconds)
+
+    # Ablation: what each signal adds to the ranking (same flagged-set rule on each probability).
+    dense_noise = find_label_noise(labels, dense_mean)
+    pooled_noise = find_label_noise(labels, pooled)
+    ablation = {
+        "dense self-confidence (= cleanlab ranking)": (dense_noise.score, dense_noise.is_noise),
+        "+ compressed copies pooled": (pooled_noise.score, pooled_noise.is_noise),
+        "+ compressed pooled, rank-mean with AUM": (
+            (rank01(pooled_noise.score) + rank01(-aum)) / 2, None),
+        "dense self-confidence rank-mean with AUM": ((rank01(dense_noise.score) + rank01(-aum)) / 2, None),
+        "PIE score only": (result.scores.pie_score, result.scores.is_pie_any),
+        "in-sample dense, 1 - p(label)": (
+            1 - population.dense_in.mean(axis=0)[np.arange(len(labels)), labels], None),
+        "in-sample forgetting at 90%: dense_in - compressed_in p(label)": (
+            (population.dense_in.mean(axis=0) - population.compressed_in[-1].mean(axis=0))[
+                np.arange(len(labels)), labels], None),
+    }
+    ablation_rows = {}
+    for name, (score, flagged) in ablation.items():
+        row = ranking_metrics(is_error, score)
+        if flagged is not None:
+            row.update(set_metrics(is_error, flagged))
+        ablation_rows[name] = row
+
+    pie = result.scores.is_pie_any
+    best_anchor = max((v["auprc"], k) for k, v in tools.items() if k != "curate")
+    best_f1 = max((v["f1"], k) for k, v in tools.items() if k != "curate")
+    return {
+        "n": len(labels), "base_rate": float(is_error.mean()), "train_seconds": round(train_seconds, 1),
+        "tools": tools, "ablation": ablation_rows,
+        "pies": {"count": int(pie.sum()), "error_share": float(is_error[pie].mean()) if pie.any() else None,
+                 "base_rate": float(is_error.mean())},
+        "categories": {c: int((curate.category == c).sum()) for c in ("label_noise", "corruption", "multi_object",
+                                                                       "atypical")},
+        "goal": {"auprc_ratio_vs_best_anchor": tools["curate"]["auprc"] / best_anchor[0],
+                 "best_anchor_auprc": best_anchor[1],
+                 "f1_beats_every_anchor": tools["curate"]["f1"] > best_f1[0], "best_anchor_f1": best_f1[1]},
+    }
+
+
+def print_label_set(column: str, entry: dict) -> None:
+    print(f"\n{column}: {entry['n']} images, {100 * entry['base_rate']:.1f}% of labels wrong")
+    print(pd.DataFrame(entry["tools"]).T.round(3).to_string())
+    print("\nAblation of curate's label-noise signals:")
+    print(pd.DataFrame(entry["ablation"]).T.round(3).to_string())
+    pies = entry["pies"]
+    if pies["error_share"] is not None:
+        print(f"\nPIEs: {pies['count']}, of which {100 * pies['error_share']:.1f}% mislabelled "
+              f"(base rate {100 * pies['base_rate']:.1f}%, {pies['error_share'] / pies['base_rate']:.2f}x)")
+    goal = entry["goal"]
+    print(f"Goal: curate AUPRC / best anchor ({goal['best_anchor_auprc']}) = {goal['auprc_ratio_vs_best_anchor']:.3f}"
+          f" (target >= 1.15); F1 beats every anchor: {goal['f1_beats_every_anchor']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--labels", nargs="+", default=["aggre", "worse"], choices=["aggre", "worse", "random1"])
@@ -89,9 +226,8 @@ def main() -> None:
         print(f"\n{column}: population of {len(result.images)} images in {train_seconds:.0f} s ({run_dir})")
         if args.population_only:
             continue
-        from bench_flags_scoring import score_label_set  # noqa: E402
-
         report["label_sets"][column] = score_label_set(result, clean, train_seconds)
+        print_label_set(column, report["label_sets"][column])
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2, default=float))

@@ -7,19 +7,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from curate.cli import main
-
-# Small and fast: enough to exercise every stage, not to be accurate.
-TINY = ["--members", "2", "--folds", "2", "--epochs", "2", "--finetune-epochs", "1",
-        "--sparsities", "0.5,0.9", "--image-size", "8", "-q"]
-
-
-def invoke(*args):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result
+from helpers import TINY, invoke
 
 
 def snapshot(dataset, run_key="curate"):
@@ -35,14 +25,6 @@ def snapshot(dataset, run_key="curate"):
         "scores": dataset.values(f"{run_key}_pie_score"),
         "dense": dataset.values(f"{run_key}_dense.label"),
     }
-
-
-@pytest.fixture(scope="module")
-def digits_run(fo, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("digits-run")
-    result = invoke("demo", "--dataset", "test-digits", "--run-dir", str(run_dir), *TINY)
-    assert result.exit_code == 0, result.output
-    return fo.load_dataset("test-digits"), run_dir, result.output
 
 
 def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):

@@ -1,0 +1,223 @@
+"""After review: read the review state from FiftyOne, export cleaned splits, write sample weights.
+
+The decisions are made by the pure functions of :mod:`curate.review`; this module reads the
+dataset and writes files. It never modifies the dataset or the images: exports are built from new
+samples in a temporary dataset, written to a hidden directory beside ``out`` and moved into place
+only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from curate import __version__
+from curate.fo_push import LABEL_FIELD, METHOD, names_for
+from curate.review import ExportPolicy, plan_export, sample_weights, split_of, stratified_splits
+
+FORMATS = ("folder", "fiftyone", "csv")
+
+
+class ExportError(RuntimeError):
+    """An export that cannot proceed (existing output, unknown run)."""
+
+
+def run_record(dataset, run_key: str = METHOD):
+    """The recorded config of curate run ``run_key`` on ``dataset``."""
+    if not dataset.has_run(run_key):
+        runs = dataset.list_runs(method=METHOD)
+        raise ExportError(f"Dataset {dataset.name!r} has no curate run {run_key!r}; its runs: {runs or 'none'}. "
+                          f"Run `curate run ... --dataset {dataset.name}` first or pass --run-key.")
+    return dataset.get_run_info(run_key).config
+
+
+def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str]]:
+    """One row per sample the run scored: current and run-time label, split, flag, suggestion, tags, PIE.
+
+    Returns ``(table, classes)``, the columns :func:`curate.review.plan_export` needs plus
+    ``pie`` and ``pie_score``.
+    """
+    config = run_record(dataset, run_key)
+    names = names_for(run_key, list(config.levels))
+    label_field = config.label_field or LABEL_FIELD
+    run_samples = pd.read_parquet(Path(config.run_dir) / "samples.parquet")
+    classes = sorted(run_samples["label"].unique().tolist())
+    manifest = json.loads((Path(config.run_dir) / "manifest.json").read_text())
+    classes = list(manifest.get("classes") or classes)
+    scored = dataset.exists(names["pie"])
+    ids, paths, labels, tags, category, noisy, suggested, pie, pie_score = scored.values([
+        "id", "filepath", f"{label_field}.label", "tags", names["category"], names["label_noise"],
+        f"{names['suggested']}.label", names["pie"], names["pie_score"]])
+    by_path = run_samples.set_index("filepath")["label"]
+    run_labels = [by_path.get(p, label) for p, label in zip(paths, labels)]
+    flags = [c or ("label_noise" if n else "") for c, n in zip(category, noisy)]
+    table = pd.DataFrame({
+        "sample_id": ids, "filepath": paths, "label": labels, "run_label": run_labels,
+        "split": [split_of(t) for t in tags], "flag": flags, "suggested": suggested, "tags": tags,
+        "pie": [bool(p) for p in pie], "pie_score": [float(s or 0.0) for s in pie_score],
+    })
+    return table, classes
+
+
+def _replace_dir(tmp: Path, out: Path, force: bool) -> None:
+    old = None
+    if out.exists():
+        if not force:
+            raise ExportError(f"{out} already exists; choose a new directory or pass --force to replace it.")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise ExportError(f"{out} already exists; choose a new directory or pass --force to replace it.")
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} exists and is not a directory; choose another path.")
+
+
+def export_dataset(dataset, out: str | os.PathLike, fmt: str = "folder", policy: ExportPolicy = ExportPolicy(),
+                   splits: tuple[float, ...] | None = None, seed: int = 0, run_key: str = METHOD,
+                   force: bool = False) -> dict[str, Any]:
+    """Export the cleaned dataset to ``out`` (a new directory) and return the export manifest.
+
+    ``splits``: ``None`` keeps the dataset's split tags; fractions such as ``(0.8, 0.1, 0.1)`` make
+    seeded stratified train/val/test splits of the exported samples instead.
+    """
+    from curate.fo_db import import_fiftyone
+
+    if fmt not in FORMATS:
+        raise ExportError(f"Unknown format {fmt!r}; choose one of {FORMATS}.")
+    out = Path(out).expanduser().resolve()
+    _check_out(out, force)
+    table, classes = review_table(dataset, run_key)
+    plan = plan_export(table, classes, policy)
+    kept = plan[plan["action"] != "drop"].copy()
+    if splits is not None:
+        kept["split"] = stratified_splits(kept["new_label"].to_numpy(), splits, seed)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        if fmt == "csv":
+            kept[["filepath", "new_label", "split"]].rename(columns={"new_label": "label"}).to_csv(
+                tmp / "manifest.csv", index=False)
+        else:
+            fo = import_fiftyone()
+            _export_with_fiftyone(fo, kept, tmp, fmt)
+        changes = plan[plan["action"] != "keep"][["sample_id", "filepath", "run_label", "new_label", "split",
+                                                 "flag", "state", "action", "reason"]]
+        changes.to_csv(tmp / "changes.csv", index=False)
+        manifest = {
+            "curate_version": __version__,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "dataset": dataset.name, "run_key": run_key, "format": fmt,
+            "policy": {k: list(v) if isinstance(v, tuple) else v for k, v in policy.__dict__.items()},
+            "splits": list(splits) if splits is not None else "dataset tags", "seed": seed,
+            "counts": {
+                "scored": len(plan), "exported": len(kept),
+                "dropped": int((plan["action"] == "drop").sum()),
+                "relabelled": int((plan["action"] == "relabel").sum()),
+                "per_split": {str(k): int(v) for k, v in kept["split"].fillna("unassigned").value_counts().items()},
+            },
+            "changes": changes.to_dict(orient="records"),
+            "kept_with_note": plan[(plan["action"] == "keep") & (plan["reason"] != "")][
+                ["sample_id", "filepath", "reason"]].to_dict(orient="records"),
+        }
+        (tmp / "curate_export.json").write_text(json.dumps(manifest, indent=2, default=str))
+        _replace_dir(tmp, out, force)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _export_with_fiftyone(fo, kept: pd.DataFrame, tmp: Path, fmt: str) -> None:
+    """Write ``kept`` through FiftyOne's exporters, from a temporary dataset of new samples."""
+    scratch = fo.Dataset()
+    try:
+        scratch.add_samples([
+            fo.Sample(filepath=path, tags=[split] if split else [], ground_truth=fo.Classification(label=label))
+            for path, label, split in zip(kept["filepath"], kept["new_label"], kept["split"])
+        ], progress=False)
+        if fmt == "fiftyone":
+            scratch.export(export_dir=str(tmp), dataset_type=fo.types.FiftyOneDataset, export_media=True,
+                           progress=False)
+            return
+        split_names = [s for s in kept["split"].dropna().unique()]
+        if not split_names:
+            scratch.export(export_dir=str(tmp), dataset_type=fo.types.ImageClassificationDirectoryTree,
+                           label_field="ground_truth", progress=False)
+            return
+        for split in split_names:
+            scratch.match_tags(split).export(export_dir=str(tmp / split),
+                                             dataset_type=fo.types.ImageClassificationDirectoryTree,
+                                             label_field="ground_truth", progress=False)
+        unassigned = scratch.match(fo.ViewField("tags").length() == 0)
+        if len(unassigned):
+            unassigned.export(export_dir=str(tmp / "unassigned"),
+                              dataset_type=fo.types.ImageClassificationDirectoryTree,
+                              label_field="ground_truth", progress=False)
+    finally:
+        scratch.delete()
+
+
+def write_weights(dataset, out: str | os.PathLike, scheme: str = "factor", factor: float = 2.0,
+                  policy: ExportPolicy = ExportPolicy(), run_key: str = METHOD, force: bool = False) -> pd.DataFrame:
+    """Per-sample weights (:func:`curate.review.sample_weights`) to a CSV or parquet file."""
+    out = Path(out).expanduser().resolve()
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise ExportError(f"Weights go to a .csv or .parquet file, got {out.name!r}.")
+    if out.exists() and not force:
+        raise ExportError(f"{out} already exists; choose a new file or pass --force to replace it.")
+    table, classes = review_table(dataset, run_key)
+    plan = plan_export(table, classes, policy)
+    weights = sample_weights(plan, table["pie_score"].to_numpy(), table["pie"].to_numpy(), scheme, factor)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    if out.suffix.lower() == ".csv":
+        weights.to_csv(tmp, index=False)
+    else:
+        weights.to_parquet(tmp, index=False)
+    os.replace(tmp, out)
+    return weights
+
+
+def weighted_sampler(weights, num_samples: int | None = None, replacement: bool = True, generator=None):
+    """A ``torch.utils.data.WeightedRandomSampler`` over the rows of a weights file or table.
+
+    Args:
+        weights: a path to a file written by ``curate weights``, a DataFrame with a ``weight``
+            column, or an array of weights, in the order of the dataset the sampler will index.
+        num_samples: draws per epoch; defaults to the number of samples with non-zero weight.
+    """
+    import torch
+    from torch.utils.data import WeightedRandomSampler
+
+    if isinstance(weights, (str, os.PathLike)):
+        path = Path(weights)
+        weights = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    if isinstance(weights, pd.DataFrame):
+        if "weight" not in weights.columns:
+            raise ValueError(f"The weights table has no 'weight' column; columns are {list(weights.columns)}.")
+        weights = weights["weight"].to_numpy()
+    values = np.asarray(weights, dtype=np.float64)
+    if values.ndim != 1 or len(values) == 0 or (values < 0).any() or not np.isfinite(values).all():
+        raise ValueError("Weights must be a non-empty 1-D array of finite, non-negative numbers.")
+    if not (values > 0).any():
+        raise ValueError("Every weight is zero: nothing to sample.")
+    n = num_samples if num_samples is not None else int((values > 0).sum())
+    return WeightedRandomSampler(torch.tensor(values, dtype=torch.double), n, replacement=replacement,
+                                 generator=generator)

@@ -1,0 +1,208 @@
+"""Review conventions and what an export does with them. Pure pandas/numpy.
+
+A reviewer works in the FiftyOne App with its own tagging UI (and in-App label editing):
+
+==================  ==================================================================
+sample tag          meaning
+==================  ==================================================================
+``confirmed``       the flag is right (the label is wrong, the image is corrupt, ...)
+``rejected``        the flag is wrong: the sample is fine as it is
+``remove``          leave the sample out of exports, whatever its flag
+``relabel:<class>`` the right label is ``<class>`` (``relabel:suggested``: curate's suggestion)
+==================  ==================================================================
+
+Editing the label itself in the App counts as a relabel too: curate compares the label field
+with the label the run saw.
+
+:func:`plan_export` turns the review table (one row per sample) and an :class:`ExportPolicy` into
+one action per sample, ``keep``, ``drop`` or ``relabel``, each with its reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+CONFIRMED, REJECTED, REMOVE = "confirmed", "rejected", "remove"
+RELABEL_PREFIX = "relabel:"
+SUGGESTED = "suggested"
+REVIEW_TAGS = (CONFIRMED, REJECTED, REMOVE)
+STATES = ("unreviewed", CONFIRMED, REJECTED, "relabelled", REMOVE)
+EVAL_SPLITS = ("val", "validation", "test")
+SPLIT_TAGS = ("train", *EVAL_SPLITS)
+REQUIRED = ("sample_id", "filepath", "label", "run_label", "split", "flag", "suggested", "tags")
+
+
+class ReviewError(ValueError):
+    """A review tag that cannot be applied (unknown class, contradictory tags)."""
+
+
+@dataclass(frozen=True)
+class ExportPolicy:
+    """What an export does with reviewed and unreviewed flags.
+
+    Attributes:
+        drop_confirmed: flag categories whose ``confirmed`` samples are left out (unless relabelled).
+        drop_removed: leave out samples tagged ``remove``.
+        apply_relabels: apply ``relabel:<class>`` tags and in-App label edits.
+        drop_unreviewed: flag categories whose unreviewed samples are left out, but never in an
+            evaluation split (``val``, ``validation``, ``test``) unless ``drop_unreviewed_in_eval``:
+            removing flagged test images without review makes the benchmark lie.
+    """
+
+    drop_confirmed: tuple[str, ...] = ("label_noise", "corruption")
+    drop_removed: bool = True
+    apply_relabels: bool = True
+    drop_unreviewed: tuple[str, ...] = ()
+    drop_unreviewed_in_eval: bool = False
+
+
+def split_of(tags: list[str]) -> str | None:
+    """The split named by a sample's tags (``train``, ``val``, ``validation``, ``test``), if any."""
+    found = [t for t in tags if t in SPLIT_TAGS]
+    return found[0] if found else None
+
+
+def relabel_target(tags: list[str], label: str, run_label: str, suggested: str | None, classes: list[str],
+                   where: str) -> str | None:
+    """The label a reviewer asked for, or ``None``. ``where`` names the sample in errors."""
+    wanted = {t[len(RELABEL_PREFIX):] for t in tags if t.startswith(RELABEL_PREFIX)}
+    if SUGGESTED in wanted:
+        if not suggested:
+            raise ReviewError(f"{where} is tagged relabel:suggested but curate suggested no label for it; "
+                              f"tag it relabel:<class> with one of {classes}.")
+        wanted = (wanted - {SUGGESTED}) | {suggested}
+    if len(wanted) > 1:
+        raise ReviewError(f"{where} has contradictory relabel tags {sorted(wanted)}; keep one.")
+    if wanted:
+        target = wanted.pop()
+        if target not in classes:
+            raise ReviewError(f"{where} is tagged relabel:{target}, but {target!r} is not a class; "
+                              f"classes are {classes}.")
+        return target
+    if label != run_label:
+        return label  # edited in the App
+    return None
+
+
+def review_state(tags: list[str], relabelled: bool) -> str:
+    """One of :data:`STATES`; ``remove`` wins, then a relabel, then confirm/reject."""
+    if REMOVE in tags:
+        return REMOVE
+    if relabelled:
+        return "relabelled"
+    if CONFIRMED in tags and REJECTED in tags:
+        return "unreviewed"  # contradictory: treated as not yet decided
+    if CONFIRMED in tags:
+        return CONFIRMED
+    if REJECTED in tags:
+        return REJECTED
+    return "unreviewed"
+
+
+def plan_export(table: pd.DataFrame, classes: list[str], policy: ExportPolicy = ExportPolicy()) -> pd.DataFrame:
+    """One action per sample: ``keep``, ``drop`` or ``relabel``, the label it exports with, and why.
+
+    Args:
+        table: one row per sample with columns ``sample_id, filepath, label`` (in the dataset now),
+            ``run_label`` (when curate ran), ``split`` (or None), ``flag`` (``label_noise``,
+            ``corruption``, ``multi_object``, ``atypical`` or ``""``), ``suggested`` (or None),
+            ``tags`` (list of sample tags).
+        classes: the valid class names.
+
+    Returns:
+        ``table`` plus ``state``, ``action``, ``new_label`` and ``reason``.
+    """
+    missing = [c for c in REQUIRED if c not in table.columns]
+    if missing:
+        raise ValueError(f"The review table lacks columns {missing}; expected {list(REQUIRED)}.")
+    states, actions, new_labels, reasons = [], [], [], []
+    for row in table.itertuples(index=False):
+        tags = list(row.tags)
+        where = f"Sample {row.sample_id} ({row.filepath})"
+        target = relabel_target(tags, row.label, row.run_label, row.suggested, classes, where)
+        state = review_state(tags, target is not None and target != row.run_label)
+        flag = row.flag or ""
+        in_eval = row.split in EVAL_SPLITS
+        action, new_label, reason = "keep", row.label, ""
+        if state == REMOVE and policy.drop_removed:
+            action, reason = "drop", "tagged remove by a reviewer"
+        elif state == "relabelled" and policy.apply_relabels:
+            action, new_label, reason = "relabel", target, f"relabelled {row.run_label} -> {target} by a reviewer"
+        elif state == CONFIRMED and flag in policy.drop_confirmed:
+            action, reason = "drop", f"confirmed {flag}"
+        elif state == "unreviewed" and flag and flag in policy.drop_unreviewed:
+            if in_eval and not policy.drop_unreviewed_in_eval:
+                reason = f"unreviewed {flag} kept: {row.split} is an evaluation split"
+            else:
+                action, reason = "drop", f"unreviewed {flag} flag"
+        elif state == "relabelled":
+            reason = "relabel not applied (policy)"
+        states.append(state)
+        actions.append(action)
+        new_labels.append(new_label)
+        reasons.append(reason)
+    out = table.copy()
+    out["state"], out["action"], out["new_label"], out["reason"] = states, actions, new_labels, reasons
+    return out
+
+
+def status_table(plan: pd.DataFrame) -> pd.DataFrame:
+    """Counts of samples by flag (rows) and review state (columns), with totals."""
+    flags = plan["flag"].replace("", "(no flag)")
+    counts = pd.crosstab(flags, plan["state"]).reindex(columns=list(STATES), fill_value=0)
+    counts["total"] = counts.sum(axis=1)
+    return counts
+
+
+def stratified_splits(labels: np.ndarray, fractions: tuple[float, ...], seed: int,
+                      names: tuple[str, ...] = ("train", "val", "test")) -> np.ndarray:
+    """Seeded stratified assignment of each sample to a split, class by class.
+
+    ``fractions`` (summing to 1) are split among each class's samples by largest remainder, so
+    every class is divided as evenly as integer counts allow.
+    """
+    fractions = tuple(float(f) for f in fractions)
+    if len(fractions) > len(names) or abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
+        raise ValueError(f"Split fractions must be {len(names)} or fewer non-negative numbers summing to 1, "
+                         f"e.g. 0.8,0.1,0.1; got {fractions}.")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    out = np.empty(len(labels), dtype=object)
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        exact = np.array(fractions) * len(idx)
+        counts = np.floor(exact).astype(int)
+        counts[np.argsort(-(exact - counts), kind="stable")[: len(idx) - counts.sum()]] += 1
+        start = 0
+        for name, count in zip(names, counts):
+            out[idx[start:start + count]] = name
+            start += count
+    return out
+
+
+def sample_weights(plan: pd.DataFrame, pie_score: np.ndarray, is_pie: np.ndarray, scheme: str = "factor",
+                   factor: float = 2.0) -> pd.DataFrame:
+    """Per-sample training weights from an export plan: PIEs up, dropped samples to zero.
+
+    Schemes: ``factor``: every PIE weighs ``factor``; ``score``: ``1 + (factor - 1) * pie_score``
+    (a PIE at every level and for every member weighs ``factor``). Samples the plan drops
+    (confirmed noise, removed) weigh 0. Returns ``filepath, label, weight, reason``.
+    """
+    if scheme not in ("factor", "score"):
+        raise ValueError(f"Unknown weighting scheme {scheme!r}; use 'factor' or 'score'.")
+    if factor < 1:
+        raise ValueError(f"factor must be at least 1 (PIEs are upweighted), got {factor}.")
+    is_pie = np.asarray(is_pie, dtype=bool)
+    score = np.clip(np.asarray(pie_score, dtype=np.float64), 0, 1)
+    weight = np.ones(len(plan))
+    up = factor if scheme == "factor" else 1 + (factor - 1) * score
+    weight = np.where(is_pie, up, weight)
+    reasons = np.where(is_pie, np.char.add("PIE, score ", np.char.mod("%.2f", score)), "")
+    dropped = (plan["action"] == "drop").to_numpy()
+    weight[dropped] = 0.0
+    reasons = np.where(dropped, plan["reason"].to_numpy(dtype=str), reasons)
+    return pd.DataFrame({"filepath": plan["filepath"].to_numpy(), "label": plan["new_label"].to_numpy(),
+                         "weight": weight, "reason": reasons})

@@ -1,0 +1,126 @@
+"""Review conventions, export plans, splits and weights on hand-made tables (no database)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from curate.review import (ExportPolicy, ReviewError, plan_export, sample_weights, status_table,
+                           stratified_splits)
+
+CLASSES = ["cat", "dog", "ship"]
+
+
+def table(rows):
+    columns = ["sample_id", "filepath", "label", "run_label", "split", "flag", "suggested", "tags"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+ROWS = [
+    # id, path, label now, label at run time, split, flag, suggestion, tags
+    ("a", "/a.png", "cat", "cat", "train", "label_noise", "dog", ["confirmed"]),          # drop: confirmed noise
+    ("b", "/b.png", "cat", "cat", "train", "label_noise", "dog", ["relabel:suggested"]),  # relabel -> dog
+    ("c", "/c.png", "dog", "cat", "train", "atypical", None, []),                         # edited in the App
+    ("d", "/d.png", "cat", "cat", "train", "multi_object", None, ["confirmed"]),           # keep: not a drop category
+    ("e", "/e.png", "cat", "cat", "test", "label_noise", "dog", []),                       # unreviewed, test split
+    ("f", "/f.png", "cat", "cat", "train", "label_noise", "dog", []),                      # unreviewed, train split
+    ("g", "/g.png", "ship", "ship", "train", "", None, ["remove"]),                        # drop: remove
+    ("h", "/h.png", "ship", "ship", None, "corruption", None, ["rejected"]),               # keep
+    ("i", "/i.png", "ship", "ship", "train", "", None, []),                                # nothing to do
+]
+
+
+def test_default_policy_by_hand():
+    plan = plan_export(table(ROWS), CLASSES).set_index("sample_id")
+    assert plan["action"].to_dict() == {"a": "drop", "b": "relabel", "c": "relabel", "d": "keep", "e": "keep",
+                                        "f": "keep", "g": "drop", "h": "keep", "i": "keep"}
+    assert plan.loc["b", "new_label"] == "dog" and plan.loc["c", "new_label"] == "dog"
+    assert plan.loc["a", "reason"] == "confirmed label_noise"
+    assert plan.loc["c", "reason"] == "relabelled cat -> dog by a reviewer"
+    assert plan.loc["g", "reason"] == "tagged remove by a reviewer"
+    assert plan["state"].to_dict() == {"a": "confirmed", "b": "relabelled", "c": "relabelled", "d": "confirmed",
+                                       "e": "unreviewed", "f": "unreviewed", "g": "remove", "h": "rejected",
+                                       "i": "unreviewed"}
+
+
+def test_unreviewed_flags_are_dropped_only_outside_evaluation_splits():
+    policy = ExportPolicy(drop_unreviewed=("label_noise",))
+    plan = plan_export(table(ROWS), CLASSES, policy).set_index("sample_id")
+    assert plan.loc["f", "action"] == "drop" and plan.loc["f", "reason"] == "unreviewed label_noise flag"
+    assert plan.loc["e", "action"] == "keep"
+    assert plan.loc["e", "reason"] == "unreviewed label_noise kept: test is an evaluation split"
+    both = plan_export(table(ROWS), CLASSES, ExportPolicy(drop_unreviewed=("label_noise",),
+                                                          drop_unreviewed_in_eval=True)).set_index("sample_id")
+    assert both.loc["e", "action"] == "drop"
+
+
+def test_policy_switches():
+    plan = plan_export(table(ROWS), CLASSES, ExportPolicy(drop_confirmed=(), drop_removed=False,
+                                                          apply_relabels=False)).set_index("sample_id")
+    assert set(plan["action"]) == {"keep"}
+    assert plan.loc["b", "new_label"] == "cat" and plan.loc["b", "reason"] == "relabel not applied (policy)"
+
+
+@pytest.mark.parametrize("tags, message", [
+    (["relabel:horse"], r"relabel:horse, but 'horse' is not a class; classes are \['cat', 'dog', 'ship'\]"),
+    (["relabel:dog", "relabel:ship"], r"contradictory relabel tags \['dog', 'ship'\]"),
+])
+def test_bad_relabel_tags_name_the_sample(tags, message):
+    rows = [("z", "/z.png", "cat", "cat", "train", "label_noise", "dog", tags)]
+    with pytest.raises(ReviewError, match=r"Sample z \(/z.png\).*" + message):
+        plan_export(table(rows), CLASSES)
+
+
+def test_relabel_suggested_without_a_suggestion_is_an_error():
+    rows = [("z", "/z.png", "cat", "cat", "train", "atypical", None, ["relabel:suggested"])]
+    with pytest.raises(ReviewError, match="curate suggested no label"):
+        plan_export(table(rows), CLASSES)
+
+
+def test_status_table_counts_flags_by_state():
+    counts = status_table(plan_export(table(ROWS), CLASSES))
+    assert counts.loc["label_noise", "confirmed"] == 1 and counts.loc["label_noise", "relabelled"] == 1
+    assert counts.loc["label_noise", "unreviewed"] == 2 and counts.loc["label_noise", "total"] == 4
+    assert counts.loc["(no flag)", "remove"] == 1
+    assert counts["total"].sum() == len(ROWS)
+
+
+def test_stratified_splits_divide_every_class():
+    labels = np.array([0] * 10 + [1] * 20 + [2] * 3)
+    splits = stratified_splits(labels, (0.8, 0.1, 0.1), seed=0)
+    for cls, expected in ((0, (8, 1, 1)), (1, (16, 2, 2))):
+        got = tuple(int((splits[labels == cls] == s).sum()) for s in ("train", "val", "test"))
+        assert got == expected
+    assert (splits[labels == 2] == "train").sum() >= 2  # 2.4 train, 0.3, 0.3 -> largest remainders
+    assert list(stratified_splits(labels, (0.8, 0.1, 0.1), seed=0)) == list(splits)  # seeded
+    with pytest.raises(ValueError, match="summing to 1"):
+        stratified_splits(labels, (0.8, 0.1), seed=0)
+
+
+def test_weights_upweight_pies_and_zero_dropped_samples():
+    plan = plan_export(table(ROWS), CLASSES)
+    is_pie = np.array([True, True, True, True, True, True, False, True, False])
+    pie_score = np.array([0.5, 1.0, 0.25, 0.5, 0.5, 0.5, 0.0, 0.75, 0.0])
+    w = sample_weights(plan, pie_score, is_pie, "factor", 3.0)
+    assert w["weight"].tolist() == [0.0, 3.0, 3.0, 3.0, 3.0, 3.0, 0.0, 3.0, 1.0]
+    assert w.loc[0, "reason"] == "confirmed label_noise" and w.loc[1, "reason"] == "PIE, score 1.00"
+    assert w.loc[1, "label"] == "dog"  # relabelled
+    s = sample_weights(plan, pie_score, is_pie, "score", 3.0)
+    # 1 + 2 x score for PIEs
+    np.testing.assert_allclose(s["weight"], [0.0, 3.0, 1.5, 2.0, 2.0, 2.0, 0.0, 2.5, 1.0])
+    assert s["weight"].sum() == pytest.approx(14.0)
+    with pytest.raises(ValueError, match="factor must be at least 1"):
+        sample_weights(plan, pie_score, is_pie, "factor", 0.5)
+
+
+def test_weighted_sampler_draws_by_weight():
+    import torch
+
+    from curate import weighted_sampler
+
+    sampler = weighted_sampler(pd.DataFrame({"weight": [0.0, 1.0, 3.0]}), num_samples=4000,
+                               generator=torch.Generator().manual_seed(0))
+    draws = np.bincount(list(sampler), minlength=3)
+    assert draws[0] == 0 and 0.7 < draws[2] / 4000 < 0.8
+    assert len(weighted_sampler(np.array([0.0, 1.0, 2.0]))) == 2
+    with pytest.raises(ValueError, match="Every weight is zero"):
+        weighted_sampler(np.zeros(3))
