@@ -1,0 +1,167 @@
+"""Push, simulated review in FiftyOne, export in every format, reload: counts and labels per policy."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import TINY, invoke
+
+
+@pytest.fixture(scope="module")
+def reviewed(fo, digits_run):
+    """A fresh dataset from the session's digits run (no retraining), with review tags applied."""
+    _, run_dir, _ = digits_run
+    result = invoke("demo", "--dataset", "test-review", "--run-dir", str(run_dir), *TINY)
+    assert result.exit_code == 0, result.output
+    dataset = fo.load_dataset("test-review")
+    noisy = dataset.match_tags("label_noise").sort_by("filepath")
+    assert len(noisy) >= 4, "the tiny population should flag a few digits"
+    ids = noisy.values("id")
+    plan = {"confirmed": ids[0], "relabel:suggested": ids[1], "rejected": ids[2]}
+    for tag, sid in plan.items():
+        dataset.select(sid).tag_samples(tag)
+    clean = dataset.match(~fo.ViewField("curate_label_noise")).sort_by("filepath")
+    remove_id, edit_id = clean.values("id")[:2]
+    dataset.select(remove_id).tag_samples("remove")
+    edited = dataset[edit_id]
+    old_label = edited.ground_truth.label
+    new_label = "0" if old_label != "0" else "1"
+    edited.ground_truth.label = new_label  # as the App's label editor does
+    edited.save()
+    # Splits: the first 300 samples are test, the rest train.
+    all_ids = dataset.sort_by("filepath").values("id")
+    dataset.select(all_ids[:300]).tag_samples("test")
+    dataset.select(all_ids[300:]).tag_samples("train")
+    suggested = dataset[ids[1]].curate_suggested.label
+    return dataset, {"confirmed": ids[0], "relabelled": ids[1], "rejected": ids[2], "removed": remove_id,
+                     "edited": edit_id, "edited_to": new_label, "suggested": suggested}
+
+
+def test_status_counts_review_states(reviewed):
+    dataset, ids = reviewed
+    result = invoke("status", "test-review")
+    assert result.exit_code == 0, result.output
+    assert "label_noise" in result.output and "confirmed" in result.output
+    assert "An export now would keep 1795 samples (2 relabelled) and leave out 2" in result.output
+    assert "tagged remove by a reviewer" in result.output
+
+
+def _exported_labels(fo, out, fmt):
+    """File name -> (label, split) of every exported image (digits file names are unique)."""
+    rows = {}
+    if fmt == "csv":
+        table = pd.read_csv(out / "manifest.csv", dtype=str)
+        for path, label, split in zip(table["filepath"], table["label"], table["split"]):
+            rows[path.split("/")[-1]] = (label, split)
+    elif fmt == "folder":
+        for split_dir in sorted(p for p in out.iterdir() if p.is_dir()):
+            loaded = fo.Dataset.from_dir(dataset_dir=str(split_dir),
+                                         dataset_type=fo.types.ImageClassificationDirectoryTree)
+            for path, label in zip(*loaded.values(["filepath", "ground_truth.label"])):
+                rows[path.split("/")[-1]] = (label, split_dir.name)
+            loaded.delete()
+    else:
+        loaded = fo.Dataset.from_dir(dataset_dir=str(out), dataset_type=fo.types.FiftyOneDataset)
+        for path, label, tags in zip(*loaded.values(["filepath", "ground_truth.label", "tags"])):
+            rows[path.split("/")[-1]] = (label, tags[0] if tags else None)
+        loaded.delete()
+    return rows
+
+
+@pytest.mark.parametrize("fmt", ["folder", "csv", "fiftyone"])
+def test_export_formats_reload_with_the_reviewed_labels(fo, reviewed, tmp_path, fmt):
+    dataset, ids = reviewed
+    before = dataset.count_sample_tags(), dataset.values("ground_truth.label")
+    out = tmp_path / f"export-{fmt}"
+    result = invoke("export", "test-review", str(out), "--format", fmt)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "curate_export.json").read_text())
+    counts = manifest["counts"]
+    assert counts["exported"] == 1795 and counts["dropped"] == 2 and counts["relabelled"] == 2
+    assert set(counts["per_split"]) == {"train", "test"} and sum(counts["per_split"].values()) == 1795
+    changes = pd.read_csv(out / "changes.csv", dtype=str)
+    assert sorted(changes["action"]) == ["drop", "drop", "relabel", "relabel"]
+
+    rows = _exported_labels(fo, out, fmt)
+    assert len(rows) == 1795
+    name = {sid: path.split("/")[-1] for sid, path in zip(*dataset.values(["id", "filepath"]))}
+    assert name[ids["confirmed"]] not in rows and name[ids["removed"]] not in rows
+    assert rows[name[ids["relabelled"]]][0] == ids["suggested"]
+    assert rows[name[ids["edited"]]][0] == ids["edited_to"]
+    rejected = dataset[ids["rejected"]]
+    assert rows[name[ids["rejected"]]] == (rejected.ground_truth.label, "test" if "test" in rejected.tags else "train")
+    # Every other sample keeps its label and split.
+    untouched = [sid for sid in name if sid not in (ids["confirmed"], ids["removed"], ids["relabelled"], ids["edited"])]
+    labels = dict(zip(dataset.values("id"), dataset.values("ground_truth.label")))
+    assert all(rows[name[sid]][0] == labels[sid] for sid in untouched)
+    # The dataset and its images are untouched.
+    assert (dataset.count_sample_tags(), dataset.values("ground_truth.label")) == before
+
+
+def test_export_refuses_to_overwrite_and_force_replaces(reviewed, tmp_path):
+    out = tmp_path / "exists"
+    assert invoke("export", "test-review", str(out), "--format", "csv").exit_code == 0
+    (out / "marker").write_text("mine")
+    refused = invoke("export", "test-review", str(out), "--format", "csv")
+    assert refused.exit_code == 2 and "already exists" in refused.output and "--force" in refused.output
+    assert (out / "marker").exists()
+    forced = invoke("export", "test-review", str(out), "--format", "csv", "--force")
+    assert forced.exit_code == 0 and not (out / "marker").exists()
+    assert not list(tmp_path.glob(".exists.*"))  # no partial or old directory left behind
+
+
+def test_drop_unreviewed_spares_the_test_split(reviewed, tmp_path):
+    dataset, _ = reviewed
+    out = tmp_path / "strict"
+    result = invoke("export", "test-review", str(out), "--format", "csv", "--drop-unreviewed", "label_noise")
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "manifest.csv")
+    unreviewed_noise = dataset.match_tags("label_noise").match_tags(
+        ["confirmed", "rejected", "relabel:suggested"], bool=False)
+    in_test = unreviewed_noise.match_tags("test")
+    in_train = unreviewed_noise.match_tags("train")
+    exported = set(table["filepath"])
+    assert all(p in exported for p in in_test.values("filepath"))
+    assert not any(p in exported for p in in_train.values("filepath"))
+
+
+def test_stratified_splits_on_export(reviewed, tmp_path):
+    out = tmp_path / "split"
+    result = invoke("export", "test-review", str(out), "--format", "csv", "--splits", "0.8,0.1,0.1", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "manifest.csv")
+    counts = table["split"].value_counts()
+    assert abs(counts["train"] / len(table) - 0.8) < 0.01 and abs(counts["test"] / len(table) - 0.1) < 0.01
+
+
+def test_weights_file_and_sampler(reviewed, tmp_path):
+    dataset, ids = reviewed
+    out = tmp_path / "weights.csv"
+    result = invoke("weights", "test-review", str(out), "--factor", "3")
+    assert result.exit_code == 0, result.output
+    weights = pd.read_csv(out, dtype={"label": str})
+    path_of = dict(zip(dataset.values("id"), dataset.values("filepath")))
+    by_path = weights.set_index("filepath")
+    assert by_path.loc[path_of[ids["confirmed"]], "weight"] == 0
+    assert by_path.loc[path_of[ids["removed"]], "weight"] == 0
+    up = weights["weight"] == 3
+    pies = set(dataset.match_tags("pie").values("filepath"))
+    dropped = {path_of[ids["confirmed"]], path_of[ids["removed"]]}
+    assert set(weights.loc[up, "filepath"]) == pies - dropped
+    assert (weights.loc[up, "reason"].str.startswith("PIE, score ")).all()
+    assert set(weights.loc[weights["weight"] == 1, "filepath"]) == set(path_of.values()) - pies - dropped
+    assert weights["weight"].sum() == pytest.approx(len(weights) - 2 + 2 * up.sum())
+    assert weights.loc[weights["filepath"] == path_of[ids["relabelled"]], "label"].item() == ids["suggested"]
+    from curate import weighted_sampler
+
+    sampler = weighted_sampler(out)
+    assert len(sampler) == int((weights["weight"] > 0).sum())
+    assert invoke("weights", "test-review", str(out)).exit_code == 2  # exists, no --force
+
+
+def test_export_of_an_unknown_run_key_is_a_clear_error(reviewed, tmp_path):
+    result = invoke("export", "test-review", str(tmp_path / "x"), "--run-key", "nope")
+    assert result.exit_code == 2 and "has no curate run 'nope'" in result.output
+    assert not (tmp_path / "x").exists()
