@@ -141,6 +141,7 @@ def _fit(
     final_sparsity: float = 0.0,
     progress=None,
     margins: np.ndarray | None = None,
+    sample_weights: np.ndarray | None = None,
 ) -> None:
     device = normalize.device
     generator = torch.Generator().manual_seed(seed)
@@ -162,8 +163,11 @@ def _fit(
     use_amp = device.type == "cuda"
     model.train()
     step = 0
+    draw = None if sample_weights is None else torch.as_tensor(np.asarray(sample_weights, dtype=np.float64))
     for _ in range(epochs):
-        order = torch.randperm(n, generator=generator)
+        # Weighted training draws each epoch's n images with replacement, as WeightedRandomSampler does.
+        order = torch.randperm(n, generator=generator) if draw is None else torch.multinomial(
+            draw, n, replacement=True, generator=generator)
         for b in range(steps_per_epoch):
             idx = order[b * batch:(b + 1) * batch].numpy()
             idx.sort()  # sorted reads are much faster on a memmap
@@ -201,15 +205,17 @@ def assigned_margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 
 
 def train_dense(model, pixels, labels, normalize, settings: TrainSettings, seed: int, progress=None,
-                margins: np.ndarray | None = None) -> nn.Module:
+                margins: np.ndarray | None = None, sample_weights: np.ndarray | None = None) -> nn.Module:
     """Train ``model`` from its initialisation on ``pixels, labels``; returns it in eval mode.
 
     With ``margins`` (float64, ``(n, 2)``), adds each training image's assigned-label margin, as
     seen in every training step that drew it, to column 0 and the count of such steps to column 1:
     their ratio is the image's area under the margin (AUM), recorded at no extra cost.
+    With ``sample_weights`` (one per image, non-negative), every epoch draws its images with
+    replacement in proportion to them.
     """
     _fit(model, pixels, labels, normalize, settings, settings.epochs, settings.lr, seed, progress=progress,
-         margins=margins)
+         margins=margins, sample_weights=sample_weights)
     return model.eval()
 
 

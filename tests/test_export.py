@@ -165,3 +165,17 @@ def test_export_of_an_unknown_run_key_is_a_clear_error(reviewed, tmp_path):
     result = invoke("export", "test-review", str(tmp_path / "x"), "--run-key", "nope")
     assert result.exit_code == 2 and "has no curate run 'nope'" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_weighted_training_example_runs(reviewed, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    weights = tmp_path / "w.csv"
+    assert invoke("weights", "test-review", str(weights)).exit_code == 0
+    example = Path(__file__).resolve().parents[1] / "examples" / "train_weighted.py"
+    out = subprocess.run([sys.executable, str(example), str(weights), "--epochs", "1", "--image-size", "16",
+                          "--batch-size", "256"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "epoch 1: 1795 weighted draws" in out.stdout
