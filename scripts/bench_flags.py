@@ -23,7 +23,6 @@ with ``--n 50000 --device cuda``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_pies import CIFAR10N, cifar10n_subset  # noqa: E402
+from bench_pies import CIFAR10N, cifar10n_subset, write_report  # noqa: E402
 from curate.pipeline import CurateConfig, run_curate  # noqa: E402
 from curate.sources import default_cache_dir  # noqa: E402
 from curate.train import TrainSettings  # noqa: E402
@@ -228,10 +227,7 @@ def main() -> None:
             continue
         report["label_sets"][column] = score_label_set(result, clean, train_seconds)
         print_label_set(column, report["label_sets"][column])
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2, default=float))
-        print(f"wrote {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

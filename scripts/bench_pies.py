@@ -55,6 +55,14 @@ def cifar10n_subset(n: int, seed: int, root: Path = CIFAR10N) -> tuple[LabeledIm
     return images, subset
 
 
+def write_report(path: str | None, report: dict) -> None:
+    """Write a benchmark's report as JSON (when ``--out`` was given)."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(report, indent=2, default=float))
+        print(f"wrote {path}")
+
+
 def enrichment(is_pie: np.ndarray, is_error: np.ndarray) -> dict:
     base = float(is_error.mean())
     share = float(is_error[is_pie].mean()) if is_pie.any() else float("nan")
@@ -146,10 +154,7 @@ def main() -> None:
     }
     print(f"\nDense population (modal) accuracy: all {correct.mean():.4f}, "
           f"PIEs {report['dense_accuracy']['pies']}, non-PIEs {correct[~pie].mean():.4f}")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2, default=float))
-        print(f"wrote {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ The flags come from the population bench_flags.py trains (cached; trained here i
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_flags import noisy_subset, population_config  # noqa: E402
-from bench_pies import CIFAR10N  # noqa: E402
+from bench_pies import CIFAR10N, write_report  # noqa: E402
 from curate.images import decode_images, load_in_memory  # noqa: E402
 from curate.pipeline import run_curate  # noqa: E402
 from curate.sources import default_cache_dir  # noqa: E402
@@ -148,10 +147,7 @@ def main() -> None:
           f"test {len(test_labels)} images, clean labels")
     print(pd.DataFrame(report["variants"]).T[["train_images", "train_label_error", "accuracy_mean",
                                                "accuracy_std"]].round(4).to_string())
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2, default=float))
-        print(f"wrote {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pandas as pd
-import pytest
 from PIL import Image
 
 from helpers import TINY, invoke
