@@ -50,18 +50,22 @@ def level_table(
 
 
 def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, scores: PieScores,
-                 probe_probs: np.ndarray, probe_kinds: np.ndarray, severity: pd.DataFrame | None = None):
+                 probe_probs: np.ndarray, probe_kinds: np.ndarray, severity: pd.DataFrame | None = None,
+                 dense_in: np.ndarray | None = None, compressed_in: np.ndarray | None = None):
     """Categories (:func:`curate.flags.categorise`) and one reason per sample. Returns ``(categories, reasons)``.
 
-    ``probe_probs`` ``(L+1, networks, P, C)`` are every network's predictions on the probe suite.
+    ``probe_probs`` ``(L+1, networks, P, C)`` are every network's predictions on the probe suite;
+    ``dense_in``, ``compressed_in`` the in-sample predictions (for the label-noise score).
     """
     probs = population_mean(dense_probs, compressed_probs)
+    in_sample = population_mean(dense_in, compressed_in) if dense_in is not None else None
     probe_mean = np.asarray(probe_probs, dtype=np.float64).mean(axis=(0, 1))
     kinds = np.asarray(probe_kinds)
     categories = categorise(
         labels, probs, scores.is_pie_any, scores.pie_score,
         probe_mean[kinds == TWO_CLASS], probe_mean[np.isin(kinds, CORRUPTIONS)],
         None if severity is None else severity.to_numpy(), tuple(severity.columns) if severity is not None else (),
+        in_sample,
     )
     networks = np.concatenate([dense_probs[None], compressed_probs])
     votes = vote_share(networks, categories.suggested)

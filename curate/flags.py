@@ -2,10 +2,10 @@
 
 Every PIE gets exactly one category, the first that applies in this order:
 
-1. ``label_noise``: the population, out of sample, is confident in another class and not in the
-   given label (confident learning's per-class thresholds, Northcutt et al. 2021), unless the mass
-   is split evenly (as for ``multi_object``) between the given label and that class. Also raised
-   on non-PIEs, since a reviewer wants every confident mislabel. Carries a suggested label.
+1. ``label_noise``: among the samples whose label the population finds least probable, as many as
+   confident learning estimates are wrong (:func:`find_label_noise`), unless the mass is split
+   evenly (as for ``multi_object``) between the given label and another class. Also raised on
+   non-PIEs, since a reviewer wants every suspected mislabel. Carries a suggested label.
 2. ``corruption``: a pixel check fires (:mod:`curate.quality`) and the population is no more sure
    of any class than it is, typically, of a corrupted probe image.
 3. ``multi_object``: the population's mass splits between two classes at least as evenly as it
@@ -69,10 +69,13 @@ class LabelNoise:
     """Result of :func:`find_label_noise`.
 
     Attributes:
-        is_noise: ``(N,)`` another class is confident and the given label is not.
-        score: ``(N,)`` in [0, 1]; higher means more likely mislabelled (``1 - probs[i, label]``).
-        suggested: ``(N,)`` most probable class other than the label (also where ``is_noise`` is False).
-        suggested_confidence: ``(N,)`` mean probability of ``suggested``.
+        is_noise: ``(N,)`` the ``n_estimated`` samples with the highest ``score``.
+        score: ``(N,)`` in [0, 1]; higher means more likely mislabelled.
+        suggested: ``(N,)`` most probable class other than the label, preferring confident ones
+            (defined for every sample).
+        suggested_confidence: ``(N,)`` held-out mean probability of ``suggested``.
+        confident: ``(N,)`` the confident-learning rule holds (see :func:`find_label_noise`).
+        n_estimated: how many labels are estimated to be wrong (``confident.sum()``).
         thresholds: ``(C,)`` the per-class thresholds used.
     """
 
@@ -80,14 +83,24 @@ class LabelNoise:
     score: np.ndarray
     suggested: np.ndarray
     suggested_confidence: np.ndarray
+    confident: np.ndarray
+    n_estimated: int
     thresholds: np.ndarray
 
 
-def find_label_noise(labels: np.ndarray, probs: np.ndarray) -> LabelNoise:
-    """Confident mislabels: ``probs[i, j] >= t_j`` for some ``j != label`` and ``probs[i, label] < t_label``.
+def find_label_noise(labels: np.ndarray, probs: np.ndarray, in_sample_probs: np.ndarray | None = None) -> LabelNoise:
+    """Suspected label errors: how many, which, and what the label should be.
 
-    ``t`` are :func:`class_thresholds`. The suggested label is the most probable other class among
-    the confident ones, or the most probable other class when none is confident.
+    1. *How many* (confident learning, Northcutt et al. 2021): ``n`` = the number of samples for
+       which some other class is confident, ``probs[i, j] >= t_j`` for ``j != label``, while the
+       given label is not, ``probs[i, label] < t_label``; ``t`` are :func:`class_thresholds` of the
+       out-of-sample ``probs``.
+    2. *Which*: the ``n`` samples with the lowest probability of their label, ``score = 1 - p``.
+       With ``in_sample_probs`` (the mean prediction of the networks that trained on each
+       sample), ``p`` is the mean of the out-of-sample and in-sample probabilities of the label:
+       the first says whether models that never saw the label agree with it, the second how hard
+       the label was to fit (the training-dynamics signal AUM also reads).
+    3. *What instead*: the most probable other class, preferring the confident ones.
     """
     labels, probs = _check(labels, probs)
     n = len(labels)
@@ -99,11 +112,23 @@ def find_label_noise(labels: np.ndarray, probs: np.ndarray) -> LabelNoise:
     any_confident = np.isfinite(confident_others).any(axis=1)
     suggested = np.where(any_confident, confident_others.argmax(axis=1), others.argmax(axis=1))
     given = probs[rows, labels]
+    confident = any_confident & (given < thresholds[labels])
+    if in_sample_probs is not None:
+        in_sample = np.asarray(in_sample_probs, dtype=np.float64)
+        if in_sample.shape != probs.shape:
+            raise ValueError(f"in_sample_probs has shape {in_sample.shape}; expected {probs.shape} like probs.")
+        given = 0.5 * (given + in_sample[rows, labels])
+    score = np.clip(1.0 - given, 0.0, 1.0)
+    n_estimated = int(confident.sum())
+    is_noise = np.zeros(n, dtype=bool)
+    is_noise[np.argsort(-score, kind="stable")[:n_estimated]] = True
     return LabelNoise(
-        is_noise=any_confident & (given < thresholds[labels]),
-        score=np.clip(1.0 - given, 0.0, 1.0),
+        is_noise=is_noise,
+        score=score,
         suggested=suggested,
         suggested_confidence=probs[rows, suggested],
+        confident=confident,
+        n_estimated=n_estimated,
         thresholds=thresholds,
     )
 
@@ -162,6 +187,7 @@ def categorise(
     corrupted_probe_probs: np.ndarray,
     pixel_severity: np.ndarray | None = None,
     check_names: tuple[str, ...] = (),
+    in_sample_probs: np.ndarray | None = None,
 ) -> Categories:
     """Assign every PIE one category and score every sample for every category.
 
@@ -172,11 +198,13 @@ def categorise(
         corrupted_probe_probs: ``(P1, C)`` mean predictions on corrupted probes.
         pixel_severity: ``(N, n_checks)`` in [0, 1] from :func:`curate.quality.quality_severity`
             (NaN rows allowed); ``check_names`` names its columns. ``None``: no pixel evidence.
+        in_sample_probs: mean prediction of the networks that trained on each sample, for the
+            label-noise score (:func:`find_label_noise`).
     """
     labels, probs = _check(labels, probs)
     is_pie = np.asarray(is_pie, dtype=bool)
     n = len(labels)
-    noise = find_label_noise(labels, probs)
+    noise = find_label_noise(labels, probs, in_sample_probs)
 
     evenness = split_evenness(probs)
     split_threshold = probe_threshold(split_evenness(two_class_probe_probs), "multi-object")
@@ -223,6 +251,7 @@ def categorise(
         suggested_confidence=noise.suggested_confidence,
         corruption_check=worst_check,
         thresholds={"multi_object_evenness": split_threshold, "corruption_top_probability": corrupted_top,
+                    "label_noise_estimated_count": noise.n_estimated,
                     **{f"label_noise_{j}": float(t) for j, t in enumerate(noise.thresholds)}},
     )
 

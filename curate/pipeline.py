@@ -364,7 +364,8 @@ def run_curate(
                                      list(config.sparsities), config.alpha, population.measured_sparsity)
     severity = quality_severity(image_quality(kept.filepaths, store, progress))
     categories, reasons = flag_samples(dense, compressed, kept.labels, kept.classes, config.level_names, scores,
-                                       population.probe_probs, population.probes.kinds, severity)
+                                       population.probe_probs, population.probes.kinds, severity,
+                                       population.dense_in, population.compressed_in)
     samples = sample_table(scores, kept.labels, kept.classes, config.level_names, kept.filepaths, kept.splits,
                            kept.sample_ids, categories, reasons)
     samples = pd.concat([samples, severity.add_prefix("quality_")], axis=1)

@@ -106,7 +106,7 @@ def brain_mistakenness(labels: np.ndarray, probs: np.ndarray, classes: list[str]
     return values
 
 
-def score_label_set(result, clean: np.ndarray, train_seconds: float) -> dict:
+def score_label_set(result, clean: np.ndarray) -> dict:
     """Every tool's ranking and flagged set for one label set, and curate's ablation."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
@@ -140,24 +140,30 @@ def score_label_set(result, clean: np.ndarray, train_seconds: float) -> dict:
     add("aum", -aum, aum < 0, 0.0)
 
     curate = result.categories
-    add("curate", curate.scores["label_noise"], curate.label_noise, train_seconds)
+    started = time.perf_counter()
+    find_label_noise(labels, pooled, population_mean(population.dense_in, population.compressed_in))
+    add("curate", curate.scores["label_noise"], curate.label_noise, time.perf_counter() - started)
 
-    # Ablation: what each signal adds to the ranking (same flagged-set rule on each probability).
-    dense_noise = find_label_noise(labels, dense_mean)
-    pooled_noise = find_label_noise(labels, pooled)
+    # Ablation: what each signal adds, ranking and flagged set (count from confident learning, then
+    # the top of the ranking), from the anchors' input up to curate's.
+    rows = np.arange(len(labels))
+    dense_in_mean = population.dense_in.mean(axis=0)
+    pooled_in = population_mean(population.dense_in, population.compressed_in)
     ablation = {
-        "dense self-confidence (= cleanlab ranking)": (dense_noise.score, dense_noise.is_noise),
-        "+ compressed copies pooled": (pooled_noise.score, pooled_noise.is_noise),
-        "+ compressed pooled, rank-mean with AUM": (
-            (rank01(pooled_noise.score) + rank01(-aum)) / 2, None),
-        "dense self-confidence rank-mean with AUM": ((rank01(dense_noise.score) + rank01(-aum)) / 2, None),
-        "PIE score only": (result.scores.pie_score, result.scores.is_pie_any),
-        "in-sample dense, 1 - p(label)": (
-            1 - population.dense_in.mean(axis=0)[np.arange(len(labels)), labels], None),
-        "in-sample forgetting at 90%: dense_in - compressed_in p(label)": (
-            (population.dense_in.mean(axis=0) - population.compressed_in[-1].mean(axis=0))[
-                np.arange(len(labels)), labels], None),
+        "dense held-out (the anchors' input)": find_label_noise(labels, dense_mean),
+        "+ compressed held-out pooled": find_label_noise(labels, pooled),
+        "dense held-out + dense in-sample": find_label_noise(labels, dense_mean, dense_in_mean),
+        "+ compressed, held-out + in-sample (curate)": find_label_noise(labels, pooled, pooled_in),
     }
+    ablation = {name: (noise.score, noise.is_noise) for name, noise in ablation.items()}
+    ablation.update({
+        "curate + AUM (rank mean)": ((rank01(ablation["+ compressed, held-out + in-sample (curate)"][0])
+                                      + rank01(-aum)) / 2, None),
+        "in-sample pooled only, 1 - p(label)": (1 - pooled_in[rows, labels], None),
+        "PIE score only": (result.scores.pie_score, result.scores.is_pie_any),
+        "in-sample forgetting at 90%: dense_in - compressed_in p(label)": (
+            (dense_in_mean - population.compressed_in[-1].mean(axis=0))[rows, labels], None),
+    })
     ablation_rows = {}
     for name, (score, flagged) in ablation.items():
         row = ranking_metrics(is_error, score)
@@ -168,8 +174,10 @@ def score_label_set(result, clean: np.ndarray, train_seconds: float) -> dict:
     pie = result.scores.is_pie_any
     best_anchor = max((v["auprc"], k) for k, v in tools.items() if k != "curate")
     best_f1 = max((v["f1"], k) for k, v in tools.items() if k != "curate")
+    job_seconds = sum(result.manifest.get("job_seconds", {}).values())
     return {
-        "n": len(labels), "base_rate": float(is_error.mean()), "train_seconds": round(train_seconds, 1),
+        "n": len(labels), "base_rate": float(is_error.mean()),
+        "population_seconds": round(job_seconds, 1),  # shared by every tool: same networks, same budget
         "tools": tools, "ablation": ablation_rows,
         "pies": {"count": int(pie.sum()), "error_share": float(is_error[pie].mean()) if pie.any() else None,
                  "base_rate": float(is_error.mean())},
@@ -182,7 +190,8 @@ def score_label_set(result, clean: np.ndarray, train_seconds: float) -> dict:
 
 
 def print_label_set(column: str, entry: dict) -> None:
-    print(f"\n{column}: {entry['n']} images, {100 * entry['base_rate']:.1f}% of labels wrong")
+    print(f"\n{column}: {entry['n']} images, {100 * entry['base_rate']:.1f}% of labels wrong; every tool reads "
+          f"the same population ({entry['population_seconds']:.0f} s of training); seconds below are scoring only")
     print(pd.DataFrame(entry["tools"]).T.round(3).to_string())
     print("\nAblation of curate's label-noise signals:")
     print(pd.DataFrame(entry["ablation"]).T.round(3).to_string())
@@ -225,7 +234,7 @@ def main() -> None:
         print(f"\n{column}: population of {len(result.images)} images in {train_seconds:.0f} s ({run_dir})")
         if args.population_only:
             continue
-        report["label_sets"][column] = score_label_set(result, clean, train_seconds)
+        report["label_sets"][column] = score_label_set(result, clean)
         print_label_set(column, report["label_sets"][column])
     write_report(args.out, report)
 

@@ -137,3 +137,21 @@ def test_reasons_read_like_sentences():
     assert text[5].startswith("dark image; models unsure (top class car at p 0.35)")
     assert text[7] == "labelled ship; dense models say ship, pruned copies forget it: prune90 say cat"
     assert text[8].startswith("3 of 4 models say dog") and text[0] == ""
+
+
+def test_count_from_confident_learning_ranking_with_in_sample_view():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    held_out = np.array([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9], [0.2, 0.8], [0.45, 0.55]])
+    in_sample = held_out.copy()
+    in_sample[2] = [0.9, 0.1]   # the networks that trained on sample 2 fit its label easily
+    in_sample[5] = [0.95, 0.05]  # ... and could not fit sample 5's label
+    noise = find_label_noise(labels, held_out, in_sample)
+    # t0 = (0.9 + 0.8 + 0.2) / 3 = 0.633, t1 = (0.9 + 0.8 + 0.55) / 3 = 0.75. Only sample 2 passes the
+    # confident-learning rule (p1 = 0.8 >= 0.75, p0 = 0.2 < 0.633): one error estimated.
+    assert noise.n_estimated == 1 and np.flatnonzero(noise.confident).tolist() == [2]
+    # Scores: 1 - mean(held-out, in-sample) p(label): sample 2 -> 1 - 0.55 = 0.45, sample 5 -> 0.70.
+    np.testing.assert_allclose(noise.score[[2, 5]], [0.45, 0.70])
+    assert np.flatnonzero(noise.is_noise).tolist() == [5]  # the one most likely wrong
+    assert noise.suggested[5] == 0
+    with pytest.raises(ValueError, match="in_sample_probs has shape"):
+        find_label_noise(labels, held_out, in_sample[:, :1])

@@ -1,0 +1,28 @@
+"""Digits with 10% of labels flipped at random: curate's label-noise flags find them."""
+
+import numpy as np
+
+from curate.pipeline import CurateConfig, run_curate
+from curate.train import TrainSettings
+
+
+def test_random_flips_are_flagged_as_label_noise(digits_images, tmp_path):
+    images = digits_images.subset(np.ones(len(digits_images), dtype=bool))
+    rng = np.random.default_rng(0)
+    flipped = rng.random(len(images)) < 0.10
+    true_labels = images.labels.copy()
+    images.labels = images.labels.copy()
+    images.labels[flipped] = (images.labels[flipped] + rng.integers(1, 10, flipped.sum())) % 10
+    config = CurateConfig(members=2, folds=2, sparsities=(0.5, 0.9), image_size=16,
+                          train=TrainSettings(epochs=6, finetune_epochs=1, batch_size=64, hflip=False),
+                          probes_per_kind=64)
+    result = run_curate(images, config, tmp_path / "run", progress=False)
+    flagged = result.categories.label_noise
+    base_rate = flipped.mean()
+    precision = flipped[flagged].mean()
+    recall = flagged[flipped].mean()
+    assert precision >= 3 * base_rate, (precision, base_rate)
+    assert recall >= 0.8, recall
+    # The suggested label is the true one for most flagged flips.
+    hits = flagged & flipped
+    assert (result.categories.suggested[hits] == true_labels[hits]).mean() >= 0.9
