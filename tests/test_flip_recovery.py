@@ -1,4 +1,8 @@
-"""Digits with 10% of labels flipped at random: curate's label-noise flags find them."""
+"""Digits with 10% of labels flipped at random: curate's label-noise flags find them.
+
+PIEs cannot (a held-out PIE never depends on the image's own label; docs/benchmarks.md), so the
+random-flip criterion is checked on the label-noise flags, which read the label.
+"""
 
 import numpy as np
 
@@ -13,8 +17,9 @@ def test_random_flips_are_flagged_as_label_noise(digits_images, tmp_path):
     true_labels = images.labels.copy()
     images.labels = images.labels.copy()
     images.labels[flipped] = (images.labels[flipped] + rng.integers(1, 10, flipped.sum())) % 10
-    config = CurateConfig(members=2, folds=2, sparsities=(0.5, 0.9), image_size=16,
-                          train=TrainSettings(epochs=6, finetune_epochs=1, batch_size=64, hflip=False),
+    # Enough training for the digits to be learnt (about 0.98 held-out accuracy); one pruning level.
+    config = CurateConfig(members=2, folds=2, sparsities=(0.9,), image_size=16,
+                          train=TrainSettings(epochs=10, finetune_epochs=1, batch_size=32, hflip=False),
                           probes_per_kind=64)
     result = run_curate(images, config, tmp_path / "run", progress=False)
     flagged = result.categories.label_noise
