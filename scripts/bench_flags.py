@@ -156,10 +156,24 @@ def score_label_set(result, clean: np.ndarray) -> dict:
         "+ compressed, held-out + in-sample (curate)": find_label_noise(labels, pooled, pooled_in),
     }
     ablation = {name: (noise.score, noise.is_noise) for name, noise in ablation.items()}
+    all_mean = 0.5 * (pooled + pooled_in)
+
+    def other_max(p: np.ndarray) -> np.ndarray:
+        others = p.copy()
+        others[rows, labels] = -np.inf
+        return others.max(axis=1)
+
     ablation.update({
         "curate + AUM (rank mean)": ((rank01(ablation["+ compressed, held-out + in-sample (curate)"][0])
                                       + rank01(-aum)) / 2, None),
         "in-sample pooled only, 1 - p(label)": (1 - pooled_in[rows, labels], None),
+        "tried: class-normalised, 1 - p / t(label)": (
+            1 - all_mean[rows, labels] / find_label_noise(labels, all_mean).thresholds[labels], None),
+        "tried: margin, max other p - p(label)": (other_max(all_mean) - all_mean[rows, labels], None),
+        "tried: -(log p_held-out + log p_in-sample)": (
+            -(np.log(pooled[rows, labels] + 1e-6) + np.log(pooled_in[rows, labels] + 1e-6)), None),
+        "tried: held-out : in-sample weighted 1 : 3": (1 - (0.25 * pooled + 0.75 * pooled_in)[rows, labels], None),
+        "tried: held-out : in-sample weighted 3 : 1": (1 - (0.75 * pooled + 0.25 * pooled_in)[rows, labels], None),
         "PIE score only": (result.scores.pie_score, result.scores.is_pie_any),
         "in-sample forgetting at 90%: dense_in - compressed_in p(label)": (
             (dense_in_mean - population.compressed_in[-1].mean(axis=0))[rows, labels], None),
