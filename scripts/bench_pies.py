@@ -131,6 +131,14 @@ def main() -> None:
         recovered = float((result.scores.dense_modal[flipped] == true_labels[flipped]).mean())
         report["flipped_images_dense_modal_is_true_label"] = recovered
         print(f"\nOn flipped images the held-out dense modal label is the true one for {recovered:.3f} of them")
+        flagged = result.categories.label_noise
+        report["label_noise_flags"] = {
+            "flagged": int(flagged.sum()), "precision": float(flipped[flagged].mean()) if flagged.any() else None,
+            "recall": float(flagged[flipped].mean()),
+            "suggestion_is_true_label": float((result.categories.suggested[flagged & flipped]
+                                               == true_labels[flagged & flipped]).mean()),
+        }
+        print(f"label_noise flags: {report['label_noise_flags']}")
     if human is not None:
         kept = pd.Series(result.images.filepaths).str.replace(str(CIFAR10N) + "/", "", regex=False)
         rows = human.set_index("filepath").loc[kept]
