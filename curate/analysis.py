@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from curate.flags import Categories, categorise, population_mean, reasons, vote_share
+from curate.flags import Categories, categorise, population_mean, reasons, votes_for
 from curate.pies import NO_LEVEL, PieScores, score_pies
 from curate.probes import CORRUPTIONS, TWO_CLASS
 from curate.stats import impact_table, member_accuracies
@@ -68,7 +68,7 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
         in_sample,
     )
     networks = np.concatenate([dense_probs[None], compressed_probs])
-    votes = vote_share(networks, categories.suggested)
+    votes = votes_for(networks, categories.suggested)
     text = reasons(categories, labels, probs, classes, votes, networks.shape[0] * networks.shape[1],
                    scores.dense_modal, scores.compressed_modal, scores.is_pie, level_names)
     return categories, text

@@ -47,10 +47,12 @@ def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str
     config = run_record(dataset, run_key)
     names = names_for(run_key, list(config.levels))
     label_field = config.label_field or LABEL_FIELD
-    run_samples = pd.read_parquet(Path(config.run_dir) / "samples.parquet")
-    classes = sorted(run_samples["label"].unique().tolist())
-    manifest = json.loads((Path(config.run_dir) / "manifest.json").read_text())
-    classes = list(manifest.get("classes") or classes)
+    run_dir = Path(config.run_dir)
+    if not (run_dir / "samples.parquet").exists():
+        raise ExportError(f"Run {run_key!r} recorded its results in {run_dir}, which is gone; run "
+                          f"`curate run ... --dataset {dataset.name} --run-key {run_key}` again to rebuild it.")
+    run_samples = pd.read_parquet(run_dir / "samples.parquet")
+    classes = list(json.loads((run_dir / "manifest.json").read_text())["classes"])
     scored = dataset.exists(names["pie"])
     ids, paths, labels, tags, category, noisy, suggested, pie, pie_score = scored.values([
         "id", "filepath", f"{label_field}.label", "tags", names["category"], names["label_noise"],

@@ -217,15 +217,14 @@ def categorise(
         severity = np.nan_to_num(np.asarray(pixel_severity, dtype=np.float64), nan=0.0)
         if severity.shape != (n, len(check_names)):
             raise ValueError(f"pixel_severity has shape {severity.shape}; expected ({n}, {len(check_names)}).")
-    worst = severity.max(axis=1) if severity.shape[1] else np.zeros(n)
-    worst_check = np.array([check_names[j] if w > 0 else "" for j, w in
-                            zip(severity.argmax(axis=1) if severity.shape[1] else np.zeros(n, int), worst)],
-                           dtype=object)
+    worst, worst_check = np.zeros(n), np.full(n, "", dtype=object)
+    if severity.shape[1]:
+        worst = severity.max(axis=1)
+        worst_check = np.where(worst > 0, np.asarray(check_names, dtype=object)[severity.argmax(axis=1)], "")
     # Uncertainty relative to a corrupted probe: 1 at or below its typical top probability.
     uncertainty = np.clip((1.0 - top_prob) / max(1.0 - corrupted_top, 1e-9), 0.0, 1.0)
     corruption_score = np.where(worst > 0, 0.5 * (worst + uncertainty), 0.0)
     is_corrupt = (worst > 0) & (top_prob <= corrupted_top)
-    multi_score = evenness
     is_multi = evenness >= split_threshold
     first, second, _, _ = top_two(probs)
     # Mass shared evenly between the given label and another class is ambiguity, not a wrong label.
@@ -244,7 +243,7 @@ def categorise(
         scores={
             "label_noise": noise.score,
             "corruption": corruption_score,
-            "multi_object": multi_score,
+            "multi_object": evenness,
             "atypical": np.clip(np.asarray(pie_score, dtype=np.float64), 0.0, 1.0),
         },
         suggested=noise.suggested,
@@ -256,7 +255,7 @@ def categorise(
     )
 
 
-def vote_share(member_probs: np.ndarray, cls: np.ndarray) -> np.ndarray:
+def votes_for(member_probs: np.ndarray, cls: np.ndarray) -> np.ndarray:
     """Number of networks (any leading axes) whose top-1 is ``cls[i]``, per sample. ``(..., N, C)``."""
     preds = np.asarray(member_probs).argmax(axis=-1).reshape(-1, np.asarray(member_probs).shape[-2])
     return (preds == np.asarray(cls)[None, :]).sum(axis=0)

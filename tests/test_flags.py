@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from curate.flags import (categorise, class_thresholds, find_label_noise, population_mean, reasons,
-                          split_evenness, vote_share)
+                          split_evenness, votes_for)
 
 
 def test_class_thresholds_are_mean_self_confidence_per_class():
@@ -127,7 +127,7 @@ def test_reasons_read_like_sentences():
     cats = categorise(labels, probs, is_pie, np.zeros(9), TWO_CLASS_PROBES, CORRUPTED_PROBES, severity,
                       ("blurry", "dark"))
     member_probs = np.stack([probs] * 3 + [np.roll(probs, 1, axis=1)])  # 4 networks, 3 agree with the mean
-    votes = vote_share(member_probs, cats.suggested)
+    votes = votes_for(member_probs, cats.suggested)
     dense_modal = probs.argmax(axis=1)
     compressed_modal = np.stack([np.where(is_pie, (dense_modal + 1) % 4, dense_modal)])
     text = reasons(cats, labels, probs, ["cat", "dog", "car", "ship"], votes, 4, dense_modal, compressed_modal,
