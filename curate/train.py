@@ -57,7 +57,9 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def configure_threads() -> None:
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    """Use every core, unless OMP_NUM_THREADS says otherwise (e.g. to share the machine)."""
+    if not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
 
 
 class Normalizer:
