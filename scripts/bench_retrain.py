@@ -14,7 +14,7 @@ trained, for several seeds, on:
 
 The flags come from the population bench_flags.py trains (cached; trained here if absent).
 
-    python scripts/bench_retrain.py --seeds 0 1 --out out/bench_retrain.json
+    python scripts/bench_retrain.py --retrain-epochs 8 --seeds 0 1 --out out/bench_retrain.json
 """
 
 from __future__ import annotations
@@ -76,12 +76,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="Subset and population seed (as bench_flags.py).")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="Retraining seeds.")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--retrain-epochs", type=int, default=12, help="Epochs of each retrained network.")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--pie-factor", type=float, default=2.0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default=None)
     # The population's settings: must match bench_flags.py to reuse its cached run.
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--members", type=int, default=4)
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--finetune-epochs", type=int, default=4)
@@ -123,7 +124,7 @@ def main() -> None:
         "pie_weighted": (np.arange(len(labels)), labels, pie_w),
         "cleanlab_drop": (np.flatnonzero(~issues), labels, None),
     }
-    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, hflip=True)
+    settings = TrainSettings(epochs=args.retrain_epochs, batch_size=args.batch_size, hflip=True)
     is_error = labels != clean
     report = {"labels": args.labels, "n_pool": len(labels), "n_test": len(test_labels),
               "pool_error_rate": float(is_error.mean()), "settings": settings.__dict__, "variants": {}}
