@@ -153,7 +153,6 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
         values[names["pie_levels"]].append([level_names[t] for t in np.flatnonzero(scores.is_pie[:, i])])
     categories = result.categories
     samples = result.samples
-    category_scores = {name: samples[f"{name}_score"].to_numpy() for name in CATEGORIES}
     for i in range(len(ids)):
         category = categories.category[i]
         noisy = bool(categories.label_noise[i])
@@ -163,7 +162,7 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
             label=str(classes[categories.suggested[i]]), confidence=float(categories.suggested_confidence[i]),
         ) if noisy else None)
         score_of = category if category != NO_CATEGORY else ("label_noise" if noisy else None)
-        values[names["flag_score"]].append(float(category_scores[score_of][i]) if score_of else None)
+        values[names["flag_score"]].append(float(categories.scores[score_of][i]) if score_of else None)
         values[names["reason"]].append(samples["reason"].iat[i] or None)
     for field, field_values in values.items():
         dataset.set_values(field, dict(zip(ids, field_values)), key_field="id")
