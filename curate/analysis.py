@@ -20,16 +20,23 @@ def level_table(
     scores: PieScores,
     impact: pd.DataFrame,
     measured_sparsity: np.ndarray | None = None,
+    kinds: list[str] | None = None,
+    bits: list[int] | None = None,
 ) -> pd.DataFrame:
     """One row for the dense population and one per level: accuracy, PIEs, impacted classes.
 
     Accuracy is each member's out-of-sample top-1 accuracy against the given labels, mean and
-    standard deviation over members.
+    standard deviation over members. ``kinds`` (``prune``/``quantize``) and ``bits`` (per weight)
+    describe the levels; ``compression`` is the weight-memory ratio to dense float32, counting only
+    the kept weights of a pruned network (index overhead ignored) and the bits of a quantized one.
     """
+    kinds = kinds or ["prune"] * len(level_names)
+    bits = bits or [32] * len(level_names)
     n = len(labels)
     dense_acc = member_accuracies(dense_probs, labels)
     rows = [{
-        "level": "dense", "sparsity": 0.0, "measured_sparsity": 0.0,
+        "level": "dense", "kind": "dense", "sparsity": 0.0, "measured_sparsity": 0.0, "bits": 32,
+        "compression": 1.0,
         "accuracy": dense_acc.mean(), "accuracy_std": dense_acc.std(ddof=1) if len(dense_acc) > 1 else 0.0,
         "pies": 0, "pie_fraction": 0.0, "classes_impacted": 0,
     }]
@@ -38,7 +45,10 @@ def level_table(
         level_impact = impact[impact["level"] == name]
         rows.append({
             "level": name,
+            "kind": kinds[i],
             "sparsity": sparsities[i],
+            "bits": bits[i],
+            "compression": 32.0 / bits[i] / max(1e-9, 1.0 - sparsities[i]),
             "measured_sparsity": float(measured_sparsity[i]) if measured_sparsity is not None else np.nan,
             "accuracy": acc.mean(),
             "accuracy_std": acc.std(ddof=1) if len(acc) > 1 else 0.0,
@@ -119,10 +129,15 @@ def sample_table(
 
 
 def analyse(dense_probs, compressed_probs, labels, classes, level_names, sparsities, alpha=0.05,
-            measured_sparsity=None):
-    """Scores and the per-level and per-class tables for one run. Returns ``(scores, levels, impact)``."""
-    scores = score_pies(dense_probs, compressed_probs)
+            measured_sparsity=None, kinds=None, bits=None):
+    """Scores and the per-level and per-class tables for one run. Returns ``(scores, levels, impact)``.
+
+    The pruning levels (``kinds`` ``prune``, which come first) form the ladder of
+    :func:`curate.pies.score_pies`.
+    """
+    ladder = None if kinds is None else sum(k == "prune" for k in kinds) or None
+    scores = score_pies(dense_probs, compressed_probs, ladder)
     impact = impact_table(dense_probs, compressed_probs, labels, level_names, classes, alpha)
     levels = level_table(dense_probs, compressed_probs, labels, level_names, sparsities, scores, impact,
-                         measured_sparsity)
+                         measured_sparsity, kinds, bits)
     return scores, levels, impact

@@ -35,6 +35,10 @@ def _parse_sparsities(_ctx, _param, value: str):
         raise click.BadParameter(f"{value!r}: give comma-separated fractions, e.g. 0.3,0.5,0.7,0.9.")
 
 
+def _parse_list(_ctx, _param, value: str):
+    return tuple(v.strip() for v in value.split(",") if v.strip() and v.strip() != "none")
+
+
 def _fail(message: str) -> None:
     click.secho(f"Error: {message}", fg="red", err=True)
     sys.exit(2)
@@ -50,6 +54,12 @@ def population_options(f):
                      help="Cross-fitting folds F; each member trains F networks on (F-1)/F of the images."),
         click.option("--sparsities", default="0.3,0.5,0.7,0.9", show_default=True, callback=_parse_sparsities,
                      help="Global magnitude pruning levels, ascending."),
+        click.option("--quantize", default="fp16,bf16,int8,int4,dyn-int8", show_default=True, callback=_parse_list,
+                     help="Post-training quantization levels (weight-only; dyn-int8 is torch's dynamic "
+                          "quantization of linear layers), or `none`."),
+        click.option("--robustness-images", default=64, show_default=True,
+                     help="Held-out images per network corrupted ImageNet-C style (6 corruptions x 5 "
+                          "severities) to compare dense and compressed robustness; 0 turns it off."),
         click.option("--epochs", default=16, show_default=True, help="Dense training epochs."),
         click.option("--finetune-epochs", default=6, show_default=True,
                      help="Fine-tuning epochs per pruning level (sparsity ramps up over the first 60%)."),
@@ -82,6 +92,7 @@ def _build_config(source: str, n_images: int, opts: dict):
     batch_size = opts["batch_size"] or int(min(256, max(32, n_train // 16)))
     return CurateConfig(
         model=opts["model"], members=opts["members"], folds=opts["folds"], sparsities=opts["sparsities"],
+        quantizations=opts["quantize"], robustness_images=opts["robustness_images"],
         image_size=image_size, seed=opts["seed"], device=opts["device"],
         train=TrainSettings(epochs=opts["epochs"], finetune_epochs=opts["finetune_epochs"], batch_size=batch_size,
                             hflip=hflip),
@@ -110,9 +121,11 @@ def _print_summary(result, dataset_name: str | None, run_key: str, seconds: floa
     click.echo("")
     click.secho(f"curate: {len(result.images)} images, {len(result.images.classes)} classes, "
                 f"{result.config.members} members x {result.config.folds} folds, {seconds:.0f} s", bold=True)
-    rows = [[r.level, r.sparsity, r.measured_sparsity, f"{r.accuracy:.3f} ± {r.accuracy_std:.3f}",
-             int(r.pies), f"{100 * r.pie_fraction:.2f}%", int(r.classes_impacted)] for r in levels.itertuples()]
-    click.echo(_table(rows, ["level", "sparsity", "measured", "accuracy (OOS)", "PIEs", "PIE %", "classes impacted"]))
+    rows = [[r.level, r.kind, r.measured_sparsity, int(r.bits), f"{r.compression:.1f}x",
+             f"{r.accuracy:.3f} ± {r.accuracy_std:.3f}", int(r.pies), f"{100 * r.pie_fraction:.2f}%",
+             int(r.classes_impacted)] for r in levels.itertuples()]
+    click.echo(_table(rows, ["level", "kind", "sparsity", "bits", "smaller", "accuracy (OOS)", "PIEs", "PIE %",
+                             "classes impacted"]))
     n_pies = int(result.scores.is_pie_any.sum())
     click.echo(f"\nPIEs at any level: {n_pies} of {len(result.images)} ({100 * n_pies / len(result.images):.2f}%)")
     _print_flags(result)

@@ -288,7 +288,7 @@ def reasons(categories: Categories, labels: np.ndarray, probs: np.ndarray, class
         elif cat == "atypical":
             changed = "; ".join(f"{level_names[t]} say {names[compressed_modal[t, i]]}"
                                 for t in np.flatnonzero(is_pie_at[:, i]))
-            out.append(f"labelled {given}; dense models say {names[dense_modal[i]]}, pruned copies forget it: "
+            out.append(f"labelled {given}; dense models say {names[dense_modal[i]]}, compressed copies forget it: "
                        f"{changed}")
         else:
             out.append("")

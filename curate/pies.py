@@ -166,8 +166,8 @@ class PieScores:
         is_pie: ``(n_levels, n_samples)`` the paper's PIE mask.
         flip_share: ``(n_levels, n_samples)`` see :func:`flip_share`.
         probability_drop: ``(n_levels, n_samples)`` see :func:`probability_drop`.
-        lowest_level: ``(n_samples,)`` see :func:`lowest_pie_level`.
-        pie_score: ``(n_samples,)`` mean of ``flip_share`` over levels, in [0, 1]. Averaging over
+        lowest_level: ``(n_samples,)`` see :func:`lowest_pie_level`, over the pruning ladder.
+        pie_score: ``(n_samples,)`` mean of ``flip_share`` over the ladder's levels, in [0, 1]. Averaging over
             levels rewards samples that are forgotten early (at low compression) and by many
             members, which is how the paper orders PIEs by how hard they are.
     """
@@ -189,8 +189,14 @@ class PieScores:
         return self.is_pie.any(axis=0)
 
 
-def score_pies(dense_probs: np.ndarray, compressed_probs: np.ndarray) -> PieScores:
-    """Compute the PIE mask and continuous scores for every sample and level in one pass."""
+def score_pies(dense_probs: np.ndarray, compressed_probs: np.ndarray, ladder_levels: int | None = None) -> PieScores:
+    """Compute the PIE mask and continuous scores for every sample and level in one pass.
+
+    ``ladder_levels``: the first that many levels form an ordered ladder (pruning at ascending
+    sparsity); ``lowest_level`` and ``pie_score`` are taken over the ladder only. Later levels (e.g.
+    quantization formats, which are not steps of one ladder) still get their own PIE mask. Default:
+    every level is on the ladder.
+    """
     dense_probs, compressed_probs = _check_pair(dense_probs, compressed_probs)
     idx = np.arange(dense_probs.shape[1])
     dense_mean = dense_probs.mean(axis=0)
@@ -199,6 +205,9 @@ def score_pies(dense_probs: np.ndarray, compressed_probs: np.ndarray) -> PieScor
     compressed_mean = compressed_probs.mean(axis=1)
     is_pie = compressed_modal != dense_modal[None, :]
     flips = flip_share(dense_probs, compressed_probs)
+    ladder = slice(0, compressed_probs.shape[0] if ladder_levels is None else ladder_levels)
+    if ladder.stop < 1:
+        raise ValueError(f"ladder_levels must be at least 1, got {ladder_levels}.")
     return PieScores(
         dense_modal=dense_modal,
         dense_confidence=dense_mean[idx, dense_modal],
@@ -208,6 +217,6 @@ def score_pies(dense_probs: np.ndarray, compressed_probs: np.ndarray) -> PieScor
         is_pie=is_pie,
         flip_share=flips,
         probability_drop=probability_drop(dense_probs, compressed_probs),
-        lowest_level=lowest_pie_level(is_pie),
-        pie_score=flips.mean(axis=0),
+        lowest_level=lowest_pie_level(is_pie[ladder]),
+        pie_score=flips[ladder].mean(axis=0),
     )

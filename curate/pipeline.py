@@ -29,6 +29,8 @@ from curate.flags import CATEGORIES, Categories
 from curate.pies import PieScores
 from curate.probes import ProbeSuite, make_probes
 from curate.quality import measure_files, quality_severity
+from curate.quantize import QUANT_FORMATS, check_formats
+from curate.robustness import CORRUPTION_NAMES, SEVERITIES, check_corruptions, robustness_table
 from curate.sources import LabeledImages, SourceError
 from curate.store import RunStore
 from curate.train import TrainSettings
@@ -43,12 +45,17 @@ class CurateConfig:
         members: population size K; every image gets exactly K out-of-sample predictions per level.
         folds: cross-fitting folds F; each member trains F networks on (F-1)/F of the images.
         sparsities: global magnitude pruning levels, ascending, each in (0, 1).
+        quantizations: post-training quantization formats (:mod:`curate.quantize`), each a further
+            compression level after the pruning levels.
         image_size: images are decoded to ``image_size`` x ``image_size`` RGB.
         seed: base seed; member k uses seed ``1000 * seed + k`` for its partition and initialisation.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:i]``; not part of the fingerprint.
         alpha: family-wise significance level of the per-class tests.
         probes_per_kind: probe images of each kind (:mod:`curate.probes`) every network predicts;
             they calibrate the multi-object and corruption flags.
+        robustness_images: held-out images per network that are corrupted (:mod:`curate.robustness`)
+            and predicted by the network and every compressed copy of it; 0 turns robustness off.
+        corruptions, severities: which ImageNet-C-style corruptions, at which severities (1..5).
         train: optimisation settings.
     """
 
@@ -56,15 +63,25 @@ class CurateConfig:
     members: int = 4
     folds: int = 2
     sparsities: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9)
+    quantizations: tuple[str, ...] = ("fp16", "bf16", "int8", "int4", "dyn-int8")
     image_size: int = 32
     seed: int = 0
     device: str = "auto"
     alpha: float = 0.05
     probes_per_kind: int = 256
+    robustness_images: int = 64
+    corruptions: tuple[str, ...] = CORRUPTION_NAMES
+    severities: tuple[int, ...] = SEVERITIES
     train: TrainSettings = field(default_factory=TrainSettings)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sparsities", tuple(float(s) for s in self.sparsities))
+        object.__setattr__(self, "quantizations", check_formats(self.quantizations))
+        corruptions, severities = check_corruptions(self.corruptions, self.severities)
+        object.__setattr__(self, "corruptions", corruptions)
+        object.__setattr__(self, "severities", severities)
+        if self.robustness_images < 0:
+            raise ValueError(f"robustness_images must be 0 (off) or positive, got {self.robustness_images}.")
         if self.members < 2:
             raise ValueError(f"members must be at least 2 (a modal label and a t-test need a population), got {self.members}.")
         if self.folds < 2:
@@ -81,7 +98,30 @@ class CurateConfig:
 
     @property
     def level_names(self) -> list[str]:
-        return [f"prune{round(s * 100):02d}" for s in self.sparsities]
+        """Pruning levels (``prune30``...) in ascending sparsity, then quantization formats."""
+        return [f"prune{round(s * 100):02d}" for s in self.sparsities] + list(self.quantizations)
+
+    @property
+    def level_kinds(self) -> list[str]:
+        return ["prune"] * len(self.sparsities) + ["quantize"] * len(self.quantizations)
+
+    @property
+    def level_sparsities(self) -> list[float]:
+        """Target sparsity of every level (0 for quantization levels)."""
+        return list(self.sparsities) + [0.0] * len(self.quantizations)
+
+    @property
+    def level_bits(self) -> list[int]:
+        """Bits per weight of every level (32 for pruning levels, which keep float32 weights)."""
+        return [32] * len(self.sparsities) + [QUANT_FORMATS[f] for f in self.quantizations]
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.sparsities) + len(self.quantizations)
+
+    @property
+    def robustness(self) -> bool:
+        return self.robustness_images > 0 and bool(self.corruptions) and bool(self.severities)
 
     def member_seed(self, member: int) -> int:
         return 1000 * self.seed + member
@@ -94,14 +134,20 @@ class CurateConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["sparsities"] = list(self.sparsities)
+        for key in ("sparsities", "quantizations", "corruptions", "severities"):
+            data[key] = list(getattr(self, key))
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CurateConfig":
         data = dict(data)
         data["train"] = TrainSettings(**data.get("train", {}))
-        data["sparsities"] = tuple(data["sparsities"])
+        # Runs of curate 0.1 had neither quantization levels nor robustness.
+        data.setdefault("quantizations", ())
+        data.setdefault("robustness_images", 0)
+        for key in ("sparsities", "quantizations", "corruptions", "severities"):
+            if key in data:
+                data[key] = tuple(data[key])
         return cls(**data)
 
     def fingerprint(self, images: LabeledImages) -> str:
@@ -133,6 +179,8 @@ class Population:
     aum: np.ndarray | None = None  # (N,) mean area under the margin over the networks that trained on it
     probes: ProbeSuite | None = None
     probe_probs: np.ndarray | None = None  # (L+1, K*F, P, C): dense then each level, every network
+    robust_correct: np.ndarray | None = None  # (L+1, K*F, corruptions, severities) accuracy, see robustness
+    robust_clean: np.ndarray | None = None  # (L+1, K*F) accuracy on the same images uncorrupted
 
 
 @dataclass
@@ -186,22 +234,25 @@ class RowView:
 def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray, n_classes: int,
                    folds: dict[int, np.ndarray], mean: np.ndarray, std: np.ndarray, probes: np.ndarray,
                    progress):
-    """The function every job runs: train one network, prune copies of it, predict every image.
+    """The function every job runs: train one network, compress copies of it, predict every image.
 
     Predictions cover all images; :func:`run_population` files the network's held-out fold as
-    out-of-sample and the rest as in-sample.
+    out-of-sample and the rest as in-sample. Robustness uses a seeded sample of the held-out fold only.
     """
     import torch
 
     from curate.models import build_model
+    from curate.quantize import quantized_copy, runs_on_cpu_only
     from curate.train import (Normalizer, measured_sparsity, predict_probs, prune_and_finetune,
                               resolve_device, train_dense)
 
     device = resolve_device(config.device)
     normalize = Normalizer(mean, std, device)
+    cpu_normalize = Normalizer(mean, std, torch.device("cpu"))
 
     def run(job: MemberJob) -> dict[str, np.ndarray]:
-        train_idx = np.flatnonzero(folds[job.member] != job.fold)
+        held_out = folds[job.member] == job.fold
+        train_idx = np.flatnonzero(~held_out)
         train_pixels = RowView(pixels, train_idx)
         torch.manual_seed(job.seed)
         started = time.perf_counter()
@@ -212,21 +263,44 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
         aum = np.full(len(labels), np.nan, dtype=np.float32)
         with np.errstate(invalid="ignore", divide="ignore"):
             aum[train_idx] = margins[:, 0] / margins[:, 1]
-        dense = predict_probs(model, pixels, normalize)
-        probe_probs = [predict_probs(model, probes, normalize)]
-        compressed, sparsity = [], []
+        networks = [(model, normalize)]
         for level, s in enumerate(config.sparsities):
-            pruned = prune_and_finetune(model, train_pixels, labels[train_idx], normalize, config.train, s,
-                                        job.seed + 7919 * (level + 1), progress)
-            compressed.append(predict_probs(pruned, pixels, normalize))
-            probe_probs.append(predict_probs(pruned, probes, normalize))
-            sparsity.append(measured_sparsity(pruned))
-        return {
-            "dense": dense, "compressed": np.stack(compressed), "aum": aum, "probes": np.stack(probe_probs),
-            "sparsity": np.array(sparsity), "seconds": np.array(time.perf_counter() - started),
+            networks.append((prune_and_finetune(model, train_pixels, labels[train_idx], normalize, config.train, s,
+                                                job.seed + 7919 * (level + 1), progress), normalize))
+        for fmt in config.quantizations:
+            networks.append((quantized_copy(model, fmt), cpu_normalize if runs_on_cpu_only(fmt) else normalize))
+        probs = [predict_probs(net, pixels, norm) for net, norm in networks]
+        out = {
+            "dense": probs[0], "compressed": np.stack(probs[1:]), "aum": aum,
+            "probes": np.stack([predict_probs(net, probes, norm) for net, norm in networks]),
+            "sparsity": np.array([measured_sparsity(net) for net, _ in networks[1:]]),
         }
+        if config.robustness:
+            out.update(_robustness(config, job, networks, pixels, labels, held_out, probs))
+        out["seconds"] = np.array(time.perf_counter() - started)
+        return out
 
     return run
+
+
+def _robustness(config: CurateConfig, job: MemberJob, networks, pixels, labels, held_out, probs):
+    """Accuracy of the network and each compressed copy on corrupted copies of held-out images."""
+    from curate.robustness import corrupted_suite
+    from curate.train import predict_probs
+
+    rng = np.random.default_rng(job.seed)
+    candidates = np.flatnonzero(held_out)
+    rows = np.sort(rng.choice(candidates, size=min(config.robustness_images, len(candidates)), replace=False))
+    suite = corrupted_suite(np.asarray(pixels[rows]), config.corruptions, config.severities, seed=job.seed)
+    n_corruptions, n_severities, m = suite.shape[:3]
+    flat = suite.reshape(-1, *suite.shape[3:])
+    truth = np.tile(labels[rows], n_corruptions * n_severities)
+    correct = np.stack([
+        (predict_probs(net, flat, norm).argmax(axis=1) == truth).reshape(n_corruptions, n_severities, m).mean(axis=2)
+        for net, norm in networks
+    ])
+    clean = np.array([(p[rows].argmax(axis=1) == labels[rows]).mean() for p in probs])
+    return {"robust_rows": rows, "robust_correct": correct, "robust_clean": clean}
 
 
 def prepare_images(images: LabeledImages, config: CurateConfig, store: RunStore, progress: bool = True):
@@ -271,7 +345,8 @@ def run_population(
     configure_threads()
     executor = executor or InProcessExecutor()
     fingerprint = config.fingerprint(images)
-    n, n_classes, n_levels = len(images), len(images.classes), len(config.sparsities)
+    n, n_classes, n_levels = len(images), len(images.classes), config.n_levels
+    n_networks = config.members * config.folds
     dense = np.full((config.members, n, n_classes), np.nan, dtype=np.float32)
     compressed = np.full((n_levels, config.members, n, n_classes), np.nan, dtype=np.float32)
     n_in = config.members * (config.folds - 1)
@@ -280,8 +355,10 @@ def run_population(
     sparsity_sum = np.zeros(n_levels)
     aum_sum, aum_count = np.zeros(n), np.zeros(n)
     probes = make_probes(pixels, images.labels, config.probes_per_kind, seed=config.seed)
-    probe_probs = np.full((n_levels + 1, config.members * config.folds, len(probes), n_classes), np.nan,
-                          dtype=np.float32)
+    probe_probs = np.full((n_levels + 1, n_networks, len(probes), n_classes), np.nan, dtype=np.float32)
+    shape = (len(config.corruptions), len(config.severities)) if config.robustness else (0, 0)
+    robust_correct = np.full((n_levels + 1, n_networks, *shape), np.nan)
+    robust_clean = np.full((n_levels + 1, n_networks), np.nan if config.robustness else 0.0)
     seconds: dict[str, float] = {}
 
     jobs = config.jobs()
@@ -302,20 +379,24 @@ def run_population(
         seen = np.isfinite(out["aum"])
         aum_sum[seen] += out["aum"][seen]
         aum_count[seen] += 1
-        probe_probs[:, job.member * config.folds + job.fold] = out["probes"]
+        network = job.member * config.folds + job.fold
+        probe_probs[:, network] = out["probes"]
+        if config.robustness:
+            robust_correct[:, network] = out["robust_correct"]
+            robust_clean[:, network] = out["robust_clean"]
         seconds[job.name] = float(out["seconds"])
 
     todo = []
     for job in jobs:
         cached = store.load_job(job.name, fingerprint)
-        if cached is None or "probes" not in cached:  # job files of curate 0.1 lack margins and probes
+        if cached is None or (config.robustness and "robust_correct" not in cached):
             todo.append(job)
         else:
             place(job, cached)
     if todo:
         mean, std = Normalizer.channel_stats(pixels)
         n_train = int(n * (config.folds - 1) / config.folds)
-        total = len(todo) * steps_for(n_train, config.train, n_levels)
+        total = len(todo) * steps_for(n_train, config.train, len(config.sparsities))
         done_note = f" ({len(jobs) - len(todo)} of {len(jobs)} resumed from {store.root})" if len(todo) < len(jobs) else ""
         with tqdm(total=total, desc=f"train+prune {len(todo)} networks{done_note}", unit="step",
                   disable=not progress, smoothing=0.05, mininterval=0.5 if sys.stderr.isatty() else 30) as bar:
@@ -324,13 +405,14 @@ def run_population(
             for job, out in executor.map(job_fn, todo):
                 store.save_job(job.name, fingerprint, **out)
                 place(job, out)
-    if any(np.isnan(a).any() for a in (dense, compressed, dense_in, compressed_in, probe_probs)):
+    if any(np.isnan(a).any() for a in (dense, compressed, dense_in, compressed_in, probe_probs, robust_correct,
+                                       robust_clean)):
         raise RuntimeError("Some images received no out-of-sample prediction; the run directory may be corrupt. "
                            f"Delete {store.root / 'jobs'} and run again.")
     with np.errstate(invalid="ignore", divide="ignore"):
         aum = (aum_sum / aum_count).astype(np.float32)
     return Population(dense, compressed, dense_in, compressed_in, sparsity_sum / len(jobs), seconds, aum,
-                      probes, probe_probs)
+                      probes, probe_probs, robust_correct, robust_clean)
 
 
 def run_curate(
@@ -361,21 +443,31 @@ def run_curate(
     population = run_population(kept, pixels, config, store, executor, progress)
     dense, compressed, seconds = population.dense, population.compressed, population.job_seconds
     scores, levels, impact = analyse(dense, compressed, kept.labels, kept.classes, config.level_names,
-                                     list(config.sparsities), config.alpha, population.measured_sparsity)
+                                     config.level_sparsities, config.alpha, population.measured_sparsity,
+                                     config.level_kinds, config.level_bits)
     severity = quality_severity(image_quality(kept.filepaths, store, progress))
-    categories, reasons = flag_samples(dense, compressed, kept.labels, kept.classes, config.level_names, scores,
-                                       population.probe_probs, population.probes.kinds, severity,
-                                       population.dense_in, population.compressed_in)
+    # The flags pool the dense networks with their pruned copies (measured in bench_flags); quantized
+    # copies are near-duplicates of the dense networks and would only re-weight them.
+    pruned = slice(0, len(config.sparsities))
+    categories, reasons = flag_samples(dense, compressed[pruned], kept.labels, kept.classes, config.level_names,
+                                       scores, population.probe_probs[:1 + len(config.sparsities)],
+                                       population.probes.kinds, severity, population.dense_in,
+                                       population.compressed_in[pruned])
     samples = sample_table(scores, kept.labels, kept.classes, config.level_names, kept.filepaths, kept.splits,
                            kept.sample_ids, categories, reasons)
     samples = pd.concat([samples, severity.add_prefix("quality_")], axis=1)
     store.save_probs(config.level_names, dense=dense, compressed=compressed,
                      dense_in=population.dense_in, compressed_in=population.compressed_in, aum=population.aum,
                      probe_probs=population.probe_probs, probe_kinds=population.probes.kinds,
-                     probe_class_a=population.probes.class_a, probe_class_b=population.probes.class_b)
+                     probe_class_a=population.probes.class_a, probe_class_b=population.probes.class_b,
+                     robust_correct=population.robust_correct, robust_clean=population.robust_clean)
     store.save_table("samples.parquet", samples)
     store.save_table("classes.csv", impact)
     store.save_table("levels.csv", levels)
+    if config.robustness:
+        store.save_table("robustness.csv", robustness_table(population.robust_correct, population.robust_clean,
+                                                            config.level_names, config.corruptions,
+                                                            config.severities))
 
     import torch
 
@@ -396,7 +488,7 @@ def run_curate(
         "flags": {name: int((categories.category == name).sum()) for name in CATEGORIES},
         "label_noise_any": int(categories.label_noise.sum()),
         "files": ["manifest.json", "probs.npz", "samples.parquet", "classes.csv", "levels.csv", "quality.parquet",
-                  "jobs/"],
+                  *(["robustness.csv"] if config.robustness else []), "jobs/"],
     })
     store.write_json("manifest.json", manifest)
     return RunResult(config, kept, bad, population, scores, levels, impact, samples, store, manifest, categories)

@@ -27,7 +27,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from curate.findings import compression_comparison, most_forgotten_classes, pie_accuracy_table  # noqa: E402
 from curate.pipeline import CurateConfig, run_curate  # noqa: E402
+from curate.robustness import robustness_summary, robustness_table  # noqa: E402
 from curate.sources import LabeledImages, default_cache_dir, digits  # noqa: E402
 from curate.train import TrainSettings  # noqa: E402
 
@@ -82,6 +84,9 @@ def main() -> None:
     parser.add_argument("--model", default="resnet-small")
     parser.add_argument("--batch-size", type=int, default=None, help="Default: as the CLI (images per network / 16, 32..256).")
     parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--quantize", default="fp16,bf16,int8,int4,dyn-int8",
+                        help="Quantization levels (comma-separated, or none).")
+    parser.add_argument("--robustness-images", type=int, default=64, help="Corrupted held-out images per network.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--run-dir", default=None)
@@ -104,7 +109,8 @@ def main() -> None:
     n_train = len(images) * (args.folds - 1) // args.folds
     config = CurateConfig(
         model=args.model, members=args.members, folds=args.folds, image_size=size, seed=args.seed,
-        device=args.device,
+        device=args.device, robustness_images=args.robustness_images,
+        quantizations=tuple(q for q in args.quantize.split(",") if q and q != "none"),
         train=TrainSettings(epochs=args.epochs, finetune_epochs=args.finetune_epochs, hflip=hflip,
                             batch_size=args.batch_size or int(min(256, max(32, n_train // 16)))),
     )
@@ -162,6 +168,28 @@ def main() -> None:
     }
     print(f"\nDense population (modal) accuracy: all {correct.mean():.4f}, "
           f"PIEs {report['dense_accuracy']['pies']}, non-PIEs {correct[~pie].mean():.4f}")
+    # The paper's analyses: PIEs per level, accuracy with and without them, pruning vs quantization.
+    pie_acc = pie_accuracy_table(result.scores.dense_modal, result.scores.compressed_modal, result.images.labels,
+                                 result.scores.is_pie, result.level_names)
+    report["pie_accuracy"] = pie_acc.to_dict(orient="records")
+    print("\nDense accuracy on PIEs and without them, per level:")
+    print(pie_acc.round(4).to_string(index=False))
+    comparison = compression_comparison(result.levels)
+    report["compression_comparison"] = comparison.to_dict(orient="records")
+    print("\nPruning vs quantization, by weight-memory compression:")
+    print(comparison.round(4).to_string(index=False))
+    forgotten = most_forgotten_classes(result.impact, top=10)
+    report["most_forgotten_classes"] = forgotten.to_dict(orient="records")
+    print("\nMost forgotten classes (significant first):")
+    print(forgotten[["level", "class", "normalized_change", "p_adjusted", "significant"]].round(4).to_string(index=False))
+    if config.robustness:
+        robust = robustness_table(result.population.robust_correct, result.population.robust_clean,
+                                  result.level_names, config.corruptions, config.severities)
+        summary = robustness_summary(robust)
+        report["robustness"] = robust.to_dict(orient="records")
+        report["robustness_summary"] = summary.reset_index().to_dict(orient="records")
+        print("\nAccuracy under corruption (mean over severities 1-5), per level:")
+        print(summary.round(3).to_string())
     write_report(args.out, report)
 
 

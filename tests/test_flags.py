@@ -135,7 +135,7 @@ def test_reasons_read_like_sentences():
     assert text[1] == "3 of 4 models say dog (mean p 0.85); labelled cat (mean p 0.05)"
     assert text[3] == "models split between cat (p 0.45) and dog (p 0.45); labelled dog"
     assert text[5].startswith("dark image; models unsure (top class car at p 0.35)")
-    assert text[7] == "labelled ship; dense models say ship, pruned copies forget it: prune90 say cat"
+    assert text[7] == "labelled ship; dense models say ship, compressed copies forget it: prune90 say cat"
     assert text[8].startswith("3 of 4 models say dog") and text[0] == ""
 
 
