@@ -205,6 +205,7 @@ def main() -> None:
       curate status my-data                         # review progress, what an export would do
       curate export my-data out/cleaned             # cleaned splits, every change explained
       curate weights my-data out/weights.csv        # PIE-upweighted sample weights for retraining
+      curate report my-data                         # HTML report: the paper's analyses on your data
       curate runs my-data                           # list or delete recorded runs
     """
 
@@ -278,8 +279,56 @@ def runs(name: str, delete_key: str | None) -> None:
     click.echo(_table([list(r.values()) for r in rows], list(rows[0].keys())))
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+@main.command()
+@click.argument("name", required=False)
+@click.option("--run-key", default="curate", show_default=True, help="Which curate run of dataset NAME.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Report on a run directory directly (e.g. one made with --no-fiftyone); no dataset needed.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the HTML [default: report.html in the run directory].")
+@click.option("--screenshot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also photograph the report in headless Chromium and write this PNG.")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def report(name: str | None, run_key: str, run_dir: Path | None, out: Path | None, screenshot: Path | None,
+           force: bool) -> None:
+    """Write a self-contained HTML report of the run on dataset NAME: the paper's analyses on your data.
+
+    Per-level accuracy and PIE fraction for pruning and quantization, dense accuracy on PIEs and
+    without them, per-class impact with significance (the paper's Figure 2), robustness to
+    corruptions, and galleries of the top images per category with their reasons. The report's
+    path is recorded in the dataset's info (dataset.info["curate"][RUN_KEY]["report"]).
+    """
+    from curate.report import ReportError, write_report
+
+    if (name is None) == (run_dir is None):
+        _fail("Give a dataset NAME or --run-dir DIR (one of them).")
+    dataset = None
+    if name is not None:
+        from curate.export import ExportError, run_record
+
+        _, dataset = _load_dataset(name)
+        try:
+            run_dir = Path(run_record(dataset, run_key).run_dir)
+        except ExportError as exc:
+            _fail(str(exc))
+    try:
+        path = write_report(run_dir, out, title=f"curate report: {name or run_dir.name}", force=force)
+    except ReportError as exc:
+        _fail(str(exc))
+    if dataset is not None:
+        info = dict(dataset.info)
+        info.setdefault("curate", {}).setdefault(run_key, {})["report"] = str(path.resolve())
+        dataset.info = info
+        dataset.save()
+    click.echo(f"Report: {path.resolve()}  (open file://{path.resolve()} in a browser)")
+    if screenshot is not None:
+        from curate.browser import BrowserUnavailable, screenshot as photograph
+
+        try:
+            click.echo(f"Screenshot: {photograph(path.resolve().as_uri(), screenshot, 1300, 2400)}")
+        except BrowserUnavailable as exc:
+            _fail(str(exc))
+
 
 
 _CATEGORY_CHOICE = click.Choice(["label_noise", "corruption", "multi_object", "atypical"])
@@ -424,3 +473,7 @@ def weights(name: str, out: str, scheme: str, factor: float, force: bool, run_ke
     up, zero = int((table["weight"] > 1).sum()), int((table["weight"] == 0).sum())
     click.echo(f"Wrote {len(table)} weights to {Path(out).resolve()}: {up} upweighted PIEs, {zero} at zero, "
                f"sum {table['weight'].sum():.1f}.")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -10,10 +10,7 @@ or Chromium writes no image.
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -34,21 +31,6 @@ def wait_for(url: str, seconds: float = 60) -> None:
     raise SystemExit(f"The App did not answer at {url} within {seconds:.0f} s.")
 
 
-def screenshot(url: str, out: Path, width: int, height: int, wait_ms: int) -> None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not browser:
-        raise SystemExit("chromium not found: apt-get install chromium")
-    with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([
-            browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-            f"--user-data-dir={profile}", f"--window-size={width},{height}",
-            f"--virtual-time-budget={wait_ms}", f"--screenshot={out}", url,
-        ], check=True, capture_output=True, timeout=120)
-    if not out.exists() or out.stat().st_size == 0:
-        raise SystemExit(f"Chromium wrote no screenshot to {out}.")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset")
@@ -59,6 +41,7 @@ def main() -> None:
     parser.add_argument("--wait-ms", type=int, default=15000, help="Time Chromium gives the page to render.")
     args = parser.parse_args()
 
+    from curate.browser import screenshot
     from curate.fo_db import import_fiftyone
 
     fo = import_fiftyone()

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from helpers import TINY, invoke
@@ -46,9 +47,11 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
     paths, scores = dataset.values(["filepath", "curate_pie_score"])
     np.testing.assert_allclose(scores, by_path.loc[paths, "pie_score"].to_numpy())
 
+    quantized = ["fp16", "bf16", "int8", "int4", "dyn-int8"]
     assert set(dataset.list_saved_views()) == {
         "pies", "pies-prune50", "pies-prune90", "pies-label_noise", "pies-corruption", "pies-multi_object",
-        "pies-atypical", "label-noise"}
+        "pies-atypical", "label-noise", *(f"pies-{q}" for q in quantized)}
+    assert isinstance(sample["curate_int4"], fo.Classification)
     pies_view = dataset.load_saved_view("pies")
     assert len(pies_view) == n_pies
     view_scores = pies_view.values("curate_pie_score")
@@ -66,7 +69,15 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
     assert manifest["status"] == "complete" and manifest["n_images"] == 1797
     assert len(list((run_dir / "jobs").glob("*.npz"))) == 4
     classes = pd.read_csv(run_dir / "classes.csv")
-    assert set(classes["level"]) == {"prune50", "prune90"} and len(classes) == 20
+    assert set(classes["level"]) == {"prune50", "prune90", *quantized} and len(classes) == 70
+    levels = pd.read_csv(run_dir / "levels.csv").set_index("level")
+    assert levels["kind"].tolist() == ["dense", "prune", "prune"] + ["quantize"] * 5
+    assert levels.loc["int4", "bits"] == 4 and levels.loc["int4", "compression"] == 8
+    assert levels.loc["prune90", "compression"] == pytest.approx(10)
+    # Robustness: every level, 6 corruptions, clean + 5 severities.
+    robust = pd.read_csv(run_dir / "robustness.csv")
+    assert len(robust) == 8 * 6 * 6 and robust["accuracy"].between(0, 1).all()
+    assert (robust[robust["level"] == "dense"]["vs_dense"] == 0).all()
 
 
 def test_flags_become_fields_tags_and_views(fo, digits_run):
