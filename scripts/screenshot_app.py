@@ -2,6 +2,10 @@
 """Serve the FiftyOne App on a dataset's saved view and photograph it with headless Chromium.
 
     python scripts/screenshot_app.py curate-digits --view pies --out docs/img/app-pies.png
+    python scripts/screenshot_app.py curate-digits --view label-noise --open-tagged confirmed --out docs/img/app-review.png
+
+``--open-tagged TAG`` opens the first sample of the view carrying that sample tag in the App's sample
+modal, whose sidebar lists the sample's tags and fields (the review conventions in action).
 
 Needs Debian's `chromium` (apt-get install chromium). Exits non-zero if the App does not answer
 or Chromium writes no image.
@@ -39,6 +43,8 @@ def main() -> None:
     parser.add_argument("--out", default="docs/img/app-pies.png")
     parser.add_argument("--size", default="1500x900")
     parser.add_argument("--wait-ms", type=int, default=15000, help="Time Chromium gives the page to render.")
+    parser.add_argument("--open-tagged", default=None, metavar="TAG",
+                        help="Open the first sample with this tag in the sample modal.")
     args = parser.parse_args()
 
     from curate.browser import screenshot
@@ -55,8 +61,16 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         width, height = (int(v) for v in args.size.split("x"))
         page = f"{url}datasets/{urllib.parse.quote(args.dataset)}"
+        query = {}
         if args.view:
-            page += f"?view={urllib.parse.quote(args.view)}"
+            query["view"] = args.view
+        if args.open_tagged:
+            tagged = target.match_tags(args.open_tagged)
+            if not len(tagged):
+                raise SystemExit(f"No sample in {args.view or args.dataset!r} has the tag {args.open_tagged!r}.")
+            query["id"] = tagged.first().id
+        if query:
+            page += "?" + urllib.parse.urlencode(query)
         screenshot(page, out, width, height, args.wait_ms)
         print(f"wrote {out}")
     finally:

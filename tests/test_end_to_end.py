@@ -149,9 +149,14 @@ def test_interrupted_run_resumes_from_finished_jobs(fo, digits_run, tmp_path):
 def test_a_second_run_key_leaves_the_first_alone_and_can_be_deleted(fo, digits_run, tmp_path):
     dataset, _, _ = digits_run
     before = snapshot(dataset)
-    result = invoke("demo", "--dataset", "test-digits", "--run-key", "other", "--run-dir", str(tmp_path / "o"), *TINY)
+    result = invoke("demo", "--dataset", "test-digits", "--run-key", "other", "--run-dir", str(tmp_path / "o"), *TINY,
+                    "--quantize", "none", "--robustness-images", "0")
     assert result.exit_code == 0, result.output
+    # Pruning only: no quantization levels, no robustness table.
+    assert pd.read_csv(tmp_path / "o" / "levels.csv")["level"].tolist() == ["dense", "prune50", "prune90"]
+    assert not (tmp_path / "o" / "robustness.csv").exists()
     dataset.reload()
+    assert dataset.has_sample_field("other_prune90") and not dataset.has_sample_field("other_int8")
     assert snapshot(dataset)["scores"] == before["scores"]
     assert sorted(dataset.list_runs()) == ["curate", "other"]
     assert "other-pies" in dataset.list_saved_views()
@@ -216,3 +221,10 @@ def test_app_and_runs_name_a_missing_dataset_or_view(fo, digits_run):
     assert bad_view.exit_code == 2 and "has no saved view 'nope'; it has: pies, pies-prune50, pies-prune90" in bad_view.output
     unknown_run = invoke("runs", "test-digits", "--delete", "nope")
     assert unknown_run.exit_code == 2 and "has no run 'nope'" in unknown_run.output
+
+
+def test_bad_compression_options_are_named(tmp_path):
+    bad_format = invoke("demo", "--no-fiftyone", "--run-dir", str(tmp_path / "r"), *TINY, "--quantize", "int3")
+    assert bad_format.exit_code == 2 and "int3" in bad_format.output and "int8" in bad_format.output
+    bad_count = invoke("demo", "--no-fiftyone", "--run-dir", str(tmp_path / "r"), *TINY, "--robustness-images", "-1")
+    assert bad_count.exit_code == 2 and "robustness_images" in bad_count.output
