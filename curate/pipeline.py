@@ -154,6 +154,12 @@ class CurateConfig:
         """Hash of everything that determines the results: config (less device), images, labels."""
         config = self.to_dict()
         config.pop("device")
+        # Features that are off leave the hash as curate 0.1 computed it, so its stored jobs stay valid.
+        if not self.quantizations:
+            config.pop("quantizations")
+        if not self.robustness:
+            for key in ("robustness_images", "corruptions", "severities"):
+                config.pop(key)
         h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
         h.update("\n".join(images.filepaths).encode())
         h.update(np.asarray(images.labels, dtype=np.int64).tobytes())

@@ -52,7 +52,7 @@ def noisy_subset(n: int, seed: int, column: str):
 def population_config(args) -> CurateConfig:
     return CurateConfig(
         model=args.model, members=args.members, folds=args.folds, image_size=32, seed=args.seed,
-        device=args.device,
+        device=args.device, quantizations=(), robustness_images=0,  # the flags use dense and pruned networks only
         train=TrainSettings(epochs=args.epochs, finetune_epochs=args.finetune_epochs, batch_size=args.batch_size,
                             hflip=True),
     )
