@@ -68,10 +68,13 @@ def most_forgotten_classes(impact: pd.DataFrame, level: str | None = None, top: 
     return ordered.head(top) if top is not None else ordered
 
 
-def compression_comparison(levels: pd.DataFrame) -> pd.DataFrame:
+def compression_comparison(levels: pd.DataFrame, impact: pd.DataFrame | None = None) -> pd.DataFrame:
     """Pruning and quantization levels side by side, ordered by weight-memory compression.
 
-    ``accuracy_change`` is the level's mean held-out accuracy minus the dense population's.
+    ``accuracy_change`` is the level's mean held-out accuracy minus the dense population's. With the
+    per-class ``impact`` table, ``class_disturbance`` is the mean over classes of the absolute
+    normalised recall change: how unevenly a level treats the classes, a continuous companion of
+    ``classes_impacted`` that does not depend on how many members the t-test has.
     """
     dense = levels[levels["level"] == "dense"]
     if dense.empty:
@@ -85,4 +88,20 @@ def compression_comparison(levels: pd.DataFrame) -> pd.DataFrame:
     table["accuracy_change"] = table["accuracy"] - base
     columns = ["level", "kind", "compression", "accuracy", "accuracy_change", "pies", "pie_fraction",
                "classes_impacted"]
+    if impact is not None:
+        disturbance = impact.assign(_abs=impact["normalized_change"].abs()).groupby("level")["_abs"].mean()
+        table["class_disturbance"] = table["level"].map(disturbance)
+        columns.append("class_disturbance")
     return table.sort_values(["compression", "kind"], kind="stable")[columns].reset_index(drop=True)
+
+
+def comparable_pairs(comparison: pd.DataFrame) -> list[tuple[str, str]]:
+    """Each quantization level paired with the pruning level nearest to it in compression (log scale)."""
+    prune = comparison[comparison["kind"] == "prune"]
+    if prune.empty:
+        return []
+    pairs = []
+    for row in comparison[comparison["kind"] == "quantize"].itertuples():
+        distance = (np.log(prune["compression"]) - np.log(row.compression)).abs()
+        pairs.append((row.level, prune["level"].iloc[int(np.argmin(distance.to_numpy()))]))
+    return pairs

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from curate import __version__
-from curate.findings import compression_comparison, most_forgotten_classes, pie_accuracy_table
+from curate.findings import comparable_pairs, compression_comparison, most_forgotten_classes, pie_accuracy_table
 from curate.flags import CATEGORIES
 from curate.robustness import robustness_summary
 from curate.store import RunStore
@@ -217,7 +217,8 @@ background:#fff}.score{float:right;color:#c0392b}.reason{color:#444}.path{color:
 """
 
 
-def findings_text(levels: pd.DataFrame, pie_acc: pd.DataFrame, robust: pd.DataFrame | None) -> list[str]:
+def findings_text(levels: pd.DataFrame, pie_acc: pd.DataFrame, robust: pd.DataFrame | None,
+                  impact: pd.DataFrame | None = None) -> list[str]:
     """The headline sentences, worked out from the tables (nothing here is fixed text about the data)."""
     out = []
     prune = levels[levels.get("kind", "prune") == "prune"] if "kind" in levels else levels[levels["level"] != "dense"]
@@ -241,6 +242,15 @@ def findings_text(levels: pd.DataFrame, pie_acc: pd.DataFrame, robust: pd.DataFr
         out.append("Quantization, per level: " + ", ".join(
             f"{r.level} {int(r.classes_impacted)} classes impacted, {100 * r.pie_fraction:.2f}% PIEs"
             for r in quant.itertuples()) + ".")
+    if impact is not None and len(quant) and len(prune):
+        comparison = compression_comparison(levels, impact).set_index("level")
+        sentences = []
+        for q, p in comparable_pairs(comparison.reset_index()):
+            a, b = comparison.loc[q], comparison.loc[p]
+            sentences.append(f"{q} ({a['compression']:.1f}x smaller) vs {p} ({b['compression']:.1f}x): "
+                             f"{100 * a['pie_fraction']:.2f}% vs {100 * b['pie_fraction']:.2f}% PIEs, mean absolute "
+                             f"class change {100 * a['class_disturbance']:.1f}% vs {100 * b['class_disturbance']:.1f}%")
+        out.append("At comparable compression, " + "; ".join(sentences) + ".")
     if robust is not None and not robust.empty:
         summary = robustness_summary(robust)
         dense_mean = summary.loc["dense", "mean"]
@@ -282,13 +292,14 @@ def build_report(run_dir: str | Path, title: str | None = None) -> str:
                  f"{html.escape(str(manifest.get('finished', '')))} &middot; report by curate {__version__}, "
                  f"{datetime.now(timezone.utc).isoformat(timespec='minutes')}</p>")
     parts.append("<h2>Findings</h2><ul class='findings'>"
-                 + "".join(f"<li>{html.escape(s)}</li>" for s in findings_text(levels, pie_acc, robust)) + "</ul>")
+                 + "".join(f"<li>{html.escape(s)}</li>" for s in findings_text(levels, pie_acc, robust, impact)) + "</ul>")
 
     parts.append("<h2>Compression levels</h2><p class='note'>Accuracy: each network on the images it never "
                  "trained on, mean &plusmn; sd over members. A PIE at a level: the compressed population's modal "
                  "label differs from the dense population's (Hooker et al. 2019).</p>")
     parts.append(f"<img class='figure' src='{figure_levels(levels)}' alt='accuracy and PIE fraction per level'>")
-    parts.append(_table_html(compression_comparison(levels), percent=("pie_fraction",)))
+    parts.append(_table_html(compression_comparison(levels, impact),
+                             percent=("pie_fraction", "accuracy_change", "class_disturbance")))
 
     parts.append("<h2>PIEs are harder</h2><p class='note'>Accuracy of the dense population's modal label on "
                  "each level's PIEs, on the rest, and the change in dense accuracy if that level's PIEs were "

@@ -174,7 +174,7 @@ def main() -> None:
     report["pie_accuracy"] = pie_acc.to_dict(orient="records")
     print("\nDense accuracy on PIEs and without them, per level:")
     print(pie_acc.round(4).to_string(index=False))
-    comparison = compression_comparison(result.levels)
+    comparison = compression_comparison(result.levels, result.impact)
     report["compression_comparison"] = comparison.to_dict(orient="records")
     print("\nPruning vs quantization, by weight-memory compression:")
     print(comparison.round(4).to_string(index=False))

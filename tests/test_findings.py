@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from curate.findings import compression_comparison, most_forgotten_classes, pie_accuracy_table
+from curate.findings import (comparable_pairs, compression_comparison, most_forgotten_classes,
+                             pie_accuracy_table)
 from curate.pies import score_pies
 
 
@@ -49,6 +50,12 @@ def test_compression_comparison_orders_by_memory():
     assert table["accuracy_change"].tolist() == pytest.approx([0.0, -0.01, -0.05, -0.1])
     with pytest.raises(ValueError, match="dense"):
         compression_comparison(levels.iloc[1:])
+    impact = pd.DataFrame({"level": ["prune50", "prune50", "prune90", "prune90", "int8", "int8", "int4", "int4"],
+                           "normalized_change": [0.1, -0.3, -0.5, 0.5, 0.0, 0.02, -0.1, 0.1]})
+    disturbance = compression_comparison(levels, impact).set_index("level")["class_disturbance"]
+    assert disturbance.to_dict() == pytest.approx({"prune50": 0.2, "int8": 0.01, "int4": 0.1, "prune90": 0.5})
+    # int8 (4x) is nearer prune50 (2x) than prune90 (10x) on a log scale; int4 (8x) nearer prune90.
+    assert comparable_pairs(table) == [("int8", "prune50"), ("int4", "prune90")]
 
 
 def test_quantization_levels_stay_off_the_pruning_ladder():
