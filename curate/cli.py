@@ -288,9 +288,10 @@ def runs(name: str, delete_key: str | None) -> None:
               help="Where to write the HTML [default: report.html in the run directory].")
 @click.option("--screenshot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also photograph the report in headless Chromium and write this PNG.")
+@click.option("--title", default=None, help="Page title [default: curate report: NAME].")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 def report(name: str | None, run_key: str, run_dir: Path | None, out: Path | None, screenshot: Path | None,
-           force: bool) -> None:
+           title: str | None, force: bool) -> None:
     """Write a self-contained HTML report of the run on dataset NAME: the paper's analyses on your data.
 
     Per-level accuracy and PIE fraction for pruning and quantization, dense accuracy on PIEs and
@@ -312,7 +313,7 @@ def report(name: str | None, run_key: str, run_dir: Path | None, out: Path | Non
         except ExportError as exc:
             _fail(str(exc))
     try:
-        path = write_report(run_dir, out, title=f"curate report: {name or run_dir.name}", force=force)
+        path = write_report(run_dir, out, title=title or f"curate report: {name or run_dir.name}", force=force)
     except ReportError as exc:
         _fail(str(exc))
     if dataset is not None:

@@ -167,7 +167,8 @@ def _table_html(frame: pd.DataFrame, percent: tuple[str, ...] = (), digits: int 
         if isinstance(value, (float, np.floating)):
             if np.isnan(value):
                 return "–"
-            return f"{100 * value:.1f}%" if column in percent else f"{value:.{digits}f}"
+            text = f"{100 * value:.1f}%" if column in percent else f"{value:.{digits}f}"
+            return text[1:] if text.startswith("-") and not text.strip("-0.%") else text  # no "-0.0%"
         return html.escape(str(value))
 
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
