@@ -6,7 +6,10 @@
 Clones DATASET to DATASET-review-example (replacing an earlier clone; the original is never touched),
 reviews its three most likely label errors the way a person would in the App (the first `confirmed`
 plus `relabel:suggested`, the second `rejected`, the third `remove`), prints what `curate status` would
-report, and photographs the first one open in the App's sample modal, whose sidebar lists its tags.
+report, and photographs the first one open in the App's sample modal with its tag list expanded.
+
+Expanding the list takes a click, so this drives the system Chromium with Playwright
+(`pip install -e .[docs]`; no browser download: it uses /usr/bin/chromium).
 """
 
 from __future__ import annotations
@@ -22,6 +25,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from screenshot_app import wait_for  # noqa: E402
 
 
+def photograph_with_tags(url: str, out: str, width: int, height: int, wait_ms: int, chromium: str | None) -> None:
+    """Open ``url`` (a sample modal), expand the modal sidebar's sample tags, and screenshot it."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise SystemExit("This script needs Playwright: pip install -e .[docs]")
+    if not chromium:
+        raise SystemExit("chromium not found: apt-get install chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(url)
+            page.wait_for_timeout(wait_ms)
+            row = page.get_by_text("tags", exact=True).first.bounding_box()
+            if row is None:
+                raise SystemExit("The App's sample modal did not show its tags; is the sample id right?")
+            page.mouse.click(width - 53, row["y"] + row["height"] / 2)  # the row's expand arrow
+            page.get_by_text("confirmed", exact=True).first.wait_for(timeout=10000)
+            page.wait_for_timeout(2500)  # let the sidebar's expand animation settle
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=out)
+        finally:
+            browser.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset")
@@ -33,7 +62,7 @@ def main() -> None:
 
     from click.testing import CliRunner
 
-    from curate.browser import screenshot
+    from curate.browser import find_chromium
     from curate.cli import main as curate_main
     from curate.fo_db import import_fiftyone
 
@@ -58,7 +87,8 @@ def main() -> None:
         width, height = (int(v) for v in args.size.split("x"))
         query = urllib.parse.urlencode({"view": "label-noise", "id": ids[0]})
         page = f"{url}datasets/{urllib.parse.quote(name)}?{query}"
-        print(f"wrote {screenshot(page, args.out, width, height, args.wait_ms)}")
+        photograph_with_tags(page, args.out, width, height, args.wait_ms, find_chromium())
+        print(f"wrote {args.out}")
     finally:
         session.close()
 
