@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from helpers import TINY, invoke
+from helpers import PRUNE_ONLY, TINY, invoke
 
 
 def snapshot(dataset, run_key="curate"):
@@ -185,7 +185,7 @@ def test_folder_source_with_corrupt_and_missing_images(fo, tmp_path):
     missing = root / "digit1" / "missing.png"
     missing.symlink_to(tmp_path / "does-not-exist.png")
 
-    result = invoke("run", str(root), "--dataset", "test-folder", "--run-dir", str(tmp_path / "run"), *TINY)
+    result = invoke("run", str(root), "--dataset", "test-folder", "--run-dir", str(tmp_path / "run"), *PRUNE_ONLY)
     assert result.exit_code == 0, result.output
     assert "2 image(s) could not be read and were left out" in result.output
     assert str(corrupt) in result.output and str(missing) in result.output
@@ -203,7 +203,7 @@ def test_a_class_too_small_for_the_folds_is_named(tmp_path):
             path = root / cls / f"{i}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(path)
-    result = invoke("run", str(root), "--no-fiftyone", "--run-dir", str(tmp_path / "run"), *TINY)
+    result = invoke("run", str(root), "--no-fiftyone", "--run-dir", str(tmp_path / "run"), *PRUNE_ONLY)
     assert result.exit_code == 2
     assert "'lonely' (1 image)" in result.output
 

@@ -6,7 +6,7 @@ import sys
 from click.testing import CliRunner
 
 from curate.cli import main
-from test_end_to_end import TINY
+from helpers import PRUNE_ONLY
 
 
 def test_existing_fiftyone_dataset_source(fo, digits_images, tmp_path):
@@ -22,7 +22,7 @@ def test_existing_fiftyone_dataset_source(fo, digits_images, tmp_path):
     dataset.add_samples(samples, progress=False)
     before = dict(zip(*dataset.values(["id", "note"])))
 
-    result = CliRunner().invoke(main, ["run", "user-owned", "--label-field", "gt", "--run-dir", str(tmp_path), *TINY])
+    result = CliRunner().invoke(main, ["run", "user-owned", "--label-field", "gt", "--run-dir", str(tmp_path), *PRUNE_ONLY])
     assert result.exit_code == 0, result.output
     dataset.reload()
     assert len(dataset) == 301  # nothing added, nothing removed
@@ -32,7 +32,7 @@ def test_existing_fiftyone_dataset_source(fo, digits_images, tmp_path):
     assert all(label is not None for label in labels)
     assert dataset[unlabeled.id]["curate_dense"] is None  # an unlabeled sample is not scored
 
-    wrong = CliRunner().invoke(main, ["run", "user-owned", "--label-field", "nope", *TINY])
+    wrong = CliRunner().invoke(main, ["run", "user-owned", "--label-field", "nope", *PRUNE_ONLY])
     assert wrong.exit_code == 2 and "has no field 'nope'" in wrong.output
 
 
