@@ -395,7 +395,8 @@ def run_population(
     todo = []
     for job in jobs:
         cached = store.load_job(job.name, fingerprint)
-        if cached is None or (config.robustness and "robust_correct" not in cached):
+        # Jobs stored by earlier curate versions may lack the probes (0.1) or robustness arrays.
+        if cached is None or "probes" not in cached or (config.robustness and "robust_correct" not in cached):
             todo.append(job)
         else:
             place(job, cached)
