@@ -150,6 +150,8 @@ def _print_summary(result, dataset_name: str | None, run_key: str, seconds: floa
         click.echo(f"FiftyOne dataset: {dataset_name} (run key {run_key!r}, tag, saved view {view!r})")
         launcher = os.environ.get("CURATE_LAUNCHER", "curate")
         click.secho(f"Review in the App:  {launcher} app {dataset_name} --view {view}", fg="green")
+        click.echo(f"HTML report:        {launcher} report {dataset_name}" +
+                   ("" if run_key == "curate" else f" --run-key {run_key}"))
 
 
 def _load_dataset(name: str):
