@@ -31,6 +31,7 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
     dataset, run_dir, output = digits_run
     assert len(dataset) == 1797
     assert "Review in the App:" in output and "curate app test-digits --view pies" in output
+    assert "curate report test-digits" in output
 
     sample = dataset.first()
     dense = sample["curate_dense"]
