@@ -222,8 +222,8 @@ def findings_text(levels: pd.DataFrame, pie_acc: pd.DataFrame, robust: pd.DataFr
                   impact: pd.DataFrame | None = None) -> list[str]:
     """The headline sentences, worked out from the tables (nothing here is fixed text about the data)."""
     out = []
-    prune = levels[levels.get("kind", "prune") == "prune"] if "kind" in levels else levels[levels["level"] != "dense"]
-    quant = levels[levels["kind"] == "quantize"] if "kind" in levels else levels.iloc[0:0]
+    kinds = levels["kind"] if "kind" in levels else levels["level"].map(lambda lv: "dense" if lv == "dense" else "prune")
+    prune, quant = levels[kinds == "prune"], levels[kinds == "quantize"]
     if len(prune):
         strongest = prune.iloc[-1]
         row = pie_acc[pie_acc["level"] == strongest["level"]].iloc[0]

@@ -156,6 +156,10 @@ def test_a_second_run_key_leaves_the_first_alone_and_can_be_deleted(fo, digits_r
     # Pruning only: no quantization levels, no robustness table.
     assert pd.read_csv(tmp_path / "o" / "levels.csv")["level"].tolist() == ["dense", "prune50", "prune90"]
     assert not (tmp_path / "o" / "robustness.csv").exists()
+    from curate.report import build_report
+
+    page = build_report(tmp_path / "o")
+    assert "Compression levels" in page and "Robustness to corruption" not in page and "int8" not in page
     dataset.reload()
     assert dataset.has_sample_field("other_prune90") and not dataset.has_sample_field("other_int8")
     assert snapshot(dataset)["scores"] == before["scores"]
