@@ -79,6 +79,21 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
     robust = pd.read_csv(run_dir / "robustness.csv")
     assert len(robust) == 8 * 6 * 6 and robust["accuracy"].between(0, 1).all()
     assert (robust[robust["level"] == "dense"]["vs_dense"] == 0).all()
+    # Each network corrupts only images it never trained on, and its clean accuracy there is read from
+    # the same held-out predictions the PIEs use.
+    from curate.crossfit import stratified_folds
+    from curate.pipeline import CurateConfig
+
+    config = CurateConfig.from_dict(manifest["config"])
+    labels = table["label"].map({c: i for i, c in enumerate(manifest["classes"])}).to_numpy()
+    probs = np.load(run_dir / "probs.npz")
+    for job in config.jobs():
+        stored = np.load(run_dir / "jobs" / f"{job.name}.npz")
+        rows = stored["robust_rows"]
+        folds = stratified_folds(labels, config.folds, config.member_seed(job.member))
+        assert len(rows) == 64 and (folds[rows] == job.fold).all()
+        dense_right = probs["dense"][job.member, rows].argmax(axis=1) == labels[rows]
+        assert stored["robust_clean"][0] == pytest.approx(dense_right.mean())
 
 
 def test_flags_become_fields_tags_and_views(fo, digits_run):
