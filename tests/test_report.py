@@ -52,3 +52,27 @@ def test_report_renders_in_headless_chromium(digits_run, tmp_path):
     assert image.size == (1300, 2400)
     # A rendered page has text and figures: many distinct grey levels, not a blank canvas.
     assert len(set(image.get_flattened_data())) > 50
+
+
+def test_findings_sentences_come_from_the_tables():
+    import pandas as pd
+
+    from curate.report import findings_text
+
+    levels = pd.DataFrame({
+        "level": ["dense", "prune90", "int4"], "kind": ["dense", "prune", "quantize"],
+        "sparsity": [0, 0.9, 0], "measured_sparsity": [0, 0.9, 0.2], "compression": [1, 10, 8],
+        "accuracy": [0.8, 0.7, 0.79], "pies": [0, 100, 10], "pie_fraction": [0, 0.1, 0.01],
+        "classes_impacted": [0, 2, 0]})
+    pie_acc = pd.DataFrame({"level": ["prune90", "int4"], "pies": [100, 10], "pie_fraction": [0.1, 0.01],
+                            "dense_accuracy": [0.8, 0.8], "dense_accuracy_pies": [0.3, 0.5],
+                            "dense_accuracy_without_pies": [0.856, 0.803]})
+    impact = pd.DataFrame({"level": ["prune90", "prune90", "int4", "int4"], "normalized_change": [-0.2, 0.1, 0, 0.02]})
+    text = findings_text(levels, pie_acc, None, impact)
+    assert text[0] == ("At prune90 (90% of weights removed) 10.0% of images are PIEs; held-out accuracy moves "
+                       "from 0.800 (dense) to 0.700.")
+    assert "right on 30.0% of prune90's PIEs against 85.6% of the rest" in text[1]
+    assert text[2].endswith("per level: prune90 2.")
+    assert "int4 0 classes impacted, 1.00% PIEs" in text[3]
+    assert text[4] == ("At comparable compression, int4 (8.0x smaller) vs prune90 (10.0x): 1.00% vs 10.00% PIEs, "
+                       "mean absolute class change 1.0% vs 15.0%.")
