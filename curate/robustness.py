@@ -175,10 +175,15 @@ def robustness_table(correct: np.ndarray, clean_correct: np.ndarray, level_names
 
 
 def robustness_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean over severities 1..5 per level and corruption (ImageNet-C's per-corruption average), wide."""
+    """Mean over severities 1..5 per level and corruption (ImageNet-C's per-corruption average), wide.
+
+    ``mean`` averages the corruptions; ``retained`` is ``mean / clean``, the share of its clean accuracy a
+    level keeps under corruption (the paper compares this across compression levels).
+    """
     corrupted = table[table["severity"] > 0]
     summary = corrupted.pivot_table(index="level", columns="corruption", values="accuracy", aggfunc="mean", sort=False)
     summary["mean"] = summary.mean(axis=1)
     clean = table[table["severity"] == 0].groupby("level", sort=False)["accuracy"].first()
     summary.insert(0, "clean", clean.reindex(summary.index))
+    summary["retained"] = summary["mean"] / summary["clean"].clip(lower=1e-12)
     return summary

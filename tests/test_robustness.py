@@ -86,5 +86,6 @@ def test_robustness_table_by_hand():
     summary = robustness_summary(table)
     assert summary.loc["prune90", "contrast"] == pytest.approx(0.35)
     assert summary.loc["dense", "clean"] == pytest.approx(0.9)
+    assert summary.loc["prune90", "retained"] == pytest.approx(0.35 / 0.7)
     with pytest.raises(ValueError, match="expected"):
         robustness_table(correct, clean, ["prune90", "int8"], ["contrast"], [1, 5])
