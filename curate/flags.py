@@ -91,10 +91,12 @@ class LabelNoise:
 def find_label_noise(labels: np.ndarray, probs: np.ndarray, in_sample_probs: np.ndarray | None = None) -> LabelNoise:
     """Suspected label errors: how many, which, and what the label should be.
 
-    1. *How many* (confident learning, Northcutt et al. 2021): ``n`` = the number of samples for
-       which some other class is confident, ``probs[i, j] >= t_j`` for ``j != label``, while the
+    1. *How many* (after confident learning, Northcutt et al. 2021): ``n`` = the number of samples
+       for which some other class is confident, ``probs[i, j] >= t_j`` for ``j != label``, while the
        given label is not, ``probs[i, label] < t_label``; ``t`` are :func:`class_thresholds` of the
-       out-of-sample ``probs``.
+       out-of-sample ``probs``. This is stricter than the off-diagonal of cleanlab's confident joint,
+       which also counts a sample whose label clears its threshold when another class clears its own
+       with a higher probability; the two agree at low noise and this one counts fewer at high noise.
     2. *Which*: the ``n`` samples with the lowest probability of their label, ``score = 1 - p``.
        With ``in_sample_probs`` (the mean prediction of the networks that trained on each
        sample), ``p`` is the mean of the out-of-sample and in-sample probabilities of the label:
