@@ -91,12 +91,11 @@ class LabelNoise:
 def find_label_noise(labels: np.ndarray, probs: np.ndarray, in_sample_probs: np.ndarray | None = None) -> LabelNoise:
     """Suspected label errors: how many, which, and what the label should be.
 
-    1. *How many* (after confident learning, Northcutt et al. 2021): ``n`` = the number of samples
-       for which some other class is confident, ``probs[i, j] >= t_j`` for ``j != label``, while the
-       given label is not, ``probs[i, label] < t_label``; ``t`` are :func:`class_thresholds` of the
-       out-of-sample ``probs``. This is stricter than the off-diagonal of cleanlab's confident joint,
-       which also counts a sample whose label clears its threshold when another class clears its own
-       with a higher probability; the two agree at low noise and this one counts fewer at high noise.
+    1. *How many* (confident learning, Northcutt et al. 2021): ``n`` = the off-diagonal of the
+       confident joint. Each sample is assigned, among the classes it is confident in
+       (``probs[i, j] >= t_j``, ``t`` the :func:`class_thresholds` of the out-of-sample ``probs``),
+       the most probable one; it counts when that class is not its label. A sample confident in no
+       class is not counted.
     2. *Which*: the ``n`` samples with the lowest probability of their label, ``score = 1 - p``.
        With ``in_sample_probs`` (the mean prediction of the networks that trained on each
        sample), ``p`` is the mean of the out-of-sample and in-sample probabilities of the label:
@@ -114,7 +113,9 @@ def find_label_noise(labels: np.ndarray, probs: np.ndarray, in_sample_probs: np.
     any_confident = np.isfinite(confident_others).any(axis=1)
     suggested = np.where(any_confident, confident_others.argmax(axis=1), others.argmax(axis=1))
     given = probs[rows, labels]
-    confident = any_confident & (given < thresholds[labels])
+    above = probs >= thresholds[None, :]
+    assigned = np.where(above, probs, -np.inf).argmax(axis=1)
+    confident = above.any(axis=1) & (assigned != labels)
     if in_sample_probs is not None:
         in_sample = np.asarray(in_sample_probs, dtype=np.float64)
         if in_sample.shape != probs.shape:

@@ -155,3 +155,17 @@ def test_count_from_confident_learning_ranking_with_in_sample_view():
     assert noise.suggested[5] == 0
     with pytest.raises(ValueError, match="in_sample_probs has shape"):
         find_label_noise(labels, held_out, in_sample[:, :1])
+
+
+def test_count_is_the_off_diagonal_of_the_confident_joint():
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    probs = np.array([
+        [0.35, 0.30, 0.35], [0.30, 0.30, 0.40], [0.40, 0.55, 0.05],  # t0 = (0.35 + 0.30 + 0.40) / 3 = 0.35
+        [0.20, 0.50, 0.30], [0.20, 0.50, 0.30], [0.10, 0.50, 0.40],  # t1 = 0.50
+        [0.10, 0.10, 0.80], [0.10, 0.10, 0.80], [0.10, 0.20, 0.70],  # t2 = 0.7667
+    ])
+    noise = find_label_noise(labels, probs)
+    # Sample 2 is confident in its label (0.40 >= 0.35) *and* in class 1 (0.55 >= 0.50), which is more
+    # probable: the confident joint puts it off the diagonal. Sample 1 and 8 are confident in nothing.
+    assert np.flatnonzero(noise.confident).tolist() == [2] and noise.n_estimated == 1
+    assert noise.suggested[2] == 1
