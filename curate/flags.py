@@ -107,15 +107,15 @@ def find_label_noise(labels: np.ndarray, probs: np.ndarray, in_sample_probs: np.
     n = len(labels)
     rows = np.arange(n)
     thresholds = class_thresholds(labels, probs)
-    others = probs.copy()
-    others[rows, labels] = -np.inf
-    confident_others = np.where(others >= thresholds[None, :], others, -np.inf)
-    any_confident = np.isfinite(confident_others).any(axis=1)
-    suggested = np.where(any_confident, confident_others.argmax(axis=1), others.argmax(axis=1))
-    given = probs[rows, labels]
     above = probs >= thresholds[None, :]
     assigned = np.where(above, probs, -np.inf).argmax(axis=1)
     confident = above.any(axis=1) & (assigned != labels)
+    others = probs.copy()
+    others[rows, labels] = -np.inf
+    confident_others = np.where(above, others, -np.inf)
+    any_confident = np.isfinite(confident_others).any(axis=1)
+    suggested = np.where(any_confident, confident_others.argmax(axis=1), others.argmax(axis=1))
+    given = probs[rows, labels]
     if in_sample_probs is not None:
         in_sample = np.asarray(in_sample_probs, dtype=np.float64)
         if in_sample.shape != probs.shape:

@@ -129,6 +129,7 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
     remove_run(dataset, run_key)
     names = names_for(run_key, result.level_names)
     scores = result.scores
+    is_pie_any = scores.is_pie_any  # a property: computed once, not per sample
     level_names = result.level_names
     sparsities = list(result.config.sparsities)
 
@@ -147,7 +148,7 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
                 tags=["pie"] if scores.is_pie[level, i] else [],
             ))
         lowest = int(scores.lowest_level[i])
-        values[names["pie"]].append(bool(scores.is_pie[:, i].any()))
+        values[names["pie"]].append(bool(is_pie_any[i]))
         values[names["pie_score"]].append(float(scores.pie_score[i]))
         values[names["pie_level"]].append(float(sparsities[lowest]) if lowest != NO_LEVEL else None)
         values[names["pie_levels"]].append([level_names[t] for t in np.flatnonzero(scores.is_pie[:, i])])
@@ -167,7 +168,7 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
     for field, field_values in values.items():
         dataset.set_values(field, dict(zip(ids, field_values)), key_field="id")
 
-    pie_ids = [sid for sid, pie in zip(ids, scores.is_pie_any) if pie]
+    pie_ids = [sid for sid, pie in zip(ids, is_pie_any) if pie]
     if pie_ids:
         dataset.select(pie_ids).tag_samples(names["tag"])
     for name, tag in names["category_tags"].items():

@@ -55,12 +55,11 @@ def figure_levels(levels: pd.DataFrame) -> str:
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     dense = levels[levels["level"] == "dense"].iloc[0]
-    kinds = levels["kind"] if "kind" in levels else pd.Series("prune", index=levels.index)
     for kind, color, marker in (("prune", PRUNE_COLOR, "o"), ("quantize", QUANT_COLOR, "s")):
-        rows = levels[(kinds == kind) & (levels["level"] != "dense")]
+        rows = levels[levels["kind"] == kind]
         if rows.empty:
             continue
-        x = rows["compression"] if "compression" in rows else 1 / (1 - rows["sparsity"])
+        x = rows["compression"]
         style = "-" if kind == "prune" else "none"
         axes[0].errorbar(x, rows["accuracy"], yerr=rows["accuracy_std"], color=color, marker=marker, ls=style,
                          capsize=3, label="pruning" if kind == "prune" else "quantization")
@@ -74,7 +73,7 @@ def figure_levels(levels: pd.DataFrame) -> str:
     axes[1].set(xscale="log", xlabel="weight memory, x smaller than dense float32", ylabel="PIEs (% of images)",
                 title="PIE fraction per compression level")
     axes[0].legend(fontsize=8)
-    ticks = sorted(set(np.round(levels.loc[levels["level"] != "dense", "compression"], 2))) if "compression" in levels else []
+    ticks = sorted(set(np.round(levels.loc[levels["level"] != "dense", "compression"], 2)))
     for ax in axes:
         ax.grid(alpha=0.3)
         if ticks:
@@ -222,8 +221,7 @@ def findings_text(levels: pd.DataFrame, pie_acc: pd.DataFrame, robust: pd.DataFr
                   impact: pd.DataFrame | None = None) -> list[str]:
     """The headline sentences, worked out from the tables (nothing here is fixed text about the data)."""
     out = []
-    kinds = levels["kind"] if "kind" in levels else levels["level"].map(lambda lv: "dense" if lv == "dense" else "prune")
-    prune, quant = levels[kinds == "prune"], levels[kinds == "quantize"]
+    prune, quant = levels[levels["kind"] == "prune"], levels[levels["kind"] == "quantize"]
     if len(prune):
         strongest = prune.iloc[-1]
         row = pie_acc[pie_acc["level"] == strongest["level"]].iloc[0]
@@ -262,6 +260,14 @@ def findings_text(levels: pd.DataFrame, pie_acc: pd.DataFrame, robust: pd.DataFr
     return out
 
 
+def _with_level_kinds(levels: pd.DataFrame) -> pd.DataFrame:
+    """``levels.csv`` of a run made before quantization levels: every level was pruning, float32."""
+    if "kind" in levels:
+        return levels
+    return levels.assign(kind=np.where(levels["level"] == "dense", "dense", "prune"), bits=32,
+                         compression=1.0 / (1.0 - levels["sparsity"]))
+
+
 def build_report(run_dir: str | Path, title: str | None = None) -> str:
     """The report's HTML for the run stored in ``run_dir``."""
     store = RunStore(run_dir)
@@ -269,7 +275,7 @@ def build_report(run_dir: str | Path, title: str | None = None) -> str:
     if not manifest or manifest.get("status") != "complete":
         raise ReportError(f"{store.root} holds no finished curate run (manifest.json missing or not complete); "
                           "run `curate run` first, or let an interrupted run finish.")
-    levels = store.load_table("levels.csv")
+    levels = _with_level_kinds(store.load_table("levels.csv"))
     impact = store.load_table("classes.csv")
     samples = store.load_table("samples.parquet")
     robust = store.load_table("robustness.csv") if (store.root / "robustness.csv").exists() else None
@@ -281,7 +287,7 @@ def build_report(run_dir: str | Path, title: str | None = None) -> str:
     compressed_modal = np.stack([samples[f"{lv}_label"].map(index).to_numpy() for lv in level_names])
     is_pie = np.stack([samples[f"{lv}_pie"].to_numpy(dtype=bool) for lv in level_names])
     pie_acc = pie_accuracy_table(dense_modal, compressed_modal, labels, is_pie, level_names)
-    kinds = dict(zip(levels["level"], levels["kind"] if "kind" in levels else ["prune"] * len(levels)))
+    kinds = dict(zip(levels["level"], levels["kind"]))
     config = manifest.get("config", {})
 
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title or 'curate report')}"

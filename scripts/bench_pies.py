@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from curate.findings import compression_comparison, most_forgotten_classes, pie_accuracy_table  # noqa: E402
 from curate.pipeline import CurateConfig, run_curate  # noqa: E402
-from curate.robustness import robustness_summary, robustness_table  # noqa: E402
+from curate.robustness import robustness_summary  # noqa: E402
 from curate.sources import LabeledImages, default_cache_dir, digits  # noqa: E402
 from curate.train import TrainSettings  # noqa: E402
 
@@ -183,8 +183,7 @@ def main() -> None:
     print("\nMost forgotten classes (significant first):")
     print(forgotten[["level", "class", "normalized_change", "p_adjusted", "significant"]].round(4).to_string(index=False))
     if config.robustness:
-        robust = robustness_table(result.population.robust_correct, result.population.robust_clean,
-                                  result.level_names, config.corruptions, config.severities)
+        robust = result.store.load_table("robustness.csv")  # written by run_curate
         summary = robustness_summary(robust)
         report["robustness"] = robust.to_dict(orient="records")
         report["robustness_summary"] = summary.reset_index().to_dict(orient="records")
