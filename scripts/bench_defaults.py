@@ -54,7 +54,8 @@ def main() -> None:
                 epochs=args.epochs, finetune_epochs=args.finetune_epochs, hflip=False,
                 batch_size=int(min(256, max(32, n_train // 16)))))
             started = time.time()
-            result = run_curate(images, config, tempfile.mkdtemp(prefix="curate-bench-"), progress=False)
+            with tempfile.TemporaryDirectory(prefix="curate-bench-") as run_dir:
+                result = run_curate(images, config, run_dir, progress=False)
             runs.append((time.time() - started, result))
         (t0, r0), (_, r1) = runs[0], runs[1]
         row = {

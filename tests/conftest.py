@@ -1,9 +1,13 @@
 """Test setup: a throwaway FiftyOne database (its own mongod) and curate cache per session."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 _root = tempfile.mkdtemp(prefix="curate-tests-")
+# A session's database and caches are a few hundred MB; leaving them behind fills small CI disks.
+atexit.register(shutil.rmtree, _root, ignore_errors=True)
 os.environ["FIFTYONE_DATABASE_DIR"] = os.path.join(_root, "mongo")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
