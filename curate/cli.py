@@ -148,10 +148,15 @@ def _print_summary(result, dataset_name: str | None, run_key: str, seconds: floa
 
         view = names_for(run_key, [])["views"]["all"]
         click.echo(f"FiftyOne dataset: {dataset_name} (run key {run_key!r}, tag, saved view {view!r})")
-        launcher = os.environ.get("CURATE_LAUNCHER", "curate")
+        launcher = _launcher()
         click.secho(f"Review in the App:  {launcher} app {dataset_name} --view {view}", fg="green")
         click.echo(f"HTML report:        {launcher} report {dataset_name}" +
                    ("" if run_key == "curate" else f" --run-key {run_key}"))
+
+
+def _launcher() -> str:
+    """How the user runs curate (``scripts/dev curate`` sets this), for commands we print."""
+    return os.environ.get("CURATE_LAUNCHER", "curate")
 
 
 def _load_dataset(name: str):
@@ -255,8 +260,12 @@ def app(name: str, view: str | None, port: int, address: str, remote: bool) -> N
         if not dataset.has_saved_view(view):
             _fail(f"Dataset {name!r} has no saved view {view!r}; it has: {', '.join(dataset.list_saved_views()) or 'none'}.")
         target = dataset.load_saved_view(view)
+    from curate.plugin import is_installed
+
     session = fo.launch_app(target, port=port, address=address, remote=remote, auto=not remote)
     click.echo(f"App at http://{address}:{port}/datasets/{name}  (Ctrl+C to stop)")
+    if not is_installed():
+        click.echo(f"To review from the App with curate's operators, run `{_launcher()} plugin install` once.")
     session.wait(-1)
 
 
@@ -476,6 +485,35 @@ def weights(name: str, out: str, scheme: str, factor: float, force: bool, run_ke
     up, zero = int((table["weight"] > 1).sum()), int((table["weight"] == 0).sum())
     click.echo(f"Wrote {len(table)} weights to {Path(out).resolve()}: {up} upweighted PIEs, {zero} at zero, "
                f"sum {table['weight'].sum():.1f}.")
+
+
+@main.group()
+def plugin() -> None:
+    """curate's FiftyOne App plugin: review flags from inside the App."""
+
+
+@plugin.command("install")
+@click.option("--plugins-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Install here instead of FiftyOne's plugins directory (FIFTYONE_PLUGINS_DIR).")
+def plugin_install(plugins_dir: Path | None) -> None:
+    """Install the review operators into FiftyOne's plugins directory.
+
+    \b
+    In the App, press ` (backtick) or open the operator browser, then:
+      curate: review selected samples   confirm / reject / remove / relabel the selection
+      curate: review status             flags by review state, what an export would do
+    The installed copy imports the operators from this curate, so upgrades need no reinstall.
+    """
+    from curate.plugin import PluginError, install_plugin
+
+    try:
+        path = install_plugin(plugins_dir)
+    except (PluginError, OSError) as exc:
+        _fail(str(exc))
+    click.echo(f"Installed the curate App plugin in {path}.")
+    if plugins_dir is not None:
+        click.echo(f"FiftyOne finds it when FIFTYONE_PLUGINS_DIR={Path(plugins_dir).resolve()}.")
+    click.echo("In the App: press ` (backtick) and choose 'curate: review selected samples'.")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,8 @@ sample tag          meaning
 ==================  ==================================================================
 
 Editing the label itself in the App counts as a relabel too: curate compares the label field
-with the label the run saw.
+with the label the run saw. The App plugin (``curate plugin install``) sets these tags for the
+selected samples with :func:`apply_decision`, one state per sample.
 
 :func:`plan_export` turns the review table (one row per sample) and an :class:`ExportPolicy` into
 one action per sample, ``keep``, ``drop`` or ``relabel``, each with its reason.
@@ -30,6 +31,7 @@ RELABEL_PREFIX = "relabel:"
 SUGGESTED = "suggested"
 REVIEW_TAGS = (CONFIRMED, REJECTED, REMOVE)
 STATES = ("unreviewed", CONFIRMED, REJECTED, "relabelled", REMOVE)
+DECISIONS = ("confirm", "reject", "remove", "relabel_suggested", "relabel", "clear")
 EVAL_SPLITS = ("val", "validation", "test")
 SPLIT_TAGS = ("train", *EVAL_SPLITS)
 REQUIRED = ("sample_id", "filepath", "label", "run_label", "split", "flag", "suggested", "tags")
@@ -70,7 +72,7 @@ def relabel_target(tags: list[str], label: str, run_label: str, suggested: str |
     """The label a reviewer asked for, or ``None``. ``where`` names the sample in errors."""
     wanted = {t[len(RELABEL_PREFIX):] for t in tags if t.startswith(RELABEL_PREFIX)}
     if SUGGESTED in wanted:
-        if not suggested:
+        if suggested is None or pd.isna(suggested) or not suggested:  # pandas may hold a missing one as NaN
             raise ReviewError(f"{where} is tagged relabel:suggested but curate suggested no label for it; "
                               f"tag it relabel:<class> with one of {classes}.")
         wanted = (wanted - {SUGGESTED}) | {suggested}
@@ -85,6 +87,31 @@ def relabel_target(tags: list[str], label: str, run_label: str, suggested: str |
     if label != run_label:
         return label  # edited in the App
     return None
+
+
+def apply_decision(tags: list[str], decision: str, label: str | None = None,
+                   classes: list[str] | None = None) -> list[str]:
+    """A sample's tags after a reviewer's decision, one of :data:`DECISIONS`.
+
+    The decision replaces every earlier review tag (``confirmed``, ``rejected``, ``remove``,
+    ``relabel:*``), so a sample never carries contradictory ones; other tags (splits, ``pie:*``,
+    the user's own) are kept in order. ``relabel`` needs ``label`` (checked against ``classes``
+    when given); ``relabel_suggested`` tags ``relabel:suggested``, resolved to curate's suggestion
+    at export; ``clear`` only removes review tags.
+    """
+    if decision not in DECISIONS:
+        raise ReviewError(f"Unknown review decision {decision!r}; use one of {list(DECISIONS)}.")
+    if decision == "relabel":
+        if not label:
+            raise ReviewError("The relabel decision needs the right label; choose one of the classes.")
+        if classes is not None and label not in classes:
+            raise ReviewError(f"Cannot relabel to {label!r}: not a class; classes are {list(classes)}.")
+    kept = [t for t in tags if t not in REVIEW_TAGS and not t.startswith(RELABEL_PREFIX)]
+    added = {
+        "confirm": CONFIRMED, "reject": REJECTED, "remove": REMOVE,
+        "relabel_suggested": RELABEL_PREFIX + SUGGESTED, "relabel": f"{RELABEL_PREFIX}{label}", "clear": None,
+    }[decision]
+    return kept + ([added] if added else [])
 
 
 def review_state(tags: list[str], relabelled: bool) -> str:

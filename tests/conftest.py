@@ -12,6 +12,7 @@ os.environ["FIFTYONE_DATABASE_DIR"] = os.path.join(_root, "mongo")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
 os.environ["CURATE_HOME"] = os.path.join(_root, "curate-home")
+os.environ["FIFTYONE_PLUGINS_DIR"] = os.path.join(_root, "plugins")
 os.environ.pop("FIFTYONE_DATABASE_URI", None)
 
 import pytest  # noqa: E402

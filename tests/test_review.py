@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from curate.review import (ExportPolicy, ReviewError, plan_export, sample_weights, status_table,
-                           stratified_splits)
+from curate.review import (ExportPolicy, ReviewError, apply_decision, plan_export, review_state,
+                           sample_weights, status_table, stratified_splits)
 
 CLASSES = ["cat", "dog", "ship"]
 
@@ -70,10 +70,41 @@ def test_bad_relabel_tags_name_the_sample(tags, message):
         plan_export(table(rows), CLASSES)
 
 
-def test_relabel_suggested_without_a_suggestion_is_an_error():
-    rows = [("z", "/z.png", "cat", "cat", "train", "atypical", None, ["relabel:suggested"])]
+@pytest.mark.parametrize("missing", [None, np.nan])  # pandas' string dtype stores a missing value as NaN
+def test_relabel_suggested_without_a_suggestion_is_an_error(missing):
+    rows = [("z", "/z.png", "cat", "cat", "train", "atypical", missing, ["relabel:suggested"])]
     with pytest.raises(ReviewError, match="curate suggested no label"):
         plan_export(table(rows), CLASSES)
+
+
+@pytest.mark.parametrize("decision, label, expected", [
+    ("confirm", None, ["train", "pie", "mine", "confirmed"]),
+    ("reject", None, ["train", "pie", "mine", "rejected"]),
+    ("remove", None, ["train", "pie", "mine", "remove"]),
+    ("relabel_suggested", None, ["train", "pie", "mine", "relabel:suggested"]),
+    ("relabel", "ship", ["train", "pie", "mine", "relabel:ship"]),
+    ("clear", None, ["train", "pie", "mine"]),
+])
+def test_a_decision_replaces_every_earlier_review_tag(decision, label, expected):
+    # A hand-tagging session left contradictory tags; the user's own tags, split and pie stay in order.
+    tags = ["train", "confirmed", "pie", "rejected", "relabel:dog", "mine", "remove"]
+    assert apply_decision(tags, decision, label, CLASSES) == expected
+
+
+def test_decisions_give_the_state_they_name():
+    for decision, state in [("confirm", "confirmed"), ("reject", "rejected"), ("remove", "remove"),
+                            ("clear", "unreviewed")]:
+        assert review_state(apply_decision(["rejected"], decision), relabelled=False) == state
+
+
+@pytest.mark.parametrize("decision, label, message", [
+    ("approve", None, r"Unknown review decision 'approve'; use one of \['confirm'"),
+    ("relabel", None, "needs the right label"),
+    ("relabel", "horse", r"Cannot relabel to 'horse': not a class; classes are \['cat', 'dog', 'ship'\]"),
+])
+def test_bad_decisions_say_what_is_wrong(decision, label, message):
+    with pytest.raises(ReviewError, match=message):
+        apply_decision([], decision, label, CLASSES)
 
 
 def test_status_table_counts_flags_by_state():

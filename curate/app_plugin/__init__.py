@@ -1,0 +1,186 @@
+"""curate's FiftyOne App plugin: review flags without leaving the App.
+
+Installed into FiftyOne's plugins directory by ``curate plugin install``. Two operators (press
+the backtick key in the App, or use the operator browser):
+
+- ``review_samples``: confirm, reject, remove or relabel the selected samples (or the one open in
+  the modal). It writes the review tags ``curate export`` reads (:mod:`curate.review`), one state
+  per sample, replacing contradictory tags a hand-tagging session may have left.
+- ``review_status``: counts of flags by review state, and what an export would do now, the
+  table ``curate status`` prints.
+
+The logic lives in :mod:`curate.review` and :mod:`curate.export`; this module only reads the App's
+selection and writes tags.
+"""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+DECISION_LABELS = {
+    "confirm": "Confirm the flag (the label is wrong / the image is bad)",
+    "reject": "Reject the flag (the sample is fine as it is)",
+    "remove": "Remove the sample from exports",
+    "relabel_suggested": "Relabel to curate's suggestion",
+    "relabel": "Relabel to a class I choose",
+    "clear": "Clear my review of these samples",
+}
+
+
+def done_message(decision: str, n: int, label: str | None = None) -> str:
+    samples = f"{n} sample{'s' if n != 1 else ''}"
+    return {
+        "confirm": f"Confirmed the flag on {samples}",
+        "reject": f"Rejected the flag on {samples}",
+        "remove": f"Marked {samples} for removal from exports",
+        "relabel_suggested": f"Marked {samples} for relabelling to curate's suggestion",
+        "relabel": f"Marked {samples} for relabelling to {label!r}",
+        "clear": f"Cleared the review of {samples}",
+    }[decision]
+
+
+def target_ids(ctx) -> list[str]:
+    """The selected samples, else the sample open in the modal, else none."""
+    if ctx.selected:
+        return list(ctx.selected)
+    return [ctx.current_sample] if ctx.current_sample else []
+
+
+def curate_run_keys(dataset) -> list[str]:
+    from curate.fo_push import METHOD
+
+    return sorted(dataset.list_runs(method=METHOD))
+
+
+def run_classes(dataset, run_key: str) -> list[str]:
+    from curate.export import review_table
+
+    return review_table(dataset, run_key)[1]
+
+
+def missing_suggestions(view, run_key: str) -> int:
+    """How many samples of ``view`` have no suggested label from run ``run_key``."""
+    from curate.fo_push import names_for
+
+    field = names_for(run_key, [])["suggested"]
+    if not view.has_field(field):
+        return len(view)
+    return sum(s is None for s in view.values(f"{field}.label"))
+
+
+def _run_key_input(inputs, ctx) -> str | None:
+    keys = curate_run_keys(ctx.dataset)
+    if not keys:
+        inputs.view("no_run", types.Warning(label="No curate run on this dataset",
+                                            description="Run `curate run SOURCE --dataset NAME` first."))
+        return None
+    if len(keys) > 1:
+        inputs.enum("run_key", keys, default=keys[0], label="curate run", view=types.Dropdown())
+    return ctx.params.get("run_key") or keys[0]
+
+
+class ReviewSamples(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="review_samples",
+            label="curate: review selected samples",
+            description="Confirm, reject, remove or relabel the selected samples' flags",
+            dynamic=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        ids = target_ids(ctx)
+        run_key = _run_key_input(inputs, ctx)
+        if run_key is None:
+            return types.Property(inputs)
+        if not ids:
+            inputs.view("nothing", types.Warning(
+                label="No samples selected",
+                description="Select samples in the grid (their checkboxes) or open one, then run this again."))
+            return types.Property(inputs)
+        choices = types.RadioGroup()
+        for value, label in DECISION_LABELS.items():
+            choices.add_choice(value, label=label)
+        inputs.enum("decision", choices.values(), default="confirm", required=True, view=choices,
+                    label=f"Review {len(ids)} sample{'s' if len(ids) != 1 else ''}")
+        if ctx.params.get("decision") == "relabel":
+            classes = types.AutocompleteView()
+            for name in run_classes(ctx.dataset, run_key):
+                classes.add_choice(name, label=name)
+            inputs.enum("label", classes.values(), required=True, label="Right label", view=classes)
+        return types.Property(inputs, view=types.View(label="curate: review"))
+
+    def execute(self, ctx):
+        from curate.review import apply_decision
+
+        ids = target_ids(ctx)
+        if not ids:
+            raise ValueError("No samples selected: select samples in the grid or open one first.")
+        run_key = ctx.params.get("run_key") or curate_run_keys(ctx.dataset)[0]
+        decision = ctx.params.get("decision", "confirm")
+        label = ctx.params.get("label")
+        classes = run_classes(ctx.dataset, run_key) if decision == "relabel" else None
+        view = ctx.dataset.select(ids, ordered=True)
+        if decision == "relabel_suggested":
+            lacking = missing_suggestions(view, run_key)
+            if lacking:
+                raise ValueError(f"{lacking} of the {len(ids)} selected samples have no suggested label (only "
+                                 f"label-noise flags carry one); relabel those to a class you choose.")
+        tags = [apply_decision(t, decision, label, classes) for t in view.values("tags")]
+        view.set_values("tags", tags)
+        ctx.ops.reload_samples()
+        done = done_message(decision, len(ids), label)
+        ctx.ops.notify(done, variant="success")
+        return {"reviewed": len(ids), "decision": decision, "message": done}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("message", label="Done")
+        return types.Property(outputs)
+
+
+class ReviewStatus(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="review_status",
+            label="curate: review status",
+            description="Flags by review state, and what an export would do now",
+            dynamic=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        _run_key_input(inputs, ctx)
+        return types.Property(inputs, view=types.View(label="curate: review status"))
+
+    def execute(self, ctx):
+        from curate.export import review_table
+        from curate.review import plan_export, status_table
+
+        run_key = ctx.params.get("run_key") or curate_run_keys(ctx.dataset)[0]
+        table, classes = review_table(ctx.dataset, run_key)
+        plan = plan_export(table, classes)
+        counts = status_table(plan)
+        header = "| flag | " + " | ".join(counts.columns) + " |"
+        lines = [header, "|" + "---|" * (len(counts.columns) + 1)]
+        lines += [f"| {flag} | " + " | ".join(str(v) for v in row) + " |"
+                  for flag, row in zip(counts.index, counts.to_numpy().tolist())]
+        dropped = int((plan["action"] == "drop").sum())
+        relabelled = int((plan["action"] == "relabel").sum())
+        summary = (f"An export now would keep {len(plan) - dropped} of {len(plan)} samples "
+                   f"({relabelled} relabelled) and leave out {dropped}.")
+        return {"status": "\n".join(lines) + "\n\n" + summary, "dropped": dropped, "relabelled": relabelled}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("status", label="Review status", view=types.MarkdownView())
+        return types.Property(outputs)
+
+
+def register(p):
+    p.register(ReviewSamples)
+    p.register(ReviewStatus)

@@ -1,0 +1,63 @@
+"""Installing curate's FiftyOne App plugin (:mod:`curate.app_plugin`) into FiftyOne's plugins directory.
+
+The installed copy is a manifest and a one-line module that imports the operators from the
+installed curate package, so upgrading curate upgrades the plugin; reinstall only when the
+manifest changes (new operators).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+PLUGIN_DIRNAME = "curate"
+MARKER = ".installed-by-curate"
+SHIM = (
+    '"""curate\'s review operators; installed by `curate plugin install`, they live in the curate package."""\n\n'
+    "from curate.app_plugin import register  # noqa: F401\n"
+)
+
+
+class PluginError(RuntimeError):
+    """The plugin cannot be installed where asked."""
+
+
+def default_plugins_dir() -> Path:
+    """FiftyOne's plugins directory (``FIFTYONE_PLUGINS_DIR``, else ``~/fiftyone/__plugins__``)."""
+    import fiftyone as fo
+
+    return Path(fo.config.plugins_dir).expanduser()
+
+
+def plugin_path(plugins_dir: Path | None = None) -> Path:
+    return Path(plugins_dir or default_plugins_dir()) / PLUGIN_DIRNAME
+
+
+def install_plugin(plugins_dir: Path | None = None) -> Path:
+    """Write the plugin into ``plugins_dir``/curate and return that path.
+
+    Replaces an earlier install by curate; refuses a directory of that name that curate did not
+    write (someone else's plugin), naming it.
+    """
+    target = plugin_path(plugins_dir)
+    if target.exists() and not (target / MARKER).exists():
+        raise PluginError(f"{target} exists and was not installed by curate; move it away or pass "
+                          f"--plugins-dir to install elsewhere.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".curate-plugin-", dir=target.parent))
+    try:
+        shutil.copyfile(Path(__file__).parent / "app_plugin" / "fiftyone.yml", staging / "fiftyone.yml")
+        (staging / "__init__.py").write_text(SHIM)
+        (staging / MARKER).write_text("curate plugin install\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def is_installed(plugins_dir: Path | None = None) -> bool:
+    return (plugin_path(plugins_dir) / MARKER).exists()

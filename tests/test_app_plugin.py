@@ -1,0 +1,94 @@
+"""The App plugin: installed by the CLI, found by FiftyOne, its operators tag what export reads."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from helpers import PRUNE_ONLY, invoke
+
+REVIEW = "@curate/review/review_samples"
+STATUS = "@curate/review/review_status"
+
+
+@pytest.fixture(scope="module")
+def installed(fo):
+    result = invoke("plugin", "install")
+    assert result.exit_code == 0, result.output
+    return Path(os.environ["FIFTYONE_PLUGINS_DIR"]) / "curate"
+
+
+@pytest.fixture(scope="module")
+def dataset(fo, digits_run, installed):
+    _, run_dir, _ = digits_run
+    result = invoke("demo", "--dataset", "test-plugin", "--run-dir", str(run_dir), *PRUNE_ONLY)
+    assert result.exit_code == 0, result.output
+    return fo.load_dataset("test-plugin")
+
+
+def review(dataset, ids, **params):
+    import fiftyone.operators as foo
+
+    return foo.execute_operator(REVIEW, ctx={"dataset": dataset, "selected": ids, "params": params}).result
+
+
+def test_fiftyone_lists_the_installed_operators(installed):
+    import fiftyone.operators as foo
+
+    uris = {op.uri for op in foo.list_operators(enabled=True)}
+    assert {REVIEW, STATUS} <= uris
+    assert (installed / "fiftyone.yml").exists()
+
+
+def test_reinstall_replaces_its_own_copy_but_not_a_stranger(tmp_path):
+    assert invoke("plugin", "install", "--plugins-dir", str(tmp_path)).exit_code == 0
+    again = invoke("plugin", "install", "--plugins-dir", str(tmp_path))
+    assert again.exit_code == 0, again.output
+    stranger = tmp_path / "other"
+    (stranger / "curate").mkdir(parents=True)
+    (stranger / "curate" / "mine.txt").write_text("someone else's plugin")
+    refused = invoke("plugin", "install", "--plugins-dir", str(stranger))
+    assert refused.exit_code == 2
+    assert "was not installed by curate" in refused.output
+    assert (stranger / "curate" / "mine.txt").read_text() == "someone else's plugin"
+
+
+def test_review_operator_writes_the_tags_export_reads(fo, dataset, tmp_path):
+    noisy = dataset.match_tags("label_noise").sort_by("filepath").values("id")
+    others = dataset.match(~fo.ViewField("curate_label_noise")).sort_by("filepath").values("id")
+    assert len(noisy) >= 3
+    dataset.select(noisy[0]).tag_samples(["rejected", "mine"])  # a hand-tagged, now changed, decision
+
+    assert review(dataset, noisy[:2], decision="confirm")["reviewed"] == 2
+    assert review(dataset, [noisy[2]], decision="relabel_suggested")["reviewed"] == 1
+    assert review(dataset, [others[0]], decision="relabel", label="7")["reviewed"] == 1
+    assert review(dataset, [others[1]], decision="remove")["reviewed"] == 1
+
+    tags = dict(zip(dataset.values("id"), dataset.values("tags")))
+    assert "confirmed" in tags[noisy[0]] and "rejected" not in tags[noisy[0]] and "mine" in tags[noisy[0]]
+    assert "relabel:suggested" in tags[noisy[2]] and "relabel:7" in tags[others[0]]
+
+    status = fo.operators.execute_operator(STATUS, ctx={"dataset": dataset, "params": {}}).result
+    assert "| label_noise |" in status["status"]
+    assert status["dropped"] == 3 and status["relabelled"] == 2  # 2 confirmed + 1 removed; 2 relabels
+
+    out = tmp_path / "export"
+    result = invoke("export", "test-plugin", str(out), "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert "3 left out, 2 relabelled" in result.output
+
+
+def test_review_operator_refuses_what_it_cannot_do(fo, dataset):
+    import fiftyone.operators as foo
+
+    unflagged = dataset.match(~fo.ViewField("curate_label_noise")).sort_by("filepath").values("id")[5:7]
+    before = dataset.select(unflagged).values("tags")
+    for ids, params, message in [
+        (unflagged, {"decision": "relabel_suggested"}, "2 of the 2 selected samples have no suggested label"),
+        # FiftyOne validates the class against the operator's own input form before curate sees it.
+        (unflagged, {"decision": "relabel", "label": "eleven"}, "Path: label. Reason: Invalid enum value"),
+        ([], {"decision": "confirm"}, "No samples selected"),
+    ]:
+        with pytest.raises(Exception, match=message):
+            foo.execute_operator(REVIEW, ctx={"dataset": dataset, "selected": ids, "params": params})
+    assert dataset.select(unflagged).values("tags") == before
