@@ -92,3 +92,13 @@ def test_review_operator_refuses_what_it_cannot_do(fo, dataset):
         with pytest.raises(Exception, match=message):
             foo.execute_operator(REVIEW, ctx={"dataset": dataset, "selected": ids, "params": params})
     assert dataset.select(unflagged).values("tags") == before
+
+
+def test_the_form_says_what_curate_found(fo, dataset):
+    from curate.app_plugin import selection_summary
+
+    noisy = dataset.match_tags("label_noise").sort_by("filepath")
+    one = selection_summary(noisy.limit(1), "curate")
+    assert one.startswith("curate: ") and "models say" in one and "labelled" in one
+    pies = dataset.match_tags("pie").limit(3)
+    assert selection_summary(pies, "curate").startswith("3 samples: ")

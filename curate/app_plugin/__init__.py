@@ -59,6 +59,21 @@ def run_classes(dataset, run_key: str) -> list[str]:
     return review_table(dataset, run_key)[1]
 
 
+def selection_summary(view, run_key: str) -> str:
+    """What curate said about the selection: one sample's reason, or several samples' flags counted."""
+    from collections import Counter
+
+    from curate.fo_push import names_for
+
+    names = names_for(run_key, [])
+    if len(view) == 1:
+        reason = view.values(names["reason"])[0] if view.has_field(names["reason"]) else None
+        return f"curate: {reason}" if reason else "curate did not flag this sample."
+    flags = Counter(c or "no flag" for c in view.values(names["category"])) if view.has_field(
+        names["category"]) else Counter()
+    return f"{len(view)} samples: " + ", ".join(f"{n} {flag}" for flag, n in flags.most_common())
+
+
 def missing_suggestions(view, run_key: str) -> int:
     """How many samples of ``view`` have no suggested label from run ``run_key``."""
     from curate.fo_push import names_for
@@ -101,6 +116,7 @@ class ReviewSamples(foo.Operator):
                 label="No samples selected",
                 description="Select samples in the grid (their checkboxes) or open one, then run this again."))
             return types.Property(inputs)
+        inputs.view("context", types.Notice(label=selection_summary(ctx.dataset.select(ids), run_key)))
         choices = types.RadioGroup()
         for value, label in DECISION_LABELS.items():
             choices.add_choice(value, label=label)
