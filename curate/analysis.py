@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binomtest
 
 from curate.flags import Categories, categorise, population_mean, reasons, votes_for
 from curate.pies import NO_LEVEL, PieScores, score_pies
@@ -141,3 +142,43 @@ def analyse(dense_probs, compressed_probs, labels, classes, level_names, sparsit
     levels = level_table(dense_probs, compressed_probs, labels, level_names, sparsities, scores, impact,
                          measured_sparsity, kinds, bits)
     return scores, levels, impact
+
+
+def population_warnings(labels: np.ndarray, dense_modal: np.ndarray, label_noise: np.ndarray,
+                        classes: list[str], alpha: float = 0.01) -> list[str]:
+    """Plain warnings when the population is too weak, or the labels too wrong, for the flags to mean much.
+
+    Two checks, neither a tuned constant:
+
+    - the dense population's held-out modal prediction does not beat always answering the most
+      common label (one-sided binomial test at ``alpha``): it has learned nothing to compare with;
+    - for some class, at least half the images labelled with it are flagged as label noise.
+      Confident learning, like every method that learns from the labels it checks, assumes most
+      images of each label are right; past half, it can no longer tell which side is wrong.
+
+    Returns one sentence per failed check (empty when the run looks sound).
+    """
+    labels, dense_modal = np.asarray(labels), np.asarray(dense_modal)
+    label_noise = np.asarray(label_noise, dtype=bool)
+    n, n_classes = len(labels), len(classes)
+    warnings = []
+    counts = np.bincount(labels, minlength=n_classes)
+    majority = counts.max() / max(n, 1)
+    hits = int((dense_modal == labels).sum())
+    if n and binomtest(hits, n, majority, alternative="greater").pvalue >= alpha:
+        warnings.append(
+            f"The dense population is right on {100 * hits / n:.1f}% of held-out images, no better than always "
+            f"answering the most common label ({100 * majority:.1f}%): it has not learned these classes, so its "
+            f"PIEs and flags are noise. Train longer (--epochs), give it more images, or pick a model suited to "
+            f"the image size (--model).")
+    flagged = np.bincount(labels[label_noise], minlength=n_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(counts > 0, flagged / np.maximum(counts, 1), 0.0)
+    bad = [f"{classes[c]} ({100 * share[c]:.0f}%)" for c in np.flatnonzero(share >= 0.5)]
+    if bad:
+        warnings.append(
+            f"Half or more of the images labelled {', '.join(bad)} are flagged as label noise. curate (like "
+            f"confident learning) assumes most labels of every class are right; here either the population is "
+            f"too weak (held-out accuracy {100 * hits / max(n, 1):.1f}%) or those labels are mostly wrong. Check a "
+            f"few by eye before acting on these flags.")
+    return warnings

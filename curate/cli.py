@@ -142,6 +142,8 @@ def _print_summary(result, dataset_name: str | None, run_key: str, seconds: floa
             click.echo(f"  {bad.path}: {bad.reason}")
         if len(result.bad_images) > 20:
             click.echo(f"  ... and {len(result.bad_images) - 20} more (see manifest.json)")
+    for warning in result.manifest.get("warnings", []):
+        click.secho(f"\nWarning: {warning}", fg="yellow")
     click.echo(f"\nRun directory: {result.store.root}")
     if dataset_name:
         from curate.fo_push import names_for

@@ -237,7 +237,8 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
     )
     dataset.save_run_results(run_key, results, overwrite=True)
     info = dict(dataset.info)
-    info.setdefault("curate", {})[run_key] = {"run_dir": str(result.store.root), "version": __version__}
+    info.setdefault("curate", {})[run_key] = {"run_dir": str(result.store.root), "version": __version__,
+                                              "warnings": list(result.manifest.get("warnings", []))}
     dataset.info = info
     dataset.save()
     return dataset

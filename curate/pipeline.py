@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from curate import __version__
-from curate.analysis import analyse, flag_samples, sample_table
+from curate.analysis import analyse, flag_samples, population_warnings, sample_table
 from curate.crossfit import check_fold_support, stratified_folds
 from curate.executor import Executor, InProcessExecutor, MemberJob
 from curate.images import BadImage, decode_images, load_in_memory
@@ -494,6 +494,7 @@ def run_curate(
         "flag_thresholds": categories.thresholds,
         "flags": {name: int((categories.category == name).sum()) for name in CATEGORIES},
         "label_noise_any": int(categories.label_noise.sum()),
+        "warnings": population_warnings(kept.labels, scores.dense_modal, categories.label_noise, kept.classes),
         "files": ["manifest.json", "probs.npz", "samples.parquet", "classes.csv", "levels.csv", "quality.parquet",
                   *(["robustness.csv"] if config.robustness else []), "jobs/"],
     })

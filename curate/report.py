@@ -210,6 +210,7 @@ table{border-collapse:collapse;font-size:.85em;margin:.6em 0}th,td{border:1px so
 text-align:right}th{background:#f4f6f7}td:first-child,th:first-child{text-align:left}
 img.figure{max-width:100%;margin:.5em 0}
 ul.findings li{margin:.3em 0}
+p.warning{background:#fff4e0;border-left:4px solid #e69500;padding:.6em .9em}
 .gallery{display:flex;flex-wrap:wrap;gap:10px}
 figure{margin:0;width:170px;font-size:.75em;border:1px solid #e5e7e9;border-radius:6px;padding:6px;background:#fafafa}
 figure img{width:112px;height:112px;object-fit:contain;image-rendering:pixelated;display:block;margin:0 auto 4px;
@@ -298,6 +299,8 @@ def build_report(run_dir: str | Path, title: str | None = None) -> str:
                  f"{config.get('members')} members x {config.get('folds')} folds &middot; run finished "
                  f"{html.escape(str(manifest.get('finished', '')))} &middot; report by curate {__version__}, "
                  f"{datetime.now(timezone.utc).isoformat(timespec='minutes')}</p>")
+    for warning in manifest.get("warnings", []):
+        parts.append(f"<p class='warning'>&#9888; {html.escape(warning)}</p>")
     parts.append("<h2>Findings</h2><ul class='findings'>"
                  + "".join(f"<li>{html.escape(s)}</li>" for s in findings_text(levels, pie_acc, robust, impact)) + "</ul>")
 

@@ -32,6 +32,9 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
     assert len(dataset) == 1797
     assert "Review in the App:" in output and "curate app test-digits --view pies" in output
     assert "curate report test-digits" in output
+    # The tiny population is far too weak to trust (about 25% accurate): curate says so, and records it.
+    assert "Warning: Half or more of the images labelled" in output
+    assert dataset.info["curate"]["curate"]["warnings"][0].startswith("Half or more")
 
     sample = dataset.first()
     dense = sample["curate_dense"]
