@@ -106,6 +106,33 @@ def brain_mistakenness(labels: np.ndarray, probs: np.ndarray, classes: list[str]
     return values
 
 
+def vote_share_against(population, labels: np.ndarray) -> np.ndarray:
+    """Share of every network, held-out and in-sample, dense and compressed, whose top class is not the label."""
+    stacks = [population.dense, population.dense_in,
+              population.compressed.reshape(-1, *population.compressed.shape[2:]),
+              population.compressed_in.reshape(-1, *population.compressed_in.shape[2:])]
+    tops = np.concatenate([s.argmax(axis=-1) for s in stacks])
+    return (tops != labels[None]).mean(axis=0)
+
+
+def transition_posterior(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """P(true class = given label | x, given label) with noise transitions T(noisy | true) estimated from
+    confident learning's confident joint, treating ``probs`` as p(true | x)."""
+    from curate.flags import class_thresholds
+
+    n_classes = probs.shape[1]
+    above = probs >= class_thresholds(labels, probs)[None]
+    assigned = np.where(above, probs, -np.inf).argmax(axis=1)
+    joint = np.zeros((n_classes, n_classes))
+    ok = above.any(axis=1)
+    np.add.at(joint, (labels[ok], assigned[ok]), 1)  # joint[noisy, true]
+    joint = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1) * np.bincount(labels, minlength=n_classes)[:, None]
+    transitions = joint / np.maximum(joint.sum(axis=0, keepdims=True), 1e-12)  # T[noisy | true]
+    weighted = transitions[labels] * probs  # T(given | j) p(j | x)
+    rows = np.arange(len(labels))
+    return weighted[rows, labels] / np.maximum(weighted.sum(axis=1), 1e-12)
+
+
 def score_label_set(result, clean: np.ndarray) -> dict:
     """Every tool's ranking and flagged set for one label set, and curate's ablation."""
     from cleanlab.filter import find_label_issues
@@ -174,6 +201,10 @@ def score_label_set(result, clean: np.ndarray) -> dict:
             -(np.log(pooled[rows, labels] + 1e-6) + np.log(pooled_in[rows, labels] + 1e-6)), None),
         "tried: held-out : in-sample weighted 1 : 3": (1 - (0.25 * pooled + 0.75 * pooled_in)[rows, labels], None),
         "tried: held-out : in-sample weighted 3 : 1": (1 - (0.75 * pooled + 0.25 * pooled_in)[rows, labels], None),
+        "tried: share of networks whose top class is not the label": (
+            vote_share_against(population, labels) + 0.01 * (1 - all_mean[rows, labels]), None),
+        "tried: 1 - P(true = label | x, label), noise transitions from the confident joint": (
+            1 - transition_posterior(labels, all_mean), None),
         "PIE score only": (result.scores.pie_score, result.scores.is_pie_any),
         "in-sample forgetting at 90%: dense_in - compressed_in p(label)": (
             (dense_in_mean - population.compressed_in[-1].mean(axis=0))[rows, labels], None),
