@@ -14,6 +14,7 @@ or Chromium writes no image.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 import urllib.parse
@@ -21,6 +22,26 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+@contextlib.contextmanager
+def app_page(url: str, width: int, height: int, wait_ms: int, chromium: str | None):
+    """A Playwright page on ``url`` in the system Chromium, after ``wait_ms`` for the App to render."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise SystemExit("This script needs Playwright: pip install -e .[docs]")
+    if not chromium:
+        raise SystemExit("chromium not found: apt-get install chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(url)
+            page.wait_for_timeout(wait_ms)
+            yield page
+        finally:
+            browser.close()
 
 
 def wait_for(url: str, seconds: float = 60) -> None:

@@ -27,35 +27,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The App's server reads the plugins directory from the environment it inherits.
 os.environ["FIFTYONE_PLUGINS_DIR"] = tempfile.mkdtemp(prefix="curate-plugins-")
 
-from screenshot_app import wait_for  # noqa: E402
+from screenshot_app import app_page, wait_for  # noqa: E402
 
 
 def photograph_operator(url: str, out: str, width: int, height: int, wait_ms: int, chromium: str | None,
                         apply: bool) -> None:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        raise SystemExit("This script needs Playwright: pip install -e .[docs]")
-    if not chromium:
-        raise SystemExit("chromium not found: apt-get install chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": width, "height": height})
-            page.goto(url)
-            page.wait_for_timeout(wait_ms)
-            page.keyboard.press("`")
-            page.keyboard.type("curate: review selected")
-            page.get_by_text("curate: review selected samples").first.click()
-            page.get_by_text("Confirm the flag").first.wait_for(timeout=20000)
-            page.wait_for_timeout(1500)
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=out)
-            if apply:
-                page.get_by_role("button", name="Execute").first.click()
-                page.wait_for_timeout(4000)
-        finally:
-            browser.close()
+    with app_page(url, width, height, wait_ms, chromium) as page:
+        page.keyboard.press("`")
+        page.keyboard.type("curate: review selected")
+        page.get_by_text("curate: review selected samples").first.click()
+        page.get_by_text("Confirm the flag").first.wait_for(timeout=20000)
+        page.wait_for_timeout(1500)
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=out)
+        if apply:
+            page.get_by_role("button", name="Execute").first.click()
+            page.wait_for_timeout(4000)
 
 
 def main() -> None:

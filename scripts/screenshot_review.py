@@ -22,33 +22,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from screenshot_app import wait_for  # noqa: E402
+from screenshot_app import app_page, wait_for  # noqa: E402
 
 
 def photograph_with_tags(url: str, out: str, width: int, height: int, wait_ms: int, chromium: str | None) -> None:
     """Open ``url`` (a sample modal), expand the modal sidebar's sample tags, and screenshot it."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        raise SystemExit("This script needs Playwright: pip install -e .[docs]")
-    if not chromium:
-        raise SystemExit("chromium not found: apt-get install chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": width, "height": height})
-            page.goto(url)
-            page.wait_for_timeout(wait_ms)
-            row = page.get_by_text("tags", exact=True).first.bounding_box()
-            if row is None:
-                raise SystemExit("The App's sample modal did not show its tags; is the sample id right?")
-            page.mouse.click(width - 53, row["y"] + row["height"] / 2)  # the row's expand arrow
-            page.get_by_text("confirmed", exact=True).first.wait_for(timeout=10000)
-            page.wait_for_timeout(2500)  # let the sidebar's expand animation settle
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=out)
-        finally:
-            browser.close()
+    with app_page(url, width, height, wait_ms, chromium) as page:
+        row = page.get_by_text("tags", exact=True).first.bounding_box()
+        if row is None:
+            raise SystemExit("The App's sample modal did not show its tags; is the sample id right?")
+        page.mouse.click(width - 53, row["y"] + row["height"] / 2)  # the row's expand arrow
+        page.get_by_text("confirmed", exact=True).first.wait_for(timeout=10000)
+        page.wait_for_timeout(2500)  # let the sidebar's expand animation settle
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=out)
 
 
 def main() -> None:
