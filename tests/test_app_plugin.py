@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import PRUNE_ONLY, invoke
+from helpers import invoke
 
 REVIEW = "@curate/review/review_samples"
 STATUS = "@curate/review/review_status"
@@ -20,10 +20,8 @@ def installed(fo):
 
 @pytest.fixture(scope="module")
 def dataset(fo, digits_run, installed):
-    _, run_dir, _ = digits_run
-    result = invoke("demo", "--dataset", "test-plugin", "--run-dir", str(run_dir), *PRUNE_ONLY)
-    assert result.exit_code == 0, result.output
-    return fo.load_dataset("test-plugin")
+    """A clone of the session's digits dataset (its curate run record comes along)."""
+    return digits_run[0].clone("test-plugin", persistent=True)
 
 
 def review(dataset, ids, **params):
