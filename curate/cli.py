@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -39,9 +38,21 @@ def _parse_list(_ctx, _param, value: str):
     return tuple(v.strip() for v in value.split(",") if v.strip() and v.strip() != "none")
 
 
+class CurateUsageError(click.ClickException):
+    """A plain error for the user: printed as ``Error: ...`` in red, exit status 2.
+
+    Raised rather than exiting so that callers other than the shell (the App operator) can show
+    the message.
+    """
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.secho(f"Error: {self.format_message()}", fg="red", err=True, file=file)
+
+
 def _fail(message: str) -> None:
-    click.secho(f"Error: {message}", fg="red", err=True)
-    sys.exit(2)
+    raise CurateUsageError(message)
 
 
 def population_options(f):
@@ -491,17 +502,18 @@ def weights(name: str, out: str, scheme: str, factor: float, force: bool, run_ke
 
 @main.group()
 def plugin() -> None:
-    """curate's FiftyOne App plugin: review flags from inside the App."""
+    """curate's FiftyOne App plugin: find PIEs and review flags from inside the App."""
 
 
 @plugin.command("install")
 @click.option("--plugins-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Install here instead of FiftyOne's plugins directory (FIFTYONE_PLUGINS_DIR).")
 def plugin_install(plugins_dir: Path | None) -> None:
-    """Install the review operators into FiftyOne's plugins directory.
+    """Install curate's App operators into FiftyOne's plugins directory.
 
     \b
     In the App, press ` (backtick) or open the operator browser, then:
+      curate: find PIEs and flags       curate run on this dataset (delegate it)
       curate: review selected samples   confirm / reject / remove / relabel the selection
       curate: review status             flags by review state, what an export would do
     The installed copy imports the operators from this curate, so upgrades need no reinstall.

@@ -3,12 +3,14 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers import invoke
 
-REVIEW = "@curate/review/review_samples"
-STATUS = "@curate/review/review_status"
+REVIEW = "@curate/curate/review_samples"
+STATUS = "@curate/curate/review_status"
+COMPUTE = "@curate/curate/compute_pies"
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def test_fiftyone_lists_the_installed_operators(installed):
     import fiftyone.operators as foo
 
     uris = {op.uri for op in foo.list_operators(enabled=True)}
-    assert {REVIEW, STATUS} <= uris
+    assert {REVIEW, STATUS, COMPUTE} <= uris
     assert (installed / "fiftyone.yml").exists()
 
 
@@ -100,3 +102,26 @@ def test_the_form_says_what_curate_found(fo, dataset):
     assert one.startswith("curate: ") and "models say" in one and "labelled" in one
     pies = dataset.match_tags("pie").limit(3)
     assert selection_summary(pies, "curate").startswith("3 samples: ")
+
+
+def test_compute_operator_runs_curate_on_the_dataset_in_the_app(fo, digits_images, tmp_path):
+    import fiftyone.operators as foo
+
+    dataset = fo.Dataset("test-operator-run")
+    keep = np.flatnonzero(np.isin(digits_images.labels, [0, 1, 7]))[:240]
+    dataset.add_samples([fo.Sample(filepath=digits_images.filepaths[i],
+                                   labels=fo.Classification(label=digits_images.classes[digits_images.labels[i]]))
+                         for i in keep])
+    params = {"label_field": "labels", "run_key": "fromapp", "members": 2, "folds": 2, "epochs": 2,
+              "finetune_epochs": 1, "sparsities": "0.9", "quantize": "none", "robustness_images": 0,
+              "image_size": 8}
+    result = foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "params": params}).result
+    assert result["command"].startswith("curate run test-operator-run --label-field labels --run-key fromapp")
+    assert "curate: 240 images, 3 classes, 2 members x 2 folds" in result["summary"]
+    dataset.reload()
+    assert dataset.list_runs() == ["fromapp"] and dataset.has_field("fromapp_pie")
+    assert "fromapp-pies" in dataset.list_saved_views()
+
+    bad = {**params, "sparsities": "0.9,1.5"}
+    with pytest.raises(Exception, match=r"curate run failed: Sparsities must lie strictly between 0 and 1, got \[1.5\]"):
+        foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "params": bad})

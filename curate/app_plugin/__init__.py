@@ -1,7 +1,11 @@
-"""curate's FiftyOne App plugin: review flags without leaving the App.
+"""curate's FiftyOne App plugin: find PIEs and review flags without leaving the App.
 
-Installed into FiftyOne's plugins directory by ``curate plugin install``. Two operators (press
+Installed into FiftyOne's plugins directory by ``curate plugin install``. Three operators (press
 the backtick key in the App, or use the operator browser):
+
+- ``compute_pies``: ``curate run`` on the current dataset (labels from a classification field),
+  best delegated (``fiftyone delegated launch`` runs it in the background); its result is the
+  summary the command prints.
 
 - ``review_samples``: confirm, reject, remove or relabel the selected samples (or the one open in
   the modal). It writes the review tags ``curate export`` reads (:mod:`curate.review`), one state
@@ -9,8 +13,8 @@ the backtick key in the App, or use the operator browser):
 - ``review_status``: counts of flags by review state, and what an export would do now, the
   table ``curate status`` prints.
 
-The logic lives in :mod:`curate.review` and :mod:`curate.export`; this module only reads the App's
-selection and writes tags.
+The logic lives in :mod:`curate.cli`, :mod:`curate.review` and :mod:`curate.export`; this module
+only reads the App's form and selection, and writes tags.
 """
 
 from __future__ import annotations
@@ -197,6 +201,101 @@ class ReviewStatus(foo.Operator):
         return types.Property(outputs)
 
 
+RUN_DEFAULTS = {
+    "members": 4, "folds": 2, "epochs": 16, "finetune_epochs": 6, "sparsities": "0.3,0.5,0.7,0.9",
+    "quantize": "fp16,bf16,int8,int4,dyn-int8", "robustness_images": 64, "model": "resnet-small",
+}
+
+
+def run_arguments(dataset_name: str, params: dict) -> list[str]:
+    """The ``curate run`` command line for the operator's form values."""
+    values = {**RUN_DEFAULTS, **{k: v for k, v in params.items() if v not in (None, "")}}
+    args = ["run", dataset_name, "--label-field", values.get("label_field", "ground_truth"),
+            "--run-key", values.get("run_key", "curate")]
+    for name in RUN_DEFAULTS:
+        args += [f"--{name.replace('_', '-')}", str(values[name])]
+    if values.get("image_size"):
+        args += ["--image-size", str(values["image_size"])]
+    return args
+
+
+def classification_fields(dataset) -> list[str]:
+    import fiftyone as fo
+
+    schema = dataset.get_field_schema(embedded_doc_type=fo.Classification)
+    return sorted(name for name in schema if not name.startswith("curate"))
+
+
+class ComputePies(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="compute_pies",
+            label="curate: find PIEs and flags",
+            description="Train, compress and score a population on this dataset (curate run)",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+            default_choice_to_delegated=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        fields = classification_fields(ctx.dataset)
+        if not fields:
+            inputs.view("no_labels", types.Warning(
+                label="No classification field to learn from",
+                description="curate needs labels in an fo.Classification field, e.g. ground_truth."))
+            return types.Property(inputs)
+        inputs.view("about", types.Notice(label=(
+            f"Trains members x folds networks on all {len(ctx.dataset)} samples and compresses each: minutes on "
+            f"a GPU, longer on a CPU. Delegate it and run `fiftyone delegated launch` to keep working.")))
+        label_choices = types.Dropdown()
+        for name in fields:
+            label_choices.add_choice(name, label=name)
+        inputs.enum("label_field", label_choices.values(), required=True, label="Labels", view=label_choices,
+                    default="ground_truth" if "ground_truth" in fields else fields[0])
+        inputs.str("run_key", default="curate", required=True, label="Run key",
+                   description="Fields, tags and views are named after it; running again replaces that run.")
+        inputs.int("members", default=RUN_DEFAULTS["members"], label="Members (K)", min=1)
+        inputs.int("folds", default=RUN_DEFAULTS["folds"], label="Cross-fitting folds (F)", min=2)
+        inputs.int("epochs", default=RUN_DEFAULTS["epochs"], label="Training epochs", min=1)
+        inputs.int("finetune_epochs", default=RUN_DEFAULTS["finetune_epochs"], label="Fine-tuning epochs per level",
+                   min=1)
+        inputs.str("sparsities", default=RUN_DEFAULTS["sparsities"], label="Pruning levels")
+        inputs.str("quantize", default=RUN_DEFAULTS["quantize"], label="Quantization levels (or none)")
+        inputs.int("robustness_images", default=RUN_DEFAULTS["robustness_images"],
+                   label="Images per network for the robustness study (0: off)", min=0)
+        inputs.str("model", default=RUN_DEFAULTS["model"], label="Model")
+        inputs.int("image_size", label="Image size (pixels; default 32)", min=4)
+        return types.Property(inputs, view=types.View(label="curate: find PIEs and flags"))
+
+    def execute(self, ctx):
+        import contextlib
+        import io
+
+        import click
+
+        from curate.cli import main
+
+        args = run_arguments(ctx.dataset.name, ctx.params)
+        printed = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(printed):
+                main.main(args=[*args, "--quiet"], prog_name="curate", standalone_mode=False)
+        except click.ClickException as exc:
+            raise ValueError(f"curate run failed: {exc.format_message()}") from None
+        ctx.ops.reload_dataset()
+        return {"summary": "```\n" + printed.getvalue().strip() + "\n```", "command": "curate " + " ".join(args)}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("command", label="Ran")
+        outputs.str("summary", label="Summary", view=types.MarkdownView())
+        return types.Property(outputs)
+
+
 def register(p):
+    p.register(ComputePies)
     p.register(ReviewSamples)
     p.register(ReviewStatus)
