@@ -405,7 +405,7 @@ def status(name: str, run_key: str, drop_unreviewed, include_eval_splits, keep_c
       relabel:<class>    the right label (relabel:suggested takes curate's suggestion)
     Editing the label in the App also counts as a relabel.
     """
-    from curate.export import ExportError, review_table
+    from curate.export import ExportError, review_table, run_warnings
     from curate.review import ReviewError, plan_export, status_table
 
     _, dataset = _load_dataset(name)
@@ -417,6 +417,8 @@ def status(name: str, run_key: str, drop_unreviewed, include_eval_splits, keep_c
         _fail(str(exc))
     counts = status_table(plan)
     click.secho(f"{name}: {len(plan)} samples scored by run {run_key!r}", bold=True)
+    for warning in run_warnings(dataset, run_key):
+        click.secho(f"Warning: {warning}", fg="yellow")
     click.echo(_table([[flag, *row] for flag, row in zip(counts.index, counts.to_numpy().tolist())],
                       ["flag", *counts.columns]))
     actions = plan["action"].value_counts()

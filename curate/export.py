@@ -38,6 +38,11 @@ def run_record(dataset, run_key: str = METHOD):
     return dataset.get_run_info(run_key).config
 
 
+def run_warnings(dataset, run_key: str = METHOD) -> list[str]:
+    """The warnings run ``run_key`` recorded about its population (:func:`curate.analysis.population_warnings`)."""
+    return list((dataset.info.get("curate") or {}).get(run_key, {}).get("warnings") or [])
+
+
 def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str]]:
     """One row per sample the run scored: current and run-time label, split, flag, suggestion, tags, PIE.
 

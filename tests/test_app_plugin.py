@@ -69,7 +69,7 @@ def test_review_operator_writes_the_tags_export_reads(fo, dataset, tmp_path):
     assert "relabel:suggested" in tags[noisy[2]] and "relabel:7" in tags[others[0]]
 
     status = fo.operators.execute_operator(STATUS, ctx={"dataset": dataset, "params": {}}).result
-    assert "| label_noise |" in status["status"]
+    assert "| label_noise |" in status["status"] and "**Warning:** Half or more" in status["status"]
     assert status["dropped"] == 3 and status["relabelled"] == 2  # 2 confirmed + 1 removed; 2 relabels
 
     out = tmp_path / "export"

@@ -178,7 +178,7 @@ class ReviewStatus(foo.Operator):
         return types.Property(inputs, view=types.View(label="curate: review status"))
 
     def execute(self, ctx):
-        from curate.export import review_table
+        from curate.export import review_table, run_warnings
         from curate.review import plan_export, status_table
 
         run_key = ctx.params.get("run_key") or curate_run_keys(ctx.dataset)[0]
@@ -193,7 +193,9 @@ class ReviewStatus(foo.Operator):
         relabelled = int((plan["action"] == "relabel").sum())
         summary = (f"An export now would keep {len(plan) - dropped} of {len(plan)} samples "
                    f"({relabelled} relabelled) and leave out {dropped}.")
-        return {"status": "\n".join(lines) + "\n\n" + summary, "dropped": dropped, "relabelled": relabelled}
+        warnings = "".join(f"\n\n**Warning:** {w}" for w in run_warnings(ctx.dataset, run_key))
+        return {"status": "\n".join(lines) + "\n\n" + summary + warnings, "dropped": dropped,
+                "relabelled": relabelled}
 
     def resolve_output(self, ctx):
         outputs = types.Object()
