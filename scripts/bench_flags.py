@@ -106,6 +106,27 @@ def brain_mistakenness(labels: np.ndarray, probs: np.ndarray, classes: list[str]
     return values
 
 
+def calibrated_count(labels: np.ndarray, probs: np.ndarray) -> int:
+    """Confident learning's error count from the calibrated joint (cleanlab's ``off_diagonal_calibrated``):
+    each row of the confident joint rescaled to the number of samples with that label."""
+    from curate.flags import class_thresholds
+
+    n_classes = probs.shape[1]
+    above = probs >= class_thresholds(labels, probs)[None]
+    assigned = np.where(above, probs, -np.inf).argmax(axis=1)
+    joint = np.zeros((n_classes, n_classes))
+    ok = above.any(axis=1)
+    np.add.at(joint, (labels[ok], assigned[ok]), 1)
+    joint = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1) * np.bincount(labels, minlength=n_classes)[:, None]
+    return int(round(joint.sum() - np.trace(joint)))
+
+
+def top(score: np.ndarray, count: int) -> np.ndarray:
+    flagged = np.zeros(len(score), dtype=bool)
+    flagged[np.argsort(-score, kind="stable")[:count]] = True
+    return flagged
+
+
 def vote_share_against(population, labels: np.ndarray) -> np.ndarray:
     """Share of every network, held-out and in-sample, dense and compressed, whose top class is not the label."""
     stacks = [population.dense, population.dense_in,
@@ -182,6 +203,7 @@ def score_label_set(result, clean: np.ndarray) -> dict:
         "dense held-out + dense in-sample": find_label_noise(labels, dense_mean, dense_in_mean),
         "+ compressed, held-out + in-sample (curate)": find_label_noise(labels, pooled, pooled_in),
     }
+    curate_noise = ablation["+ compressed, held-out + in-sample (curate)"]
     ablation = {name: (noise.score, noise.is_noise) for name, noise in ablation.items()}
     all_mean = 0.5 * (pooled + pooled_in)
 
@@ -205,6 +227,8 @@ def score_label_set(result, clean: np.ndarray) -> dict:
             vote_share_against(population, labels) + 0.01 * (1 - all_mean[rows, labels]), None),
         "tried: 1 - P(true = label | x, label), noise transitions from the confident joint": (
             1 - transition_posterior(labels, all_mean), None),
+        "tried: curate's ranking, count from the calibrated confident joint": (
+            curate_noise.score, top(curate_noise.score, calibrated_count(labels, pooled))),
         "PIE score only": (result.scores.pie_score, result.scores.is_pie_any),
         "in-sample forgetting at 90%: dense_in - compressed_in p(label)": (
             (dense_in_mean - population.compressed_in[-1].mean(axis=0))[rows, labels], None),
