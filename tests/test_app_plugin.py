@@ -104,7 +104,7 @@ def test_the_form_says_what_curate_found(fo, dataset):
     assert selection_summary(pies, "curate").startswith("3 samples: ")
 
 
-def test_compute_operator_runs_curate_on_the_dataset_in_the_app(fo, digits_images, tmp_path):
+def test_compute_operator_runs_curate_on_the_dataset_in_the_app(fo, installed, digits_images):
     import fiftyone.operators as foo
 
     dataset = fo.Dataset("test-operator-run")
@@ -115,7 +115,16 @@ def test_compute_operator_runs_curate_on_the_dataset_in_the_app(fo, digits_image
     params = {"label_field": "labels", "run_key": "fromapp", "members": 2, "folds": 2, "epochs": 2,
               "finetune_epochs": 1, "sparsities": "0.9", "quantize": "none", "robustness_images": 0,
               "image_size": 8}
-    result = foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "params": params}).result
+    # Delegated, as the App proposes by default; `fiftyone delegated launch` would run the queue.
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    queued = foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "params": params, "request_delegation": True})
+    assert queued.delegated
+    service = DelegatedOperationService()
+    service.execute_queued_operations(dataset_name="test-operator-run")
+    (operation,) = service.list_operations(dataset_name="test-operator-run")
+    assert operation.run_state == "completed", operation.result.error
+    result = operation.result.result
     assert result["command"].startswith("curate run test-operator-run --label-field labels --run-key fromapp")
     assert "curate: 240 images, 3 classes, 2 members x 2 folds" in result["summary"]
     dataset.reload()
