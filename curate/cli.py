@@ -221,6 +221,7 @@ def main() -> None:
     \b
     Typical session:
       curate run path/to/images --dataset my-data   # train, prune, mark PIEs, write to FiftyOne
+      curate plugin install                         # once: curate's operators in the App
       curate app my-data --view pies                # review in the App (tag confirmed/rejected/...)
       curate status my-data                         # review progress, what an export would do
       curate export my-data out/cleaned             # cleaned splits, every change explained
