@@ -94,6 +94,23 @@ def test_review_operator_refuses_what_it_cannot_do(fo, dataset):
     assert dataset.select(unflagged).values("tags") == before
 
 
+def test_a_whole_filtered_view_only_when_asked(fo, dataset):
+    import fiftyone.operators as foo
+
+    multi = dataset.match_tags("pie:multi_object")
+    assert 0 < len(multi) < len(dataset)
+    ctx = {"dataset": dataset, "view": multi, "params": {"decision": "reject"}}
+    with pytest.raises(Exception, match="No samples selected"):
+        foo.execute_operator(REVIEW, ctx=ctx)
+    assert not dataset.match_tags("rejected").match_tags("pie:multi_object")
+    ctx["params"]["whole_view"] = True
+    assert foo.execute_operator(REVIEW, ctx=ctx).result["reviewed"] == len(multi)
+    assert dataset.match_tags("pie:multi_object").match_tags("rejected", bool=False).count() == 0
+    # The whole dataset is never a target, even when asked.
+    with pytest.raises(Exception, match="No samples selected"):
+        foo.execute_operator(REVIEW, ctx={"dataset": dataset, "params": {"decision": "confirm", "whole_view": True}})
+
+
 def test_the_form_says_what_curate_found(fo, dataset):
     from curate.app_plugin import selection_summary
 

@@ -8,7 +8,7 @@ the backtick key in the App, or use the operator browser):
   summary the command prints.
 
 - ``review_samples``: confirm, reject, remove or relabel the selected samples (or the one open in
-  the modal). It writes the review tags ``curate export`` reads (:mod:`curate.review`), one state
+  the modal, or, when asked, every sample of a filtered view such as ``pies-multi_object``). It writes the review tags ``curate export`` reads (:mod:`curate.review`), one state
   per sample, replacing contradictory tags a hand-tagging session may have left.
 - ``review_status``: counts of flags by review state, and what an export would do now, the
   table ``curate status`` prints.
@@ -44,11 +44,21 @@ def done_message(decision: str, n: int, label: str | None = None) -> str:
     }[decision]
 
 
+def is_filtered_view(ctx) -> bool:
+    """The App shows a subset of the dataset (a saved view such as pies-multi_object, or a filter)."""
+    return ctx.view is not None and len(ctx.view) < len(ctx.dataset)
+
+
 def target_ids(ctx) -> list[str]:
-    """The selected samples, else the sample open in the modal, else none."""
+    """The selected samples, else the sample open in the modal, else, when the reviewer ticked
+    ``whole_view``, every sample of a filtered view; otherwise none (never the whole dataset)."""
     if ctx.selected:
         return list(ctx.selected)
-    return [ctx.current_sample] if ctx.current_sample else []
+    if ctx.current_sample:
+        return [ctx.current_sample]
+    if ctx.params.get("whole_view") and is_filtered_view(ctx):
+        return ctx.view.values("id")
+    return []
 
 
 def curate_run_keys(dataset) -> list[str]:
@@ -115,6 +125,9 @@ class ReviewSamples(foo.Operator):
         run_key = _run_key_input(inputs, ctx)
         if run_key is None:
             return types.Property(inputs)
+        if not ctx.selected and not ctx.current_sample and is_filtered_view(ctx):
+            inputs.bool("whole_view", default=False, label=f"Review all {len(ctx.view)} samples of the current view",
+                        description="Nothing is selected: tick this to apply the decision to the whole view.")
         if not ids:
             inputs.view("nothing", types.Warning(
                 label="No samples selected",
@@ -138,7 +151,8 @@ class ReviewSamples(foo.Operator):
 
         ids = target_ids(ctx)
         if not ids:
-            raise ValueError("No samples selected: select samples in the grid or open one first.")
+            raise ValueError("No samples selected: select samples in the grid, open one, or (in a filtered view) "
+                             "tick 'Review all samples of the current view'.")
         run_key = ctx.params.get("run_key") or curate_run_keys(ctx.dataset)[0]
         decision = ctx.params.get("decision", "confirm")
         label = ctx.params.get("label")
