@@ -533,5 +533,19 @@ def plugin_install(plugins_dir: Path | None) -> None:
     click.echo("In the App: press ` (backtick) and choose 'curate: review selected samples'.")
 
 
+@plugin.command("uninstall")
+@click.option("--plugins-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where it was installed [default: FiftyOne's plugins directory].")
+def plugin_uninstall(plugins_dir: Path | None) -> None:
+    """Remove curate's App operators (only what `curate plugin install` wrote)."""
+    from curate.plugin import PluginError, uninstall_plugin
+
+    try:
+        path = uninstall_plugin(plugins_dir)
+    except (PluginError, OSError) as exc:
+        _fail(str(exc))
+    click.echo(f"Removed {path}." if path else "The curate App plugin is not installed.")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

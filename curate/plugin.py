@@ -61,3 +61,17 @@ def install_plugin(plugins_dir: Path | None = None) -> Path:
 
 def is_installed(plugins_dir: Path | None = None) -> bool:
     return (plugin_path(plugins_dir) / MARKER).exists()
+
+
+def uninstall_plugin(plugins_dir: Path | None = None) -> Path | None:
+    """Remove the plugin curate installed; returns its path, or ``None`` when none was installed.
+
+    Refuses a directory named like it that curate did not write.
+    """
+    target = plugin_path(plugins_dir)
+    if not target.exists():
+        return None
+    if not (target / MARKER).exists():
+        raise PluginError(f"{target} was not installed by curate; leaving it alone.")
+    shutil.rmtree(target)
+    return target

@@ -51,6 +51,11 @@ def test_reinstall_replaces_its_own_copy_but_not_a_stranger(tmp_path):
     assert refused.exit_code == 2
     assert "was not installed by curate" in refused.output
     assert (stranger / "curate" / "mine.txt").read_text() == "someone else's plugin"
+    assert invoke("plugin", "uninstall", "--plugins-dir", str(stranger)).exit_code == 2
+    assert (stranger / "curate" / "mine.txt").exists()
+    removed = invoke("plugin", "uninstall", "--plugins-dir", str(tmp_path))
+    assert removed.exit_code == 0 and not (tmp_path / "curate").exists()
+    assert "not installed" in invoke("plugin", "uninstall", "--plugins-dir", str(tmp_path)).output
 
 
 def test_review_operator_writes_the_tags_export_reads(fo, dataset, tmp_path):
