@@ -6,10 +6,10 @@ the backtick key in the App, or use the operator browser):
 - ``compute_pies``: ``curate run`` on the current dataset (labels from a classification field),
   best delegated (``fiftyone delegated launch`` runs it in the background); its result is the
   summary the command prints.
-
 - ``review_samples``: confirm, reject, remove or relabel the selected samples (or the one open in
-  the modal, or, when asked, every sample of a filtered view such as ``pies-multi_object``). It writes the review tags ``curate export`` reads (:mod:`curate.review`), one state
-  per sample, replacing contradictory tags a hand-tagging session may have left.
+  the modal, or, when asked, every sample of a filtered view such as ``pies-multi_object``). It
+  writes the review tags ``curate export`` reads (:mod:`curate.review`), one state per sample,
+  replacing contradictory tags a hand-tagging session may have left.
 - ``review_status``: counts of flags by review state, and what an export would do now, the
   table ``curate status`` prints.
 
@@ -68,9 +68,17 @@ def curate_run_keys(dataset) -> list[str]:
 
 
 def run_classes(dataset, run_key: str) -> list[str]:
-    from curate.export import review_table
+    """The classes run ``run_key`` learnt, from its manifest (cheap: no pass over the samples)."""
+    import json
+    from pathlib import Path
 
-    return review_table(dataset, run_key)[1]
+    from curate.export import run_record
+
+    manifest = Path(run_record(dataset, run_key).run_dir) / "manifest.json"
+    if not manifest.exists():
+        raise ValueError(f"Run {run_key!r} recorded its results in {manifest.parent}, which is gone; run curate "
+                         f"again on this dataset to rebuild it.")
+    return list(json.loads(manifest.read_text())["classes"])
 
 
 def selection_summary(view, run_key: str) -> str:
