@@ -28,6 +28,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from curate.findings import compression_comparison, most_forgotten_classes, pie_accuracy_table  # noqa: E402
+from curate.pies import score_pies  # noqa: E402
 from curate.pipeline import CurateConfig, run_curate  # noqa: E402
 from curate.robustness import robustness_summary  # noqa: E402
 from curate.sources import LabeledImages, default_cache_dir, digits  # noqa: E402
@@ -145,6 +146,17 @@ def main() -> None:
                                                == true_labels[flagged & flipped]).mean()),
         }
         print(f"label_noise flags: {report['label_noise_flags']}")
+        # The paper's mechanism on the training images themselves: do the compressed copies of the
+        # networks that trained on an image forget its (memorised) flipped label?
+        in_sample = score_pies(result.population.dense_in, result.population.compressed_in)
+        report["in_sample_pies"] = {
+            level: {**enrichment(in_sample.is_pie[i], flipped),
+                    "dense_in_sample_says_given_label_on_flipped": float(
+                        (in_sample.dense_modal[flipped] == result.images.labels[flipped]).mean())}
+            for i, level in enumerate(result.level_names)}
+        print("\nIn-sample PIEs (dense vs compressed copies of the networks that trained on each image) "
+              "vs flipped labels:")
+        print(pd.DataFrame(report["in_sample_pies"]).T.round(3).to_string())
     if human is not None:
         kept = pd.Series(result.images.filepaths).str.replace(str(CIFAR10N) + "/", "", regex=False)
         rows = human.set_index("filepath").loc[kept]
