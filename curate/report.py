@@ -231,11 +231,14 @@ def findings_text(levels: pd.DataFrame, pie_acc: pd.DataFrame, robust: pd.DataFr
             f"{100 * row['pie_fraction']:.1f}% of images are PIEs; held-out accuracy moves from "
             f"{levels.iloc[0]['accuracy']:.3f} (dense) to {strongest['accuracy']:.3f}.")
         if row["pies"]:
-            out.append(
-                f"PIEs are harder: the dense population is right on {100 * row['dense_accuracy_pies']:.1f}% of "
-                f"{strongest['level']}'s PIEs against {100 * row['dense_accuracy_without_pies']:.1f}% of the rest; "
-                f"without them dense accuracy would be {100 * row['dense_accuracy_without_pies']:.1f}% instead of "
-                f"{100 * row['dense_accuracy']:.1f}%.")
+            on_pies, on_rest = 100 * row["dense_accuracy_pies"], 100 * row["dense_accuracy_without_pies"]
+            compared = (f"the dense population is right on {on_pies:.1f}% of {strongest['level']}'s PIEs "
+                        f"against {on_rest:.1f}% of the rest")
+            if round(on_pies, 1) < round(on_rest, 1):
+                out.append(f"PIEs are harder: {compared}; without them dense accuracy would be {on_rest:.1f}% "
+                           f"instead of {100 * row['dense_accuracy']:.1f}%.")
+            else:
+                out.append(f"PIEs are not harder here, unlike in the paper: {compared}.")
         out.append("Classes significantly impacted by pruning (Welch t-test, Holm-corrected), per level: "
                    + ", ".join(f"{r.level} {int(r.classes_impacted)}" for r in prune.itertuples()) + ".")
     if len(quant):

@@ -71,7 +71,13 @@ def test_findings_sentences_come_from_the_tables():
     text = findings_text(levels, pie_acc, None, impact)
     assert text[0] == ("At prune90 (90% of weights removed) 10.0% of images are PIEs; held-out accuracy moves "
                        "from 0.800 (dense) to 0.700.")
-    assert "right on 30.0% of prune90's PIEs against 85.6% of the rest" in text[1]
+    assert text[1].startswith("PIEs are harder: the dense population is right on 30.0% of prune90's PIEs "
+                              "against 85.6% of the rest; without them dense accuracy would be 85.6%")
+    # A population where PIEs are no harder (e.g. one that learnt nothing) is not told otherwise.
+    easier = pie_acc.assign(dense_accuracy_pies=[0.9, 0.5], dense_accuracy_without_pies=[0.789, 0.803])
+    assert findings_text(levels, easier, None, impact)[1] == (
+        "PIEs are not harder here, unlike in the paper: the dense population is right on 90.0% of prune90's "
+        "PIEs against 78.9% of the rest.")
     assert text[2].endswith("per level: prune90 2.")
     assert "int4 0 classes impacted, 1.00% PIEs" in text[3]
     assert text[4] == ("At comparable compression, int4 (8.0x smaller) vs prune90 (10.0x): 1.00% vs 10.00% PIEs, "
