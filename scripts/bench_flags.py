@@ -245,7 +245,10 @@ def score_label_set(result, clean: np.ndarray) -> dict:
     best_f1 = max((v["f1"], k) for k, v in tools.items() if k != "curate")
     job_seconds = sum(result.manifest.get("job_seconds", {}).values())
     return {
-        "n": len(labels), "base_rate": float(is_error.mean()),
+        "n": len(labels), "base_rate": float(is_error.mean()), "warnings": result.manifest.get("warnings", []),
+        # Truth behind the warnings: the share of wrong labels among the images given each label.
+        "error_rate_by_label": {c: float(is_error[labels == i].mean())
+                                for i, c in enumerate(result.images.classes)},
         "population_seconds": round(job_seconds, 1),  # shared by every tool: same networks, same budget
         "tools": tools, "ablation": ablation_rows,
         "pies": {"count": int(pie.sum()), "error_share": float(is_error[pie].mean()) if pie.any() else None,
@@ -268,6 +271,10 @@ def print_label_set(column: str, entry: dict) -> None:
     if pies["error_share"] is not None:
         print(f"\nPIEs: {pies['count']}, of which {100 * pies['error_share']:.1f}% mislabelled "
               f"(base rate {100 * pies['base_rate']:.1f}%, {pies['error_share'] / pies['base_rate']:.2f}x)")
+    for warning in entry["warnings"]:
+        print(f"curate's warning: {warning}")
+    rates = ", ".join(f"{c} {100 * r:.0f}%" for c, r in entry["error_rate_by_label"].items())
+    print(f"Truth, wrong labels among the images given each label: {rates}")
     goal = entry["goal"]
     print(f"Goal: curate AUPRC / best anchor ({goal['best_anchor_auprc']}) = {goal['auprc_ratio_vs_best_anchor']:.3f}"
           f" (target >= 1.15); F1 beats every anchor: {goal['f1_beats_every_anchor']}")
