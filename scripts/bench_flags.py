@@ -106,9 +106,8 @@ def brain_mistakenness(labels: np.ndarray, probs: np.ndarray, classes: list[str]
     return values
 
 
-def calibrated_count(labels: np.ndarray, probs: np.ndarray) -> int:
-    """Confident learning's error count from the calibrated joint (cleanlab's ``off_diagonal_calibrated``):
-    each row of the confident joint rescaled to the number of samples with that label."""
+def calibrated_joint(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Confident learning's confident joint ``[given, true]``, each row rescaled to its label's count."""
     from curate.flags import class_thresholds
 
     n_classes = probs.shape[1]
@@ -117,7 +116,12 @@ def calibrated_count(labels: np.ndarray, probs: np.ndarray) -> int:
     joint = np.zeros((n_classes, n_classes))
     ok = above.any(axis=1)
     np.add.at(joint, (labels[ok], assigned[ok]), 1)
-    joint = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1) * np.bincount(labels, minlength=n_classes)[:, None]
+    return joint / np.maximum(joint.sum(axis=1, keepdims=True), 1) * np.bincount(labels, minlength=n_classes)[:, None]
+
+
+def calibrated_count(labels: np.ndarray, probs: np.ndarray) -> int:
+    """Confident learning's error count from the calibrated joint (cleanlab's ``off_diagonal_calibrated``)."""
+    joint = calibrated_joint(labels, probs)
     return int(round(joint.sum() - np.trace(joint)))
 
 
@@ -137,18 +141,10 @@ def vote_share_against(population, labels: np.ndarray) -> np.ndarray:
 
 
 def transition_posterior(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """P(true class = given label | x, given label) with noise transitions T(noisy | true) estimated from
-    confident learning's confident joint, treating ``probs`` as p(true | x)."""
-    from curate.flags import class_thresholds
-
-    n_classes = probs.shape[1]
-    above = probs >= class_thresholds(labels, probs)[None]
-    assigned = np.where(above, probs, -np.inf).argmax(axis=1)
-    joint = np.zeros((n_classes, n_classes))
-    ok = above.any(axis=1)
-    np.add.at(joint, (labels[ok], assigned[ok]), 1)  # joint[noisy, true]
-    joint = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1) * np.bincount(labels, minlength=n_classes)[:, None]
-    transitions = joint / np.maximum(joint.sum(axis=0, keepdims=True), 1e-12)  # T[noisy | true]
+    """P(true class = given label | x, given label) with noise transitions T(given | true) estimated from
+    the calibrated confident joint, treating ``probs`` as p(true | x)."""
+    joint = calibrated_joint(labels, probs)
+    transitions = joint / np.maximum(joint.sum(axis=0, keepdims=True), 1e-12)  # T[given | true]
     weighted = transitions[labels] * probs  # T(given | j) p(j | x)
     rows = np.arange(len(labels))
     return weighted[rows, labels] / np.maximum(weighted.sum(axis=1), 1e-12)
