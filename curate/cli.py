@@ -519,6 +519,7 @@ def plugin_install(plugins_dir: Path | None) -> None:
       curate: find PIEs and flags       curate run on this dataset (delegate it)
       curate: review selected samples   confirm / reject / remove / relabel the selection
       curate: review status             flags by review state, what an export would do
+      curate: export the reviewed dataset   curate export, from the App
     The installed copy imports the operators from this curate, so upgrades need no reinstall.
     """
     from curate.plugin import PluginError, install_plugin

@@ -36,7 +36,7 @@ def test_fiftyone_lists_the_installed_operators(installed):
     import fiftyone.operators as foo
 
     uris = {op.uri for op in foo.list_operators(enabled=True)}
-    assert {REVIEW, STATUS, COMPUTE} <= uris
+    assert {REVIEW, STATUS, COMPUTE, "@curate/curate/export_dataset"} <= uris
     assert (installed / "fiftyone.yml").exists()
 
 
@@ -81,6 +81,15 @@ def test_review_operator_writes_the_tags_export_reads(fo, dataset, tmp_path):
     result = invoke("export", "test-plugin", str(out), "--format", "csv")
     assert result.exit_code == 0, result.output
     assert "3 left out, 2 relabelled" in result.output
+
+    # The same export from the App; it refuses to overwrite without the tick, as the CLI does.
+    export = "@curate/curate/export_dataset"
+    params = {"out": str(out), "format": "csv"}
+    with pytest.raises(Exception, match="already exists; choose a new directory or pass --force"):
+        fo.operators.execute_operator(export, ctx={"dataset": dataset, "params": params})
+    from_app = fo.operators.execute_operator(export, ctx={"dataset": dataset, "params": {**params, "force": True}})
+    assert "3 left out, 2 relabelled" in from_app.result["summary"]
+    assert from_app.result["command"].endswith("--format csv --run-key curate --force")
 
 
 def test_review_operator_refuses_what_it_cannot_do(fo, dataset):

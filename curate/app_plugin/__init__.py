@@ -1,6 +1,6 @@
 """curate's FiftyOne App plugin: find PIEs and review flags without leaving the App.
 
-Installed into FiftyOne's plugins directory by ``curate plugin install``. Three operators (press
+Installed into FiftyOne's plugins directory by ``curate plugin install``. Four operators (press
 the backtick key in the App, or use the operator browser):
 
 - ``compute_pies``: ``curate run`` on the current dataset (labels from a classification field),
@@ -12,6 +12,7 @@ the backtick key in the App, or use the operator browser):
   replacing contradictory tags a hand-tagging session may have left.
 - ``review_status``: counts of flags by review state, and what an export would do now, the
   table ``curate status`` prints.
+- ``export_dataset``: ``curate export`` of the reviewed dataset to a new directory.
 
 The logic lives in :mod:`curate.cli`, :mod:`curate.review` and :mod:`curate.export`; this module
 only reads the App's form and selection, and writes tags.
@@ -243,6 +244,28 @@ def run_arguments(dataset_name: str, params: dict) -> list[str]:
     return args
 
 
+def run_cli(args: list[str]) -> str:
+    """Run a curate command in this process; its printed output as a Markdown code block.
+
+    A command's plain error (:class:`curate.cli.CurateUsageError`, or click's own) becomes a
+    ``ValueError`` the App shows.
+    """
+    import contextlib
+    import io
+
+    import click
+
+    from curate.cli import main
+
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            main.main(args=args, prog_name="curate", standalone_mode=False)
+    except click.ClickException as exc:
+        raise ValueError(f"curate {args[0]} failed: {exc.format_message()}") from None
+    return "```\n" + printed.getvalue().strip() + "\n```"
+
+
 def classification_fields(dataset) -> list[str]:
     import fiftyone as fo
 
@@ -295,22 +318,10 @@ class ComputePies(foo.Operator):
         return types.Property(inputs, view=types.View(label="curate: find PIEs and flags"))
 
     def execute(self, ctx):
-        import contextlib
-        import io
-
-        import click
-
-        from curate.cli import main
-
         args = run_arguments(ctx.dataset.name, ctx.params)
-        printed = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(printed):
-                main.main(args=[*args, "--quiet"], prog_name="curate", standalone_mode=False)
-        except click.ClickException as exc:
-            raise ValueError(f"curate run failed: {exc.format_message()}") from None
+        printed = run_cli([*args, "--quiet"])
         ctx.ops.reload_dataset()
-        return {"summary": "```\n" + printed.getvalue().strip() + "\n```", "command": "curate " + " ".join(args)}
+        return {"summary": printed, "command": "curate " + " ".join(args)}
 
     def resolve_output(self, ctx):
         outputs = types.Object()
@@ -319,7 +330,53 @@ class ComputePies(foo.Operator):
         return types.Property(outputs)
 
 
+class ExportDataset(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="export_dataset",
+            label="curate: export the reviewed dataset",
+            description="Cleaned splits to a new directory (curate export)",
+            dynamic=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        run_key = _run_key_input(inputs, ctx)
+        if run_key is None:
+            return types.Property(inputs)
+        inputs.view("about", types.Notice(label=(
+            "Leaves out confirmed label noise and corruption and samples tagged remove, applies relabels, and "
+            "writes changes.csv with every change and its reason. The dataset and its images are not modified.")))
+        inputs.str("out", required=True, label="New directory to write (on the machine running FiftyOne)")
+        formats = types.RadioGroup()
+        for value, label in (("folder", "Image folders per split and class"), ("fiftyone", "FiftyOne dataset"),
+                             ("csv", "CSV manifest pointing at the original images")):
+            formats.add_choice(value, label=label)
+        inputs.enum("format", formats.values(), default="folder", view=formats, label="Format")
+        inputs.str("splits", label="Make stratified splits, e.g. 0.8,0.1,0.1 (empty: keep the split tags)")
+        inputs.bool("force", default=False, label="Replace the directory if it exists")
+        return types.Property(inputs, view=types.View(label="curate: export"))
+
+    def execute(self, ctx):
+        run_key = ctx.params.get("run_key") or curate_run_keys(ctx.dataset)[0]
+        args = ["export", ctx.dataset.name, ctx.params["out"], "--format", ctx.params.get("format") or "folder",
+                "--run-key", run_key]
+        if ctx.params.get("splits"):
+            args += ["--splits", ctx.params["splits"]]
+        if ctx.params.get("force"):
+            args.append("--force")
+        return {"summary": run_cli(args), "command": "curate " + " ".join(args)}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("command", label="Ran")
+        outputs.str("summary", label="Exported", view=types.MarkdownView())
+        return types.Property(outputs)
+
+
 def register(p):
     p.register(ComputePies)
+    p.register(ExportDataset)
     p.register(ReviewSamples)
     p.register(ReviewStatus)
