@@ -516,9 +516,9 @@ def plugin_install(plugins_dir: Path | None) -> None:
 
     \b
     In the App, press ` (backtick) or open the operator browser, then:
-      curate: find PIEs and flags       curate run on this dataset (delegate it)
-      curate: review selected samples   confirm / reject / remove / relabel the selection
-      curate: review status             flags by review state, what an export would do
+      curate: find PIEs and flags           curate run on this dataset (delegate it)
+      curate: review selected samples       confirm / reject / remove / relabel the selection
+      curate: review status                 flags by review state, what an export would do
       curate: export the reviewed dataset   curate export, from the App
     The installed copy imports the operators from this curate, so upgrades need no reinstall.
     """
