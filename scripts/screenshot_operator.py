@@ -35,6 +35,7 @@ from screenshot_app import app_page, wait_for  # noqa: E402
 OPERATORS = {  # label in the operator browser, text that shows its form has rendered
     "review": ("curate: review selected samples", "Confirm the flag"),
     "compute": ("curate: find PIEs and flags", "Members (K)"),
+    "status": ("curate: review status", None),  # no form: executes at once and shows its table
 }
 
 
@@ -45,6 +46,9 @@ def photograph_operator(url: str, out: str, width: int, height: int, wait_ms: in
         page.keyboard.press("`")
         page.keyboard.type(label)
         page.get_by_text(label).first.click()
+        if rendered is None:
+            page.get_by_role("button", name="Execute").first.click()
+            rendered = "An export now would keep"
         page.get_by_text(rendered).first.wait_for(timeout=20000)
         page.wait_for_timeout(1500)
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -63,7 +67,8 @@ def main() -> None:
     parser.add_argument("--wait-ms", type=int, default=15000)
     parser.add_argument("--apply", action="store_true", help="Submit the review form (confirm) and show its effect.")
     parser.add_argument("--operator", choices=sorted(OPERATORS), default="review",
-                        help="review: the review form on a flagged sample; compute: the run form on the grid.")
+                        help="review: the review form on a flagged sample; compute: the run form on the grid; "
+                             "status: the review-status table.")
     args = parser.parse_args()
 
     from click.testing import CliRunner
