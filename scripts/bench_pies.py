@@ -162,6 +162,16 @@ def main() -> None:
         rows = human.set_index("filepath").loc[kept]
         for column in ("aggre", "worse", "random1"):
             errors[column] = (rows[column] != rows["clean"]).to_numpy()
+        # Trained on the clean labels, so every label-noise flag is a false alarm unless CIFAR-10 itself
+        # is wrong; how often did people also stumble on the flagged images?
+        flagged = result.categories.label_noise
+        hard_for_people = errors["aggre"]
+        report["label_noise_flags_on_clean_labels"] = {
+            "flagged": int(flagged.sum()), "share": float(flagged.mean()),
+            "aggre_error_share_among_flagged": float(hard_for_people[flagged].mean()) if flagged.any() else None,
+            "aggre_error_base_rate": float(hard_for_people.mean()),
+        }
+        print(f"\nlabel_noise flags on the clean labels: {report['label_noise_flags_on_clean_labels']}")
     report["enrichment"] = {}
     for name, is_error in errors.items():
         per_level = {level: enrichment(result.scores.is_pie[i], is_error)
