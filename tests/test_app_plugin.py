@@ -160,6 +160,9 @@ def test_compute_operator_runs_curate_on_the_dataset_in_the_app(fo, installed, d
     assert "curate: 240 images, 3 classes, 2 members x 2 folds" in result["summary"]
     dataset.reload()
     assert dataset.list_runs() == ["fromapp"] and dataset.has_field("fromapp_pie")
+    from curate.app_plugin import classification_fields
+
+    assert classification_fields(dataset) == ["labels"]  # not fromapp_dense, fromapp_prune90, ...
     assert "fromapp-pies" in dataset.list_saved_views()
 
     bad = {**params, "sparsities": "0.9,1.5"}

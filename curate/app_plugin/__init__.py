@@ -267,10 +267,12 @@ def run_cli(args: list[str]) -> str:
 
 
 def classification_fields(dataset) -> list[str]:
+    """Classification fields that could hold labels: not the predictions curate runs wrote."""
     import fiftyone as fo
 
+    ours = tuple(f"{key}_" for key in {"curate", *curate_run_keys(dataset)})
     schema = dataset.get_field_schema(embedded_doc_type=fo.Classification)
-    return sorted(name for name in schema if not name.startswith("curate"))
+    return sorted(name for name in schema if not name.startswith(ours))
 
 
 class ComputePies(foo.Operator):
