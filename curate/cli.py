@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -51,7 +52,7 @@ class CurateUsageError(click.ClickException):
         click.secho(f"Error: {self.format_message()}", fg="red", err=True, file=file)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise CurateUsageError(message)
 
 

@@ -226,18 +226,23 @@ class ReviewStatus(foo.Operator):
         return types.Property(outputs)
 
 
-RUN_DEFAULTS = {
-    "members": 4, "folds": 2, "epochs": 16, "finetune_epochs": 6, "sparsities": "0.3,0.5,0.7,0.9",
-    "quantize": "fp16,bf16,int8,int4,dyn-int8", "robustness_images": 64, "model": "resnet-small",
-}
+FORM_OPTIONS = ("members", "folds", "epochs", "finetune_epochs", "sparsities", "quantize", "robustness_images",
+                "model")
+
+
+def run_defaults() -> dict:
+    """The defaults of ``curate run``'s options the form offers, read from the command itself."""
+    from curate.cli import run
+
+    return {p.name: p.default for p in run.params if p.name in FORM_OPTIONS}
 
 
 def run_arguments(dataset_name: str, params: dict) -> list[str]:
     """The ``curate run`` command line for the operator's form values."""
-    values = {**RUN_DEFAULTS, **{k: v for k, v in params.items() if v not in (None, "")}}
+    values = {**run_defaults(), **{k: v for k, v in params.items() if v not in (None, "")}}
     args = ["run", dataset_name, "--label-field", values.get("label_field", "ground_truth"),
             "--run-key", values.get("run_key", "curate")]
-    for name in RUN_DEFAULTS:
+    for name in FORM_OPTIONS:
         args += [f"--{name.replace('_', '-')}", str(values[name])]
     if values.get("image_size"):
         args += ["--image-size", str(values["image_size"])]
@@ -306,16 +311,17 @@ class ComputePies(foo.Operator):
                     default="ground_truth" if "ground_truth" in fields else fields[0])
         inputs.str("run_key", default="curate", required=True, label="Run key",
                    description="Fields, tags and views are named after it; running again replaces that run.")
-        inputs.int("members", default=RUN_DEFAULTS["members"], label="Members (K)", min=1)
-        inputs.int("folds", default=RUN_DEFAULTS["folds"], label="Cross-fitting folds (F)", min=2)
-        inputs.int("epochs", default=RUN_DEFAULTS["epochs"], label="Training epochs", min=1)
-        inputs.int("finetune_epochs", default=RUN_DEFAULTS["finetune_epochs"], label="Fine-tuning epochs per level",
+        defaults = run_defaults()
+        inputs.int("members", default=defaults["members"], label="Members (K)", min=1)
+        inputs.int("folds", default=defaults["folds"], label="Cross-fitting folds (F)", min=2)
+        inputs.int("epochs", default=defaults["epochs"], label="Training epochs", min=1)
+        inputs.int("finetune_epochs", default=defaults["finetune_epochs"], label="Fine-tuning epochs per level",
                    min=1)
-        inputs.str("sparsities", default=RUN_DEFAULTS["sparsities"], label="Pruning levels")
-        inputs.str("quantize", default=RUN_DEFAULTS["quantize"], label="Quantization levels (or none)")
-        inputs.int("robustness_images", default=RUN_DEFAULTS["robustness_images"],
+        inputs.str("sparsities", default=defaults["sparsities"], label="Pruning levels")
+        inputs.str("quantize", default=defaults["quantize"], label="Quantization levels (or none)")
+        inputs.int("robustness_images", default=defaults["robustness_images"],
                    label="Images per network for the robustness study (0: off)", min=0)
-        inputs.str("model", default=RUN_DEFAULTS["model"], label="Model")
+        inputs.str("model", default=defaults["model"], label="Model")
         inputs.int("image_size", label="Image size (pixels; default 32)", min=4)
         return types.Property(inputs, view=types.View(label="curate: find PIEs and flags"))
 
