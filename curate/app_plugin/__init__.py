@@ -271,6 +271,14 @@ def run_cli(args: list[str]) -> str:
     return "```\n" + printed.getvalue().strip() + "\n```"
 
 
+def command_output(label: str):
+    """The output of an operator that ran a curate command: the command line, then what it printed."""
+    outputs = types.Object()
+    outputs.str("command", label="Ran")
+    outputs.str("summary", label=label, view=types.MarkdownView())
+    return types.Property(outputs)
+
+
 def classification_fields(dataset) -> list[str]:
     """Classification fields that could hold labels: not the predictions curate runs wrote."""
     import fiftyone as fo
@@ -332,10 +340,7 @@ class ComputePies(foo.Operator):
         return {"summary": printed, "command": "curate " + " ".join(args)}
 
     def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.str("command", label="Ran")
-        outputs.str("summary", label="Summary", view=types.MarkdownView())
-        return types.Property(outputs)
+        return command_output("Summary")
 
 
 class ExportDataset(foo.Operator):
@@ -377,10 +382,7 @@ class ExportDataset(foo.Operator):
         return {"summary": run_cli(args), "command": "curate " + " ".join(args)}
 
     def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.str("command", label="Ran")
-        outputs.str("summary", label="Exported", view=types.MarkdownView())
-        return types.Property(outputs)
+        return command_output("Exported")
 
 
 def register(p):
