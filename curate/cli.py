@@ -407,14 +407,13 @@ def status(name: str, run_key: str, drop_unreviewed, include_eval_splits, keep_c
       relabel:<class>    the right label (relabel:suggested takes curate's suggestion)
     Editing the label in the App also counts as a relabel.
     """
-    from curate.export import ExportError, review_table, run_warnings
-    from curate.review import ReviewError, plan_export, status_table
+    from curate.export import ExportError, review_plan, run_warnings
+    from curate.review import ReviewError, status_table
 
     _, dataset = _load_dataset(name)
     policy = _policy(keep_confirmed, no_relabel, keep_removed, drop_unreviewed, include_eval_splits)
     try:
-        table, classes = review_table(dataset, run_key)
-        plan = plan_export(table, classes, policy)
+        plan = review_plan(dataset, run_key, policy)
     except (ExportError, ReviewError) as exc:
         _fail(str(exc))
     counts = status_table(plan)

@@ -73,6 +73,12 @@ def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str
     return table, classes
 
 
+def review_plan(dataset, run_key: str = METHOD, policy: ExportPolicy = ExportPolicy()) -> pd.DataFrame:
+    """:func:`review_table` planned by :func:`curate.review.plan_export`: one action per sample, with why."""
+    table, classes = review_table(dataset, run_key)
+    return plan_export(table, classes, policy)
+
+
 def _replace_dir(tmp: Path, out: Path, force: bool) -> None:
     old = None
     if out.exists():
@@ -106,8 +112,7 @@ def export_dataset(dataset, out: str | os.PathLike, fmt: str = "folder", policy:
         raise ExportError(f"Unknown format {fmt!r}; choose one of {FORMATS}.")
     out = Path(out).expanduser().resolve()
     _check_out(out, force)
-    table, classes = review_table(dataset, run_key)
-    plan = plan_export(table, classes, policy)
+    plan = review_plan(dataset, run_key, policy)
     kept = plan[plan["action"] != "drop"].copy()
     if splits is not None:
         kept["split"] = stratified_splits(kept["new_label"].to_numpy(), splits, seed)
@@ -189,9 +194,8 @@ def write_weights(dataset, out: str | os.PathLike, scheme: str = "factor", facto
         raise ExportError(f"Weights go to a .csv or .parquet file, got {out.name!r}.")
     if out.exists() and not force:
         raise ExportError(f"{out} already exists; choose a new file or pass --force to replace it.")
-    table, classes = review_table(dataset, run_key)
-    plan = plan_export(table, classes, policy)
-    weights = sample_weights(plan, table["pie_score"].to_numpy(), table["pie"].to_numpy(), scheme, factor)
+    plan = review_plan(dataset, run_key, policy)
+    weights = sample_weights(plan, plan["pie_score"].to_numpy(), plan["pie"].to_numpy(), scheme, factor)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     if out.suffix.lower() == ".csv":

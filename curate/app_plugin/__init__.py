@@ -201,12 +201,11 @@ class ReviewStatus(foo.Operator):
         return types.Property(inputs, view=types.View(label="curate: review status"))
 
     def execute(self, ctx):
-        from curate.export import review_table, run_warnings
-        from curate.review import plan_export, status_table
+        from curate.export import review_plan, run_warnings
+        from curate.review import status_table
 
         run_key = ctx.params.get("run_key") or curate_run_keys(ctx.dataset)[0]
-        table, classes = review_table(ctx.dataset, run_key)
-        plan = plan_export(table, classes)
+        plan = review_plan(ctx.dataset, run_key)
         counts = status_table(plan)
         header = "| flag | " + " | ".join(counts.columns) + " |"
         lines = [header, "|" + "---|" * (len(counts.columns) + 1)]
