@@ -43,6 +43,24 @@ def run_warnings(dataset, run_key: str = METHOD) -> list[str]:
     return list((dataset.info.get("curate") or {}).get(run_key, {}).get("warnings") or [])
 
 
+def _results_dir(config, dataset, run_key: str) -> Path:
+    """The run directory a run record names, checked to still hold the run's results."""
+    run_dir = Path(config.run_dir)
+    if not (run_dir / "samples.parquet").exists():
+        raise ExportError(f"Run {run_key!r} recorded its results in {run_dir}, which is gone; run "
+                          f"`curate run ... --dataset {dataset.name} --run-key {run_key}` again to rebuild it.")
+    return run_dir
+
+
+def _classes_in(run_dir: Path) -> list[str]:
+    return list(json.loads((run_dir / "manifest.json").read_text())["classes"])
+
+
+def run_classes(dataset, run_key: str = METHOD) -> list[str]:
+    """The classes run ``run_key`` learnt, from its manifest (no pass over the samples)."""
+    return _classes_in(_results_dir(run_record(dataset, run_key), dataset, run_key))
+
+
 def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str]]:
     """One row per sample the run scored: current and run-time label, split, flag, suggestion, tags, PIE.
 
@@ -52,12 +70,9 @@ def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str
     config = run_record(dataset, run_key)
     names = names_for(run_key, list(config.levels))
     label_field = config.label_field or LABEL_FIELD
-    run_dir = Path(config.run_dir)
-    if not (run_dir / "samples.parquet").exists():
-        raise ExportError(f"Run {run_key!r} recorded its results in {run_dir}, which is gone; run "
-                          f"`curate run ... --dataset {dataset.name} --run-key {run_key}` again to rebuild it.")
+    run_dir = _results_dir(config, dataset, run_key)
     run_samples = pd.read_parquet(run_dir / "samples.parquet")
-    classes = list(json.loads((run_dir / "manifest.json").read_text())["classes"])
+    classes = _classes_in(run_dir)
     scored = dataset.exists(names["pie"])
     ids, paths, labels, tags, category, noisy, suggested, pie, pie_score = scored.values([
         "id", "filepath", f"{label_field}.label", "tags", names["category"], names["label_noise"],

@@ -68,20 +68,6 @@ def curate_run_keys(dataset) -> list[str]:
     return sorted(dataset.list_runs(method=METHOD))
 
 
-def run_classes(dataset, run_key: str) -> list[str]:
-    """The classes run ``run_key`` learnt, from its manifest (cheap: no pass over the samples)."""
-    import json
-    from pathlib import Path
-
-    from curate.export import run_record
-
-    manifest = Path(run_record(dataset, run_key).run_dir) / "manifest.json"
-    if not manifest.exists():
-        raise ValueError(f"Run {run_key!r} recorded its results in {manifest.parent}, which is gone; run curate "
-                         f"again on this dataset to rebuild it.")
-    return list(json.loads(manifest.read_text())["classes"])
-
-
 def selection_summary(view, run_key: str) -> str:
     """What curate said about the selection: one sample's reason, or several samples' flags counted."""
     from collections import Counter
@@ -149,6 +135,8 @@ class ReviewSamples(foo.Operator):
         inputs.enum("decision", choices.values(), default="confirm", required=True, view=choices,
                     label=f"Review {len(ids)} sample{'s' if len(ids) != 1 else ''}")
         if ctx.params.get("decision") == "relabel":
+            from curate.export import run_classes
+
             classes = types.AutocompleteView()
             for name in run_classes(ctx.dataset, run_key):
                 classes.add_choice(name, label=name)
@@ -156,6 +144,7 @@ class ReviewSamples(foo.Operator):
         return types.Property(inputs, view=types.View(label="curate: review"))
 
     def execute(self, ctx):
+        from curate.export import run_classes
         from curate.review import apply_decision
 
         ids = target_ids(ctx)
