@@ -72,7 +72,7 @@ def relabel_target(tags: list[str], label: str, run_label: str, suggested: str |
     """The label a reviewer asked for, or ``None``. ``where`` names the sample in errors."""
     wanted = {t[len(RELABEL_PREFIX):] for t in tags if t.startswith(RELABEL_PREFIX)}
     if SUGGESTED in wanted:
-        if suggested is None or pd.isna(suggested) or not suggested:  # pandas may hold a missing one as NaN
+        if pd.isna(suggested) or not suggested:  # None, or NaN where pandas holds a missing one
             raise ReviewError(f"{where} is tagged relabel:suggested but curate suggested no label for it; "
                               f"tag it relabel:<class> with one of {classes}.")
         wanted = (wanted - {SUGGESTED}) | {suggested}
