@@ -64,6 +64,37 @@ def class_thresholds(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
         return np.where(counts > 0, sums / np.maximum(counts, 1), 1.0)
 
 
+def confident_assignment(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Confident learning's per-sample step: ``(thresholds, above, assigned)``.
+
+    ``above[i, j]``: ``probs[i, j] >= t_j`` (:func:`class_thresholds`); ``assigned[i]``: the most
+    probable class among those, meaningful only where ``above[i].any()``.
+    """
+    labels, probs = _check(labels, probs)
+    thresholds = class_thresholds(labels, probs)
+    above = probs >= thresholds[None, :]
+    return thresholds, above, np.where(above, probs, -np.inf).argmax(axis=1)
+
+
+def confident_joint(labels: np.ndarray, probs: np.ndarray, calibrate: bool = False) -> np.ndarray:
+    """The confident joint ``C[given, assigned]``: counts of samples by label and confident class.
+
+    ``calibrate`` rescales each row to the number of samples with that label, so samples confident
+    in no class count too (cleanlab's calibrated joint, whose off-diagonal is its
+    ``off_diagonal_calibrated`` error count).
+    """
+    labels, probs = _check(labels, probs)
+    n_classes = probs.shape[1]
+    _, above, assigned = confident_assignment(labels, probs)
+    ok = above.any(axis=1)
+    joint = np.zeros((n_classes, n_classes))
+    np.add.at(joint, (labels[ok], assigned[ok]), 1)
+    if calibrate:
+        counts = np.bincount(labels, minlength=n_classes)
+        joint = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1) * counts[:, None]
+    return joint
+
+
 @dataclass
 class LabelNoise:
     """Result of :func:`find_label_noise`.
@@ -106,9 +137,7 @@ def find_label_noise(labels: np.ndarray, probs: np.ndarray, in_sample_probs: np.
     labels, probs = _check(labels, probs)
     n = len(labels)
     rows = np.arange(n)
-    thresholds = class_thresholds(labels, probs)
-    above = probs >= thresholds[None, :]
-    assigned = np.where(above, probs, -np.inf).argmax(axis=1)
+    thresholds, above, assigned = confident_assignment(labels, probs)
     confident = above.any(axis=1) & (assigned != labels)
     others = probs.copy()
     others[rows, labels] = -np.inf

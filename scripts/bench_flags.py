@@ -106,22 +106,11 @@ def brain_mistakenness(labels: np.ndarray, probs: np.ndarray, classes: list[str]
     return values
 
 
-def calibrated_joint(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Confident learning's confident joint ``[given, true]``, each row rescaled to its label's count."""
-    from curate.flags import class_thresholds
-
-    n_classes = probs.shape[1]
-    above = probs >= class_thresholds(labels, probs)[None]
-    assigned = np.where(above, probs, -np.inf).argmax(axis=1)
-    joint = np.zeros((n_classes, n_classes))
-    ok = above.any(axis=1)
-    np.add.at(joint, (labels[ok], assigned[ok]), 1)
-    return joint / np.maximum(joint.sum(axis=1, keepdims=True), 1) * np.bincount(labels, minlength=n_classes)[:, None]
-
-
 def calibrated_count(labels: np.ndarray, probs: np.ndarray) -> int:
     """Confident learning's error count from the calibrated joint (cleanlab's ``off_diagonal_calibrated``)."""
-    joint = calibrated_joint(labels, probs)
+    from curate.flags import confident_joint
+
+    joint = confident_joint(labels, probs, calibrate=True)
     return int(round(joint.sum() - np.trace(joint)))
 
 
@@ -143,7 +132,9 @@ def vote_share_against(population, labels: np.ndarray) -> np.ndarray:
 def transition_posterior(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """P(true class = given label | x, given label) with noise transitions T(given | true) estimated from
     the calibrated confident joint, treating ``probs`` as p(true | x)."""
-    joint = calibrated_joint(labels, probs)
+    from curate.flags import confident_joint
+
+    joint = confident_joint(labels, probs, calibrate=True)
     transitions = joint / np.maximum(joint.sum(axis=0, keepdims=True), 1e-12)  # T[given | true]
     weighted = transitions[labels] * probs  # T(given | j) p(j | x)
     rows = np.arange(len(labels))

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from curate.flags import (categorise, class_thresholds, find_label_noise, population_mean, reasons,
-                          split_evenness, votes_for)
+from curate.flags import (categorise, class_thresholds, confident_joint, find_label_noise, population_mean,
+                          reasons, split_evenness, votes_for)
 
 
 def test_class_thresholds_are_mean_self_confidence_per_class():
@@ -169,3 +169,14 @@ def test_count_is_the_off_diagonal_of_the_confident_joint():
     # probable: the confident joint puts it off the diagonal. Sample 1 and 8 are confident in nothing.
     assert np.flatnonzero(noise.confident).tolist() == [2] and noise.n_estimated == 1
     assert noise.suggested[2] == 1
+
+
+def test_confident_joint_by_hand():
+    labels = np.array([0, 0, 0, 1, 1])
+    probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.5, 0.5], [0.2, 0.8], [0.6, 0.4]])
+    # t0 = (0.9 + 0.3 + 0.5) / 3 = 0.567, t1 = (0.8 + 0.4) / 2 = 0.6. Confident classes: sample 0 -> 0,
+    # 1 -> 1, 2 -> none (0.5 < both), 3 -> 1, 4 -> 0 (0.6 >= 0.6).
+    np.testing.assert_array_equal(confident_joint(labels, probs), [[1, 1], [1, 1]])
+    # Calibrated: row 0 holds 2 counted samples of the 3 labelled 0, so it scales by 3/2.
+    np.testing.assert_allclose(confident_joint(labels, probs, calibrate=True), [[1.5, 1.5], [1, 1]])
+    assert find_label_noise(labels, probs).n_estimated == 2  # the raw joint's off-diagonal
