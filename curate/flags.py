@@ -64,6 +64,13 @@ def class_thresholds(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
         return np.where(counts > 0, sums / np.maximum(counts, 1), 1.0)
 
 
+def highest(score: np.ndarray, count: int) -> np.ndarray:
+    """Boolean mask of the ``count`` highest scores (ties broken by position, so deterministic)."""
+    mask = np.zeros(len(score), dtype=bool)
+    mask[np.argsort(-np.asarray(score), kind="stable")[:count]] = True
+    return mask
+
+
 def confident_assignment(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Confident learning's per-sample step: ``(thresholds, above, assigned)``.
 
@@ -152,8 +159,7 @@ def find_label_noise(labels: np.ndarray, probs: np.ndarray, in_sample_probs: np.
         given = 0.5 * (given + in_sample[rows, labels])
     score = np.clip(1.0 - given, 0.0, 1.0)
     n_estimated = int(confident.sum())
-    is_noise = np.zeros(n, dtype=bool)
-    is_noise[np.argsort(-score, kind="stable")[:n_estimated]] = True
+    is_noise = highest(score, n_estimated)
     return LabelNoise(
         is_noise=is_noise,
         score=score,

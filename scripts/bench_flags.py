@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_pies import CIFAR10N, cifar10n_subset, write_report  # noqa: E402
+from curate.flags import highest  # noqa: E402
 from curate.pipeline import CurateConfig, run_curate  # noqa: E402
 from curate.sources import default_cache_dir  # noqa: E402
 from curate.train import TrainSettings  # noqa: E402
@@ -112,12 +113,6 @@ def calibrated_count(labels: np.ndarray, probs: np.ndarray) -> int:
 
     joint = confident_joint(labels, probs, calibrate=True)
     return int(round(joint.sum() - np.trace(joint)))
-
-
-def top(score: np.ndarray, count: int) -> np.ndarray:
-    flagged = np.zeros(len(score), dtype=bool)
-    flagged[np.argsort(-score, kind="stable")[:count]] = True
-    return flagged
 
 
 def vote_share_against(population, labels: np.ndarray) -> np.ndarray:
@@ -215,7 +210,7 @@ def score_label_set(result, clean: np.ndarray) -> dict:
         "tried: 1 - P(true = label | x, label), noise transitions from the confident joint": (
             1 - transition_posterior(labels, all_mean), None),
         "tried: curate's ranking, count from the calibrated confident joint": (
-            curate_noise.score, top(curate_noise.score, calibrated_count(labels, pooled))),
+            curate_noise.score, highest(curate_noise.score, calibrated_count(labels, pooled))),
         "PIE score only": (result.scores.pie_score, result.scores.is_pie_any),
         "in-sample forgetting at 90%: dense_in - compressed_in p(label)": (
             (dense_in_mean - population.compressed_in[-1].mean(axis=0))[rows, labels], None),
