@@ -102,6 +102,73 @@ def confident_joint(labels: np.ndarray, probs: np.ndarray, calibrate: bool = Fal
     return joint
 
 
+def label_profile(held_out: np.ndarray, in_sample: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """How a sample's label looks to the population: ``(N, 4)`` logits of the held-out and in-sample
+    probability of ``labels`` and of the best other class (the input of :func:`probe_error_estimate`)."""
+    labels, held_out = _check(labels, held_out)
+    in_sample = np.asarray(in_sample, dtype=np.float64)
+    if in_sample.shape != held_out.shape:
+        raise ValueError(f"in_sample has shape {in_sample.shape}; expected {held_out.shape} like held_out.")
+    rows = np.arange(len(labels))
+    columns = []
+    for probs in (held_out, in_sample):
+        others = probs.copy()
+        others[rows, labels] = 0.0
+        for p in (probs[rows, labels], others.max(axis=1)):
+            p = np.clip(p, 1e-4, 1 - 1e-4)
+            columns.append(np.log(p / (1 - p)))
+    return np.stack(columns, axis=1)
+
+
+@dataclass
+class ProbeEstimate:
+    """Result of :func:`probe_error_estimate`.
+
+    Attributes:
+        p_wrong: ``(N,)`` estimated probability that each real sample's label is wrong.
+        count: estimated number of wrong labels among the real samples.
+        c: mean probe score: the share of all wrong-label profiles that are probes, as the
+            classifier sees it.
+    """
+
+    p_wrong: np.ndarray
+    count: float
+    c: float
+
+
+def probe_error_estimate(real_profile: np.ndarray, probe_profile: np.ndarray, seed: int = 0) -> ProbeEstimate:
+    """Label errors estimated from random-label probes injected into training (positive-unlabelled).
+
+    Probes (Metadata Archaeology, Siddiqui et al. 2022) are training samples given a known wrong
+    label; their :func:`label_profile` is what a wrong label looks like to these networks. A logistic
+    regression tells probes (positives) from real samples (unlabelled: right and wrong labels mixed),
+    cross-validated so no sample scores itself. Elkan & Noto (2008): with ``g`` its score and ``c``
+    the mean score of the probes, a real sample's label is wrong with probability
+    ``(1 - c) / c * g / (1 - g)``, and the real samples hold ``n_probes * (1 - c) / c`` wrong labels.
+    Assumes wrong labels look like probes; human errors, on confusable images, are easier to fit, so
+    at heavy noise the count runs low (docs/benchmarks.md).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    real_profile = np.asarray(real_profile, dtype=np.float64)
+    probe_profile = np.asarray(probe_profile, dtype=np.float64)
+    if real_profile.ndim != 2 or probe_profile.ndim != 2 or real_profile.shape[1] != probe_profile.shape[1]:
+        raise ValueError(f"real_profile {real_profile.shape} and probe_profile {probe_profile.shape} must be "
+                         "(n, n_features) with the same n_features.")
+    folds = 5
+    if len(probe_profile) < folds or len(real_profile) < folds:
+        raise ValueError(f"Need at least {folds} probes and {folds} real samples to cross-validate, got "
+                         f"{len(probe_profile)} probes and {len(real_profile)} real samples; inject more probes.")
+    x = np.concatenate([real_profile, probe_profile])
+    is_probe = np.r_[np.zeros(len(real_profile)), np.ones(len(probe_profile))]
+    score = cross_val_predict(LogisticRegression(max_iter=1000), x, is_probe, method="predict_proba",
+                              cv=StratifiedKFold(folds, shuffle=True, random_state=seed))[:, 1]
+    real_score, c = score[:len(real_profile)], float(score[len(real_profile):].mean())
+    p_wrong = np.clip((1 - c) / c * real_score / np.maximum(1 - real_score, 1e-12), 0.0, 1.0)
+    return ProbeEstimate(p_wrong=p_wrong, count=len(probe_profile) * (1 - c) / c, c=c)
+
+
 @dataclass
 class LabelNoise:
     """Result of :func:`find_label_noise`.

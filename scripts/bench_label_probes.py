@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_flags import noisy_subset, ranking_metrics, set_metrics  # noqa: E402
 from bench_pies import CIFAR10N, write_report  # noqa: E402
-from curate.flags import confident_joint, highest  # noqa: E402
+from curate.flags import confident_joint, highest, label_profile, probe_error_estimate  # noqa: E402
 from curate.pipeline import CurateConfig, prepare_images  # noqa: E402
 from curate.sources import default_cache_dir  # noqa: E402
 from curate.store import RunStore  # noqa: E402
@@ -90,40 +90,6 @@ def train_population(pixels: np.ndarray, labels: np.ndarray, n_classes: int, arg
             "probe": probe, "trained_labels": trained_labels}
 
 
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-4, 1 - 1e-4)
-    return np.log(p / (1 - p))
-
-
-def profile(held_out: np.ndarray, in_sample: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per image: held-out and in-sample probability of ``labels`` and of the best other class (logits)."""
-    rows = np.arange(len(labels))
-    columns = []
-    for probs in (held_out, in_sample):
-        others = probs.copy()
-        others[rows, labels] = 0
-        columns += [logit(probs[rows, labels]), logit(others.max(axis=1))]
-    return np.stack(columns, axis=1)
-
-
-def probe_estimate(real_profile: np.ndarray, probe_profile: np.ndarray, seed: int) -> dict:
-    """Elkan & Noto: classify probes against real images; ``c`` = mean score of the probes.
-
-    ``P(wrong | x) = (1 - c) / c * g / (1 - g)`` for a real image; the count of wrong labels is
-    ``n_probes * (1 - c) / c`` (the probes are a ``c`` share of all mislabelled images' profiles).
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    x = np.concatenate([real_profile, probe_profile])
-    s = np.r_[np.zeros(len(real_profile)), np.ones(len(probe_profile))]
-    g = cross_val_predict(LogisticRegression(max_iter=1000), x, s, method="predict_proba",
-                          cv=StratifiedKFold(5, shuffle=True, random_state=seed))[:, 1]
-    g_real, c = g[:len(real_profile)], float(g[len(real_profile):].mean())
-    p_wrong = np.clip((1 - c) / c * g_real / np.maximum(1 - g_real, 1e-9), 0, 1)
-    return {"c": c, "count": len(probe_profile) * (1 - c) / c, "p_wrong": p_wrong}
-
-
 def neighbour_vote(features: np.ndarray, folds: np.ndarray, labels: np.ndarray, n_classes: int, k: int) -> np.ndarray:
     """Share of each image's ``k`` nearest held-out neighbours (itself excluded) carrying each class."""
     vote = np.zeros((len(labels), n_classes))
@@ -150,15 +116,15 @@ def score_label_set(population: dict[str, np.ndarray], labels: np.ndarray, clean
     ho, ins = held_out[real], in_sample[real]
     curate_score = 1 - 0.5 * (ho + ins)[rows, y]  # curate's label-noise ranking (held-out + in-sample)
 
-    estimate = probe_estimate(profile(ho, ins, y),
-                              profile(held_out[probe], in_sample[probe], trained_labels[probe]), args.seed)
+    estimate = probe_error_estimate(label_profile(ho, ins, y),
+                                    label_profile(held_out[probe], in_sample[probe], trained_labels[probe]), args.seed)
     joint = confident_joint(y, ho)
     counts = {"truth": int(is_error.sum()), "confident learning (curate now)": int(joint.sum() - np.trace(joint)),
-              "random-label probes": int(round(estimate["count"]))}
+              "random-label probes": int(round(estimate.count))}
     vote = neighbour_vote(population["features"], population["folds"], labels, n_classes, args.k)[real]
     rankings = {
         "curate: 1 - mean(held-out, in-sample) p(label)": curate_score,
-        "probes: P(wrong) from probes vs real": estimate["p_wrong"] + 1e-9 * curate_score,
+        "probes: P(wrong) from probes vs real": estimate.p_wrong + 1e-9 * curate_score,
         f"neighbour vote against the label (k={args.k})": 1 - vote[rows, y],
         "curate + neighbour vote (mean)": 1 - (0.5 * (ho + ins)[rows, y] + vote[rows, y]) / 2,
     }
@@ -176,7 +142,7 @@ def score_label_set(population: dict[str, np.ndarray], labels: np.ndarray, clean
             "real, label wrong": float(np.median(ins[rows, y][is_error])) if has_errors else None,
             "real, label right": float(np.median(ins[rows, y][~is_error])),
         },
-        "probe_c": estimate["c"],
+        "probe_c": estimate.c,
     }
 
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from curate.flags import (categorise, class_thresholds, confident_joint, find_label_noise, population_mean,
+from curate.flags import (categorise, class_thresholds, confident_joint, find_label_noise, label_profile,
+                          population_mean, probe_error_estimate,
                           reasons, split_evenness, votes_for)
 
 
@@ -180,3 +181,37 @@ def test_confident_joint_by_hand():
     # Calibrated: row 0 holds 2 counted samples of the 3 labelled 0, so it scales by 3/2.
     np.testing.assert_allclose(confident_joint(labels, probs, calibrate=True), [[1.5, 1.5], [1, 1]])
     assert find_label_noise(labels, probs).n_estimated == 2  # the raw joint's off-diagonal
+
+
+def test_label_profile_by_hand():
+    held_out = np.array([[0.8, 0.2], [0.5, 0.5]])
+    in_sample = np.array([[0.9, 0.1], [0.25, 0.75]])
+    profile = label_profile(held_out, in_sample, np.array([0, 1]))
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    expected = [[logit(0.8), logit(0.2), logit(0.9), logit(0.1)],
+                [logit(0.5), logit(0.5), logit(0.75), logit(0.25)]]
+    assert np.allclose(profile, expected)
+    with pytest.raises(ValueError, match="in_sample has shape"):
+        label_profile(held_out, in_sample[:1], np.array([0, 1]))
+
+
+def test_probe_error_estimate_counts_and_ranks_wrong_labels():
+    # Right labels sit near +2 on every profile feature; wrong labels and probes near -2.
+    rng = np.random.default_rng(0)
+    right = rng.normal(2.0, 1.0, size=(800, 4))
+    wrong = rng.normal(-2.0, 1.0, size=(200, 4))
+    probes = rng.normal(-2.0, 1.0, size=(300, 4))
+    estimate = probe_error_estimate(np.concatenate([right, wrong]), probes)
+    assert 170 <= estimate.count <= 230  # 200 wrong labels
+    is_wrong = np.r_[np.zeros(800, bool), np.ones(200, bool)]
+    assert estimate.p_wrong[is_wrong].min() > estimate.p_wrong[~is_wrong].max()  # separable here: ranked perfectly
+    assert estimate.p_wrong[is_wrong].mean() > 0.8 and estimate.p_wrong[~is_wrong].mean() < 0.05
+    # With no wrong labels among the real samples, the count is near zero.
+    assert probe_error_estimate(right, probes).count < 20
+
+
+def test_probe_error_estimate_needs_enough_probes():
+    with pytest.raises(ValueError, match="inject more probes"):
+        probe_error_estimate(np.zeros((100, 4)), np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="same n_features"):
+        probe_error_estimate(np.zeros((100, 4)), np.zeros((30, 3)))
