@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from curate.flags import Categories, categorise, population_mean, reasons, votes_for
+from curate.flags import Categories, categorise, population_mean, probe_label_noise, reasons, votes_for
 from curate.pies import NO_LEVEL, PieScores, score_pies
 from curate.probes import CORRUPTIONS, TWO_CLASS
 from curate.stats import impact_table, member_accuracies
@@ -62,14 +62,23 @@ def level_table(
 
 def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, scores: PieScores,
                  probe_probs: np.ndarray, probe_kinds: np.ndarray, severity: pd.DataFrame | None = None,
-                 dense_in: np.ndarray | None = None, compressed_in: np.ndarray | None = None):
+                 dense_in: np.ndarray | None = None, compressed_in: np.ndarray | None = None,
+                 label_probe_labels: np.ndarray | None = None):
     """Categories (:func:`curate.flags.categorise`) and one reason per sample. Returns ``(categories, reasons)``.
 
     ``probe_probs`` ``(L+1, networks, P, C)`` are every network's predictions on the probe suite;
-    ``dense_in``, ``compressed_in`` the in-sample predictions (for the label-noise score).
+    ``dense_in``, ``compressed_in`` the in-sample predictions (for the label-noise score);
+    ``label_probe_labels`` ``(slots, N)`` the wrong labels of random-label probes per in-sample
+    slot (-1: none), which set the label-noise count (:func:`curate.flags.probe_label_noise`).
     """
     probs = population_mean(dense_probs, compressed_probs)
     in_sample = population_mean(dense_in, compressed_in) if dense_in is not None else None
+    probed = None
+    if label_probe_labels is not None and dense_in is not None and (np.asarray(label_probe_labels) >= 0).any():
+        compressed_in = np.zeros((0, *dense_in.shape)) if compressed_in is None else np.asarray(compressed_in)
+        views = (np.asarray(dense_in, dtype=np.float64) + compressed_in.sum(axis=0)) / (1 + len(compressed_in))
+        probed = probe_label_noise(labels, probs, views, label_probe_labels)
+        in_sample = probed.in_sample
     probe_mean = np.asarray(probe_probs, dtype=np.float64).mean(axis=(0, 1))
     kinds = np.asarray(probe_kinds)
     categories = categorise(
@@ -77,7 +86,11 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
         probe_mean[kinds == TWO_CLASS], probe_mean[np.isin(kinds, CORRUPTIONS)],
         None if severity is None else severity.to_numpy(), tuple(severity.columns) if severity is not None else (),
         in_sample,
+        None if probed is None else probed.count,
+        None if probed is None else probed.p_wrong,
     )
+    if probed is not None:
+        categories.thresholds.update({"label_noise_probes": probed.n_probes, "label_noise_probe_c": probed.c})
     networks = np.concatenate([dense_probs[None], compressed_probs])
     votes = votes_for(networks, categories.suggested)
     text = reasons(categories, labels, probs, classes, votes, networks.shape[0] * networks.shape[1],
@@ -117,6 +130,8 @@ def sample_table(
         for name, values in categories.scores.items():
             table[f"{name}_score"] = values
         table["corruption_check"] = categories.corruption_check
+        if categories.label_wrong_probability is not None:
+            table["label_wrong_probability"] = categories.label_wrong_probability
         table["reason"] = flag_reasons
     if sample_ids is not None:
         table = {"sample_id": sample_ids, **table}

@@ -72,6 +72,10 @@ def population_options(f):
         click.option("--robustness-images", default=64, show_default=True,
                      help="Held-out images per network corrupted ImageNet-C style (6 corruptions x 5 "
                           "severities) to compare dense and compressed robustness; 0 turns it off."),
+        click.option("--label-probes", default=0.0, show_default=True, type=click.FloatRange(0.0, 0.2),
+                     help="Share of each network's training images given a random wrong label; how the networks "
+                          "fit these probes sets the label-noise count (fewer false alarms from weak "
+                          "populations; docs/benchmarks.md). 0: off, confident learning counts."),
         click.option("--epochs", default=16, show_default=True, help="Dense training epochs."),
         click.option("--finetune-epochs", default=6, show_default=True,
                      help="Fine-tuning epochs per pruning level (sparsity ramps up over the first 60%)."),
@@ -105,7 +109,7 @@ def _build_config(source: str, n_images: int, opts: dict):
     return CurateConfig(
         model=opts["model"], members=opts["members"], folds=opts["folds"], sparsities=opts["sparsities"],
         quantizations=opts["quantize"], robustness_images=opts["robustness_images"],
-        image_size=image_size, seed=opts["seed"], device=opts["device"],
+        image_size=image_size, seed=opts["seed"], device=opts["device"], label_probes=opts["label_probes"],
         train=TrainSettings(epochs=opts["epochs"], finetune_epochs=opts["finetune_epochs"], batch_size=batch_size,
                             hflip=hflip),
     )

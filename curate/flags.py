@@ -170,6 +170,67 @@ def probe_error_estimate(real_profile: np.ndarray, probe_profile: np.ndarray, se
 
 
 @dataclass
+class ProbeLabelNoise:
+    """Result of :func:`probe_label_noise`.
+
+    Attributes:
+        in_sample: ``(N, C)`` mean in-sample prediction over the networks that trained on each
+            sample with its own label (probe networks left out; the held-out mean where none did).
+        p_wrong: ``(N,)`` estimated probability that the given label is wrong.
+        count: estimated number of wrong labels.
+        n_probes: probes the estimate learned from.
+        c: :attr:`ProbeEstimate.c`.
+    """
+
+    in_sample: np.ndarray
+    p_wrong: np.ndarray
+    count: int
+    n_probes: int
+    c: float
+
+
+def probe_label_noise(labels: np.ndarray, held_out: np.ndarray, in_sample_views: np.ndarray,
+                      probe_labels: np.ndarray, seed: int = 0) -> ProbeLabelNoise:
+    """Label errors estimated from random-label probes injected into training.
+
+    Args:
+        labels: ``(N,)`` given labels; ``held_out``: ``(N, C)`` mean out-of-sample prediction.
+        in_sample_views: ``(S, N, C)`` one view per in-sample network slot (a network pooled with
+            its compressed copies): the prediction of the ``s``-th network that trained on sample ``i``.
+        probe_labels: ``(S, N)`` the wrong label slot ``s``'s network trained sample ``i`` with when
+            ``i`` was one of its probes, ``-1`` otherwise.
+
+    Every (network, sample) pair is one profile (:func:`label_profile`): probes with their wrong
+    label, real pairs with the given label. :func:`probe_error_estimate` counts the wrong real pairs;
+    dividing by the mean number of real pairs per sample turns that into samples. A sample's
+    ``p_wrong`` is the mean over its real pairs.
+    """
+    labels, held_out = _check(labels, held_out)
+    views = np.asarray(in_sample_views, dtype=np.float64)
+    probe_labels = np.asarray(probe_labels)
+    n = len(labels)
+    if views.ndim != 3 or views.shape[1:] != held_out.shape:
+        raise ValueError(f"in_sample_views has shape {views.shape}; expected (slots, {n}, {held_out.shape[1]}).")
+    if probe_labels.shape != views.shape[:2]:
+        raise ValueError(f"probe_labels has shape {probe_labels.shape}; expected {views.shape[:2]}.")
+    real = probe_labels < 0
+    slot, sample = np.nonzero(real)
+    probe_slot, probe_sample = np.nonzero(~real)
+    estimate = probe_error_estimate(
+        label_profile(held_out[sample], views[slot, sample], labels[sample]),
+        label_profile(held_out[probe_sample], views[probe_slot, probe_sample], probe_labels[probe_slot, probe_sample]),
+        seed)
+    pairs = real.sum(axis=0)
+    in_sample = np.where(pairs[:, None] > 0, (views * real[..., None]).sum(axis=0) / np.maximum(pairs, 1)[:, None],
+                         held_out)
+    p_wrong = np.zeros(n)
+    np.add.at(p_wrong, sample, estimate.p_wrong)
+    p_wrong = np.where(pairs > 0, p_wrong / np.maximum(pairs, 1), np.nan)
+    count = int(round(min(n, estimate.count / max(pairs.mean(), 1e-12))))
+    return ProbeLabelNoise(in_sample=in_sample, p_wrong=p_wrong, count=count, n_probes=len(probe_slot), c=estimate.c)
+
+
+@dataclass
 class LabelNoise:
     """Result of :func:`find_label_noise`.
 
@@ -180,7 +241,8 @@ class LabelNoise:
             (defined for every sample).
         suggested_confidence: ``(N,)`` held-out mean probability of ``suggested``.
         confident: ``(N,)`` the confident-learning rule holds (see :func:`find_label_noise`).
-        n_estimated: how many labels are estimated to be wrong (``confident.sum()``).
+        n_estimated: how many labels are estimated to be wrong (``confident.sum()`` unless a
+            ``count`` was given).
         thresholds: ``(C,)`` the per-class thresholds used.
     """
 
@@ -193,7 +255,8 @@ class LabelNoise:
     thresholds: np.ndarray
 
 
-def find_label_noise(labels: np.ndarray, probs: np.ndarray, in_sample_probs: np.ndarray | None = None) -> LabelNoise:
+def find_label_noise(labels: np.ndarray, probs: np.ndarray, in_sample_probs: np.ndarray | None = None,
+                     count: int | None = None) -> LabelNoise:
     """Suspected label errors: how many, which, and what the label should be.
 
     1. *How many* (confident learning, Northcutt et al. 2021): ``n`` = the off-diagonal of the
@@ -207,6 +270,9 @@ def find_label_noise(labels: np.ndarray, probs: np.ndarray, in_sample_probs: np.
        the first says whether models that never saw the label agree with it, the second how hard
        the label was to fit (the training-dynamics signal AUM also reads).
     3. *What instead*: the most probable other class, preferring the confident ones.
+
+    ``count`` replaces step 1's estimate (e.g. :func:`probe_label_noise`'s); ``confident`` still
+    reports the confident-learning rule.
     """
     labels, probs = _check(labels, probs)
     n = len(labels)
@@ -225,7 +291,9 @@ def find_label_noise(labels: np.ndarray, probs: np.ndarray, in_sample_probs: np.
             raise ValueError(f"in_sample_probs has shape {in_sample.shape}; expected {probs.shape} like probs.")
         given = 0.5 * (given + in_sample[rows, labels])
     score = np.clip(1.0 - given, 0.0, 1.0)
-    n_estimated = int(confident.sum())
+    n_estimated = int(confident.sum()) if count is None else int(count)
+    if n_estimated < 0:
+        raise ValueError(f"count must be a non-negative number of samples, got {count}.")
     is_noise = highest(score, n_estimated)
     return LabelNoise(
         is_noise=is_noise,
@@ -272,6 +340,7 @@ class Categories:
         suggested, suggested_confidence: from :func:`find_label_noise`.
         corruption_check: ``(N,)`` the most severe pixel check, ``""`` when none fires.
         thresholds: the calibrated thresholds, for the run record.
+        label_wrong_probability: ``(N,)`` estimated from random-label probes, when the run had them.
     """
 
     category: np.ndarray
@@ -281,6 +350,7 @@ class Categories:
     suggested_confidence: np.ndarray
     corruption_check: np.ndarray
     thresholds: dict[str, float]
+    label_wrong_probability: np.ndarray | None = None
 
 
 def categorise(
@@ -293,6 +363,8 @@ def categorise(
     pixel_severity: np.ndarray | None = None,
     check_names: tuple[str, ...] = (),
     in_sample_probs: np.ndarray | None = None,
+    label_noise_count: int | None = None,
+    label_wrong_probability: np.ndarray | None = None,
 ) -> Categories:
     """Assign every PIE one category and score every sample for every category.
 
@@ -305,11 +377,14 @@ def categorise(
             (NaN rows allowed); ``check_names`` names its columns. ``None``: no pixel evidence.
         in_sample_probs: mean prediction of the networks that trained on each sample, for the
             label-noise score (:func:`find_label_noise`).
+        label_noise_count, label_wrong_probability: from :func:`probe_label_noise` when the run
+            injected random-label probes: the count replaces confident learning's; the probability
+            is kept for the reasons.
     """
     labels, probs = _check(labels, probs)
     is_pie = np.asarray(is_pie, dtype=bool)
     n = len(labels)
-    noise = find_label_noise(labels, probs, in_sample_probs)
+    noise = find_label_noise(labels, probs, in_sample_probs, label_noise_count)
 
     evenness = split_evenness(probs)
     split_threshold = probe_threshold(split_evenness(two_class_probe_probs), "multi-object")
@@ -354,8 +429,10 @@ def categorise(
         suggested=noise.suggested,
         suggested_confidence=noise.suggested_confidence,
         corruption_check=worst_check,
+        label_wrong_probability=None if label_wrong_probability is None else np.asarray(label_wrong_probability),
         thresholds={"multi_object_evenness": split_threshold, "corruption_top_probability": corrupted_top,
                     "label_noise_estimated_count": noise.n_estimated,
+                    "label_noise_confident_learning_count": int(noise.confident.sum()),
                     **{f"label_noise_{j}": float(t) for j, t in enumerate(noise.thresholds)}},
     )
 
@@ -381,9 +458,11 @@ def reasons(categories: Categories, labels: np.ndarray, probs: np.ndarray, class
         cat = categories.category[i]
         given = names[labels[i]]
         if cat == "label_noise" or (cat == NO_CATEGORY and categories.label_noise[i]):
-            out.append(f"{votes_for_suggested[i]} of {n_networks} models say {names[categories.suggested[i]]} "
-                       f"(mean p {categories.suggested_confidence[i]:.2f}); labelled {given} "
-                       f"(mean p {probs[i, labels[i]]:.2f})")
+            text = (f"{votes_for_suggested[i]} of {n_networks} models say {names[categories.suggested[i]]} "
+                    f"(mean p {categories.suggested_confidence[i]:.2f}); labelled {given} "
+                    f"(mean p {probs[i, labels[i]]:.2f})")
+            wrong = None if categories.label_wrong_probability is None else categories.label_wrong_probability[i]
+            out.append(text if wrong is None or not np.isfinite(wrong) else f"{text}; P(label wrong) ~ {wrong:.2f}")
         elif cat == "corruption":
             out.append(f"{categories.corruption_check[i].replace('_', ' ')} image; models unsure "
                        f"(top class {names[first[i]]} at p {p1[i]:.2f}); labelled {given}")

@@ -238,7 +238,8 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
     dataset.save_run_results(run_key, results, overwrite=True)
     info = dict(dataset.info)
     info.setdefault("curate", {})[run_key] = {"run_dir": str(result.store.root), "version": __version__,
-                                              "warnings": list(result.manifest.get("warnings", []))}
+                                              "warnings": list(result.manifest.get("warnings", [])),
+                                              "label_noise_count": dict(result.manifest.get("label_noise_count", {}))}
     dataset.info = info
     dataset.save()
     return dataset

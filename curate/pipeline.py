@@ -56,6 +56,9 @@ class CurateConfig:
         robustness_images: held-out images per network that are corrupted (:mod:`curate.robustness`)
             and predicted by the network and every compressed copy of it; 0 turns robustness off.
         corruptions, severities: which ImageNet-C-style corruptions, at which severities (1..5).
+        label_probes: share of each network's training images given a random wrong label
+            (Metadata Archaeology's random-label probes); how the networks fit them sets the
+            label-noise count (:func:`curate.flags.probe_label_noise`). 0: off, confident learning counts.
         train: optimisation settings.
     """
 
@@ -72,6 +75,7 @@ class CurateConfig:
     robustness_images: int = 64
     corruptions: tuple[str, ...] = CORRUPTION_NAMES
     severities: tuple[int, ...] = SEVERITIES
+    label_probes: float = 0.0
     train: TrainSettings = field(default_factory=TrainSettings)
 
     def __post_init__(self) -> None:
@@ -93,6 +97,9 @@ class CurateConfig:
             raise ValueError(f"Sparsities must lie strictly between 0 and 1, got {bad}.")
         if list(self.sparsities) != sorted(set(self.sparsities)):
             raise ValueError(f"Sparsities must be distinct and ascending, got {list(self.sparsities)}.")
+        if not 0.0 <= self.label_probes <= 0.2:
+            raise ValueError(f"label_probes is the share of each network's training images given a random wrong "
+                             f"label: 0 (off) to 0.2, e.g. 0.05; got {self.label_probes}.")
         if self.image_size < 8:
             raise ValueError(f"image_size must be at least 8 pixels, got {self.image_size}.")
 
@@ -160,6 +167,8 @@ class CurateConfig:
         if not self.robustness:
             for key in ("robustness_images", "corruptions", "severities"):
                 config.pop(key)
+        if not self.label_probes:
+            config.pop("label_probes")
         h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
         h.update("\n".join(images.filepaths).encode())
         h.update(np.asarray(images.labels, dtype=np.int64).tobytes())
@@ -187,6 +196,7 @@ class Population:
     probe_probs: np.ndarray | None = None  # (L+1, K*F, P, C): dense then each level, every network
     robust_correct: np.ndarray | None = None  # (L+1, K*F, corruptions, severities) accuracy, see robustness
     robust_clean: np.ndarray | None = None  # (L+1, K*F) accuracy on the same images uncorrupted
+    label_probe_labels: np.ndarray | None = None  # (K*(F-1), N) wrong label an in-sample slot trained with, or -1
 
 
 @dataclass
@@ -260,18 +270,20 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
         held_out = folds[job.member] == job.fold
         train_idx = np.flatnonzero(~held_out)
         train_pixels = RowView(pixels, train_idx)
+        train_labels, probe_rows = label_probes(labels[train_idx], n_classes, config.label_probes, job.seed)
         torch.manual_seed(job.seed)
         started = time.perf_counter()
         model = build_model(config.model, n_classes).to(device).to(memory_format=torch.channels_last)
         margins = np.zeros((len(train_idx), 2))
-        train_dense(model, train_pixels, labels[train_idx], normalize, config.train, job.seed, progress,
+        train_dense(model, train_pixels, train_labels, normalize, config.train, job.seed, progress,
                     margins=margins)
+        margins[probe_rows] = np.nan  # a probe's margin is about its wrong label, not the image's own
         aum = np.full(len(labels), np.nan, dtype=np.float32)
         with np.errstate(invalid="ignore", divide="ignore"):
             aum[train_idx] = margins[:, 0] / margins[:, 1]
         networks = [(model, normalize)]
         for level, s in enumerate(config.sparsities):
-            networks.append((prune_and_finetune(model, train_pixels, labels[train_idx], normalize, config.train, s,
+            networks.append((prune_and_finetune(model, train_pixels, train_labels, normalize, config.train, s,
                                                 job.seed + 7919 * (level + 1), progress), normalize))
         for fmt in config.quantizations:
             networks.append((quantized_copy(model, fmt), cpu_normalize if runs_on_cpu_only(fmt) else normalize))
@@ -280,6 +292,7 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
             "dense": probs[0], "compressed": np.stack(probs[1:]), "aum": aum,
             "probes": np.stack([predict_probs(net, probes, norm) for net, norm in networks]),
             "sparsity": np.array([measured_sparsity(net) for net, _ in networks[1:]]),
+            "label_probe_index": train_idx[probe_rows], "label_probe_label": train_labels[probe_rows],
         }
         if config.robustness:
             out.update(_robustness(config, job, networks, pixels, labels, held_out, probs))
@@ -287,6 +300,20 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
         return out
 
     return run
+
+
+def label_probes(labels: np.ndarray, n_classes: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A network's training labels with ``share`` of them (seeded) moved to a random other class.
+
+    Returns ``(labels_to_train_on, probe_rows)``; the given ``labels`` are not modified.
+    """
+    trained = np.array(labels, copy=True)
+    if share <= 0 or n_classes < 2:
+        return trained, np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng([seed, 104729])  # its own stream: the same job seed also seeds training
+    rows = np.sort(rng.choice(len(trained), size=max(1, int(round(share * len(trained)))), replace=False))
+    trained[rows] = (trained[rows] + rng.integers(1, n_classes, len(rows))) % n_classes
+    return trained, rows
 
 
 def _robustness(config: CurateConfig, job: MemberJob, networks, pixels, labels, held_out, probs):
@@ -365,6 +392,7 @@ def run_population(
     shape = (len(config.corruptions), len(config.severities)) if config.robustness else (0, 0)
     robust_correct = np.full((n_levels + 1, n_networks, *shape), np.nan)
     robust_clean = np.full((n_levels + 1, n_networks), np.nan if config.robustness else 0.0)
+    probe_labels = np.full((n_in, n), -1, dtype=np.int64)
     seconds: dict[str, float] = {}
 
     jobs = config.jobs()
@@ -381,6 +409,11 @@ def run_population(
         slot = job.member * (config.folds - 1) + job.fold - (job.fold > member_folds[trained])
         dense_in[slot, trained] = out["dense"][trained]
         compressed_in[:, slot, trained] = out["compressed"][:, trained]
+        if config.label_probes:
+            slot_of = np.full(n, -1)
+            slot_of[trained] = slot
+            probed = out["label_probe_index"]
+            probe_labels[slot_of[probed], probed] = out["label_probe_label"]
         sparsity_sum[:] += out["sparsity"]
         seen = np.isfinite(out["aum"])
         aum_sum[seen] += out["aum"][seen]
@@ -396,7 +429,8 @@ def run_population(
     for job in jobs:
         cached = store.load_job(job.name, fingerprint)
         # Jobs stored by earlier curate versions may lack the probes (0.1) or robustness arrays.
-        if cached is None or "probes" not in cached or (config.robustness and "robust_correct" not in cached):
+        if (cached is None or "probes" not in cached or (config.robustness and "robust_correct" not in cached)
+                or (config.label_probes and "label_probe_index" not in cached)):
             todo.append(job)
         else:
             place(job, cached)
@@ -419,7 +453,8 @@ def run_population(
     with np.errstate(invalid="ignore", divide="ignore"):
         aum = (aum_sum / aum_count).astype(np.float32)
     return Population(dense, compressed, dense_in, compressed_in, sparsity_sum / len(jobs), seconds, aum,
-                      probes, probe_probs, robust_correct, robust_clean)
+                      probes, probe_probs, robust_correct, robust_clean,
+                      probe_labels if config.label_probes else None)
 
 
 def run_curate(
@@ -459,7 +494,7 @@ def run_curate(
     categories, reasons = flag_samples(dense, compressed[pruned], kept.labels, kept.classes, config.level_names,
                                        scores, population.probe_probs[:1 + len(config.sparsities)],
                                        population.probes.kinds, severity, population.dense_in,
-                                       population.compressed_in[pruned])
+                                       population.compressed_in[pruned], population.label_probe_labels)
     samples = sample_table(scores, kept.labels, kept.classes, config.level_names, kept.filepaths, kept.splits,
                            kept.sample_ids, categories, reasons)
     samples = pd.concat([samples, severity.add_prefix("quality_")], axis=1)
@@ -467,7 +502,9 @@ def run_curate(
                      dense_in=population.dense_in, compressed_in=population.compressed_in, aum=population.aum,
                      probe_probs=population.probe_probs, probe_kinds=population.probes.kinds,
                      probe_class_a=population.probes.class_a, probe_class_b=population.probes.class_b,
-                     robust_correct=population.robust_correct, robust_clean=population.robust_clean)
+                     robust_correct=population.robust_correct, robust_clean=population.robust_clean,
+                     **({} if population.label_probe_labels is None
+                        else {"label_probe_labels": population.label_probe_labels}))
     store.save_table("samples.parquet", samples)
     store.save_table("classes.csv", impact)
     store.save_table("levels.csv", levels)
@@ -494,6 +531,11 @@ def run_curate(
         "flag_thresholds": categories.thresholds,
         "flags": {name: int((categories.category == name).sum()) for name in CATEGORIES},
         "label_noise_any": int(categories.label_noise.sum()),
+        "label_noise_count": {
+            "confident_learning": categories.thresholds["label_noise_confident_learning_count"],
+            **({"label_probes": categories.thresholds["label_noise_estimated_count"],
+                "probes": categories.thresholds["label_noise_probes"]} if config.label_probes else {}),
+        },
         "warnings": population_warnings(kept.labels, scores.dense_modal, categories.label_noise, kept.classes),
         "files": ["manifest.json", "probs.npz", "samples.parquet", "classes.csv", "levels.csv", "quality.parquet",
                   *(["robustness.csv"] if config.robustness else []), "jobs/"],

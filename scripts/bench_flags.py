@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,7 @@ def population_config(args) -> CurateConfig:
     return CurateConfig(
         model=args.model, members=args.members, folds=args.folds, image_size=32, seed=args.seed,
         device=args.device, quantizations=(), robustness_images=0,  # the flags use dense and pruned networks only
+        label_probes=args.label_probes,
         train=TrainSettings(epochs=args.epochs, finetune_epochs=args.finetune_epochs, batch_size=args.batch_size,
                             hflip=True),
     )
@@ -148,6 +150,19 @@ def score_label_set(result, clean: np.ndarray) -> dict:
     population = result.population
     dense_mean = population.dense.mean(axis=0)
     pooled = population_mean(population.dense, population.compressed)
+    dense_in, compressed_in = population.dense_in, population.compressed_in
+    if population.label_probe_labels is not None:
+        # A probe's in-sample view is about its wrong label: leave it out, as curate does.
+        probe = population.label_probe_labels >= 0
+        dense_in = np.where(probe[..., None], np.nan, dense_in)
+        compressed_in = np.where(probe[None, ..., None], np.nan, compressed_in)
+
+    def in_sample_mean(*stacks: np.ndarray) -> np.ndarray:
+        pooled_stack = np.concatenate([s.reshape(-1, *s.shape[-2:]) for s in stacks])
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(pooled_stack, axis=0)
+        return np.where(np.isnan(mean), pooled, mean)  # no network trained on it with its own label
     tools: dict[str, dict] = {}
 
     def add(name: str, score: np.ndarray, flagged: np.ndarray | None, seconds: float) -> None:
@@ -171,14 +186,14 @@ def score_label_set(result, clean: np.ndarray) -> dict:
 
     curate = result.categories
     started = time.perf_counter()
-    find_label_noise(labels, pooled, population_mean(population.dense_in, population.compressed_in))
+    find_label_noise(labels, pooled, in_sample_mean(dense_in, compressed_in))
     add("curate", curate.scores["label_noise"], curate.label_noise, time.perf_counter() - started)
 
     # Ablation: what each signal adds, ranking and flagged set (count from confident learning, then
     # the top of the ranking), from the anchors' input up to curate's.
     rows = np.arange(len(labels))
-    dense_in_mean = population.dense_in.mean(axis=0)
-    pooled_in = population_mean(population.dense_in, population.compressed_in)
+    dense_in_mean = in_sample_mean(dense_in)
+    pooled_in = in_sample_mean(dense_in, compressed_in)
     ablation = {
         "dense held-out (the anchors' input)": find_label_noise(labels, dense_mean),
         "+ compressed held-out pooled": find_label_noise(labels, pooled),
@@ -213,7 +228,7 @@ def score_label_set(result, clean: np.ndarray) -> dict:
             curate_noise.score, highest(curate_noise.score, calibrated_count(labels, pooled))),
         "PIE score only": (result.scores.pie_score, result.scores.is_pie_any),
         "in-sample forgetting at 90%: dense_in - compressed_in p(label)": (
-            (dense_in_mean - population.compressed_in[-1].mean(axis=0))[rows, labels], None),
+            (dense_in_mean - in_sample_mean(compressed_in[-1]))[rows, labels], None),
     })
     ablation_rows = {}
     for name, (score, flagged) in ablation.items():
@@ -228,6 +243,7 @@ def score_label_set(result, clean: np.ndarray) -> dict:
     job_seconds = sum(result.manifest.get("job_seconds", {}).values())
     return {
         "n": len(labels), "base_rate": float(is_error.mean()), "warnings": result.manifest.get("warnings", []),
+        "label_noise_count": {"truth": int(is_error.sum()), **result.manifest.get("label_noise_count", {})},
         # Truth behind the warnings: the share of wrong labels among the images given each label.
         "error_rate_by_label": {c: float(is_error[labels == i].mean())
                                 for i, c in enumerate(result.images.classes)},
@@ -249,6 +265,7 @@ def print_label_set(column: str, entry: dict) -> None:
     print(pd.DataFrame(entry["tools"]).T.round(3).to_string())
     print("\nAblation of curate's label-noise signals:")
     print(pd.DataFrame(entry["ablation"]).T.round(3).to_string())
+    print("Estimated number of wrong labels:", ", ".join(f"{k} {v}" for k, v in entry["label_noise_count"].items()))
     pies = entry["pies"]
     if pies["error_share"] is not None:
         print(f"\nPIEs: {pies['count']}, of which {100 * pies['error_share']:.1f}% mislabelled "
@@ -274,6 +291,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--model", default="resnet-small")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--label-probes", type=float, default=0.0,
+                        help="curate run's --label-probes: share of each network's training images given a random "
+                             "wrong label, which then set the label-noise count.")
     parser.add_argument("--run-root", default=None, help="Where the populations are cached.")
     parser.add_argument("--population-only", action="store_true")
     parser.add_argument("--out", default=None, help="JSON output path.")

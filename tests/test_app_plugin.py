@@ -145,7 +145,7 @@ def test_compute_operator_runs_curate_on_the_dataset_in_the_app(fo, installed, d
                          for i in keep])
     params = {"label_field": "labels", "run_key": "fromapp", "members": 2, "folds": 2, "epochs": 2,
               "finetune_epochs": 1, "sparsities": "0.9", "quantize": "none", "robustness_images": 0,
-              "image_size": 8}
+              "label_probes": 0.05, "image_size": 8}
     # Delegated, as the App proposes by default; `fiftyone delegated launch` would run the queue.
     from fiftyone.operators.delegated import DelegatedOperationService
 
@@ -158,7 +158,10 @@ def test_compute_operator_runs_curate_on_the_dataset_in_the_app(fo, installed, d
     result = operation.result.result
     assert result["command"].startswith("curate run test-operator-run --label-field labels --run-key fromapp")
     assert "curate: 240 images, 3 classes, 2 members x 2 folds" in result["summary"]
+    assert "--label-probes 0.05" in result["command"]
     dataset.reload()
+    assert set(dataset.info["curate"]["fromapp"]["label_noise_count"]) == {"confident_learning", "label_probes",
+                                                                           "probes"}
     assert dataset.list_runs() == ["fromapp"] and dataset.has_field("fromapp_pie")
     from curate.app_plugin import classification_fields
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from curate.flags import (categorise, class_thresholds, confident_joint, find_label_noise, label_profile,
-                          population_mean, probe_error_estimate,
+                          population_mean, probe_error_estimate, probe_label_noise,
                           reasons, split_evenness, votes_for)
 
 
@@ -215,3 +215,57 @@ def test_probe_error_estimate_needs_enough_probes():
         probe_error_estimate(np.zeros((100, 4)), np.zeros((3, 4)))
     with pytest.raises(ValueError, match="same n_features"):
         probe_error_estimate(np.zeros((100, 4)), np.zeros((30, 3)))
+
+
+def test_find_label_noise_takes_a_count():
+    labels = np.array([0, 0, 1, 1])
+    probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.7, 0.3]])
+    noise = find_label_noise(labels, probs, count=1)
+    assert noise.n_estimated == 1 and noise.is_noise.tolist() == [False, False, False, True]
+    assert noise.confident.sum() == 2  # still reports confident learning's own rule
+    with pytest.raises(ValueError, match="non-negative"):
+        find_label_noise(labels, probs, count=-1)
+
+
+def test_probe_label_noise_leaves_probe_networks_out_of_the_in_sample_view():
+    rng = np.random.default_rng(1)
+    n, c = 400, 2
+    labels = np.tile([0, 1], n // 2)
+    held_out = np.full((n, c), 0.5)
+    # Two in-sample slots. Real pairs: the label fitted (p 0.9). Probes: their wrong label barely fitted (p 0.1).
+    views = np.zeros((2, n, c))
+    views[:, np.arange(n), labels] = 0.9
+    views[:, np.arange(n), 1 - labels] = 0.1
+    views += rng.normal(0, 0.02, size=views.shape)
+    probe_labels = np.full((2, n), -1)
+    probe_labels[0, :40] = 1 - labels[:40]  # slot 0 trained samples 0..39 with the wrong label
+    probe_labels[1, :2] = 1 - labels[:2]  # samples 0 and 1 were probes in both slots
+    result = probe_label_noise(labels, held_out, views, probe_labels)
+    assert result.n_probes == 42
+    assert np.allclose(result.in_sample[2:40], views[1, 2:40])  # slot 0 left out
+    assert np.allclose(result.in_sample[40:], views[:, 40:].mean(axis=0))
+    assert np.allclose(result.in_sample[:2], held_out[:2])  # no slot trained them with their own label
+    assert np.isnan(result.p_wrong[:2]).all() and np.isfinite(result.p_wrong[2:]).all()
+    assert result.count < 10  # every real label is fitted: next to no wrong labels
+    with pytest.raises(ValueError, match="probe_labels has shape"):
+        probe_label_noise(labels, held_out, views, probe_labels[:1])
+
+
+def test_probe_label_noise_counts_real_labels_fitted_like_probes():
+    rng = np.random.default_rng(2)
+    n, c = 600, 2
+    labels = np.tile([0, 1], n // 2)
+    held_out = np.full((n, c), 0.5)
+    fitted = np.full(n, 0.9)
+    fitted[100:160] = 0.1  # 60 real labels the networks fit no better than a probe's wrong label
+    views = np.zeros((2, n, c))
+    views[:, np.arange(n), labels] = fitted
+    views[:, np.arange(n), 1 - labels] = 1 - fitted
+    probe_labels = np.full((2, n), -1)
+    probe_labels[0, 300:360] = 1 - labels[300:360]
+    probe_labels[1, 400:460] = 1 - labels[400:460]
+    # (a probe's wrong label is the class these views give p 0.1: fitted as badly as samples 100..159)
+    views += rng.normal(0, 0.02, size=views.shape)
+    result = probe_label_noise(labels, held_out, views, probe_labels)
+    assert 50 <= result.count <= 70
+    assert result.p_wrong[100:160].min() > np.nanmax(np.r_[result.p_wrong[:100], result.p_wrong[160:]])

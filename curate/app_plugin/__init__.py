@@ -215,7 +215,7 @@ class ReviewStatus(foo.Operator):
 
 
 FORM_OPTIONS = ("members", "folds", "epochs", "finetune_epochs", "sparsities", "quantize", "robustness_images",
-                "model")
+                "label_probes", "model")
 
 
 def run_defaults() -> dict:
@@ -317,6 +317,9 @@ class ComputePies(foo.Operator):
         inputs.str("quantize", default=defaults["quantize"], label="Quantization levels (or none)")
         inputs.int("robustness_images", default=defaults["robustness_images"],
                    label="Images per network for the robustness study (0: off)", min=0)
+        inputs.float("label_probes", default=defaults["label_probes"], min=0.0, max=0.2,
+                     label="Random-label probes (share of training images; 0: off)",
+                     description="They set the label-noise count and each flag's P(label wrong).")
         inputs.str("model", default=defaults["model"], label="Model")
         inputs.int("image_size", label="Image size (pixels; default 32)", min=4)
         return types.Property(inputs, view=types.View(label="curate: find PIEs and flags"))
