@@ -181,7 +181,8 @@ def score_label_set(result, clean: np.ndarray) -> dict:
     # Brain flags nothing by itself; its field is a ranking. Flag where it exceeds 0.5 (wrong and confident).
     add("fiftyone_brain_mistakenness", mistakenness, mistakenness > 0.5, time.perf_counter() - started)
 
-    aum = population.aum
+    # An image that was a random-label probe in every network that trained on it has no margin of its own.
+    aum = np.nan_to_num(population.aum, nan=0.0)
     add("aum", -aum, aum < 0, 0.0)
 
     curate = result.categories
