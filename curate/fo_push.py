@@ -165,6 +165,16 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
         score_of = category if category != NO_CATEGORY else ("label_noise" if noisy else None)
         values[names["flag_score"]].append(float(categories.scores[score_of][i]) if score_of else None)
         values[names["reason"]].append(samples["reason"].iat[i] or None)
+    # A run can find no PIE or flag at all; FiftyOne cannot infer a field's type from all-None values.
+    import fiftyone.core.fields as fof
+
+    declared = {names["pie_level"]: (fof.FloatField, {}), names["flag_score"]: (fof.FloatField, {}),
+                names["category"]: (fof.StringField, {}), names["reason"]: (fof.StringField, {}),
+                names["pie_levels"]: (fof.ListField, {"subfield": fof.StringField}),
+                names["suggested"]: (fof.EmbeddedDocumentField, {"embedded_doc_type": fo.Classification})}
+    for field, (kind, kwargs) in declared.items():
+        if not dataset.has_sample_field(field):
+            dataset.add_sample_field(field, kind, **kwargs)
     for field, field_values in values.items():
         dataset.set_values(field, dict(zip(ids, field_values)), key_field="id")
 

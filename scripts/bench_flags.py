@@ -238,6 +238,18 @@ def score_label_set(result, clean: np.ndarray) -> dict:
             row.update(set_metrics(is_error, flagged))
         ablation_rows[name] = row
 
+    reliability = {}
+    if "label_wrong_probability" in result.samples:
+        # Is the P(label wrong) that flags quote (with --label-probes) what it says?
+        quoted = result.samples["label_wrong_probability"].to_numpy(dtype=float)
+        edges = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0 + 1e-9]
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            chosen = np.isfinite(quoted) & (quoted >= lo) & (quoted < hi)
+            if chosen.any():
+                reliability[f"{lo:.1f}-{min(hi, 1.0):.1f}"] = {
+                    "images": int(chosen.sum()), "mean_quoted": float(quoted[chosen].mean()),
+                    "truly_wrong": float(is_error[chosen].mean())}
+
     pie = result.scores.is_pie_any
     best_anchor = max((v["auprc"], k) for k, v in tools.items() if k != "curate")
     best_f1 = max((v["f1"], k) for k, v in tools.items() if k != "curate")
@@ -249,7 +261,7 @@ def score_label_set(result, clean: np.ndarray) -> dict:
         "error_rate_by_label": {c: float(is_error[labels == i].mean())
                                 for i, c in enumerate(result.images.classes)},
         "population_seconds": round(job_seconds, 1),  # shared by every tool: same networks, same budget
-        "tools": tools, "ablation": ablation_rows,
+        "tools": tools, "ablation": ablation_rows, "p_label_wrong_reliability": reliability,
         "pies": {"count": int(pie.sum()), "error_share": float(is_error[pie].mean()) if pie.any() else None,
                  "base_rate": float(is_error.mean())},
         "categories": {c: int((curate.category == c).sum()) for c in ("label_noise", "corruption", "multi_object",
@@ -267,6 +279,9 @@ def print_label_set(column: str, entry: dict) -> None:
     print("\nAblation of curate's label-noise signals:")
     print(pd.DataFrame(entry["ablation"]).T.round(3).to_string())
     print("Estimated number of wrong labels:", ", ".join(f"{k} {v}" for k, v in entry["label_noise_count"].items()))
+    if entry["p_label_wrong_reliability"]:
+        print("\nP(label wrong) as quoted by the flags, against the truth:")
+        print(pd.DataFrame(entry["p_label_wrong_reliability"]).T.round(2).to_string())
     pies = entry["pies"]
     if pies["error_share"] is not None:
         print(f"\nPIEs: {pies['count']}, of which {100 * pies['error_share']:.1f}% mislabelled "
