@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from curate.flags import Categories, categorise, population_mean, probe_label_noise, reasons, votes_for
+from curate.flags import (Categories, categorise, in_sample_views, population_mean, probe_label_noise, reasons,
+                          votes_for)
 from curate.pies import NO_LEVEL, PieScores, score_pies
 from curate.probes import CORRUPTIONS, TWO_CLASS
 from curate.stats import impact_table, member_accuracies
@@ -72,13 +73,12 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
     slot (-1: none), which set the label-noise count (:func:`curate.flags.probe_label_noise`).
     """
     probs = population_mean(dense_probs, compressed_probs)
-    in_sample = population_mean(dense_in, compressed_in) if dense_in is not None else None
-    probed = None
+    in_sample = probed = None
     if label_probe_labels is not None and dense_in is not None and (np.asarray(label_probe_labels) >= 0).any():
-        compressed_in = np.zeros((0, *dense_in.shape)) if compressed_in is None else np.asarray(compressed_in)
-        views = (np.asarray(dense_in, dtype=np.float64) + compressed_in.sum(axis=0)) / (1 + len(compressed_in))
-        probed = probe_label_noise(labels, probs, views, label_probe_labels)
+        probed = probe_label_noise(labels, probs, in_sample_views(dense_in, compressed_in), label_probe_labels)
         in_sample = probed.in_sample
+    elif dense_in is not None:
+        in_sample = population_mean(dense_in, compressed_in)
     probe_mean = np.asarray(probe_probs, dtype=np.float64).mean(axis=(0, 1))
     kinds = np.asarray(probe_kinds)
     categories = categorise(

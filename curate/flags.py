@@ -102,6 +102,26 @@ def confident_joint(labels: np.ndarray, probs: np.ndarray, calibrate: bool = Fal
     return joint
 
 
+def in_sample_views(dense_in: np.ndarray, compressed_in: np.ndarray | None = None) -> np.ndarray:
+    """One view per in-sample slot ``(S, N, C)``: each network that trained on a sample, pooled with its
+    compressed copies ``(L, S, N, C)``. Their mean over slots is :func:`population_mean` of the two."""
+    views = np.asarray(dense_in, dtype=np.float64)
+    if compressed_in is None or len(compressed_in) == 0:
+        return views
+    compressed_in = np.asarray(compressed_in, dtype=np.float64)
+    return (views + compressed_in.sum(axis=0)) / (1 + len(compressed_in))
+
+
+def in_sample_mean(views: np.ndarray, keep: np.ndarray | None, fallback: np.ndarray) -> np.ndarray:
+    """Mean of ``views`` ``(S, N, C)`` over the slots ``keep`` ``(S, N)`` marks (all when ``None``);
+    ``fallback`` ``(N, C)`` for samples with no slot kept."""
+    views = np.asarray(views, dtype=np.float64)
+    keep = np.ones(views.shape[:2], dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+    kept = keep.sum(axis=0)
+    mean = (views * keep[..., None]).sum(axis=0) / np.maximum(kept, 1)[:, None]
+    return np.where(kept[:, None] > 0, mean, fallback)
+
+
 def label_profile(held_out: np.ndarray, in_sample: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """How a sample's label looks to the population: ``(N, 4)`` logits of the held-out and in-sample
     probability of ``labels`` and of the best other class (the input of :func:`probe_error_estimate`)."""
@@ -221,8 +241,7 @@ def probe_label_noise(labels: np.ndarray, held_out: np.ndarray, in_sample_views:
         label_profile(held_out[probe_sample], views[probe_slot, probe_sample], probe_labels[probe_slot, probe_sample]),
         seed)
     pairs = real.sum(axis=0)
-    in_sample = np.where(pairs[:, None] > 0, (views * real[..., None]).sum(axis=0) / np.maximum(pairs, 1)[:, None],
-                         held_out)
+    in_sample = in_sample_mean(views, real, held_out)
     p_wrong = np.zeros(n)
     np.add.at(p_wrong, sample, estimate.p_wrong)
     p_wrong = np.where(pairs > 0, p_wrong / np.maximum(pairs, 1), np.nan)

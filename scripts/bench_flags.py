@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_pies import CIFAR10N, cifar10n_subset, write_report  # noqa: E402
-from curate.flags import highest  # noqa: E402
+from curate.flags import highest, in_sample_mean, in_sample_views  # noqa: E402
 from curate.pipeline import CurateConfig, run_curate  # noqa: E402
 from curate.sources import default_cache_dir  # noqa: E402
 from curate.train import TrainSettings  # noqa: E402
@@ -151,18 +150,11 @@ def score_label_set(result, clean: np.ndarray) -> dict:
     dense_mean = population.dense.mean(axis=0)
     pooled = population_mean(population.dense, population.compressed)
     dense_in, compressed_in = population.dense_in, population.compressed_in
-    if population.label_probe_labels is not None:
-        # A probe's in-sample view is about its wrong label: leave it out, as curate does.
-        probe = population.label_probe_labels >= 0
-        dense_in = np.where(probe[..., None], np.nan, dense_in)
-        compressed_in = np.where(probe[None, ..., None], np.nan, compressed_in)
+    # A probe's in-sample view is about its wrong label: leave it out, as curate does.
+    keep = None if population.label_probe_labels is None else population.label_probe_labels < 0
 
-    def in_sample_mean(*stacks: np.ndarray) -> np.ndarray:
-        pooled_stack = np.concatenate([s.reshape(-1, *s.shape[-2:]) for s in stacks])
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(pooled_stack, axis=0)
-        return np.where(np.isnan(mean), pooled, mean)  # no network trained on it with its own label
+    def in_sample(views: np.ndarray) -> np.ndarray:
+        return in_sample_mean(views, keep, pooled)
     tools: dict[str, dict] = {}
 
     def add(name: str, score: np.ndarray, flagged: np.ndarray | None, seconds: float) -> None:
@@ -187,14 +179,14 @@ def score_label_set(result, clean: np.ndarray) -> dict:
 
     curate = result.categories
     started = time.perf_counter()
-    find_label_noise(labels, pooled, in_sample_mean(dense_in, compressed_in))
+    find_label_noise(labels, pooled, in_sample(in_sample_views(dense_in, compressed_in)))
     add("curate", curate.scores["label_noise"], curate.label_noise, time.perf_counter() - started)
 
     # Ablation: what each signal adds, ranking and flagged set (count from confident learning, then
     # the top of the ranking), from the anchors' input up to curate's.
     rows = np.arange(len(labels))
-    dense_in_mean = in_sample_mean(dense_in)
-    pooled_in = in_sample_mean(dense_in, compressed_in)
+    dense_in_mean = in_sample(dense_in)
+    pooled_in = in_sample(in_sample_views(dense_in, compressed_in))
     ablation = {
         "dense held-out (the anchors' input)": find_label_noise(labels, dense_mean),
         "+ compressed held-out pooled": find_label_noise(labels, pooled),
@@ -229,7 +221,7 @@ def score_label_set(result, clean: np.ndarray) -> dict:
             curate_noise.score, highest(curate_noise.score, calibrated_count(labels, pooled))),
         "PIE score only": (result.scores.pie_score, result.scores.is_pie_any),
         "in-sample forgetting at 90%: dense_in - compressed_in p(label)": (
-            (dense_in_mean - in_sample_mean(compressed_in[-1]))[rows, labels], None),
+            (dense_in_mean - in_sample(compressed_in[-1]))[rows, labels], None),
     })
     ablation_rows = {}
     for name, (score, flagged) in ablation.items():

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from curate.flags import (categorise, class_thresholds, confident_joint, find_label_noise, label_profile,
+from curate.flags import (categorise, class_thresholds, confident_joint, find_label_noise, in_sample_mean,
+                          in_sample_views, label_profile,
                           population_mean, probe_error_estimate, probe_label_noise,
                           reasons, split_evenness, votes_for)
 
@@ -269,3 +270,18 @@ def test_probe_label_noise_counts_real_labels_fitted_like_probes():
     result = probe_label_noise(labels, held_out, views, probe_labels)
     assert 50 <= result.count <= 70
     assert result.p_wrong[100:160].min() > np.nanmax(np.r_[result.p_wrong[:100], result.p_wrong[160:]])
+
+
+def test_in_sample_views_average_to_the_population_mean_and_skip_left_out_slots():
+    rng = np.random.default_rng(3)
+    dense_in, compressed_in = rng.random((2, 5, 3)), rng.random((4, 2, 5, 3))
+    views = in_sample_views(dense_in, compressed_in)
+    assert views.shape == (2, 5, 3)
+    assert np.allclose(in_sample_mean(views, None, np.zeros((5, 3))), population_mean(dense_in, compressed_in))
+    keep = np.ones((2, 5), dtype=bool)
+    keep[0, 1] = False
+    keep[:, 4] = False
+    fallback = np.full((5, 3), 7.0)
+    mean = in_sample_mean(views, keep, fallback)
+    assert np.allclose(mean[1], views[1, 1]) and np.allclose(mean[4], 7.0)
+    assert np.allclose(mean[[0, 2, 3]], views[:, [0, 2, 3]].mean(axis=0))
