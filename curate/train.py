@@ -144,7 +144,9 @@ def _fit(
     progress=None,
     margins: np.ndarray | None = None,
     sample_weights: np.ndarray | None = None,
+    loss_fn=None,
 ) -> None:
+    loss_fn = F.cross_entropy if loss_fn is None else loss_fn
     device = normalize.device
     generator = torch.Generator().manual_seed(seed)
     n = len(labels)
@@ -182,7 +184,7 @@ def _fit(
                 apply_masks(model, masks)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = model(x)
-                loss = F.cross_entropy(logits, y)
+                loss = loss_fn(logits, y)
             if margins is not None:
                 margins[idx, 0] += assigned_margins(logits.detach().float(), y).cpu().numpy()
                 margins[idx, 1] += 1
@@ -207,17 +209,19 @@ def assigned_margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 
 
 def train_dense(model, pixels, labels, normalize, settings: TrainSettings, seed: int, progress=None,
-                margins: np.ndarray | None = None, sample_weights: np.ndarray | None = None) -> nn.Module:
+                margins: np.ndarray | None = None, sample_weights: np.ndarray | None = None,
+                loss_fn=None) -> nn.Module:
     """Train ``model`` from its initialisation on ``pixels, labels``; returns it in eval mode.
 
     With ``margins`` (float64, ``(n, 2)``), adds each training image's assigned-label margin, as
     seen in every training step that drew it, to column 0 and the count of such steps to column 1:
     their ratio is the image's area under the margin (AUM), recorded at no extra cost.
     With ``sample_weights`` (one per image, non-negative), every epoch draws its images with
-    replacement in proportion to them.
+    replacement in proportion to them. ``loss_fn(logits, labels)`` replaces the cross-entropy (the
+    noise-robust losses of ``scripts/bench_robust_loss.py``).
     """
     _fit(model, pixels, labels, normalize, settings, settings.epochs, settings.lr, seed, progress=progress,
-         margins=margins, sample_weights=sample_weights)
+         margins=margins, sample_weights=sample_weights, loss_fn=loss_fn)
     return model.eval()
 
 

@@ -137,6 +137,14 @@ def transition_posterior(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return weighted[rows, labels] / np.maximum(weighted.sum(axis=1), 1e-12)
 
 
+def expected_f1_count(score: np.ndarray, p_wrong: np.ndarray) -> int:
+    """How many of the top of ``score`` to flag so that the F1 expected under ``p_wrong`` is highest:
+    ``2 sum_{top k} p / (k + sum p)`` (the plug-in rule of Jansche 2007 and Lipton et al. 2014)."""
+    order = np.argsort(-score, kind="stable")
+    expected = 2 * np.cumsum(p_wrong[order]) / (np.arange(1, len(score) + 1) + p_wrong.sum())
+    return int(expected.argmax()) + 1
+
+
 def score_label_set(result, clean: np.ndarray) -> dict:
     """Every tool's ranking and flagged set for one label set, and curate's ablation."""
     from cleanlab.filter import find_label_issues
@@ -196,6 +204,7 @@ def score_label_set(result, clean: np.ndarray) -> dict:
     curate_noise = ablation["+ compressed, held-out + in-sample (curate)"]
     ablation = {name: (noise.score, noise.is_noise) for name, noise in ablation.items()}
     all_mean = 0.5 * (pooled + pooled_in)
+    posterior_wrong = 1 - transition_posterior(labels, pooled)
 
     def other_max(p: np.ndarray) -> np.ndarray:
         others = p.copy()
@@ -219,6 +228,10 @@ def score_label_set(result, clean: np.ndarray) -> dict:
             1 - transition_posterior(labels, all_mean), None),
         "tried: curate's ranking, count from the calibrated confident joint": (
             curate_noise.score, highest(curate_noise.score, calibrated_count(labels, pooled))),
+        "tried: curate's ranking, count = sum of P(wrong) (transition posterior, held-out)": (
+            curate_noise.score, highest(curate_noise.score, int(round(posterior_wrong.sum())))),
+        "tried: curate's ranking, flagged where expected F1 under P(wrong) is highest": (
+            curate_noise.score, highest(curate_noise.score, expected_f1_count(curate_noise.score, posterior_wrong))),
         "PIE score only": (result.scores.pie_score, result.scores.is_pie_any),
         "in-sample forgetting at 90%: dense_in - compressed_in p(label)": (
             (dense_in_mean - in_sample(compressed_in[-1]))[rows, labels], None),

@@ -61,3 +61,22 @@ def test_prune_and_finetune_reaches_the_target_sparsity():
     probs = predict_probs(pruned, pixels, normalize)
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
     assert len(prunable_parameters(pruned)) == len(prunable_parameters(dense))
+
+
+def test_train_dense_optimises_the_loss_it_is_given():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 32)
+    pixels = rng.integers(0, 60, (64, 3, 8, 8)).astype(np.uint8)
+    pixels[labels == 1] += 150
+    normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
+    settings = TrainSettings(epochs=6, batch_size=16, hflip=False)
+    seen = []
+
+    def learn_the_opposite(logits, y):  # a loss whose minimum is the other class
+        seen.append(len(y))
+        return torch.nn.functional.cross_entropy(logits, 1 - y)
+
+    torch.manual_seed(0)
+    model = train_dense(SmallResNet(2, 8), pixels, labels, normalize, settings, seed=0, loss_fn=learn_the_opposite)
+    assert seen == [16] * (6 * 64 // 16)  # every step went through it
+    assert (predict_probs(model, pixels, normalize).argmax(1) == 1 - labels).mean() > 0.9
