@@ -61,13 +61,19 @@ def population_config(args) -> CurateConfig:
 
 
 def ranking_metrics(is_error: np.ndarray, score: np.ndarray) -> dict[str, float]:
-    """AUROC, AUPRC (average precision) and precision at k = number of errors; higher score = more suspect."""
+    """AUROC, AUPRC (average precision) and precision at k = number of errors; higher score = more suspect.
+
+    Also the oracle: the best F1 any top-k of the ranking reaches, and that k. It reads the truth, so
+    no tool can choose it; it bounds what any flag count could give this ranking.
+    """
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     k = int(is_error.sum())
-    top = np.argsort(-score, kind="stable")[:k]
+    order = np.argsort(-score, kind="stable")
+    f1_at = 2 * np.cumsum(is_error[order]) / (np.arange(1, len(score) + 1) + k)
     return {"auroc": float(roc_auc_score(is_error, score)), "auprc": float(average_precision_score(is_error, score)),
-            "precision_at_k": float(is_error[top].mean())}
+            "precision_at_k": float(is_error[order[:k]].mean()),
+            "oracle_f1": float(f1_at.max()), "oracle_flagged": int(f1_at.argmax()) + 1}
 
 
 def set_metrics(is_error: np.ndarray, flagged: np.ndarray) -> dict[str, float]:

@@ -1,0 +1,32 @@
+"""The benchmark scripts' metrics on hand-made rankings (they decide what docs/benchmarks.md claims)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from bench_flags import expected_f1_count, ranking_metrics, set_metrics  # noqa: E402
+
+
+def test_ranking_metrics_oracle_is_the_best_f1_of_any_top_k():
+    is_error = np.array([1, 0, 1, 0, 0, 1, 0, 0], dtype=bool)
+    score = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    metrics = ranking_metrics(is_error, score)
+    f1_of_top = [set_metrics(is_error, np.arange(8) < k)["f1"] for k in range(1, 9)]
+    assert metrics["oracle_f1"] == pytest.approx(max(f1_of_top))
+    assert metrics["oracle_flagged"] == int(np.argmax(f1_of_top)) + 1 == 3
+    assert metrics["precision_at_k"] == pytest.approx(2 / 3)
+
+
+def test_a_perfect_ranking_has_oracle_f1_one_at_the_true_count():
+    is_error = np.array([0, 1, 0, 1, 1, 0], dtype=bool)
+    metrics = ranking_metrics(is_error, is_error.astype(float))
+    assert metrics["oracle_f1"] == 1.0 and metrics["oracle_flagged"] == 3 and metrics["auprc"] == 1.0
+
+
+def test_expected_f1_count_flags_the_likely_errors_only():
+    p_wrong = np.array([0.95, 0.9, 0.05, 0.02, 0.9, 0.01])
+    assert expected_f1_count(p_wrong, p_wrong) == 3
+    assert expected_f1_count(np.zeros(4), np.zeros(4)) == 1  # nothing likely wrong: the smallest set
