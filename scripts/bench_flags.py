@@ -33,7 +33,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_pies import CIFAR10N, cifar10n_subset, write_report  # noqa: E402
+from bench_pies import cifar10n_subset, require_cifar10n, write_report  # noqa: E402
 from curate.flags import highest, in_sample_mean, in_sample_views  # noqa: E402
 from curate.pipeline import CurateConfig, run_curate  # noqa: E402
 from curate.sources import default_cache_dir  # noqa: E402
@@ -325,8 +325,7 @@ def main() -> None:
     parser.add_argument("--population-only", action="store_true")
     parser.add_argument("--out", default=None, help="JSON output path.")
     args = parser.parse_args()
-    if not (CIFAR10N / "labels.csv").exists():
-        sys.exit(f"CIFAR-10N not found at {CIFAR10N}; this benchmark needs ../shared/data/cifar10n.")
+    require_cifar10n()
 
     config = population_config(args)
     report = {"config": config.to_dict(), "n": args.n, "seed": args.seed, "label_sets": {}}

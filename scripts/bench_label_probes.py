@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_flags import noisy_subset, ranking_metrics, set_metrics  # noqa: E402
-from bench_pies import CIFAR10N, write_report  # noqa: E402
+from bench_pies import require_cifar10n, write_report  # noqa: E402
 from curate.flags import confident_joint, highest, label_profile, probe_error_estimate  # noqa: E402
 from curate.pipeline import CurateConfig, prepare_images  # noqa: E402
 from curate.sources import default_cache_dir  # noqa: E402
@@ -170,8 +170,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=50, help="Neighbours in the feature-space vote.")
     parser.add_argument("--out", default=None, help="JSON output path.")
     args = parser.parse_args()
-    if not (CIFAR10N / "labels.csv").exists():
-        sys.exit(f"CIFAR-10N not found at {CIFAR10N}; this benchmark needs ../shared/data/cifar10n.")
+    require_cifar10n()
 
     report = {"args": vars(args), "label_sets": {}}
     for column in args.labels:

@@ -37,10 +37,15 @@ from curate.train import TrainSettings  # noqa: E402
 CIFAR10N = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10n"
 
 
-def cifar10n_subset(n: int, seed: int, root: Path = CIFAR10N) -> tuple[LabeledImages, pd.DataFrame]:
-    """A stratified, seeded subset of CIFAR-10N with clean labels, plus its human-label table."""
+def require_cifar10n(root: Path = CIFAR10N) -> None:
+    """Stop, saying where it was looked for, when the CIFAR-10N folder is absent."""
     if not (root / "labels.csv").exists():
         sys.exit(f"CIFAR-10N not found at {root} (expected labels.csv and train/); it lives in ../shared/data.")
+
+
+def cifar10n_subset(n: int, seed: int, root: Path = CIFAR10N) -> tuple[LabeledImages, pd.DataFrame]:
+    """A stratified, seeded subset of CIFAR-10N with clean labels, plus its human-label table."""
+    require_cifar10n(root)
     table = pd.read_csv(root / "labels.csv")
     per_class = n // table["clean"].nunique()
     rng = np.random.default_rng(seed)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_flags import noisy_subset, population_config  # noqa: E402
-from bench_pies import CIFAR10N, write_report  # noqa: E402
+from bench_pies import CIFAR10N, require_cifar10n, write_report  # noqa: E402
 from curate.images import decode_images, load_in_memory  # noqa: E402
 from curate.pipeline import run_curate  # noqa: E402
 from curate.sources import default_cache_dir  # noqa: E402
@@ -89,8 +89,7 @@ def main() -> None:
     parser.add_argument("--model", default="resnet-small")
     parser.add_argument("--run-root", default=None)
     args = parser.parse_args()
-    if not (CIFAR10N / "labels.csv").exists():
-        sys.exit(f"CIFAR-10N not found at {CIFAR10N}; this benchmark needs ../shared/data/cifar10n.")
+    require_cifar10n()
 
     from cleanlab.filter import find_label_issues
 
