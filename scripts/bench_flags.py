@@ -60,6 +60,17 @@ def population_config(args) -> CurateConfig:
     )
 
 
+def f1_of_each_top_k(score: np.ndarray, is_error: np.ndarray) -> np.ndarray:
+    """F1 of flagging the top k of ``score``, for k = 1 .. n: ``2 TP(k) / (k + number of errors)``.
+
+    ``is_error`` may be 0/1 truth, or each image's probability of being an error, which gives the
+    plug-in estimate of the expected F1 (Jansche 2007; Lipton et al. 2014).
+    """
+    is_error = np.asarray(is_error, dtype=float)
+    hits = np.cumsum(is_error[np.argsort(-score, kind="stable")])
+    return 2 * hits / (np.arange(1, len(score) + 1) + is_error.sum())
+
+
 def ranking_metrics(is_error: np.ndarray, score: np.ndarray) -> dict[str, float]:
     """AUROC, AUPRC (average precision) and precision at k = number of errors; higher score = more suspect.
 
@@ -69,10 +80,9 @@ def ranking_metrics(is_error: np.ndarray, score: np.ndarray) -> dict[str, float]
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     k = int(is_error.sum())
-    order = np.argsort(-score, kind="stable")
-    f1_at = 2 * np.cumsum(is_error[order]) / (np.arange(1, len(score) + 1) + k)
+    f1_at = f1_of_each_top_k(score, is_error)
     return {"auroc": float(roc_auc_score(is_error, score)), "auprc": float(average_precision_score(is_error, score)),
-            "precision_at_k": float(is_error[order[:k]].mean()),
+            "precision_at_k": float(f1_at[k - 1]),  # flagging exactly k: precision = recall = F1
             "oracle_f1": float(f1_at.max()), "oracle_flagged": int(f1_at.argmax()) + 1}
 
 
@@ -144,11 +154,8 @@ def transition_posterior(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 
 def expected_f1_count(score: np.ndarray, p_wrong: np.ndarray) -> int:
-    """How many of the top of ``score`` to flag so that the F1 expected under ``p_wrong`` is highest:
-    ``2 sum_{top k} p / (k + sum p)`` (the plug-in rule of Jansche 2007 and Lipton et al. 2014)."""
-    order = np.argsort(-score, kind="stable")
-    expected = 2 * np.cumsum(p_wrong[order]) / (np.arange(1, len(score) + 1) + p_wrong.sum())
-    return int(expected.argmax()) + 1
+    """How many of the top of ``score`` to flag so that the F1 expected under ``p_wrong`` is highest."""
+    return int(f1_of_each_top_k(score, p_wrong).argmax()) + 1
 
 
 def score_label_set(result, clean: np.ndarray) -> dict:
