@@ -44,11 +44,13 @@ from curate.sources import default_cache_dir  # noqa: E402
 from curate.store import RunStore  # noqa: E402
 
 
-def train_population(pixels: np.ndarray, labels: np.ndarray, n_classes: int, args) -> dict[str, np.ndarray]:
-    """Two cross-fitted networks, each with ``args.probe_share`` of its training images relabelled.
+def train_two_folds(pixels: np.ndarray, labels: np.ndarray, n_classes: int, args, relabel=None, loss_fn=None,
+                    name: str = ""):
+    """Train one dense ``resnet-small`` per half of a stratified two-fold split, each on the other half.
 
-    Returns held-out and in-sample probabilities, both networks' penultimate features for every
-    image, the fold of each image, and which images were probes with which label.
+    ``relabel(train)``, if given, returns the labels the network for that half trains on (called before
+    each network trains); ``loss_fn`` replaces the cross-entropy. Yields ``(folds, fold, train, model,
+    normalize)`` as each network finishes.
     """
     import torch
 
@@ -59,23 +61,40 @@ def train_population(pixels: np.ndarray, labels: np.ndarray, n_classes: int, arg
     configure_threads()
     normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
     settings = TrainSettings(epochs=args.epochs, batch_size=64, hflip=True)
-    n = len(labels)
     folds = stratified_folds(labels, 2, args.seed)
+    for fold in (0, 1):
+        train = np.flatnonzero(folds != fold)
+        trained_labels = labels if relabel is None else relabel(train)
+        started = time.time()
+        model = train_dense(build_model("resnet-small", n_classes), pixels[train], trained_labels[train], normalize,
+                            settings, seed=args.seed + fold, loss_fn=loss_fn)
+        print(f"  {name}network {fold + 1}/2 trained in {time.time() - started:.0f} s", flush=True)
+        yield folds, fold, train, model, normalize
+
+
+def train_population(pixels: np.ndarray, labels: np.ndarray, n_classes: int, args) -> dict[str, np.ndarray]:
+    """Two cross-fitted networks, each with ``args.probe_share`` of its training images relabelled.
+
+    Returns held-out and in-sample probabilities, both networks' penultimate features for every
+    image, the fold of each image, and which images were probes with which label.
+    """
+    import torch
+
+    n = len(labels)
     rng = np.random.default_rng(args.seed)
     held_out = np.zeros((n, n_classes), np.float32)
     in_sample = np.zeros((n, n_classes), np.float32)
     features = []
     probe = np.zeros(n, dtype=bool)
     trained_labels = labels.copy()
-    for fold in (0, 1):
-        train = np.flatnonzero(folds != fold)
+
+    def relabel(train: np.ndarray) -> np.ndarray:
         probes = rng.choice(train, size=int(round(args.probe_share * len(train))), replace=False)
         probe[probes] = True
         trained_labels[probes] = (labels[probes] + rng.integers(1, n_classes, len(probes))) % n_classes
-        started = time.time()
-        model = train_dense(build_model("resnet-small", n_classes), pixels[train], trained_labels[train], normalize,
-                            settings, seed=args.seed + fold)
-        print(f"  network {fold + 1}/2 trained in {time.time() - started:.0f} s", flush=True)
+        return trained_labels
+
+    for folds, fold, train, model, normalize in train_two_folds(pixels, labels, n_classes, args, relabel):
         probs, feats = [], []
         with torch.no_grad():
             for start in range(0, n, 500):

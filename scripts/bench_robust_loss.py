@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_flags import noisy_subset, ranking_metrics  # noqa: E402
+from bench_label_probes import train_two_folds  # noqa: E402
 from bench_pies import require_cifar10n, write_report  # noqa: E402
 from curate.pipeline import CurateConfig, prepare_images  # noqa: E402
 from curate.sources import default_cache_dir  # noqa: E402
@@ -63,28 +63,16 @@ def loss_function(name: str):
 
 def train_population(pixels: np.ndarray, labels: np.ndarray, n_classes: int, loss: str, args) -> dict[str, np.ndarray]:
     """Two cross-fitted dense networks: held-out and in-sample probabilities of every image."""
-    import torch
+    from curate.train import predict_probs
 
-    from curate.crossfit import stratified_folds
-    from curate.models import build_model
-    from curate.train import Normalizer, TrainSettings, configure_threads, predict_probs, train_dense
-
-    configure_threads()
-    normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
-    settings = TrainSettings(epochs=args.epochs, batch_size=64, hflip=True)
     n = len(labels)
-    folds = stratified_folds(labels, 2, args.seed)
     held_out = np.zeros((n, n_classes))
     in_sample = np.zeros((n, n_classes))
-    for fold in (0, 1):
-        train = np.flatnonzero(folds != fold)
-        started = time.time()
-        model = train_dense(build_model("resnet-small", n_classes), pixels[train], labels[train], normalize,
-                            settings, seed=args.seed + fold, loss_fn=loss_function(loss))
+    for folds, fold, train, model, normalize in train_two_folds(pixels, labels, n_classes, args,
+                                                                loss_fn=loss_function(loss), name=f"{loss}: "):
         probs = predict_probs(model, pixels, normalize)
         held_out[folds == fold] = probs[folds == fold]
         in_sample[train] = probs[train]
-        print(f"  {loss}: network {fold + 1}/2 trained in {time.time() - started:.0f} s", flush=True)
     return {"held_out": held_out, "in_sample": in_sample}
 
 
