@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,7 +35,9 @@ from curate.robustness import robustness_summary  # noqa: E402
 from curate.sources import LabeledImages, default_cache_dir, digits  # noqa: E402
 from curate.train import TrainSettings  # noqa: E402
 
-CIFAR10N = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10n"
+# CURATE_CIFAR10N points elsewhere (e.g. where a GPU machine unpacked a copy); the default is ../shared.
+CIFAR10N = Path(os.environ.get("CURATE_CIFAR10N")
+                or Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10n")
 
 
 def require_cifar10n(root: Path = CIFAR10N) -> None:

@@ -30,3 +30,25 @@ def test_expected_f1_count_flags_the_likely_errors_only():
     p_wrong = np.array([0.95, 0.9, 0.05, 0.02, 0.9, 0.01])
     assert expected_f1_count(p_wrong, p_wrong) == 3
     assert expected_f1_count(np.zeros(4), np.zeros(4)) == 1  # nothing likely wrong: the smallest set
+
+
+def test_population_transfer_round_trips_jobs_that_the_run_store_resumes(tmp_path):
+    from population_transfer import pack, unpack
+
+    from curate.store import RunStore
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(10), size=(5, 50)).astype(np.float32)
+    index = np.arange(7)
+    RunStore(tmp_path / "gpu").save_job("member00-fold00", "abc123", compressed=probs, label_probe_index=index)
+    pack(tmp_path / "gpu", tmp_path / "jobs.tar")
+    unpack(tmp_path / "jobs.tar", tmp_path / "here")
+
+    job = RunStore(tmp_path / "here").load_job("member00-fold00", "abc123")
+    assert job is not None, "the unpacked job must keep the fingerprint that run_curate resumes by"
+    assert job["compressed"].dtype == np.float32
+    np.testing.assert_allclose(job["compressed"], probs, rtol=1e-3, atol=1e-7)
+    assert not np.array_equal(job["compressed"], probs)  # it did travel as float16
+    np.testing.assert_array_equal(job["label_probe_index"], index)
+    with pytest.raises(SystemExit, match="No trained networks"):
+        pack(tmp_path / "empty", tmp_path / "none.tar")
