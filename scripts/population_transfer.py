@@ -4,7 +4,8 @@
 A run directory's trained networks live in ``jobs/*.npz`` (float32 probabilities). ``pack`` writes them
 into one tar with every float32 array stored as float16; ``unpack`` writes them back as float32 jobs
 that ``run_curate`` (and so ``bench_flags.py``) resumes from, as if trained here. Rounding to float16
-moves a probability by at most 0.05% of itself; docs/benchmarks.md says which figures went this way.
+moves a probability by at most 0.05% of itself, or by 3e-8 where it is below 6e-5 (float16's subnormal
+range); docs/benchmarks.md says which figures went this way.
 
     # on the GPU machine
     python scripts/bench_flags.py --n 50000 --batch-size 256 --device cuda --population-only --run-root runs
