@@ -17,7 +17,7 @@ clean label". Every tool ranks and flags the same images from the same training 
 Prints AUROC, AUPRC, precision at k (k = true number of errors), precision / recall / F1 of each
 flagged set and wall time; writes everything as JSON. ``--population-only`` trains and stops (the
 population is cached in the run directory, so later runs only score). Runs at full scale on a GPU
-with ``--n 50000 --device cuda``.
+with ``--n 50000 --batch-size 256 --device cuda`` (docs/benchmarks.md, "On a GPU").
 """
 
 from __future__ import annotations

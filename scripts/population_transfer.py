@@ -19,10 +19,20 @@ from __future__ import annotations
 
 import argparse
 import io
+import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from curate.store import RunStore  # noqa: E402
+
+
+def cast(data, source: type, target: type) -> dict[str, np.ndarray]:
+    """Every array of an npz, with those of dtype ``source`` converted to ``target``."""
+    return {k: data[k].astype(target) if data[k].dtype == source else data[k] for k in data.files}
 
 
 def pack(run_dir: Path, out: Path) -> None:
@@ -32,8 +42,7 @@ def pack(run_dir: Path, out: Path) -> None:
     with tarfile.open(out, "w") as tar:
         for path in jobs:
             with np.load(path) as data:
-                arrays = {k: data[k].astype(np.float16) if data[k].dtype == np.float32 else data[k]
-                          for k in data.files}
+                arrays = cast(data, np.float32, np.float16)
             buffer = io.BytesIO()
             np.savez_compressed(buffer, **arrays)
             info = tarfile.TarInfo(path.name)
@@ -44,17 +53,15 @@ def pack(run_dir: Path, out: Path) -> None:
 
 
 def unpack(archive: Path, run_dir: Path) -> None:
-    jobs = run_dir / "jobs"
-    jobs.mkdir(parents=True, exist_ok=True)
+    store = RunStore(run_dir)
     with tarfile.open(archive) as tar:
         members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".npz") and "/" not in m.name]
         for member in members:
             with np.load(io.BytesIO(tar.extractfile(member).read())) as data:
-                arrays = {k: data[k].astype(np.float32) if data[k].dtype == np.float16 else data[k]
-                          for k in data.files}
-            with open(jobs / member.name, "wb") as f:
-                np.savez_compressed(f, **arrays)
-    print(f"unpacked {len(members)} networks into {jobs}")
+                arrays = cast(data, np.float16, np.float32)
+            # The store writes it (atomically, in its own format) under the fingerprint it was trained with.
+            store.save_job(Path(member.name).stem, str(arrays.pop("fingerprint")), **arrays)
+    print(f"unpacked {len(members)} networks into {run_dir / 'jobs'}")
 
 
 def main() -> None:
