@@ -313,8 +313,9 @@ def print_label_set(column: str, entry: dict) -> None:
           f" (target >= 1.15); F1 beats every anchor: {goal['f1_beats_every_anchor']}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def argument_parser(description: str) -> argparse.ArgumentParser:
+    """The population options (also read by scripts that score bench_flags' stored populations)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--labels", nargs="+", default=["aggre", "worse"], choices=["aggre", "worse", "random1"])
     parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
@@ -331,7 +332,11 @@ def main() -> None:
     parser.add_argument("--run-root", default=None, help="Where the populations are cached.")
     parser.add_argument("--population-only", action="store_true")
     parser.add_argument("--out", default=None, help="JSON output path.")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = argument_parser(__doc__).parse_args()
     require_cifar10n()
 
     config = population_config(args)

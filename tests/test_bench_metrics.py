@@ -52,3 +52,21 @@ def test_population_transfer_round_trips_jobs_that_the_run_store_resumes(tmp_pat
     np.testing.assert_array_equal(job["label_probe_index"], index)
     with pytest.raises(SystemExit, match="No trained networks"):
         pack(tmp_path / "empty", tmp_path / "none.tar")
+
+
+def test_in_sample_weights_scores_each_view_and_the_probes_memorisation():
+    from bench_in_sample_weight import in_sample_weights
+
+    labels = np.array([0, 0, 1, 1])
+    is_error = np.array([True, False, False, False])
+    # Held-out networks doubt image 0's label; in-sample networks memorised it (and the probe's label).
+    held_out = np.array([[0.1, 0.9], [0.9, 0.1], [0.2, 0.8], [0.3, 0.7]])
+    views = np.array([[[0.95, 0.05], [0.6, 0.4], [0.1, 0.9], [0.9, 0.1]]])
+    probe_labels = np.array([[-1, -1, -1, 0]])  # image 3 trained with the wrong label 0 in the one slot
+
+    result = in_sample_weights(labels, is_error, held_out, views, probe_labels)
+    assert result["weights"][0.0]["auprc_human_errors"] == 1.0
+    assert result["weights"][1.0]["auprc_human_errors"] < 1.0  # memorised: the error looks right in sample
+    assert result["probe_label_p_in_sample"] == 0.9 and result["probe_label_p_held_out"] == 0.3
+    # Held-out scores 1 - p: the probe's 0.7 beats the real pairs' 0.1 and 0.2, not image 0's 0.9.
+    assert result["weights"][0.0]["auroc_probes_vs_real"] == pytest.approx(2 / 3)
