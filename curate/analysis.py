@@ -125,6 +125,7 @@ def sample_table(
     if categories is not None:
         table["category"] = categories.category
         table["label_noise"] = categories.label_noise
+        table["corruption"] = categories.corruption
         table["suggested_label"] = names[categories.suggested]
         table["suggested_confidence"] = categories.suggested_confidence
         for name, values in categories.scores.items():

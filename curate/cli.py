@@ -130,6 +130,9 @@ def _print_flags(result) -> None:
     noisy = int(samples["label_noise"].sum())
     click.echo(f"Suspected label errors, PIE or not: {noisy} ({100 * noisy / len(samples):.2f}%), "
                "each with a suggested label")
+    if "corruption" in samples:
+        corrupt = int(samples["corruption"].sum())
+        click.echo(f"Degraded images (a pixel check fires), PIE or not: {corrupt} ({100 * corrupt / len(samples):.2f}%)")
 
 
 def _print_summary(result, dataset_name: str | None, run_key: str, seconds: float) -> None:

@@ -77,9 +77,12 @@ def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str
     ids, paths, labels, tags, category, noisy, suggested, pie, pie_score = scored.values([
         "id", "filepath", f"{label_field}.label", "tags", names["category"], names["label_noise"],
         f"{names['suggested']}.label", names["pie"], names["pie_score"]])
+    # Runs pushed before non-PIE corruption flags existed have no such field.
+    corrupt = (scored.values(names["corruption"]) if dataset.has_sample_field(names["corruption"])
+               else [False] * len(ids))
     by_path = run_samples.set_index("filepath")["label"]
     run_labels = [by_path.get(p, label) for p, label in zip(paths, labels)]
-    flags = [c or ("label_noise" if n else "") for c, n in zip(category, noisy)]
+    flags = [c or ("label_noise" if n else "corruption" if x else "") for c, n, x in zip(category, noisy, corrupt)]
     table = pd.DataFrame({
         "sample_id": ids, "filepath": paths, "label": labels, "run_label": run_labels,
         "split": [split_of(t) for t in tags], "flag": flags, "suggested": suggested, "tags": tags,

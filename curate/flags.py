@@ -6,15 +6,17 @@ Every PIE gets exactly one category, the first that applies in this order:
    confident learning estimates are wrong (:func:`find_label_noise`), unless the mass is split
    evenly (as for ``multi_object``) between the given label and another class. Also raised on
    non-PIEs, since a reviewer wants every suspected mislabel. Carries a suggested label.
-2. ``corruption``: a pixel check fires (:mod:`curate.quality`) and the population is no more sure
-   of any class than it is, typically, of a corrupted probe image.
+2. ``corruption``: a pixel check fires (:mod:`curate.quality`). Also raised on non-PIEs, since a
+   degraded image is worth a look whether or not the compressed copies forget it; the score ranks
+   first those that the population is also unsure of (as unsure as of a corrupted probe image).
 3. ``multi_object``: the population's mass splits between two classes at least as evenly as it
    does, typically, on a two-class composite probe.
 4. ``atypical``: a PIE that is none of the above: rightly labelled, rare, the long tail.
 
 No threshold is a constant tuned to a dataset: label-noise thresholds are per class and per
-dataset; the corruption and multi-object ones are medians over probe images of known category
-(:mod:`curate.probes`) predicted by the same networks; pixel thresholds are CleanVision's.
+dataset; the multi-object one (and the corruption score's scale) are medians over probe images of
+known category (:mod:`curate.probes`) predicted by the same networks; pixel thresholds are
+CleanVision's, or outliers of the dataset's own distribution by CleanVision's IQR rule.
 
 Shapes: ``probs`` ``(n_samples, n_classes)`` is the population's mean out-of-sample prediction;
 ``labels`` ``(n_samples,)`` the given labels.
@@ -355,6 +357,7 @@ class Categories:
     Attributes:
         category: ``(N,)`` one of :data:`CATEGORIES` for PIEs, ``""`` otherwise.
         label_noise: ``(N,)`` confident mislabel (PIE or not).
+        corruption: ``(N,)`` a pixel check fires (PIE or not).
         scores: category -> ``(N,)`` score in [0, 1] (defined for every sample).
         suggested, suggested_confidence: from :func:`find_label_noise`.
         corruption_check: ``(N,)`` the most severe pixel check, ``""`` when none fires.
@@ -364,6 +367,7 @@ class Categories:
 
     category: np.ndarray
     label_noise: np.ndarray
+    corruption: np.ndarray
     scores: dict[str, np.ndarray]
     suggested: np.ndarray
     suggested_confidence: np.ndarray
@@ -423,7 +427,10 @@ def categorise(
     # Uncertainty relative to a corrupted probe: 1 at or below its typical top probability.
     uncertainty = np.clip((1.0 - top_prob) / max(1.0 - corrupted_top, 1e-9), 0.0, 1.0)
     corruption_score = np.where(worst > 0, 0.5 * (worst + uncertainty), 0.0)
-    is_corrupt = (worst > 0) & (top_prob <= corrupted_top)
+    # Pixel evidence alone decides: images altered in ways the probes never saw (JPEG blocking, salt
+    # and pepper) are often still recognised, so requiring unsure models missed nearly all of them
+    # (scripts/bench_categories.py); the models' doubt orders the flags instead.
+    is_corrupt = worst > 0
     is_multi = evenness >= split_threshold
     first, second, _, _ = top_two(probs)
     # Mass shared evenly between the given label and another class is ambiguity, not a wrong label.
@@ -439,6 +446,7 @@ def categorise(
     return Categories(
         category=category,
         label_noise=is_noise,
+        corruption=is_corrupt,
         scores={
             "label_noise": noise.score,
             "corruption": corruption_score,
@@ -482,9 +490,9 @@ def reasons(categories: Categories, labels: np.ndarray, probs: np.ndarray, class
                     f"(mean p {probs[i, labels[i]]:.2f})")
             wrong = None if categories.label_wrong_probability is None else categories.label_wrong_probability[i]
             out.append(text if wrong is None or not np.isfinite(wrong) else f"{text}; P(label wrong) ~ {wrong:.2f}")
-        elif cat == "corruption":
-            out.append(f"{categories.corruption_check[i].replace('_', ' ')} image; models unsure "
-                       f"(top class {names[first[i]]} at p {p1[i]:.2f}); labelled {given}")
+        elif cat == "corruption" or (cat == NO_CATEGORY and categories.corruption[i]):
+            out.append(f"{categories.corruption_check[i].replace('_', ' ')} image; models' top class "
+                       f"{names[first[i]]} at p {p1[i]:.2f}; labelled {given}")
         elif cat == "multi_object":
             out.append(f"models split between {names[first[i]]} (p {p1[i]:.2f}) and {names[second[i]]} "
                        f"(p {p2[i]:.2f}); labelled {given}")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from curate import __version__
-from curate.flags import CATEGORIES, NO_CATEGORY
+from curate.flags import CATEGORIES
 from curate.pies import NO_LEVEL
 
 METHOD = "curate"
@@ -29,6 +29,7 @@ def names_for(run_key: str, level_names: list[str]) -> dict[str, Any]:
     return {
         "category": f"{run_key}_category",
         "label_noise": f"{run_key}_label_noise",
+        "corruption": f"{run_key}_corruption",
         "suggested": f"{run_key}_suggested",
         "flag_score": f"{run_key}_flag_score",
         "reason": f"{run_key}_reason",
@@ -36,8 +37,10 @@ def names_for(run_key: str, level_names: list[str]) -> dict[str, Any]:
         "mistakenness": f"{brain_prefix}mistakenness",
         "category_tags": {c: f"{tag}:{c}" for c in CATEGORIES},
         "label_noise_tag": "label_noise" if run_key == METHOD else f"{run_key}:label_noise",
+        "corruption_tag": "corruption" if run_key == METHOD else f"{run_key}:corruption",
         "category_views": {c: f"{prefix}pies-{c}" for c in CATEGORIES},
         "label_noise_view": f"{prefix}label-noise",
+        "corruption_view": f"{prefix}corruption",
         "dense": f"{run_key}_dense",
         "levels": {name: f"{run_key}_{name}" for name in level_names},
         "pie": f"{run_key}_pie",
@@ -52,16 +55,17 @@ def names_for(run_key: str, level_names: list[str]) -> dict[str, Any]:
 def _all_fields(names: dict[str, Any]) -> list[str]:
     """The per-sample fields curate writes itself (the brain fields are written by FiftyOne Brain)."""
     return [names["dense"], *names["levels"].values(), names["pie"], names["pie_score"], names["pie_level"],
-            names["pie_levels"], names["category"], names["label_noise"], names["suggested"], names["flag_score"],
-            names["reason"]]
+            names["pie_levels"], names["category"], names["label_noise"], names["corruption"], names["suggested"],
+            names["flag_score"], names["reason"]]
 
 
 def _all_tags(names: dict[str, Any]) -> list[str]:
-    return [names["tag"], *names["category_tags"].values(), names["label_noise_tag"]]
+    return [names["tag"], *names["category_tags"].values(), names["label_noise_tag"], names["corruption_tag"]]
 
 
 def _all_views(names: dict[str, Any]) -> list[str]:
-    return [*names["views"].values(), *names["category_views"].values(), names["label_noise_view"]]
+    return [*names["views"].values(), *names["category_views"].values(), names["label_noise_view"],
+            names["corruption_view"]]
 
 
 def get_or_create_dataset(fo, name: str, filepaths: list[str], labels: list[str], splits: list[str | None]):
@@ -156,13 +160,14 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
     samples = result.samples
     for i in range(len(ids)):
         category = categories.category[i]
-        noisy = bool(categories.label_noise[i])
+        noisy, corrupt = bool(categories.label_noise[i]), bool(categories.corruption[i])
         values[names["category"]].append(category or None)
         values[names["label_noise"]].append(noisy)
+        values[names["corruption"]].append(corrupt)
         values[names["suggested"]].append(fo.Classification(
             label=str(classes[categories.suggested[i]]), confidence=float(categories.suggested_confidence[i]),
         ) if noisy else None)
-        score_of = category if category != NO_CATEGORY else ("label_noise" if noisy else None)
+        score_of = category or ("label_noise" if noisy else "corruption" if corrupt else None)
         values[names["flag_score"]].append(float(categories.scores[score_of][i]) if score_of else None)
         values[names["reason"]].append(samples["reason"].iat[i] or None)
     # A run can find no PIE or flag at all; FiftyOne cannot infer a field's type from all-None values.
@@ -188,6 +193,9 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
     noisy_ids = [sid for sid, noisy in zip(ids, categories.label_noise) if noisy]
     if noisy_ids:
         dataset.select(noisy_ids).tag_samples(names["label_noise_tag"])
+    corrupt_ids = [sid for sid, corrupt in zip(ids, categories.corruption) if corrupt]
+    if corrupt_ids:
+        dataset.select(corrupt_ids).tag_samples(names["corruption_tag"])
     brain_runs = write_brain_fields(dataset.select(ids), names, images.label_field or LABEL_FIELD)
 
     from fiftyone import ViewField as F
@@ -218,6 +226,12 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
         description=f"Every suspected label error of run {run_key!r} (PIE or not), most likely first",
         overwrite=True,
     )
+    dataset.save_view(
+        names["corruption_view"],
+        dataset.match(F(names["corruption"]) == True).sort_by(names["flag_score"], reverse=True),  # noqa: E712
+        description=f"Every image of run {run_key!r} that a pixel check flags (PIE or not), worst first",
+        overwrite=True,
+    )
 
     levels = result.levels
     config = dataset.init_run(
@@ -242,6 +256,7 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
         n_pies=len(pie_ids),
         categories={name: int((categories.category == name).sum()) for name in CATEGORIES},
         n_label_noise=len(noisy_ids),
+        n_corruption=len(corrupt_ids),
         levels=levels.to_dict(orient="records"),
         bad_images=[b.__dict__ for b in result.bad_images],
     )

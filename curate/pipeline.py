@@ -28,7 +28,7 @@ from curate.images import BadImage, decode_images, load_in_memory
 from curate.flags import CATEGORIES, Categories
 from curate.pies import PieScores
 from curate.probes import ProbeSuite, make_probes
-from curate.quality import measure_files, quality_severity
+from curate.quality import RAW_PROPERTIES, measure_files, quality_severity
 from curate.quantize import QUANT_FORMATS, check_formats
 from curate.robustness import CORRUPTION_NAMES, SEVERITIES, check_corruptions, robustness_table
 from curate.sources import LabeledImages, SourceError
@@ -355,7 +355,8 @@ def image_quality(filepaths: list[str], store: RunStore, progress: bool = True) 
     path = store.root / "quality.parquet"
     if path.exists():
         cached = pd.read_parquet(path)
-        if cached["filepath"].tolist() == list(filepaths):
+        # A run measured by an older curate lacks newer properties: measure again.
+        if cached["filepath"].tolist() == list(filepaths) and set(RAW_PROPERTIES) <= set(cached.columns):
             return cached
     raw = measure_files(filepaths, progress=progress)
     store.save_table("quality.parquet", raw)

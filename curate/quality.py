@@ -2,10 +2,13 @@
 
 The checks follow CleanVision's definitions (cleanlab's image auditing package, v0.3) so users who
 know its issue types read the same scores: ``dark``, ``light``, ``low_information``, ``blurry``,
-``odd_aspect_ratio``, ``odd_size`` (same formulas, same default thresholds). Two checks it lacks
+``odd_aspect_ratio``, ``odd_size`` (same formulas, same default thresholds). Three checks it lacks
 are added: ``noisy`` (Immerkaer's fast noise estimate, flagged as an outlier of the dataset's own
-distribution with CleanVision's IQR rule) and ``jpeg_quality`` (the quality the file was saved at,
-estimated from its luminance quantisation table).
+distribution with CleanVision's IQR rule), ``low_contrast`` (RMS contrast, an outlier below the
+dataset's own distribution by the same rule, on a log scale: washed-out, hazy or faded images, which
+CleanVision's ``light`` and ``dark`` miss unless nearly every pixel is white or black) and
+``heavy_compression`` (the JPEG quality the file was saved at, estimated from its luminance
+quantisation table).
 
 :func:`measure_image` reads raw properties of one PIL image; :func:`quality_severity` turns the
 table of raw properties of a dataset into per-check severities in [0, 1] (0: no issue).
@@ -31,7 +34,8 @@ CLEANVISION_THRESHOLDS = {
 }
 IQR_FACTOR = 3.0  # CleanVision's odd_size rule, also used for noise
 HEAVY_JPEG_QUALITY = 30  # below this the IJG encoder's blocking is plainly visible
-CHECKS = (*CLEANVISION_THRESHOLDS, "odd_size", "noisy", "heavy_compression")
+CHECKS = (*CLEANVISION_THRESHOLDS, "odd_size", "noisy", "low_contrast", "heavy_compression")
+_CONTRAST_FLOOR = 1.0 / 255  # RMS contrast of one grey level: flat images sit here on the log scale
 _BLUR_MAX_SIDE = 64  # CleanVision measures blur on images at most 64 px on a side
 # IJG standard luminance quantisation table (quality 50), for estimating JPEG quality.
 _IJG_LUMA = np.array([
@@ -93,8 +97,12 @@ def measure_image(image: Image.Image) -> dict[str, float]:
         "blurriness": float(np.sqrt(ImageStat.Stat(gray_small.filter(ImageFilter.FIND_EDGES)).var[0])),
         "grayscale_hist_std": float(np.std(gray_small.histogram())),
         "noise_sigma": noise_sigma(np.asarray(rgb.convert("L"))),
+        "contrast": float(np.asarray(rgb.convert("L"), dtype=np.float64).std() / 255),
         "jpeg_quality": quality,
     }
+
+
+RAW_PROPERTIES = tuple(measure_image(Image.new("RGB", (8, 8))))
 
 
 def measure_files(filepaths: list[str], workers: int | None = None, progress: bool = True) -> pd.DataFrame:
@@ -113,7 +121,7 @@ def measure_files(filepaths: list[str], workers: int | None = None, progress: bo
     with ThreadPoolExecutor(workers) as pool:
         rows = list(tqdm(pool.map(one, filepaths, chunksize=64), total=len(filepaths), desc="image quality",
                          disable=not progress, unit="img"))
-    table = pd.DataFrame(rows, columns=list(measure_image(Image.new("RGB", (8, 8))).keys()))
+    table = pd.DataFrame(rows, columns=list(RAW_PROPERTIES))
     table.insert(0, "filepath", list(filepaths))
     return table
 
@@ -146,7 +154,9 @@ def quality_severity(raw: pd.DataFrame) -> pd.DataFrame:
 
     CleanVision checks: ``(threshold - score) / threshold`` when the score is below its threshold.
     ``odd_size`` and ``noisy``: how far the image's value lies beyond the dataset's IQR fence
-    (``Q3 + 3 IQR``, and ``Q1 - 3 IQR`` for size), relative to the fence. ``heavy_compression``:
+    (``Q3 + 3 IQR``, and ``Q1 - 3 IQR`` for size), relative to the fence. ``low_contrast``: how far
+    the RMS contrast lies below ``exp(Q1 - 3 IQR)`` of the log contrasts, relative to that fence
+    (1 for a flat image). ``heavy_compression``:
     how far the estimated JPEG quality lies below 30. Rows of unreadable images are all NaN.
     """
     scores = quality_scores(raw)
@@ -166,6 +176,15 @@ def quality_severity(raw: pd.DataFrame) -> pd.DataFrame:
     sigma = raw["noise_sigma"].to_numpy(float)
     fence = max(_iqr_upper_fence(sigma), 1e-9)
     out["noisy"] = np.clip((sigma - fence) / fence, 0, 1)
+    # Contrast spans orders of magnitude across natural images, so its fence is taken on a log scale.
+    log_contrast = np.log(np.maximum(raw["contrast"].to_numpy(float), _CONTRAST_FLOOR))
+    finite = log_contrast[np.isfinite(log_contrast)]
+    if len(finite):
+        q1, q3 = np.percentile(finite, [25, 75])
+        fence = math.exp(q1 - IQR_FACTOR * (q3 - q1))
+        out["low_contrast"] = np.clip(1 - np.exp(log_contrast) / max(fence, 1e-12), 0, 1)
+    else:
+        out["low_contrast"] = np.nan
     quality = raw["jpeg_quality"].to_numpy(float)
     out["heavy_compression"] = np.where(np.isfinite(quality),
                                         np.clip((HEAVY_JPEG_QUALITY - quality) / HEAVY_JPEG_QUALITY, 0, 1), 0.0)

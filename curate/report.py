@@ -196,7 +196,7 @@ def _gallery(samples: pd.DataFrame, title: str, score_column: str, note: str) ->
 
 CATEGORY_NOTES = {
     "label_noise": "The population, out of sample, puts its mass on another class: probably mislabelled.",
-    "corruption": "The image itself is degraded (pixel checks) and every model is unsure.",
+    "corruption": "The image itself is degraded (a pixel check fires); those the models are unsure of first.",
     "multi_object": "The models split between two or more classes: two objects, or an ambiguous image.",
     "atypical": "None of the above: rightly labelled but rare, the long tail compression forgets first.",
 }
@@ -343,6 +343,11 @@ def build_report(run_dir: str | Path, title: str | None = None) -> str:
         extra = samples[samples["label_noise"].astype(bool) & (samples["category"] != "label_noise")]
         parts.append(_gallery(extra, "label_noise, not a PIE", "label_noise_score",
                               "Confident mislabels that compression does not change."))
+        if "corruption" in samples:
+            extra = samples[samples["corruption"].astype(bool) & (samples["category"].fillna("") == "")]
+            parts.append(_gallery(extra, "corruption, not a PIE", "corruption_score",
+                                  "Images a pixel check flags that compression does not change; "
+                                  "those the models are also unsure of first."))
     parts.append("</body></html>")
     return "".join(parts)
 

@@ -70,3 +70,64 @@ def test_in_sample_weights_scores_each_view_and_the_probes_memorisation():
     assert result["probe_label_p_in_sample"] == 0.9 and result["probe_label_p_held_out"] == 0.3
     # Held-out scores 1 - p: the probe's 0.7 beats the real pairs' 0.1 and 0.2, not image 0's 0.9.
     assert result["weights"][0.0]["auroc_probes_vs_real"] == pytest.approx(2 / 3)
+
+
+def test_bench_categories_alterations_do_what_their_names_say():
+    from bench_categories import overexposed, overlay, pixelated, salt_pepper, stacked
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(32, 24, 3)).astype(np.uint8)
+    washed = overexposed(x)
+    assert washed.min() >= 153 and washed.std() < 0.5 * x.std()
+    mosaic = pixelated(x, side=4)
+    assert mosaic.shape == x.shape and len(np.unique(mosaic[..., 0])) <= 16
+    np.testing.assert_allclose(mosaic[:8, :6].astype(float).mean(axis=(0, 1)), x[:8, :6].mean(axis=(0, 1)), atol=0.5)
+    assert np.array_equal(pixelated(x, side=1)[0, 0], np.rint(x.reshape(-1, 3).mean(axis=0)).astype(np.uint8))
+    dotted = salt_pepper(x, rng, share=0.5)
+    changed = (dotted != x).any(axis=2)
+    assert 0.4 < changed.mean() < 0.6  # half hit (768 pixels drawn), a few of them already black or white
+    assert set(np.unique(dotted[changed])) <= {0, 255}
+
+    black, white = np.zeros_like(x), np.full_like(x, 255)
+    assert np.all(overlay(black, white) == 128)
+    both = stacked(black, white)
+    assert both.shape == x.shape and np.all(both[:16] == 0) and np.all(both[16:] == 255)
+    assert stacked(black[:31], white[:31]).shape == (31, 24, 3)
+
+
+def test_bench_categories_sources_are_distinct_and_composites_pair_two_classes():
+    from bench_categories import FAMILY, choose_sources
+
+    labels = np.repeat(np.arange(3), 10)
+    chosen = choose_sources(labels, 3, np.random.default_rng(0))
+    firsts = np.concatenate([first for first, _ in chosen.values()])
+    assert len(firsts) == len(set(firsts)) == 3 * len(FAMILY)
+    for kind, (first, partner) in chosen.items():
+        if FAMILY[kind] == "multi_object":
+            assert np.all(labels[partner] != labels[first])
+        else:
+            assert np.all(partner == -1)
+    with pytest.raises(SystemExit, match="--share too large"):
+        choose_sources(labels, 5, np.random.default_rng(0))
+
+
+def test_bench_categories_flag_quality_and_kind_table():
+    import pandas as pd
+    from bench_categories import flag_quality, kind_table
+
+    truth = pd.DataFrame({"kind": ["original", "original", "jpeg", "overlay", "flipped_label"],
+                          "family": ["original", "original", "corruption", "multi_object", "label_noise"],
+                          "class_b": [-1, -1, -1, 2, -1]})
+    flags = {"corruption": np.array([1, 0, 1, 0, 0], bool), "multi_object": np.zeros(5, bool),
+             "label_noise": np.array([0, 0, 0, 0, 1], bool)}
+    quality = flag_quality(truth, flags)
+    assert quality["corruption"] == {"flagged": 2, "altered_into_it": 1, "precision": 0.5, "recall": 1.0}
+    assert np.isnan(quality["multi_object"]["precision"]) and quality["multi_object"]["recall"] == 0.0
+    assert quality["label_noise"]["precision"] == quality["label_noise"]["recall"] == 1.0
+
+    category = np.array(["atypical", "", "corruption", "", "label_noise"], dtype=object)
+    table = kind_table(truth, category, {"PIE": np.array([1, 0, 1, 0, 1], bool)})
+    assert list(table.index) == ["original", "jpeg", "overlay", "flipped_label"]
+    assert table.loc["original", "images"] == 2 and table.loc["original", "PIE"] == 0.5
+    assert table.loc["original", "category: atypical"] == 0.5 and table.loc["original", "category: none"] == 0.5
+    assert table.loc["jpeg", "category: corruption"] == 1.0

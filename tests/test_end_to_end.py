@@ -54,7 +54,7 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
     quantized = ["fp16", "bf16", "int8", "int4", "dyn-int8"]
     assert set(dataset.list_saved_views()) == {
         "pies", "pies-prune50", "pies-prune90", "pies-label_noise", "pies-corruption", "pies-multi_object",
-        "pies-atypical", "label-noise", *(f"pies-{q}" for q in quantized)}
+        "pies-atypical", "label-noise", "corruption", *(f"pies-{q}" for q in quantized)}
     assert isinstance(sample["curate_int4"], fo.Classification)
     pies_view = dataset.load_saved_view("pies")
     assert len(pies_view) == n_pies
@@ -123,8 +123,14 @@ def test_flags_become_fields_tags_and_views(fo, digits_run):
         given, suggested = noisy.values(["ground_truth.label", "curate_suggested.label"])
         assert all(g != s for g, s in zip(given, suggested))
         assert all(r and " models say " in r for r in noisy.values("curate_reason"))
+    # Degraded images (a pixel check fires) are flagged PIE or not, each with the check in its reason.
+    corrupt = dataset.match_tags("corruption")
+    assert len(corrupt) == int(table["corruption"].sum()) == len(dataset.load_saved_view("corruption"))
+    assert set(corrupt.values("filepath")) == set(table.loc[table["corruption_check"] != "", "filepath"])
+    plain = corrupt.match(~fo.ViewField("tags").contains("pie")).match(~fo.ViewField("tags").contains("label_noise"))
+    assert all(" image; models' top class " in r for r in plain.values("curate_reason"))
     assert all(dataset.match_tags("pie").values("curate_reason"))
-    assert dataset.match_tags(["pie", "label_noise"]).count() + dataset.match(
+    assert dataset.match_tags(["pie", "label_noise", "corruption"]).count() + dataset.match(
         ~fo.ViewField("curate_reason").exists()).count() == len(dataset)
 
     # FiftyOne Brain's own fields, from the dense population's mean prediction.

@@ -81,7 +81,7 @@ def _population():
     is_pie = np.array([False, True, False, True, False, True, False, True, False])
     severity = np.zeros((9, 2))
     severity[5, 1] = 0.6  # sample 5 is dark
-    severity[0, 0] = 0.9  # sample 0 is blurry but the models are sure: not corruption
+    severity[0, 0] = 0.9  # sample 0 is blurry but the models are sure; not a PIE: flagged, ranked low
     return labels, probs, is_pie, severity
 
 
@@ -98,11 +98,24 @@ def test_categorise_assigns_one_category_per_pie_by_hand():
     assert cats.thresholds["corruption_top_probability"] == pytest.approx(0.4)
     # Corruption score of sample 5: mean of severity 0.6 and uncertainty min(1, 0.65 / 0.6) = 1.
     assert cats.scores["corruption"][5] == pytest.approx(0.8)
-    assert cats.scores["corruption"][0] > 0 and cats.category[0] == ""
+    # Sample 0 is no PIE, so it has no category, but its pixel check flags it; models sure of it
+    # (uncertainty 0.1 / 0.6) rank it below sample 5: (0.9 + 0.167) / 2.
+    assert cats.category[0] == "" and np.flatnonzero(cats.corruption).tolist() == [0, 5]
+    assert cats.scores["corruption"][0] == pytest.approx((0.9 + 0.1 / 0.6) / 2)
     assert cats.corruption_check[5] == "dark" and cats.corruption_check[0] == "blurry"
     assert cats.scores["multi_object"][3] == pytest.approx(1.0)
     for score in cats.scores.values():
         assert ((score >= 0) & (score <= 1)).all()
+
+
+def test_a_pie_with_a_pixel_issue_is_corruption_even_when_the_models_are_sure():
+    labels, probs, is_pie, severity = _population()
+    is_pie[0] = True
+    cats = categorise(labels, probs, is_pie, np.zeros(9), TWO_CLASS_PROBES, CORRUPTED_PROBES, severity,
+                      ("blurry", "dark"))
+    assert cats.category[0] == "corruption" and cats.corruption[0]
+    without_pixels = categorise(labels, probs, is_pie, np.zeros(9), TWO_CLASS_PROBES, CORRUPTED_PROBES)
+    assert not without_pixels.corruption.any() and without_pixels.category[5] == "multi_object"  # 0.35 vs 0.30
 
 
 def test_confident_mislabel_split_evenly_with_its_label_is_multi_object():
@@ -136,9 +149,10 @@ def test_reasons_read_like_sentences():
                    is_pie[None, :], ["prune90"])
     assert text[1] == "3 of 4 models say dog (mean p 0.85); labelled cat (mean p 0.05)"
     assert text[3] == "models split between cat (p 0.45) and dog (p 0.45); labelled dog"
-    assert text[5].startswith("dark image; models unsure (top class car at p 0.35)")
+    assert text[5] == "dark image; models' top class car at p 0.35; labelled car"
+    assert text[0] == "blurry image; models' top class cat at p 0.90; labelled cat"  # not a PIE, still said
     assert text[7] == "labelled ship; dense models say ship, compressed copies forget it: prune90 say cat"
-    assert text[8].startswith("3 of 4 models say dog") and text[0] == ""
+    assert text[8].startswith("3 of 4 models say dog") and text[2] == ""
 
 
 def test_count_from_confident_learning_ranking_with_in_sample_view():

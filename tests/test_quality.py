@@ -25,6 +25,8 @@ def degraded(image: Image.Image, kind: str, rng: np.random.Generator) -> Image.I
         x = 255 - (255 - x) * 0.02
     elif kind == "noised":
         x = x + rng.normal(0, 60, x.shape)
+    elif kind == "washed_out":
+        x = 0.4 * x + 0.6 * 255
     elif kind == "flattened":
         x = np.full_like(x, x.mean())
     return Image.fromarray(np.clip(np.rint(x), 0, 255).astype(np.uint8))
@@ -34,7 +36,7 @@ def degraded(image: Image.Image, kind: str, rng: np.random.Generator) -> Image.I
 def clean_and_degraded(digits_images):
     rng = np.random.default_rng(0)
     clean = [_rgb(p) for p in digits_images.filepaths[:200]]
-    kinds = ["blurred", "darkened", "brightened", "noised", "flattened"]
+    kinds = ["blurred", "darkened", "brightened", "noised", "washed_out", "flattened"]
     images = clean + [degraded(clean[i], kind, rng) for kind in kinds for i in range(4)]
     names = ["clean"] * len(clean) + [kind for kind in kinds for _ in range(4)]
     raw = pd.DataFrame([measure_image(image) for image in images])
@@ -42,7 +44,8 @@ def clean_and_degraded(digits_images):
 
 
 @pytest.mark.parametrize("kind, check", [("blurred", "blurry"), ("darkened", "dark"), ("brightened", "light"),
-                                         ("noised", "noisy"), ("flattened", "low_information")])
+                                         ("noised", "noisy"), ("washed_out", "low_contrast"),
+                                         ("flattened", "low_information"), ("flattened", "low_contrast")])
 def test_each_degradation_fires_its_check(clean_and_degraded, kind, check):
     names, severity = clean_and_degraded
     rows = np.array(names) == kind
