@@ -74,12 +74,14 @@ def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str
     run_samples = pd.read_parquet(run_dir / "samples.parquet")
     classes = _classes_in(run_dir)
     scored = dataset.exists(names["pie"])
-    ids, paths, labels, tags, category, noisy, suggested, pie, pie_score = scored.values([
-        "id", "filepath", f"{label_field}.label", "tags", names["category"], names["label_noise"],
-        f"{names['suggested']}.label", names["pie"], names["pie_score"]])
     # Runs pushed before non-PIE corruption flags existed have no such field.
-    corrupt = (scored.values(names["corruption"]) if dataset.has_sample_field(names["corruption"])
-               else [False] * len(ids))
+    has_corruption = dataset.has_sample_field(names["corruption"])
+    columns = scored.values([
+        "id", "filepath", f"{label_field}.label", "tags", names["category"], names["label_noise"],
+        f"{names['suggested']}.label", names["pie"], names["pie_score"],
+        *([names["corruption"]] if has_corruption else [])])
+    ids, paths, labels, tags, category, noisy, suggested, pie, pie_score = columns[:9]
+    corrupt = columns[9] if has_corruption else [False] * len(ids)
     by_path = run_samples.set_index("filepath")["label"]
     run_labels = [by_path.get(p, label) for p, label in zip(paths, labels)]
     flags = [c or ("label_noise" if n else "corruption" if x else "") for c, n, x in zip(category, noisy, corrupt)]

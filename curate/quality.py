@@ -88,6 +88,7 @@ def measure_image(image: Image.Image) -> dict[str, float]:
     if ratio > 1:
         small = rgb.resize((max(int(width // ratio), 1), max(int(height // ratio), 1)))
     gray_small = small.convert("L")
+    gray = np.asarray(rgb.convert("L"), dtype=np.float64)
     return {
         "width": float(width),
         "height": float(height),
@@ -96,8 +97,8 @@ def measure_image(image: Image.Image) -> dict[str, float]:
         "entropy": float(rgb.entropy()),
         "blurriness": float(np.sqrt(ImageStat.Stat(gray_small.filter(ImageFilter.FIND_EDGES)).var[0])),
         "grayscale_hist_std": float(np.std(gray_small.histogram())),
-        "noise_sigma": noise_sigma(np.asarray(rgb.convert("L"))),
-        "contrast": float(np.asarray(rgb.convert("L"), dtype=np.float64).std() / 255),
+        "noise_sigma": noise_sigma(gray),
+        "contrast": float(gray.std() / 255),
         "jpeg_quality": quality,
     }
 
@@ -126,12 +127,13 @@ def measure_files(filepaths: list[str], workers: int | None = None, progress: bo
     return table
 
 
-def _iqr_upper_fence(values: np.ndarray) -> float:
+def _iqr_fences(values: np.ndarray) -> tuple[float, float] | None:
+    """CleanVision's outlier fences ``(Q1 - 3 IQR, Q3 + 3 IQR)`` of the finite values; None if there are none."""
     finite = values[np.isfinite(values)]
     if len(finite) == 0:
-        return float("inf")
+        return None
     q1, q3 = np.percentile(finite, [25, 75])
-    return float(q3 + IQR_FACTOR * (q3 - q1))
+    return float(q1 - IQR_FACTOR * (q3 - q1)), float(q3 + IQR_FACTOR * (q3 - q1))
 
 
 def quality_scores(raw: pd.DataFrame) -> pd.DataFrame:
@@ -164,24 +166,26 @@ def quality_severity(raw: pd.DataFrame) -> pd.DataFrame:
     for check, threshold in CLEANVISION_THRESHOLDS.items():
         out[check] = np.clip((threshold - scores[check].to_numpy()) / threshold, 0, 1)
     size = np.sqrt(raw["width"].to_numpy(float) * raw["height"].to_numpy(float))
-    finite = size[np.isfinite(size)]
-    if len(finite):
-        q1, q3 = np.percentile(finite, [25, 75])
-        low, high = q1 - IQR_FACTOR * (q3 - q1), q3 + IQR_FACTOR * (q3 - q1)
+    fences = _iqr_fences(size)
+    if fences is not None:
+        low, high = fences
         above = np.clip((size - high) / max(high, 1e-9), 0, 1)
         below = np.clip((low - size) / max(low, 1e-9), 0, 1) if low > 0 else np.zeros_like(size)
         out["odd_size"] = np.maximum(above, below)
     else:
         out["odd_size"] = np.nan
     sigma = raw["noise_sigma"].to_numpy(float)
-    fence = max(_iqr_upper_fence(sigma), 1e-9)
-    out["noisy"] = np.clip((sigma - fence) / fence, 0, 1)
+    fences = _iqr_fences(sigma)
+    if fences is not None:
+        fence = max(fences[1], 1e-9)
+        out["noisy"] = np.clip((sigma - fence) / fence, 0, 1)
+    else:
+        out["noisy"] = np.nan
     # Contrast spans orders of magnitude across natural images, so its fence is taken on a log scale.
     log_contrast = np.log(np.maximum(raw["contrast"].to_numpy(float), _CONTRAST_FLOOR))
-    finite = log_contrast[np.isfinite(log_contrast)]
-    if len(finite):
-        q1, q3 = np.percentile(finite, [25, 75])
-        fence = math.exp(q1 - IQR_FACTOR * (q3 - q1))
+    fences = _iqr_fences(log_contrast)
+    if fences is not None:
+        fence = math.exp(fences[0])
         out["low_contrast"] = np.clip(1 - np.exp(log_contrast) / max(fence, 1e-12), 0, 1)
     else:
         out["low_contrast"] = np.nan
