@@ -125,7 +125,8 @@ def inject(images: LabeledImages, out_dir: Path, share: float, seed: int) -> tup
     kinds, class_b = [ORIGINAL] * len(images), [-1] * len(images)
 
     def read(i: int) -> np.ndarray:
-        return np.asarray(Image.open(images.filepaths[i]).convert("RGB"))
+        with Image.open(images.filepaths[i]) as image:
+            return np.asarray(image.convert("RGB"))
 
     for kind, (first, partner) in choose_sources(labels, per_kind, rng).items():
         (out_dir / kind).mkdir(parents=True, exist_ok=True)
@@ -198,9 +199,9 @@ def score(result, truth: pd.DataFrame) -> dict:
     first, second, top_prob, _ = top_two(probs)
     thresholds = categories.thresholds
     category = np.asarray(categories.category, dtype=object)
-    pixel_check = np.asarray(categories.corruption_check, dtype=object) != ""
+    pixel_check = categories.corruption  # the shipped flag is the pixel check, PIE or not
     unsure = top_prob <= thresholds["corruption_top_probability"]
-    as_shipped = {"label_noise": categories.label_noise, "corruption": categories.corruption,
+    as_shipped = {"label_noise": categories.label_noise, "corruption": pixel_check,
                   "multi_object": category == "multi_object"}
     alternatives = {
         # curate's corruption rule before this benchmark: a PIE, a pixel check, and models as unsure as
@@ -215,8 +216,7 @@ def score(result, truth: pd.DataFrame) -> dict:
     both_classes = (class_b >= 0) & (((first == labels) & (second == class_b)) | ((first == class_b) & (second == labels)))
     kinds = kind_table(truth, category, {
         "PIE": result.scores.is_pie_any, "pixel check fires": pixel_check,
-        "label_noise flag": categories.label_noise,
-        "corruption flag": categories.corruption, "models unsure": unsure,
+        "label_noise flag": categories.label_noise, "models unsure": unsure,
         "multi_object rule": alternatives["multi_object: its rule on any image, PIE or not"],
         "top two = both classes": both_classes,
     })
@@ -225,7 +225,7 @@ def score(result, truth: pd.DataFrame) -> dict:
         "thresholds": {k: thresholds[k] for k in ("corruption_top_probability", "multi_object_evenness")},
         "by_kind": kinds.to_dict(orient="index"),
         "flags_as_shipped": flag_quality(truth, as_shipped),
-        "alternatives": flag_quality(truth, {name: flags for name, flags in alternatives.items()}),
+        "alternatives": flag_quality(truth, alternatives),
         "pixel_checks_by_kind": {kind: pd.Series(categories.corruption_check[truth["kind"].to_numpy() == kind])
                                  .replace("", "none").value_counts().to_dict() for kind in [ORIGINAL, *FAMILY]},
     }
