@@ -222,6 +222,9 @@ def score(result, truth: pd.DataFrame) -> dict:
     })
     return {
         "images": len(truth), "altered": int((truth["kind"] != ORIGINAL).sum()),
+        # How far to trust any flag: the population's held-out accuracy on the given labels, and curate's warnings.
+        "dense_accuracy": float(result.levels.set_index("level").loc["dense", "accuracy"]),
+        "warnings": result.manifest.get("warnings", []),
         "thresholds": {k: thresholds[k] for k in ("corruption_top_probability", "multi_object_evenness")},
         "by_kind": kinds.to_dict(orient="index"),
         "flags_as_shipped": flag_quality(truth, as_shipped),
@@ -232,8 +235,11 @@ def score(result, truth: pd.DataFrame) -> dict:
 
 
 def print_report(report: dict) -> None:
-    print(f"\n{report['images']} images, {report['altered']} of them altered copies; thresholds "
+    print(f"\n{report['images']} images, {report['altered']} of them altered copies; dense held-out accuracy "
+          f"{report['dense_accuracy']:.3f}; thresholds "
           + ", ".join(f"{k} {v:.3f}" for k, v in report["thresholds"].items()))
+    for warning in report["warnings"]:
+        print(f"curate's warning: {warning}")
     print("\nShare of each kind of image (categories are given to PIEs only, as curate ships them):")
     print(pd.DataFrame(report["by_kind"]).T.to_string(float_format=lambda v: f"{v:.2f}"))
     for name, title in (("flags_as_shipped", "Flags as shipped (label_noise and corruption on any image, "
