@@ -30,6 +30,7 @@ def names_for(run_key: str, level_names: list[str]) -> dict[str, Any]:
         "category": f"{run_key}_category",
         "label_noise": f"{run_key}_label_noise",
         "corruption": f"{run_key}_corruption",
+        "corruption_score": f"{run_key}_corruption_score",
         "suggested": f"{run_key}_suggested",
         "flag_score": f"{run_key}_flag_score",
         "reason": f"{run_key}_reason",
@@ -55,8 +56,8 @@ def names_for(run_key: str, level_names: list[str]) -> dict[str, Any]:
 def _all_fields(names: dict[str, Any]) -> list[str]:
     """The per-sample fields curate writes itself (the brain fields are written by FiftyOne Brain)."""
     return [names["dense"], *names["levels"].values(), names["pie"], names["pie_score"], names["pie_level"],
-            names["pie_levels"], names["category"], names["label_noise"], names["corruption"], names["suggested"],
-            names["flag_score"], names["reason"]]
+            names["pie_levels"], names["category"], names["label_noise"], names["corruption"],
+            names["corruption_score"], names["suggested"], names["flag_score"], names["reason"]]
 
 
 def _all_tags(names: dict[str, Any]) -> list[str]:
@@ -164,6 +165,9 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
         values[names["category"]].append(category or None)
         values[names["label_noise"]].append(noisy)
         values[names["corruption"]].append(corrupt)
+        # The corruption view's own order: a corrupted image also flagged as label noise has the
+        # label-noise score as its flag score.
+        values[names["corruption_score"]].append(float(categories.scores["corruption"][i]) if corrupt else None)
         values[names["suggested"]].append(fo.Classification(
             label=str(classes[categories.suggested[i]]), confidence=float(categories.suggested_confidence[i]),
         ) if noisy else None)
@@ -174,6 +178,7 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
     import fiftyone.core.fields as fof
 
     declared = {names["pie_level"]: (fof.FloatField, {}), names["flag_score"]: (fof.FloatField, {}),
+                names["corruption_score"]: (fof.FloatField, {}),
                 names["category"]: (fof.StringField, {}), names["reason"]: (fof.StringField, {}),
                 names["pie_levels"]: (fof.ListField, {"subfield": fof.StringField}),
                 names["suggested"]: (fof.EmbeddedDocumentField, {"embedded_doc_type": fo.Classification})}
@@ -228,7 +233,7 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
     )
     dataset.save_view(
         names["corruption_view"],
-        dataset.match(F(names["corruption"]) == True).sort_by(names["flag_score"], reverse=True),  # noqa: E712
+        dataset.match(F(names["corruption"]) == True).sort_by(names["corruption_score"], reverse=True),  # noqa: E712
         description=f"Every image of run {run_key!r} that a pixel check flags (PIE or not), worst first",
         overwrite=True,
     )

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -127,6 +128,11 @@ def test_flags_become_fields_tags_and_views(fo, digits_run):
     corrupt = dataset.match_tags("corruption")
     assert len(corrupt) == int(table["corruption"].sum()) == len(dataset.load_saved_view("corruption"))
     assert set(corrupt.values("filepath")) == set(table.loc[table["corruption_check"] != "", "filepath"])
+    # Ordered by the corruption rule's own score, also where a corrupted image's flag score is another rule's.
+    paths, scores = dataset.load_saved_view("corruption").values(["filepath", "curate_corruption_score"])
+    assert scores == sorted(scores, reverse=True)
+    assert scores == table.set_index("filepath").loc[paths, "corruption_score"].tolist()
+    assert dataset.match(fo.ViewField("curate_corruption_score") != None).count() == len(corrupt)  # noqa: E711
     plain = corrupt.match(~fo.ViewField("tags").contains("pie")).match(~fo.ViewField("tags").contains("label_noise"))
     assert all(" image; models' top class " in r for r in plain.values("curate_reason"))
     assert all(dataset.match_tags("pie").values("curate_reason"))
@@ -209,6 +215,10 @@ def test_folder_source_with_corrupt_and_missing_images(fo, tmp_path):
         path = root / f"digit{bunch.target[i]}" / f"{i:03d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray((bunch.images[i] * 15).astype(np.uint8)).save(path)
+    # Degraded copies, kept with their digit: the corruption view must hold them, worst first.
+    for i in range(200, 206):
+        path = root / f"digit{bunch.target[i]}" / f"dark{i}.png"
+        Image.fromarray((bunch.images[i] * 15 * (0.02 + 0.01 * (i - 200))).astype(np.uint8)).save(path)
     corrupt = root / "digit0" / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
     missing = root / "digit1" / "missing.png"
@@ -219,7 +229,12 @@ def test_folder_source_with_corrupt_and_missing_images(fo, tmp_path):
     assert "2 image(s) could not be read and were left out" in result.output
     assert str(corrupt) in result.output and str(missing) in result.output
     dataset = fo.load_dataset("test-folder")
-    assert len(dataset) == 200
+    assert len(dataset) == 206
+    view = dataset.load_saved_view("corruption")
+    assert {Path(p).name for p in view.values("filepath")} >= {f"dark{i}.png" for i in range(200, 206)}
+    scores = view.values("curate_corruption_score")
+    assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
+    assert len(set(scores)) > 1
     assert set(dataset.distinct("ground_truth.label")) == {f"digit{d}" for d in range(10)}
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert {b["path"] for b in manifest["bad_images"]} == {str(corrupt), str(missing)}
