@@ -258,6 +258,14 @@ def test_console_script_help():
     assert out.returncode == 0 and "--sparsities" in text and "a CSV manifest with columns filepath,label[,split]" in text
 
 
+def test_the_dev_launcher_keeps_the_callers_directory(tmp_path):
+    # README: "prefix every command with scripts/dev curate"; a relative path must mean the user's folder.
+    launcher = Path(__file__).resolve().parents[1] / "scripts" / "dev"
+    out = subprocess.run(["bash", str(launcher), "curate", "run", "labels.csv", "--no-fiftyone"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and f"CSV manifest {tmp_path / 'labels.csv'} does not exist" in out.stderr, out.stderr
+
+
 def test_app_and_runs_name_a_missing_dataset_or_view(fo, digits_run):
     missing = invoke("runs", "no-such-dataset")
     assert missing.exit_code == 2 and "FiftyOne dataset 'no-such-dataset' does not exist" in missing.output
