@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 # Truncated files must fail loudly rather than decode as partly grey images.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -27,9 +27,14 @@ class BadImage:
 
 
 def decode_one(path: str, size: int) -> np.ndarray:
-    """Read one image as RGB, resize its shorter side to ``size`` and centre-crop to a square."""
+    """Read one image as RGB, upright, resize its shorter side to ``size`` and centre-crop to a square."""
     with Image.open(path) as image:
+        # JPEGs decode at 1/2, 1/4 or 1/8 scale when that still leaves both sides >= size: a large photo
+        # bound for a small square need not be decoded in full.
+        image.draft("RGB", (size, size))
         image.load()
+        # Phone photos store their rotation in EXIF; the App shows them upright, so the models must too.
+        ImageOps.exif_transpose(image, in_place=True)
         image = image.convert("RGB")
     width, height = image.size
     if (width, height) != (size, size):

@@ -95,3 +95,35 @@ def test_no_readable_image_is_a_clear_error(tmp_path):
     images = LabeledImages([str(tmp_path / "a.png"), str(tmp_path / "b.png")], [0, 1], ["x", "y"], description="t")
     with pytest.raises(SourceError, match="None of the 2 images of t could be read"):
         prepare_images(images, CurateConfig(), RunStore(tmp_path / "run"), progress=False)
+
+
+def test_decoding_turns_exif_rotated_photos_upright(tmp_path):
+    from curate.images import decode_one
+
+    # A landscape-stored photo whose EXIF says "rotate 90": left half dark, right half light as stored.
+    stored = np.zeros((40, 60, 3), np.uint8)
+    stored[:, 30:] = 220
+    upright = tmp_path / "upright.png"
+    Image.fromarray(stored).transpose(Image.Transpose.ROTATE_270).save(upright)
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the viewer rotates the stored pixels 90 degrees clockwise
+    Image.fromarray(stored).save(rotated, quality=95, exif=exif)
+    got, want = decode_one(str(rotated), 16).astype(int), decode_one(str(upright), 16).astype(int)
+    assert np.abs(got - want).mean() < 4
+    # Turned clockwise, the stored right half (light) is the bottom half; rows are axis 1 of (3, H, W).
+    assert got[:, 8:].mean() > 150 and got[:, :8].mean() < 50
+
+
+def test_large_jpegs_decode_at_reduced_scale_to_the_same_square(tmp_path):
+    from curate.images import decode_one
+
+    y, x = np.mgrid[0:1200, 0:1600]
+    photo = np.stack([x * 255 // 1600, y * 255 // 1200, (x + y) * 255 // 2800], axis=-1).astype(np.uint8)
+    path = tmp_path / "big.jpg"
+    Image.fromarray(photo).save(path, quality=95)
+    with Image.open(path) as image:
+        image.load()
+        full = np.asarray(image.convert("RGB").resize((43, 32), Image.BILINEAR).crop((5, 0, 37, 32)))
+    got = decode_one(str(path), 32).transpose(1, 2, 0).astype(int)
+    assert got.shape == (32, 32, 3) and np.abs(got - full.astype(int)).mean() < 3
