@@ -15,6 +15,7 @@ it never saw:
 
     python scripts/bench_categories.py --out out/bench_categories_digits.json
     python scripts/bench_categories.py --source cifar10n --n 2000 --out out/bench_categories_cifar10n.json
+    python scripts/bench_categories.py --manifest out/digits-altered.csv   # only the images, for the App
 
 Prints, per kind of image, how often it is a PIE and which category it gets, and per category the
 precision and recall of the flags against the alterations; writes everything as JSON. The same
@@ -261,6 +262,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--run-root", default=None, help="Where the altered images and the run are cached.")
     parser.add_argument("--out", default=None, help="JSON output path.")
+    parser.add_argument("--manifest", default=None, metavar="CSV",
+                        help="Only write the altered dataset as a curate CSV manifest (filepath,label,kind), to "
+                             "run `curate run CSV` on and look at in the App; no benchmark.")
     args = parser.parse_args()
 
     if args.source == "digits":
@@ -274,6 +278,12 @@ def main() -> None:
         train = replace(train, epochs=args.epochs)
     root = Path(args.run_root or default_cache_dir() / "bench") / f"categories-{args.source}-n{len(images)}-seed{args.seed}"
     altered, truth = inject(images, root / f"altered-share{args.share}", args.share, args.seed)
+    if args.manifest:
+        Path(args.manifest).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"filepath": altered.filepaths, "label": np.asarray(altered.classes)[altered.labels],
+                      "kind": truth["kind"]}).to_csv(args.manifest, index=False)
+        print(f"wrote {args.manifest}: {len(altered)} images, {int((truth['kind'] != ORIGINAL).sum())} altered")
+        return
     config = CurateConfig(image_size=image_size, seed=args.seed, device=args.device, robustness_images=0, train=train)
     started = time.time()
     result = run_curate(altered, config, root / f"run-{config.fingerprint(altered)}")

@@ -39,6 +39,11 @@ def app_page(url: str, width: int, height: int, wait_ms: int, chromium: str | No
             page = browser.new_page(viewport={"width": width, "height": height})
             page.goto(url)
             page.wait_for_timeout(wait_ms)
+            # The App greets every fresh browser with an "Explore Enterprise" card over the grid.
+            dismiss = page.get_by_text("Dismiss", exact=True)
+            if dismiss.count():
+                dismiss.first.click()
+                page.wait_for_timeout(500)
             yield page
         finally:
             browser.close()
@@ -68,7 +73,7 @@ def main() -> None:
                         help="Open the first sample with this tag in the sample modal.")
     args = parser.parse_args()
 
-    from curate.browser import screenshot
+    from curate.browser import find_chromium, screenshot
     from curate.fo_db import import_fiftyone
 
     fo = import_fiftyone()
@@ -92,7 +97,13 @@ def main() -> None:
             query["id"] = tagged.first().id
         if query:
             page += "?" + urllib.parse.urlencode(query)
-        screenshot(page, out, width, height, args.wait_ms)
+        try:
+            import playwright  # noqa: F401
+        except ImportError:  # the card stays; otherwise the same picture
+            screenshot(page, out, width, height, args.wait_ms)
+        else:
+            with app_page(page, width, height, args.wait_ms, find_chromium()) as app:
+                app.screenshot(path=str(out))
         print(f"wrote {out}")
     finally:
         session.close()
