@@ -2,11 +2,14 @@
 
 The checks follow CleanVision's definitions (cleanlab's image auditing package, v0.3) so users who
 know its issue types read the same scores: ``dark``, ``light``, ``low_information``, ``blurry``,
-``odd_aspect_ratio``, ``odd_size`` (same formulas, same default thresholds). Three checks it lacks
+``odd_aspect_ratio``, ``odd_size`` (same formulas, same default thresholds). Four checks it lacks
 are added: ``noisy`` (Immerkaer's fast noise estimate, flagged as an outlier of the dataset's own
 distribution with CleanVision's IQR rule), ``low_contrast`` (RMS contrast, an outlier below the
 dataset's own distribution by the same rule, on a log scale: washed-out, hazy or faded images, which
-CleanVision's ``light`` and ``dark`` miss unless nearly every pixel is white or black) and
+CleanVision's ``light`` and ``dark`` miss unless nearly every pixel is white or black),
+``pixelated`` (a small image enlarged by repeating pixels, or a mosaic: the share of the image's
+variance left inside its best-fitting k x k blocks, an outlier below the dataset's own distribution
+on a log scale, so a dataset whose images are all enlarged the same way flags none of them) and
 ``heavy_compression`` (the JPEG quality the file was saved at, estimated from its luminance
 quantisation table).
 
@@ -34,8 +37,11 @@ CLEANVISION_THRESHOLDS = {
 }
 IQR_FACTOR = 3.0  # CleanVision's odd_size rule, also used for noise
 HEAVY_JPEG_QUALITY = 30  # below this the IJG encoder's blocking is plainly visible
-CHECKS = (*CLEANVISION_THRESHOLDS, "odd_size", "noisy", "low_contrast", "heavy_compression")
+CHECKS = (*CLEANVISION_THRESHOLDS, "odd_size", "noisy", "low_contrast", "pixelated", "heavy_compression")
 _CONTRAST_FLOOR = 1.0 / 255  # RMS contrast of one grey level: flat images sit here on the log scale
+_BLOCK_SIDES = range(2, 9)  # enlargement factors (block sides) the pixelation check looks for
+_BLOCK_CROP = 128  # measured on a central crop: block structure survives cropping, not resizing
+_BLOCK_FLOOR = 1e-4  # within-block variance share of an exact enlargement, on the log scale
 _BLUR_MAX_SIDE = 64  # CleanVision measures blur on images at most 64 px on a side
 # IJG standard luminance quantisation table (quality 50), for estimating JPEG quality.
 _IJG_LUMA = np.array([
@@ -76,6 +82,41 @@ def noise_sigma(gray: np.ndarray) -> float:
     return float(math.sqrt(math.pi / 2) * np.abs(response).sum() / (6 * (w - 2) * (h - 2)))
 
 
+def block_variance(gray: np.ndarray) -> float:
+    """Share of an image's variance left inside its best-fitting ``k``-pixel blocks, in [0, 1].
+
+    For each block side ``k`` in 2..8 and each offset, rows (and columns) are cut into runs of ``k``
+    pixels; the variance inside the runs, relative to the image's, is near 0 when every run repeats one
+    value, as in an image enlarged ``k`` times by repeating pixels or a mosaic of ``k``-pixel tiles, and
+    large for a photograph. Rows and columns are fitted separately (so a cost of O(k) passes, not
+    O(k^2)) and averaged; the smallest over ``k`` is returned. 1.0 for flat or too small images.
+    """
+    g = np.asarray(gray, dtype=np.float64)
+    h, w = g.shape
+    top, left = max(0, (h - _BLOCK_CROP) // 2), max(0, (w - _BLOCK_CROP) // 2)
+    g = g[top:top + _BLOCK_CROP, left:left + _BLOCK_CROP]
+    total = g.var()
+    if total <= 0:
+        return 1.0
+
+    def best_along_rows(x: np.ndarray, k: int) -> float:
+        n = x.shape[1]
+        shares = []
+        for offset in range(k):
+            runs = (n - offset) // k
+            if runs >= 2:
+                segments = x[:, offset:offset + runs * k].reshape(x.shape[0], runs, k)
+                shares.append(segments.var(axis=2).mean() / total)
+        return min(shares) if shares else 1.0
+
+    best = 1.0
+    for k in _BLOCK_SIDES:
+        if min(g.shape) < 2 * k:
+            break
+        best = min(best, 0.5 * (best_along_rows(g, k) + best_along_rows(g.T, k)))
+    return float(best)
+
+
 def measure_image(image: Image.Image) -> dict[str, float]:
     """Raw quality properties of one image (CleanVision's, plus noise and JPEG quality)."""
     quality = jpeg_quality(image)
@@ -99,6 +140,7 @@ def measure_image(image: Image.Image) -> dict[str, float]:
         "grayscale_hist_std": float(np.std(gray_small.histogram())),
         "noise_sigma": noise_sigma(gray),
         "contrast": float(gray.std() / 255),
+        "block_variance": block_variance(gray),
         "jpeg_quality": quality,
     }
 
@@ -158,7 +200,8 @@ def quality_severity(raw: pd.DataFrame) -> pd.DataFrame:
     ``odd_size`` and ``noisy``: how far the image's value lies beyond the dataset's IQR fence
     (``Q3 + 3 IQR``, and ``Q1 - 3 IQR`` for size), relative to the fence. ``low_contrast``: how far
     the RMS contrast lies below ``exp(Q1 - 3 IQR)`` of the log contrasts, relative to that fence
-    (1 for a flat image). ``heavy_compression``:
+    (1 for a flat image). ``pixelated``: the same on the within-block variance share
+    (:func:`block_variance`; 1 for an exact enlargement). ``heavy_compression``:
     how far the estimated JPEG quality lies below 30. Rows of unreadable images are all NaN.
     """
     scores = quality_scores(raw)
@@ -189,6 +232,15 @@ def quality_severity(raw: pd.DataFrame) -> pd.DataFrame:
         out["low_contrast"] = np.clip(1 - np.exp(log_contrast) / max(fence, 1e-12), 0, 1)
     else:
         out["low_contrast"] = np.nan
+    # Same rule on the share of variance inside k x k blocks: 1 for an exact enlargement of a small image.
+    log_blocks = np.log(np.maximum(raw["block_variance"].to_numpy(float), _BLOCK_FLOOR))
+    fences = _iqr_fences(log_blocks)
+    if fences is not None:
+        share, fence = np.exp(log_blocks), math.exp(fences[0])
+        # Strictly below the fence: where every image is an enlargement (fence at the floor), none is flagged.
+        out["pixelated"] = np.where(share < fence, np.clip(1 - (share - _BLOCK_FLOOR) / max(fence - _BLOCK_FLOOR, 1e-12), 0, 1), 0.0)
+    else:
+        out["pixelated"] = np.nan
     quality = raw["jpeg_quality"].to_numpy(float)
     out["heavy_compression"] = np.where(np.isfinite(quality),
                                         np.clip((HEAVY_JPEG_QUALITY - quality) / HEAVY_JPEG_QUALITY, 0, 1), 0.0)

@@ -93,3 +93,44 @@ def test_noise_sigma_recovers_the_added_noise():
     flat = np.full((64, 64), 128.0)
     assert noise_sigma(flat) == 0
     assert abs(noise_sigma(flat + rng.normal(0, 10, flat.shape)) - 10) < 1.0
+
+
+def _photo_like(rng: np.random.Generator, side: int = 32) -> np.ndarray:
+    """Smooth random structure plus grain, like a small photograph (grey, 0..255)."""
+    coarse = rng.random((side // 8 + 1, side // 8 + 1)) * 200
+    smooth = np.asarray(Image.fromarray(coarse.astype(np.float32), mode="F").resize((side, side), Image.BICUBIC))
+    return np.clip(smooth + rng.normal(0, 12, (side, side)) + 28, 0, 255)
+
+
+def _enlarged(x: np.ndarray, factor: int) -> np.ndarray:
+    """Shrink by ``factor`` (block means), then enlarge back by repeating pixels."""
+    side = x.shape[0]
+    small = x.reshape(side // factor, factor, side // factor, factor).mean(axis=(1, 3))
+    return np.repeat(np.repeat(small, factor, axis=0), factor, axis=1)
+
+
+def test_block_variance_is_zero_for_enlargements_and_large_for_photographs():
+    from curate.quality import block_variance
+
+    rng = np.random.default_rng(0)
+    photo = _photo_like(rng)
+    assert block_variance(photo) > 0.01  # smooth photographs keep a few percent; enlargements none
+    for factor in (2, 4, 8):
+        assert block_variance(_enlarged(photo, factor)) < 1e-9
+    # An enlargement that does not start on a block edge is found at its offset too.
+    shifted = np.roll(_enlarged(photo, 4), (1, 3), axis=(0, 1))
+    assert block_variance(shifted) < 1e-9
+    assert block_variance(np.full((32, 32), 90.0)) == 1.0
+
+
+def test_pixelated_images_are_flagged_relative_to_the_dataset():
+    rng = np.random.default_rng(1)
+    photos = [_photo_like(rng) for _ in range(120)]
+    enlarged = [_enlarged(photos[i], 4) for i in range(6)]
+    images = [Image.fromarray(np.rint(x).astype(np.uint8)).convert("RGB") for x in photos + enlarged]
+    severity = quality_severity(pd.DataFrame([measure_image(image) for image in images]))["pixelated"].to_numpy()
+    assert (severity[120:] > 0.9).all() and (severity[:120] == 0).all()
+    # A dataset whose every image is enlarged the same way (digits stored at 4x, say) flags none of them.
+    all_enlarged = [Image.fromarray(np.rint(_enlarged(x, 4)).astype(np.uint8)).convert("RGB") for x in photos]
+    severity = quality_severity(pd.DataFrame([measure_image(image) for image in all_enlarged]))["pixelated"]
+    assert (severity == 0).all()
