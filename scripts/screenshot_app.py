@@ -97,9 +97,9 @@ def main() -> None:
             query["id"] = tagged.first().id
         if query:
             page += "?" + urllib.parse.urlencode(query)
-        try:
-            import playwright  # noqa: F401
-        except ImportError:  # the card stays; otherwise the same picture
+        import importlib.util
+
+        if importlib.util.find_spec("playwright") is None:  # the App's Enterprise card stays on the picture
             screenshot(page, out, width, height, args.wait_ms)
         else:
             with app_page(page, width, height, args.wait_ms, find_chromium()) as app:
