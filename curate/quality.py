@@ -2,15 +2,17 @@
 
 The checks follow CleanVision's definitions (cleanlab's image auditing package, v0.3) so users who
 know its issue types read the same scores: ``dark``, ``light``, ``low_information``, ``blurry``,
-``odd_aspect_ratio``, ``odd_size`` (same formulas, same default thresholds). Four checks it lacks
+``odd_aspect_ratio``, ``odd_size`` (same formulas, same default thresholds). Five checks it lacks
 are added: ``noisy`` (Immerkaer's fast noise estimate, flagged as an outlier of the dataset's own
 distribution with CleanVision's IQR rule), ``low_contrast`` (RMS contrast, an outlier below the
 dataset's own distribution by the same rule, on a log scale: washed-out, hazy or faded images, which
 CleanVision's ``light`` and ``dark`` miss unless nearly every pixel is white or black),
 ``pixelated`` (a small image enlarged by repeating pixels, or a mosaic: the share of the image's
 variance left inside its best-fitting k x k blocks, an outlier below the dataset's own distribution
-on a log scale, so a dataset whose images are all enlarged the same way flags none of them) and
-``heavy_compression`` (the JPEG quality the file was saved at, estimated from its luminance
+on a log scale, so a dataset whose images are all enlarged the same way flags none of them),
+``washed_out`` (no dark pixels left: the 5th-percentile brightness above mid-grey and above the
+dataset's ``Q3 + 3 IQR``; a lifted black point that ``low_contrast`` misses on photographs, whose
+contrast varies too much for its fence) and ``heavy_compression`` (the JPEG quality the file was saved at, estimated from its luminance
 quantisation table).
 
 :func:`measure_image` reads raw properties of one PIL image; :func:`quality_severity` turns the
@@ -37,7 +39,9 @@ CLEANVISION_THRESHOLDS = {
 }
 IQR_FACTOR = 3.0  # CleanVision's odd_size rule, also used for noise
 HEAVY_JPEG_QUALITY = 30  # below this the IJG encoder's blocking is plainly visible
-CHECKS = (*CLEANVISION_THRESHOLDS, "odd_size", "noisy", "low_contrast", "pixelated", "heavy_compression")
+CHECKS = (*CLEANVISION_THRESHOLDS, "odd_size", "noisy", "low_contrast", "pixelated", "washed_out",
+          "heavy_compression")
+_WASHED_OUT_FLOOR = 0.5  # a washed-out image's darkest 5% are brighter than mid-grey, whatever the dataset
 _CONTRAST_FLOOR = 1.0 / 255  # RMS contrast of one grey level: flat images sit here on the log scale
 _BLOCK_SIDES = range(2, 9)  # enlargement factors (block sides) the pixelation check looks for
 _BLOCK_CROP = 128  # measured on a central crop: block structure survives cropping, not resizing
@@ -201,7 +205,8 @@ def quality_severity(raw: pd.DataFrame) -> pd.DataFrame:
     (``Q3 + 3 IQR``, and ``Q1 - 3 IQR`` for size), relative to the fence. ``low_contrast``: how far
     the RMS contrast lies below ``exp(Q1 - 3 IQR)`` of the log contrasts, relative to that fence
     (1 for a flat image). ``pixelated``: the same on the within-block variance share
-    (:func:`block_variance`; 1 for an exact enlargement). ``heavy_compression``:
+    (:func:`block_variance`; 1 for an exact enlargement). ``washed_out``: how far the 5th-percentile
+    brightness lies above ``max(Q3 + 3 IQR, 0.5)``, relative to the room left above it. ``heavy_compression``:
     how far the estimated JPEG quality lies below 30. Rows of unreadable images are all NaN.
     """
     scores = quality_scores(raw)
@@ -241,6 +246,13 @@ def quality_severity(raw: pd.DataFrame) -> pd.DataFrame:
         out["pixelated"] = np.where(share < fence, np.clip(1 - (share - _BLOCK_FLOOR) / max(fence - _BLOCK_FLOOR, 1e-12), 0, 1), 0.0)
     else:
         out["pixelated"] = np.nan
+    black_point = raw["brightness_perc_5"].to_numpy(float)
+    fences = _iqr_fences(black_point)
+    if fences is not None:
+        fence = max(fences[1], _WASHED_OUT_FLOOR)
+        out["washed_out"] = np.where(black_point > fence, np.clip((black_point - fence) / max(1 - fence, 1e-9), 0, 1), 0.0)
+    else:
+        out["washed_out"] = np.nan
     quality = raw["jpeg_quality"].to_numpy(float)
     out["heavy_compression"] = np.where(np.isfinite(quality),
                                         np.clip((HEAVY_JPEG_QUALITY - quality) / HEAVY_JPEG_QUALITY, 0, 1), 0.0)

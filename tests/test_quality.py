@@ -45,6 +45,7 @@ def clean_and_degraded(digits_images):
 
 @pytest.mark.parametrize("kind, check", [("blurred", "blurry"), ("darkened", "dark"), ("brightened", "light"),
                                          ("noised", "noisy"), ("washed_out", "low_contrast"),
+                                         ("washed_out", "washed_out"),
                                          ("flattened", "low_information"), ("flattened", "low_contrast")])
 def test_each_degradation_fires_its_check(clean_and_degraded, kind, check):
     names, severity = clean_and_degraded
@@ -134,3 +135,15 @@ def test_pixelated_images_are_flagged_relative_to_the_dataset():
     all_enlarged = [Image.fromarray(np.rint(_enlarged(x, 4)).astype(np.uint8)).convert("RGB") for x in photos]
     severity = quality_severity(pd.DataFrame([measure_image(image) for image in all_enlarged]))["pixelated"]
     assert (severity == 0).all()
+
+
+def test_washed_out_photos_are_flagged_and_bright_datasets_are_not():
+    rng = np.random.default_rng(2)
+    photos = [_photo_like(rng) for _ in range(120)]
+    washed = [0.4 * x + 0.6 * 255 for x in photos[:6]]
+    images = [Image.fromarray(np.rint(x).astype(np.uint8)).convert("RGB") for x in photos + washed]
+    severity = quality_severity(pd.DataFrame([measure_image(image) for image in images]))
+    assert (severity["washed_out"].to_numpy()[120:] > 0).all() and (severity["washed_out"].to_numpy()[:120] == 0).all()
+    # Every image pale alike (snowfields, say): the dataset's own fence keeps them all unflagged.
+    pale = [Image.fromarray(np.rint(0.4 * x + 0.6 * 255).astype(np.uint8)).convert("RGB") for x in photos]
+    assert (quality_severity(pd.DataFrame([measure_image(image) for image in pale]))["washed_out"] == 0).all()
