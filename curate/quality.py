@@ -12,8 +12,8 @@ variance left inside its best-fitting k x k blocks, an outlier below the dataset
 on a log scale, so a dataset whose images are all enlarged the same way flags none of them),
 ``washed_out`` (no dark pixels left: the 5th-percentile brightness above mid-grey and above the
 dataset's ``Q3 + 3 IQR``; a lifted black point that ``low_contrast`` misses on photographs, whose
-contrast varies too much for its fence) and ``heavy_compression`` (the JPEG quality the file was saved at, estimated from its luminance
-quantisation table).
+contrast varies too much for its fence) and ``heavy_compression`` (the JPEG quality the file was
+saved at, estimated from its luminance quantisation table).
 
 :func:`measure_image` reads raw properties of one PIL image; :func:`quality_severity` turns the
 table of raw properties of a dataset into per-check severities in [0, 1] (0: no issue).
@@ -122,7 +122,7 @@ def block_variance(gray: np.ndarray) -> float:
 
 
 def measure_image(image: Image.Image) -> dict[str, float]:
-    """Raw quality properties of one image (CleanVision's, plus noise and JPEG quality)."""
+    """Raw quality properties of one image (CleanVision's, plus noise, contrast, blocks and JPEG quality)."""
     quality = jpeg_quality(image)
     width, height = image.size
     rgb = image.convert("RGB")
@@ -243,14 +243,16 @@ def quality_severity(raw: pd.DataFrame) -> pd.DataFrame:
     if fences is not None:
         share, fence = np.exp(log_blocks), math.exp(fences[0])
         # Strictly below the fence: where every image is an enlargement (fence at the floor), none is flagged.
-        out["pixelated"] = np.where(share < fence, np.clip(1 - (share - _BLOCK_FLOOR) / max(fence - _BLOCK_FLOOR, 1e-12), 0, 1), 0.0)
+        depth = np.clip(1 - (share - _BLOCK_FLOOR) / max(fence - _BLOCK_FLOOR, 1e-12), 0, 1)
+        out["pixelated"] = np.where(share < fence, depth, 0.0)
     else:
         out["pixelated"] = np.nan
     black_point = raw["brightness_perc_5"].to_numpy(float)
     fences = _iqr_fences(black_point)
     if fences is not None:
         fence = max(fences[1], _WASHED_OUT_FLOOR)
-        out["washed_out"] = np.where(black_point > fence, np.clip((black_point - fence) / max(1 - fence, 1e-9), 0, 1), 0.0)
+        lift = np.clip((black_point - fence) / max(1 - fence, 1e-9), 0, 1)
+        out["washed_out"] = np.where(black_point > fence, lift, 0.0)
     else:
         out["washed_out"] = np.nan
     quality = raw["jpeg_quality"].to_numpy(float)
