@@ -208,6 +208,14 @@ def _run(source: str, dataset: str | None, label_field: str, opts: dict) -> None
         dataset = dataset or (source if images.sample_ids is not None else None)
         if dataset is None and not opts["no_fiftyone"]:
             raise SourceError("Name the FiftyOne dataset to write to with --dataset NAME (or pass --no-fiftyone).")
+        if images.fields and dataset and not opts["no_fiftyone"]:
+            # Before training, not after: a CSV column that clashes with a field would fail the push.
+            from curate.fo_db import import_fiftyone
+            from curate.fo_push import check_text_fields
+
+            fo = import_fiftyone()
+            if fo.dataset_exists(dataset):
+                check_text_fields(fo.load_dataset(dataset), images.fields)
         run_dir = opts["run_dir"] or _default_run_dir(dataset or "no-dataset", opts["run_key"])
         click.echo(f"Source: {images.description} ({len(images)} images, {len(images.classes)} classes)")
         result = run_curate(images, config, run_dir, progress=not opts["quiet"])
@@ -250,7 +258,8 @@ def run(source: str, dataset: str | None, label_field: str, **opts) -> None:
     """Train, compress and score a population on SOURCE, and mark its PIEs.
 
     SOURCE is a folder of class sub-folders (root/<class>/<image>), a CSV manifest with columns
-    filepath,label[,split] (paths relative to the CSV allowed), the name of an existing FiftyOne
+    filepath,label[,split] (paths relative to the CSV allowed; other columns become text fields on
+    the samples curate creates, e.g. annotator), the name of an existing FiftyOne
     dataset (labels from --label-field), or `digits` (scikit-learn's handwritten digits).
 
     Unreadable images are listed and left out. Results are stored in a run directory; running

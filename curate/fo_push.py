@@ -69,24 +69,46 @@ def _all_views(names: dict[str, Any]) -> list[str]:
             names["corruption_view"]]
 
 
-def get_or_create_dataset(fo, name: str, filepaths: list[str], labels: list[str], splits: list[str | None]):
+def get_or_create_dataset(fo, name: str, filepaths: list[str], labels: list[str], splits: list[str | None],
+                          fields: dict[str, list[str | None]] | None = None):
     """The persistent dataset ``name`` holding every path in ``filepaths``; adds the missing ones.
 
-    New samples get the source label as ``ground_truth`` and their split as a sample tag.
-    Existing samples are left exactly as they are.
+    New samples get the source label as ``ground_truth``, their split as a sample tag and ``fields``
+    (a CSV manifest's other columns). Existing samples are left exactly as they are.
     """
+    fields = fields or {}
     dataset = fo.load_dataset(name) if fo.dataset_exists(name) else fo.Dataset(name, persistent=True)
     existing = set(dataset.values("filepath")) if len(dataset) else set()
     new = []
-    for path, label, split in zip(filepaths, labels, splits):
+    for i, (path, label, split) in enumerate(zip(filepaths, labels, splits)):
         if path in existing:
             continue
         sample = fo.Sample(filepath=path, tags=[split] if split else [])
         sample[LABEL_FIELD] = fo.Classification(label=label)
+        for field, values in fields.items():
+            sample[field] = values[i]
         new.append(sample)
     if new:
+        import fiftyone.core.fields as fof
+
+        check_text_fields(dataset, fields)
+        for field in fields:
+            if not dataset.has_sample_field(field):
+                dataset.add_sample_field(field, fof.StringField)
         dataset.add_samples(new, progress=False)
     return dataset
+
+
+def check_text_fields(dataset, fields) -> None:
+    """Raise ValueError if ``dataset`` has a field named like one of ``fields`` that is not text."""
+    import fiftyone.core.fields as fof
+
+    schema = dataset.get_field_schema()
+    for field in fields:
+        if field in schema and not isinstance(schema[field], fof.StringField):
+            raise ValueError(f"Dataset {dataset.name!r} already has a field {field!r} of type "
+                             f"{type(schema[field]).__name__}; the CSV column of that name holds text. "
+                             "Rename the column, or write to a new dataset.")
 
 
 def remove_run(dataset, run_key: str) -> bool:
@@ -124,7 +146,8 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
     classes = np.asarray(images.classes, dtype=object)
     label_names = classes[images.labels].tolist()
     if images.sample_ids is None:
-        dataset = get_or_create_dataset(fo, dataset_name, images.filepaths, label_names, images.splits)
+        dataset = get_or_create_dataset(fo, dataset_name, images.filepaths, label_names, images.splits,
+                                        images.fields)
         id_by_path = dict(zip(*dataset.values(["filepath", "id"])))
         ids = [id_by_path[p] for p in images.filepaths]
     else:

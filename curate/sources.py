@@ -32,6 +32,8 @@ class LabeledImages:
         description: where the images came from, for logs and the run manifest.
         sample_ids: FiftyOne sample ids when the source is a FiftyOne dataset.
         label_field: the FiftyOne field the labels came from, for a FiftyOne source.
+        fields: a CSV manifest's other columns (annotator, source...), name -> one string or None per
+            image, written as fields on the samples curate creates, so reviewers can filter by them.
     """
 
     filepaths: list[str]
@@ -41,6 +43,7 @@ class LabeledImages:
     description: str = ""
     sample_ids: list[str] | None = None
     label_field: str | None = None
+    fields: dict[str, list[str | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -48,6 +51,8 @@ class LabeledImages:
             self.splits = [None] * len(self.filepaths)
         if not (len(self.filepaths) == len(self.labels) == len(self.splits)):
             raise SourceError("filepaths, labels and splits must have the same length.")
+        if any(len(values) != len(self.filepaths) for values in self.fields.values()):
+            raise SourceError("Every extra field needs one value per image.")
 
     def __len__(self) -> int:
         return len(self.filepaths)
@@ -63,6 +68,7 @@ class LabeledImages:
             description=self.description,
             sample_ids=None if self.sample_ids is None else [self.sample_ids[i] for i in idx],
             label_field=self.label_field,
+            fields={name: [values[i] for i in idx] for name, values in self.fields.items()},
         )
 
     def class_counts(self) -> dict[str, int]:
@@ -71,7 +77,8 @@ class LabeledImages:
 
 
 def _from_names(filepaths: list[str], names: list[str], splits: list[str | None], description: str,
-                sample_ids: list[str] | None = None, label_field: str | None = None) -> LabeledImages:
+                sample_ids: list[str] | None = None, label_field: str | None = None,
+                fields: dict[str, list[str | None]] | None = None) -> LabeledImages:
     classes = sorted(set(names))
     index = {c: i for i, c in enumerate(classes)}
     return LabeledImages(
@@ -82,6 +89,7 @@ def _from_names(filepaths: list[str], names: list[str], splits: list[str | None]
         description=description,
         sample_ids=sample_ids,
         label_field=label_field,
+        fields=fields or {},
     )
 
 
@@ -108,7 +116,8 @@ def from_folder(root: str | os.PathLike) -> LabeledImages:
 def from_csv(path: str | os.PathLike) -> LabeledImages:
     """A CSV manifest with columns ``filepath,label`` and optionally ``split``.
 
-    Relative file paths are resolved against the CSV's own directory.
+    Relative file paths are resolved against the CSV's own directory. Any other column (``annotator``,
+    ``source``...) is kept as a string field for the samples curate creates (empty cells: None).
     """
     import pandas as pd
 
@@ -131,7 +140,31 @@ def from_csv(path: str | os.PathLike) -> LabeledImages:
     base = path.parent
     filepaths = [str(p if os.path.isabs(p) else (base / p).resolve()) for p in table["filepath"]]
     splits = [s or None for s in table["split"]] if "split" in table.columns else None
-    return _from_names(filepaths, table["label"].tolist(), splits or [None] * len(table), f"csv {path}")
+    extra = [c for c in table.columns if c not in ("filepath", "label", "split")]
+    for column in extra:
+        problem = _field_name_problem(column)
+        if problem:
+            raise SourceError(f"CSV manifest {path}: column {column!r} cannot become a FiftyOne field ({problem}); "
+                              "rename or drop it.")
+    fields = {c: [v or None for v in table[c]] for c in extra}
+    return _from_names(filepaths, table["label"].tolist(), splits or [None] * len(table), f"csv {path}",
+                       fields=fields)
+
+
+# Fields every FiftyOne sample has, and the label field curate writes the CSV's labels to.
+_RESERVED_FIELDS = {"id", "filepath", "tags", "metadata", "media_type", "created_at", "last_modified_at",
+                    "ground_truth"}
+
+
+def _field_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a sample field curate creates from a CSV column, or None."""
+    if not name or name.startswith("_") or "." in name or "$" in name:
+        return "field names cannot be empty, start with '_' or contain '.' or '$'"
+    if name in _RESERVED_FIELDS:
+        return "FiftyOne or curate already uses that name"
+    if name.startswith("curate_") or name.startswith("Unnamed:"):
+        return "curate's own fields start with 'curate_'" if name.startswith("curate_") else "the column has no header"
+    return None
 
 
 def from_fiftyone(dataset_name: str, label_field: str = "ground_truth") -> LabeledImages:

@@ -240,6 +240,37 @@ def test_folder_source_with_corrupt_and_missing_images(fo, tmp_path):
     assert {b["path"] for b in manifest["bad_images"]} == {str(corrupt), str(missing)}
 
 
+def test_csv_columns_become_sample_fields(fo, tmp_path):
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    rows = ["filepath,label,annotator"]
+    for i in range(120):
+        path = tmp_path / "images" / f"{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((bunch.images[i] * 15).astype(np.uint8)).save(path)
+        rows.append(f"images/{path.name},d{bunch.target[i]},{'ann' + str(i % 3) if i % 10 else ''}")
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+
+    # A clash with an existing field is named before any training.
+    clash = fo.Dataset("test-csv-fields-clash", persistent=True)
+    clash.add_sample_field("annotator", fo.IntField)
+    result = invoke("run", str(manifest), "--dataset", "test-csv-fields-clash", "--run-dir", str(tmp_path / "r0"),
+                    *PRUNE_ONLY)
+    assert result.exit_code != 0 and "field 'annotator' of type IntField" in result.output
+    assert not (tmp_path / "r0").exists()
+
+    result = invoke("run", str(manifest), "--dataset", "test-csv-fields", "--run-dir", str(tmp_path / "run"),
+                    *PRUNE_ONLY)
+    assert result.exit_code == 0, result.output
+    dataset = fo.load_dataset("test-csv-fields")
+    by_path = dict(zip(*dataset.values(["filepath", "annotator"])))
+    assert by_path[str(tmp_path / "images" / "001.png")] == "ann1"
+    assert by_path[str(tmp_path / "images" / "010.png")] is None
+    assert dataset.count_values("annotator") == {"ann0": 36, "ann1": 36, "ann2": 36, None: 12}
+
+
 def test_a_class_too_small_for_the_folds_is_named(tmp_path):
     root = tmp_path / "images"
     for cls, n in (("many", 6), ("lonely", 1)):

@@ -38,6 +38,20 @@ def test_csv_relative_paths_and_split(tmp_path):
     images = from_csv(tmp_path / "m.csv")
     assert images.filepaths == [str(tmp_path / "imgs" / "a.png"), str(tmp_path / "imgs" / "b.png")]
     assert images.splits == ["train", None]
+    assert images.fields == {}
+
+
+def test_csv_extra_columns_become_fields_and_follow_subsets(tmp_path):
+    for name in ("a", "b", "c"):
+        write_png(tmp_path / f"{name}.png")
+    (tmp_path / "m.csv").write_text("filepath,label,annotator,batch\na.png,cat,ann1,3\nb.png,dog,,4\nc.png,dog,ann2,5\n")
+    images = from_csv(tmp_path / "m.csv")
+    assert images.fields == {"annotator": ["ann1", None, "ann2"], "batch": ["3", "4", "5"]}
+    assert images.subset(np.array([False, True, True])).fields == {"annotator": [None, "ann2"], "batch": ["4", "5"]}
+    for bad, why in (("ground_truth", "already uses"), ("curate_note", "curate_"), ("a.b", "contain")):
+        (tmp_path / "bad.csv").write_text(f"filepath,label,{bad}\na.png,cat,x\n")
+        with pytest.raises(SourceError, match=rf"column '{bad}' cannot become a FiftyOne field \(.*{why}"):
+            from_csv(tmp_path / "bad.csv")
 
 
 def test_csv_errors_name_the_problem(tmp_path):
