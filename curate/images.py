@@ -34,7 +34,10 @@ def decode_one(path: str, size: int) -> np.ndarray:
         image.draft("RGB", (size, size))
         image.load()
         # Phone photos store their rotation in EXIF; the App shows them upright, so the models must too.
-        ImageOps.exif_transpose(image, in_place=True)
+        try:
+            ImageOps.exif_transpose(image, in_place=True)
+        except Exception:  # a malformed EXIF block must not make a readable image unreadable
+            pass
         image = image.convert("RGB")
     width, height = image.size
     if (width, height) != (size, size):
