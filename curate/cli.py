@@ -132,7 +132,12 @@ def _print_flags(result) -> None:
                "each with a suggested label")
     if "corruption" in samples:
         corrupt = int(samples["corruption"].sum())
-        click.echo(f"Degraded images (a pixel check fires), PIE or not: {corrupt} ({100 * corrupt / len(samples):.2f}%)")
+        line = f"Degraded images (a pixel check fires), PIE or not: {corrupt} ({100 * corrupt / len(samples):.2f}%)"
+        if corrupt and "corruption_check" in samples:
+            # By each image's most severe check, so a reviewer knows what the corruption view holds.
+            counts = samples.loc[samples["corruption"].astype(bool), "corruption_check"].value_counts()
+            line += ": " + ", ".join(f"{check.replace('_', ' ')} {n}" for check, n in counts.items())
+        click.echo(line)
 
 
 def _print_summary(result, dataset_name: str | None, run_key: str, seconds: float) -> None:

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from curate.quality import CHECKS
 from helpers import PRUNE_ONLY, TINY, invoke
 
 
@@ -235,6 +236,10 @@ def test_folder_source_with_corrupt_and_missing_images(fo, tmp_path):
     scores = view.values("curate_corruption_score")
     assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
     assert len(set(scores)) > 1
+    # The summary says which checks fired, by each image's most severe one.
+    line = next(x for x in result.output.splitlines() if x.startswith("Degraded images"))
+    by_check = dict(part.rsplit(" ", 1) for part in line.split("%): ", 1)[1].split(", "))
+    assert sum(map(int, by_check.values())) == len(view) and set(by_check) <= {c.replace("_", " ") for c in CHECKS}, line
     assert set(dataset.distinct("ground_truth.label")) == {f"digit{d}" for d in range(10)}
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert {b["path"] for b in manifest["bad_images"]} == {str(corrupt), str(missing)}
