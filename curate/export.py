@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from curate import __version__
+from curate.flags import flag_of
 from curate.fo_push import LABEL_FIELD, METHOD, names_for
 from curate.review import ExportPolicy, plan_export, sample_weights, split_of, stratified_splits
 
@@ -84,7 +85,7 @@ def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str
     corrupt = columns[9] if has_corruption else [False] * len(ids)
     by_path = run_samples.set_index("filepath")["label"]
     run_labels = [by_path.get(p, label) for p, label in zip(paths, labels)]
-    flags = [c or ("label_noise" if n else "corruption" if x else "") for c, n, x in zip(category, noisy, corrupt)]
+    flags = [flag_of(c, n, x) for c, n, x in zip(category, noisy, corrupt)]
     table = pd.DataFrame({
         "sample_id": ids, "filepath": paths, "label": labels, "run_label": run_labels,
         "split": [split_of(t) for t in tags], "flag": flags, "suggested": suggested, "tags": tags,

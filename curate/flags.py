@@ -470,6 +470,12 @@ def votes_for(member_probs: np.ndarray, cls: np.ndarray) -> np.ndarray:
     return (preds == np.asarray(cls)[None, :]).sum(axis=0)
 
 
+def flag_of(category: str | None, label_noise: bool, corruption: bool) -> str:
+    """The one flag a sample is reviewed under: its PIE category, else ``label_noise``, else
+    ``corruption``, else ``""``."""
+    return category or ("label_noise" if label_noise else "corruption" if corruption else "")
+
+
 def reasons(categories: Categories, labels: np.ndarray, probs: np.ndarray, classes: list[str],
             votes_for_suggested: np.ndarray, n_networks: int, dense_modal: np.ndarray,
             compressed_modal: np.ndarray, is_pie_at: np.ndarray, level_names: list[str]) -> list[str]:

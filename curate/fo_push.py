@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from curate import __version__
-from curate.flags import CATEGORIES
+from curate.flags import CATEGORIES, flag_of
 from curate.pies import NO_LEVEL
 
 METHOD = "curate"
@@ -194,7 +194,7 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
         values[names["suggested"]].append(fo.Classification(
             label=str(classes[categories.suggested[i]]), confidence=float(categories.suggested_confidence[i]),
         ) if noisy else None)
-        score_of = category or ("label_noise" if noisy else "corruption" if corrupt else None)
+        score_of = flag_of(category, noisy, corrupt)
         values[names["flag_score"]].append(float(categories.scores[score_of][i]) if score_of else None)
         values[names["reason"]].append(samples["reason"].iat[i] or None)
     # A run can find no PIE or flag at all; FiftyOne cannot infer a field's type from all-None values.

@@ -162,8 +162,10 @@ def _field_name_problem(name: str) -> str | None:
         return "field names cannot be empty, start with '_' or contain '.' or '$'"
     if name in _RESERVED_FIELDS:
         return "FiftyOne or curate already uses that name"
-    if name.startswith("curate_") or name.startswith("Unnamed:"):
-        return "curate's own fields start with 'curate_'" if name.startswith("curate_") else "the column has no header"
+    if name.startswith("curate_"):
+        return "curate's own fields start with 'curate_'"
+    if name.startswith("Unnamed:"):  # pandas' name for a column without a header
+        return "the column has no header"
     return None
 
 

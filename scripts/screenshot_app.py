@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import sys
 import time
 import urllib.parse
@@ -97,8 +98,6 @@ def main() -> None:
             query["id"] = tagged.first().id
         if query:
             page += "?" + urllib.parse.urlencode(query)
-        import importlib.util
-
         if importlib.util.find_spec("playwright") is None:  # the App's Enterprise card stays on the picture
             screenshot(page, out, width, height, args.wait_ms)
         else:

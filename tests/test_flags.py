@@ -299,3 +299,12 @@ def test_in_sample_views_average_to_the_population_mean_and_skip_left_out_slots(
     mean = in_sample_mean(views, keep, fallback)
     assert np.allclose(mean[1], views[1, 1]) and np.allclose(mean[4], 7.0)
     assert np.allclose(mean[[0, 2, 3]], views[:, [0, 2, 3]].mean(axis=0))
+
+
+def test_flag_of_prefers_the_pie_category_then_label_noise_then_corruption():
+    from curate.flags import flag_of
+
+    assert flag_of("multi_object", True, True) == "multi_object"
+    assert flag_of("", True, True) == flag_of(None, True, False) == "label_noise"
+    assert flag_of("", False, True) == "corruption"
+    assert flag_of(None, False, False) == ""
