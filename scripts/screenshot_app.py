@@ -43,7 +43,8 @@ def app_page(url: str, width: int, height: int, wait_ms: int, chromium: str | No
             # The App greets every fresh browser with an "Explore Enterprise" card over the grid.
             dismiss = page.get_by_text("Dismiss", exact=True)
             if dismiss.count():
-                dismiss.first.click()
+                # An open sample modal covers the card, so a pointer click would not reach it.
+                dismiss.first.dispatch_event("click")
                 page.wait_for_timeout(500)
             yield page
         finally:
