@@ -216,8 +216,12 @@ def _run(source: str, dataset: str | None, label_field: str, opts: dict) -> None
         if images.fields and dataset and not opts["no_fiftyone"]:
             # Before training, not after: a CSV column that clashes with a field would fail the push.
             from curate.fo_db import import_fiftyone
-            from curate.fo_push import check_text_fields
+            from curate.fo_push import check_text_fields, run_field_clashes
 
+            clashes = run_field_clashes(opts["run_key"], images.fields)
+            if clashes:
+                raise SourceError(f"CSV column(s) {clashes} would be overwritten by the fields run key "
+                                  f"{opts['run_key']!r} writes; rename the column(s) or pick another --run-key.")
             fo = import_fiftyone()
             if fo.dataset_exists(dataset):
                 check_text_fields(fo.load_dataset(dataset), images.fields)

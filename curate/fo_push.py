@@ -53,6 +53,16 @@ def names_for(run_key: str, level_names: list[str]) -> dict[str, Any]:
     }
 
 
+def run_field_clashes(run_key: str, columns) -> list[str]:
+    """The names in ``columns`` (a CSV manifest's extra columns) that a run under ``run_key`` writes to.
+
+    Covers every field the run may write, whatever its levels: ``{run_key}_*`` and FiftyOne Brain's
+    hardness and mistakenness fields.
+    """
+    names = names_for(run_key, [])
+    return [c for c in columns if c.startswith(f"{run_key}_") or c in (names["hardness"], names["mistakenness"])]
+
+
 def _all_fields(names: dict[str, Any]) -> list[str]:
     """The per-sample fields curate writes itself (the brain fields are written by FiftyOne Brain)."""
     return [names["dense"], *names["levels"].values(), names["pie"], names["pie_score"], names["pie_level"],

@@ -265,6 +265,14 @@ def test_csv_columns_become_sample_fields(fo, tmp_path):
                     *PRUNE_ONLY)
     assert result.exit_code != 0 and "field 'annotator' of type IntField" in result.output
     assert not (tmp_path / "r0").exists()
+    # So is a column the run would overwrite with its own fields.
+    for header, run_key in (("mistakenness", "curate"), ("other_category", "other")):
+        renamed = tmp_path / f"{header}.csv"
+        renamed.write_text(manifest.read_text().replace("annotator", header, 1))
+        result = invoke("run", str(renamed), "--dataset", "test-csv-fields-clash", "--run-key", run_key,
+                        "--run-dir", str(tmp_path / "r0"), *PRUNE_ONLY)
+        assert result.exit_code != 0 and f"['{header}'] would be overwritten" in result.output, result.output
+        assert not (tmp_path / "r0").exists()
 
     result = invoke("run", str(manifest), "--dataset", "test-csv-fields", "--run-dir", str(tmp_path / "run"),
                     *PRUNE_ONLY)
