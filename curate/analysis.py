@@ -63,22 +63,22 @@ def level_table(
 
 def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, scores: PieScores,
                  probe_probs: np.ndarray, probe_kinds: np.ndarray, severity: pd.DataFrame | None = None,
-                 dense_in: np.ndarray | None = None, compressed_in: np.ndarray | None = None,
-                 label_probe_labels: np.ndarray | None = None):
+                 in_sample_probs: np.ndarray | None = None, label_probe_labels: np.ndarray | None = None):
     """Categories (:func:`curate.flags.categorise`) and one reason per sample. Returns ``(categories, reasons)``.
 
     ``probe_probs`` ``(L+1, networks, P, C)`` are every network's predictions on the probe suite;
-    ``dense_in``, ``compressed_in`` the in-sample predictions (for the label-noise score);
-    ``label_probe_labels`` ``(slots, N)`` the wrong labels of random-label probes per in-sample
-    slot (-1: none), which set the label-noise count (:func:`curate.flags.probe_label_noise`).
+    ``in_sample_probs`` ``(slots, N, C)`` the in-sample predictions, one slot per network that
+    trained on the image (for the label-noise score; curate passes them after second-split
+    forgetting); ``label_probe_labels`` ``(slots, N)`` the wrong labels of random-label probes per
+    in-sample slot (-1: none), which set the label-noise count (:func:`curate.flags.probe_label_noise`).
     """
     probs = population_mean(dense_probs, compressed_probs)
     in_sample = probed = None
-    if label_probe_labels is not None and dense_in is not None and (np.asarray(label_probe_labels) >= 0).any():
-        probed = probe_label_noise(labels, probs, in_sample_views(dense_in, compressed_in), label_probe_labels)
+    if label_probe_labels is not None and in_sample_probs is not None and (np.asarray(label_probe_labels) >= 0).any():
+        probed = probe_label_noise(labels, probs, in_sample_views(in_sample_probs), label_probe_labels)
         in_sample = probed.in_sample
-    elif dense_in is not None:
-        in_sample = population_mean(dense_in, compressed_in)
+    elif in_sample_probs is not None:
+        in_sample = population_mean(in_sample_probs)
     probe_mean = np.asarray(probe_probs, dtype=np.float64).mean(axis=(0, 1))
     kinds = np.asarray(probe_kinds)
     categories = categorise(

@@ -289,7 +289,9 @@ def find_label_noise(labels: np.ndarray, probs: np.ndarray, in_sample_probs: np.
        With ``in_sample_probs`` (the mean prediction of the networks that trained on each
        sample), ``p`` is the mean of the out-of-sample and in-sample probabilities of the label:
        the first says whether models that never saw the label agree with it, the second how hard
-       the label was to fit (the training-dynamics signal AUM also reads).
+       the label was to fit (the training-dynamics signal AUM also reads). curate passes the
+       in-sample view after second-split forgetting (:func:`curate.train.forget_on_second_split`),
+       which keeps that signal when the networks have memorised their training labels.
     3. *What instead*: the most probable other class, preferring the confident ones.
 
     ``count`` replaces step 1's estimate (e.g. :func:`probe_label_noise`'s); ``confident`` still

@@ -182,7 +182,8 @@ class Population:
 
     ``dense`` ``(K, N, C)`` and ``compressed`` ``(L, K, N, C)`` are out of sample: one network per
     member that never saw the image. ``dense_in`` ``(K*(F-1), N, C)`` and ``compressed_in`` are in
-    sample: the member networks that did train on it.
+    sample: the member networks that did train on it. ``forgotten_in`` ``(K*(F-1), N, C)``: the same
+    networks after training on their held-out images (:func:`curate.train.forget_on_second_split`).
     """
 
     dense: np.ndarray
@@ -197,6 +198,7 @@ class Population:
     robust_correct: np.ndarray | None = None  # (L+1, K*F, corruptions, severities) accuracy, see robustness
     robust_clean: np.ndarray | None = None  # (L+1, K*F) accuracy on the same images uncorrupted
     label_probe_labels: np.ndarray | None = None  # (K*(F-1), N) wrong label an in-sample slot trained with, or -1
+    forgotten_in: np.ndarray | None = None
 
 
 @dataclass
@@ -259,8 +261,8 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
 
     from curate.models import build_model
     from curate.quantize import quantized_copy, runs_on_cpu_only
-    from curate.train import (Normalizer, measured_sparsity, predict_probs, prune_and_finetune,
-                              resolve_device, train_dense)
+    from curate.train import (Normalizer, forget_on_second_split, measured_sparsity, predict_probs,
+                              prune_and_finetune, resolve_device, train_dense)
 
     device = resolve_device(config.device)
     normalize = Normalizer(mean, std, device)
@@ -288,8 +290,12 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
         for fmt in config.quantizations:
             networks.append((quantized_copy(model, fmt), cpu_normalize if runs_on_cpu_only(fmt) else normalize))
         probs = [predict_probs(net, pixels, norm) for net, norm in networks]
+        held_idx = np.flatnonzero(held_out)
+        forgetting = forget_on_second_split(model, RowView(pixels, held_idx), labels[held_idx], normalize,
+                                            config.train, job.seed + 104723, progress)
         out = {
             "dense": probs[0], "compressed": np.stack(probs[1:]), "aum": aum,
+            "forgotten": predict_probs(forgetting, pixels, normalize),
             "probes": np.stack([predict_probs(net, probes, norm) for net, norm in networks]),
             "sparsity": np.array([measured_sparsity(net) for net, _ in networks[1:]]),
             "label_probe_index": train_idx[probe_rows], "label_probe_label": train_labels[probe_rows],
@@ -385,6 +391,7 @@ def run_population(
     compressed = np.full((n_levels, config.members, n, n_classes), np.nan, dtype=np.float32)
     n_in = config.members * (config.folds - 1)
     dense_in = np.full((n_in, n, n_classes), np.nan, dtype=np.float32)
+    forgotten_in = np.full((n_in, n, n_classes), np.nan, dtype=np.float32)
     compressed_in = np.full((n_levels, n_in, n, n_classes), np.nan, dtype=np.float32)
     sparsity_sum = np.zeros(n_levels)
     aum_sum, aum_count = np.zeros(n), np.zeros(n)
@@ -409,6 +416,7 @@ def run_population(
         trained = np.flatnonzero(~held_out)
         slot = job.member * (config.folds - 1) + job.fold - (job.fold > member_folds[trained])
         dense_in[slot, trained] = out["dense"][trained]
+        forgotten_in[slot, trained] = out["forgotten"][trained]
         compressed_in[:, slot, trained] = out["compressed"][:, trained]
         if config.label_probes:
             slot_of = np.full(n, -1)
@@ -429,8 +437,9 @@ def run_population(
     todo = []
     for job in jobs:
         cached = store.load_job(job.name, fingerprint)
-        # Jobs stored by earlier curate versions may lack the probes (0.1) or robustness arrays.
-        if (cached is None or "probes" not in cached or (config.robustness and "robust_correct" not in cached)
+        # Jobs stored by earlier curate versions may lack the probes (0.1), robustness or forgetting arrays.
+        if (cached is None or "probes" not in cached or "forgotten" not in cached
+                or (config.robustness and "robust_correct" not in cached)
                 or (config.label_probes and "label_probe_index" not in cached)):
             todo.append(job)
         else:
@@ -438,7 +447,7 @@ def run_population(
     if todo:
         mean, std = Normalizer.channel_stats(pixels)
         n_train = int(n * (config.folds - 1) / config.folds)
-        total = len(todo) * steps_for(n_train, config.train, len(config.sparsities))
+        total = len(todo) * steps_for(n_train, config.train, len(config.sparsities), n - n_train)
         done_note = f" ({len(jobs) - len(todo)} of {len(jobs)} resumed from {store.root})" if len(todo) < len(jobs) else ""
         with tqdm(total=total, desc=f"train+prune {len(todo)} networks{done_note}", unit="step",
                   disable=not progress, smoothing=0.05, mininterval=0.5 if sys.stderr.isatty() else 30) as bar:
@@ -447,15 +456,15 @@ def run_population(
             for job, out in executor.map(job_fn, todo):
                 store.save_job(job.name, fingerprint, **out)
                 place(job, out)
-    if any(np.isnan(a).any() for a in (dense, compressed, dense_in, compressed_in, probe_probs, robust_correct,
-                                       robust_clean)):
+    if any(np.isnan(a).any() for a in (dense, compressed, dense_in, compressed_in, forgotten_in, probe_probs,
+                                       robust_correct, robust_clean)):
         raise RuntimeError("Some images received no out-of-sample prediction; the run directory may be corrupt. "
                            f"Delete {store.root / 'jobs'} and run again.")
     with np.errstate(invalid="ignore", divide="ignore"):
         aum = (aum_sum / aum_count).astype(np.float32)
     return Population(dense, compressed, dense_in, compressed_in, sparsity_sum / len(jobs), seconds, aum,
                       probes, probe_probs, robust_correct, robust_clean,
-                      probe_labels if config.label_probes else None)
+                      probe_labels if config.label_probes else None, forgotten_in)
 
 
 def run_curate(
@@ -490,17 +499,21 @@ def run_curate(
                                      config.level_kinds, config.level_bits)
     severity = quality_severity(image_quality(kept.filepaths, store, progress))
     # The flags pool the dense networks with their pruned copies (measured in bench_flags); quantized
-    # copies are near-duplicates of the dense networks and would only re-weight them.
+    # copies are near-duplicates of the dense networks and would only re-weight them. The in-sample view
+    # is read after second-split forgetting: networks trained to convergence memorise their training
+    # labels, wrong ones included, and the plain in-sample view then hides the errors it is meant to find
+    # (docs/benchmarks.md, "Second-split forgetting").
     pruned = slice(0, len(config.sparsities))
     categories, reasons = flag_samples(dense, compressed[pruned], kept.labels, kept.classes, config.level_names,
                                        scores, population.probe_probs[:1 + len(config.sparsities)],
-                                       population.probes.kinds, severity, population.dense_in,
-                                       population.compressed_in[pruned], population.label_probe_labels)
+                                       population.probes.kinds, severity, population.forgotten_in,
+                                       population.label_probe_labels)
     samples = sample_table(scores, kept.labels, kept.classes, config.level_names, kept.filepaths, kept.splits,
                            kept.sample_ids, categories, reasons)
     samples = pd.concat([samples, severity.add_prefix("quality_")], axis=1)
     store.save_probs(config.level_names, dense=dense, compressed=compressed,
-                     dense_in=population.dense_in, compressed_in=population.compressed_in, aum=population.aum,
+                     dense_in=population.dense_in, compressed_in=population.compressed_in,
+                     forgotten_in=population.forgotten_in, aum=population.aum,
                      probe_probs=population.probe_probs, probe_kinds=population.probes.kinds,
                      probe_class_a=population.probes.class_a, probe_class_b=population.probes.class_b,
                      robust_correct=population.robust_correct, robust_clean=population.robust_clean,

@@ -33,6 +33,9 @@ class TrainSettings:
         crop_padding: random translation by up to this many pixels (reflect padding).
         ramp_fraction: share of fine-tuning steps over which sparsity ramps up.
         mask_updates: how many times the pruning mask is recomputed during the ramp.
+        forget_epochs: epochs a copy of each dense network trains on its held-out images, whose
+            predictions on its training images are the in-sample view of the label-noise score
+            (:func:`forget_on_second_split`).
     """
 
     epochs: int = 16
@@ -46,6 +49,7 @@ class TrainSettings:
     crop_padding: int = 2
     ramp_fraction: float = 0.6
     mask_updates: int = 8
+    forget_epochs: int = 1
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -234,6 +238,20 @@ def prune_and_finetune(dense: nn.Module, pixels, labels, normalize, settings: Tr
     return model.eval()
 
 
+def forget_on_second_split(dense: nn.Module, pixels, labels, normalize, settings: TrainSettings, seed: int,
+                           progress=None) -> nn.Module:
+    """A copy of ``dense`` trained ``settings.forget_epochs`` more on images it never saw, with their labels.
+
+    Second-split forgetting (Maini et al. 2022): a label the network memorised, rather than learned
+    from features its images share with others, is the first thing it unlearns here, so the copy's
+    probability of each original training image's label reads as in-sample fit without the memory.
+    """
+    model = copy.deepcopy(dense)
+    _fit(model, pixels, labels, normalize, settings, settings.forget_epochs, settings.finetune_lr, seed,
+         progress=progress)
+    return model.eval()
+
+
 @torch.no_grad()
 def predict_probs(model: nn.Module, pixels: np.ndarray, normalize: Normalizer, batch_size: int = 512) -> np.ndarray:
     """Softmax probabilities ``(n, n_classes)`` as float32."""
@@ -248,10 +266,12 @@ def predict_probs(model: nn.Module, pixels: np.ndarray, normalize: Normalizer, b
     return np.concatenate(out).astype(np.float32)
 
 
-def steps_for(n_train: int, settings: TrainSettings, n_levels: int) -> int:
-    """Optimiser steps one job takes: dense training plus fine-tuning at every level (for progress bars)."""
+def steps_for(n_train: int, settings: TrainSettings, n_levels: int, n_held_out: int = 0) -> int:
+    """Optimiser steps one job takes: dense training, fine-tuning at every level, and the forgetting
+    epochs on the ``n_held_out`` images it never saw (for progress bars)."""
     per_epoch = max(1, n_train // min(settings.batch_size, n_train))
-    return per_epoch * (settings.epochs + n_levels * settings.finetune_epochs)
+    forgetting = max(1, n_held_out // min(settings.batch_size, n_held_out)) * settings.forget_epochs if n_held_out else 0
+    return per_epoch * (settings.epochs + n_levels * settings.finetune_epochs) + forgetting
 
 
 def is_finite_model(model: nn.Module) -> bool:

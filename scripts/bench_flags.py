@@ -170,7 +170,7 @@ def score_label_set(result, clean: np.ndarray) -> dict:
     population = result.population
     dense_mean = population.dense.mean(axis=0)
     pooled = population_mean(population.dense, population.compressed)
-    dense_in, compressed_in = population.dense_in, population.compressed_in
+    dense_in, compressed_in, forgotten_in = population.dense_in, population.compressed_in, population.forgotten_in
     # A probe's in-sample view is about its wrong label: leave it out, as curate does.
     keep = None if population.label_probe_labels is None else population.label_probe_labels < 0
 
@@ -200,7 +200,7 @@ def score_label_set(result, clean: np.ndarray) -> dict:
 
     curate = result.categories
     started = time.perf_counter()
-    find_label_noise(labels, pooled, in_sample(in_sample_views(dense_in, compressed_in)))
+    find_label_noise(labels, pooled, in_sample(forgotten_in))
     add("curate", curate.scores["label_noise"], curate.label_noise, time.perf_counter() - started)
 
     # Ablation: what each signal adds, ranking and flagged set (count from confident learning, then
@@ -208,13 +208,19 @@ def score_label_set(result, clean: np.ndarray) -> dict:
     rows = np.arange(len(labels))
     dense_in_mean = in_sample(dense_in)
     pooled_in = in_sample(in_sample_views(dense_in, compressed_in))
+    forgotten_mean = in_sample(forgotten_in)
     ablation = {
         "dense held-out (the anchors' input)": find_label_noise(labels, dense_mean),
         "+ compressed held-out pooled": find_label_noise(labels, pooled),
         "dense held-out + dense in-sample": find_label_noise(labels, dense_mean, dense_in_mean),
-        "+ compressed, held-out + in-sample (curate)": find_label_noise(labels, pooled, pooled_in),
+        "+ compressed, held-out + in-sample (curate before forgetting)": find_label_noise(labels, pooled, pooled_in),
+        "dense held-out + in-sample after forgetting": find_label_noise(labels, dense_mean, forgotten_mean),
+        "+ compressed held-out, + in-sample after forgetting (curate)": find_label_noise(labels, pooled,
+                                                                                          forgotten_mean),
+        "tried: held-out, in-sample and in-sample after forgetting": find_label_noise(
+            labels, pooled, 0.5 * (pooled_in + forgotten_mean)),
     }
-    curate_noise = ablation["+ compressed, held-out + in-sample (curate)"]
+    curate_noise = ablation["+ compressed held-out, + in-sample after forgetting (curate)"]
     ablation = {name: (noise.score, noise.is_noise) for name, noise in ablation.items()}
     all_mean = 0.5 * (pooled + pooled_in)
     posterior_wrong = 1 - transition_posterior(labels, pooled)
@@ -225,7 +231,7 @@ def score_label_set(result, clean: np.ndarray) -> dict:
         return others.max(axis=1)
 
     ablation.update({
-        "curate + AUM (rank mean)": ((rank01(ablation["+ compressed, held-out + in-sample (curate)"][0])
+        "curate + AUM (rank mean)": ((rank01(curate_noise.score)
                                       + rank01(-aum)) / 2, None),
         "in-sample pooled only, 1 - p(label)": (1 - pooled_in[rows, labels], None),
         "tried: class-normalised, 1 - p / t(label)": (

@@ -99,6 +99,16 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
         assert len(rows) == 64 and (folds[rows] == job.fold).all()
         dense_right = probs["dense"][job.member, rows].argmax(axis=1) == labels[rows]
         assert stored["robust_clean"][0] == pytest.approx(dense_right.mean())
+    # The label-noise score reads the in-sample view after second-split forgetting: copies of the
+    # networks that trained on each image, trained further on the images they never saw.
+    forgotten = probs["forgotten_in"]
+    assert forgotten.shape == probs["dense_in"].shape and np.isfinite(forgotten).all()
+    assert not np.allclose(forgotten, probs["dense_in"])
+    rows = np.arange(len(labels))
+    pruned = probs["compressed"][:len(config.sparsities)]
+    held_out = np.concatenate([probs["dense"], pruned.reshape(-1, *pruned.shape[2:])]).mean(axis=0)
+    expected = 1 - 0.5 * (held_out[rows, labels] + forgotten.mean(axis=0)[rows, labels])
+    np.testing.assert_allclose(table["label_noise_score"], np.clip(expected, 0, 1), atol=1e-5)
 
 
 def test_flags_become_fields_tags_and_views(fo, digits_run):

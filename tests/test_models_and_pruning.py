@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from curate.models import SmallResNet, build_model, prunable_parameters
-from curate.train import (Normalizer, TrainSettings, cubic_sparsity, global_magnitude_masks, measured_sparsity,
-                          predict_probs, prune_and_finetune, train_dense)
+from curate.train import (Normalizer, TrainSettings, cubic_sparsity, forget_on_second_split, global_magnitude_masks,
+                          measured_sparsity, predict_probs, prune_and_finetune, train_dense)
 
 
 def tiny_factory(num_classes):
@@ -80,3 +80,29 @@ def test_train_dense_optimises_the_loss_it_is_given():
     model = train_dense(SmallResNet(2, 8), pixels, labels, normalize, settings, seed=0, loss_fn=learn_the_opposite)
     assert seen == [16] * (6 * 64 // 16)  # every step went through it
     assert (predict_probs(model, pixels, normalize).argmax(1) == 1 - labels).mean() > 0.9
+
+
+def test_second_split_forgetting_unlearns_memorised_labels_first():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 96)
+    pixels = rng.integers(0, 120, (192, 3, 8, 8)).astype(np.uint8)
+    pixels[labels == 1] += 100  # a learnable difference, plus noise a network can memorise
+    first, second = np.arange(0, 192, 2), np.arange(1, 192, 2)
+    given = labels.copy()
+    flipped = first[::8]  # 12 wrong labels among the first split's 96
+    given[flipped] = 1 - given[flipped]
+    normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
+    settings = TrainSettings(epochs=40, batch_size=16, hflip=False, crop_padding=0, forget_epochs=1)
+    torch.manual_seed(0)
+    dense = train_dense(SmallResNet(2, 16), pixels[first], given[first], normalize, settings, seed=0)
+    right = np.setdiff1d(first, flipped)
+
+    def p_given(model, rows):
+        return predict_probs(model, pixels[rows], normalize)[np.arange(len(rows)), given[rows]]
+
+    assert (p_given(dense, flipped) > 0.5).all()  # memorised: the plain in-sample view agrees with them
+    forgetting = forget_on_second_split(dense, pixels[second], given[second], normalize, settings, seed=1)
+    # One epoch on other images unlearns the memorised labels; the learned ones stay.
+    assert p_given(forgetting, flipped).mean() < 0.4
+    assert p_given(forgetting, right).mean() > 0.9
+    assert (p_given(dense, flipped) > 0.5).all()  # the network is copied, not modified
