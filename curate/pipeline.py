@@ -25,7 +25,7 @@ from curate.analysis import analyse, flag_samples, population_warnings, sample_t
 from curate.crossfit import check_fold_support, stratified_folds
 from curate.executor import Executor, InProcessExecutor, MemberJob
 from curate.images import BadImage, decode_images, load_in_memory
-from curate.flags import CATEGORIES, Categories
+from curate.flags import CATEGORIES, Categories, in_sample_views
 from curate.pies import PieScores
 from curate.probes import ProbeSuite, make_probes
 from curate.quality import RAW_PROPERTIES, measure_files, quality_severity
@@ -183,7 +183,8 @@ class Population:
     ``dense`` ``(K, N, C)`` and ``compressed`` ``(L, K, N, C)`` are out of sample: one network per
     member that never saw the image. ``dense_in`` ``(K*(F-1), N, C)`` and ``compressed_in`` are in
     sample: the member networks that did train on it. ``forgotten_in`` ``(K*(F-1), N, C)``: the same
-    networks after training on their held-out images (:func:`curate.train.forget_on_second_split`).
+    networks after training on their held-out images (:func:`curate.train.forget_on_second_split`);
+    ``forgotten_compressed_in`` the same for each pruned copy, its zeros kept.
     """
 
     dense: np.ndarray
@@ -199,6 +200,7 @@ class Population:
     robust_clean: np.ndarray | None = None  # (L+1, K*F) accuracy on the same images uncorrupted
     label_probe_labels: np.ndarray | None = None  # (K*(F-1), N) wrong label an in-sample slot trained with, or -1
     forgotten_in: np.ndarray | None = None
+    forgotten_compressed_in: np.ndarray | None = None  # (len(sparsities), K*(F-1), N, C) pruned copies, same
 
 
 @dataclass
@@ -291,11 +293,18 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
             networks.append((quantized_copy(model, fmt), cpu_normalize if runs_on_cpu_only(fmt) else normalize))
         probs = [predict_probs(net, pixels, norm) for net, norm in networks]
         held_idx = np.flatnonzero(held_out)
-        forgetting = forget_on_second_split(model, RowView(pixels, held_idx), labels[held_idx], normalize,
-                                            config.train, job.seed + 104723, progress)
+        # The dense network and each pruned copy unlearn on the same held-out images, seeded alike, so
+        # that the copies' forgotten views differ from the dense one's by the pruning alone.
+        forgotten = [
+            predict_probs(forget_on_second_split(net, RowView(pixels, held_idx), labels[held_idx], normalize,
+                                                 config.train, job.seed + 104723, progress), pixels, normalize)
+            for net, _ in networks[:1 + len(config.sparsities)]
+        ]
         out = {
             "dense": probs[0], "compressed": np.stack(probs[1:]), "aum": aum,
-            "forgotten": predict_probs(forgetting, pixels, normalize),
+            "forgotten": forgotten[0],
+            "forgotten_compressed": np.stack(forgotten[1:]) if config.sparsities else np.zeros((0, *probs[0].shape),
+                                                                                              np.float32),
             "probes": np.stack([predict_probs(net, probes, norm) for net, norm in networks]),
             "sparsity": np.array([measured_sparsity(net) for net, _ in networks[1:]]),
             "label_probe_index": train_idx[probe_rows], "label_probe_label": train_labels[probe_rows],
@@ -392,6 +401,7 @@ def run_population(
     n_in = config.members * (config.folds - 1)
     dense_in = np.full((n_in, n, n_classes), np.nan, dtype=np.float32)
     forgotten_in = np.full((n_in, n, n_classes), np.nan, dtype=np.float32)
+    forgotten_compressed_in = np.full((len(config.sparsities), n_in, n, n_classes), np.nan, dtype=np.float32)
     compressed_in = np.full((n_levels, n_in, n, n_classes), np.nan, dtype=np.float32)
     sparsity_sum = np.zeros(n_levels)
     aum_sum, aum_count = np.zeros(n), np.zeros(n)
@@ -417,6 +427,7 @@ def run_population(
         slot = job.member * (config.folds - 1) + job.fold - (job.fold > member_folds[trained])
         dense_in[slot, trained] = out["dense"][trained]
         forgotten_in[slot, trained] = out["forgotten"][trained]
+        forgotten_compressed_in[:, slot, trained] = out["forgotten_compressed"][:, trained]
         compressed_in[:, slot, trained] = out["compressed"][:, trained]
         if config.label_probes:
             slot_of = np.full(n, -1)
@@ -438,7 +449,7 @@ def run_population(
     for job in jobs:
         cached = store.load_job(job.name, fingerprint)
         # Jobs stored by earlier curate versions may lack the probes (0.1), robustness or forgetting arrays.
-        if (cached is None or "probes" not in cached or "forgotten" not in cached
+        if (cached is None or "probes" not in cached or "forgotten_compressed" not in cached
                 or (config.robustness and "robust_correct" not in cached)
                 or (config.label_probes and "label_probe_index" not in cached)):
             todo.append(job)
@@ -456,15 +467,15 @@ def run_population(
             for job, out in executor.map(job_fn, todo):
                 store.save_job(job.name, fingerprint, **out)
                 place(job, out)
-    if any(np.isnan(a).any() for a in (dense, compressed, dense_in, compressed_in, forgotten_in, probe_probs,
-                                       robust_correct, robust_clean)):
+    if any(np.isnan(a).any() for a in (dense, compressed, dense_in, compressed_in, forgotten_in,
+                                       forgotten_compressed_in, probe_probs, robust_correct, robust_clean)):
         raise RuntimeError("Some images received no out-of-sample prediction; the run directory may be corrupt. "
                            f"Delete {store.root / 'jobs'} and run again.")
     with np.errstate(invalid="ignore", divide="ignore"):
         aum = (aum_sum / aum_count).astype(np.float32)
     return Population(dense, compressed, dense_in, compressed_in, sparsity_sum / len(jobs), seconds, aum,
                       probes, probe_probs, robust_correct, robust_clean,
-                      probe_labels if config.label_probes else None, forgotten_in)
+                      probe_labels if config.label_probes else None, forgotten_in, forgotten_compressed_in)
 
 
 def run_curate(
@@ -506,14 +517,16 @@ def run_curate(
     pruned = slice(0, len(config.sparsities))
     categories, reasons = flag_samples(dense, compressed[pruned], kept.labels, kept.classes, config.level_names,
                                        scores, population.probe_probs[:1 + len(config.sparsities)],
-                                       population.probes.kinds, severity, population.forgotten_in,
+                                       population.probes.kinds, severity,
+                                       in_sample_views(population.forgotten_in, population.forgotten_compressed_in),
                                        population.label_probe_labels)
     samples = sample_table(scores, kept.labels, kept.classes, config.level_names, kept.filepaths, kept.splits,
                            kept.sample_ids, categories, reasons)
     samples = pd.concat([samples, severity.add_prefix("quality_")], axis=1)
     store.save_probs(config.level_names, dense=dense, compressed=compressed,
                      dense_in=population.dense_in, compressed_in=population.compressed_in,
-                     forgotten_in=population.forgotten_in, aum=population.aum,
+                     forgotten_in=population.forgotten_in,
+                     forgotten_compressed_in=population.forgotten_compressed_in, aum=population.aum,
                      probe_probs=population.probe_probs, probe_kinds=population.probes.kinds,
                      probe_class_a=population.probes.class_a, probe_class_b=population.probes.class_b,
                      robust_correct=population.robust_correct, robust_clean=population.robust_clean,

@@ -8,7 +8,8 @@ Layout::
       jobs/<job>.npz         one file per finished population job (resume point)
       probs.npz              out-of-sample dense (K, N, C) and compressed (L, K, N, C) probabilities,
                              and in-sample dense_in / compressed_in from the networks that trained on each image,
-                             forgotten_in from those networks after second-split forgetting
+                             forgotten_in (and forgotten_compressed_in, the pruned copies) from those networks
+                             after second-split forgetting
       samples.parquet        the per-sample table (one row per image)
       classes.csv            the per-class impact table (one row per level and class)
       levels.csv             the per-level summary

@@ -149,6 +149,7 @@ def _fit(
     margins: np.ndarray | None = None,
     sample_weights: np.ndarray | None = None,
     loss_fn=None,
+    fixed_masks: dict[str, torch.Tensor] | None = None,
 ) -> None:
     loss_fn = F.cross_entropy if loss_fn is None else loss_fn
     device = normalize.device
@@ -167,7 +168,7 @@ def _fit(
     labels_t = torch.as_tensor(labels, dtype=torch.long)
     ramp_steps = int(total * settings.ramp_fraction)
     update_every = max(1, ramp_steps // max(1, settings.mask_updates))
-    masks = None
+    masks = fixed_masks
     use_amp = device.type == "cuda"
     model.train()
     step = 0
@@ -242,13 +243,17 @@ def forget_on_second_split(dense: nn.Module, pixels, labels, normalize, settings
                            progress=None) -> nn.Module:
     """A copy of ``dense`` trained ``settings.forget_epochs`` more on images it never saw, with their labels.
 
+    ``dense`` may be a pruned copy: its zero weights stay zero.
+
     Second-split forgetting (Maini et al. 2022): a label the network memorised, rather than learned
     from features its images share with others, is the first thing it unlearns here, so the copy's
     probability of each original training image's label reads as in-sample fit without the memory.
     """
     model = copy.deepcopy(dense)
+    # A pruned copy keeps its zeros: it is the compressed network that unlearns, not a regrown one.
+    masks = {name: p.detach() != 0 for name, p in prunable_parameters(model)} if measured_sparsity(model) > 0 else None
     _fit(model, pixels, labels, normalize, settings, settings.forget_epochs, settings.finetune_lr, seed,
-         progress=progress)
+         progress=progress, fixed_masks=masks)
     return model.eval()
 
 
@@ -267,11 +272,12 @@ def predict_probs(model: nn.Module, pixels: np.ndarray, normalize: Normalizer, b
 
 
 def steps_for(n_train: int, settings: TrainSettings, n_levels: int, n_held_out: int = 0) -> int:
-    """Optimiser steps one job takes: dense training, fine-tuning at every level, and the forgetting
-    epochs on the ``n_held_out`` images it never saw (for progress bars)."""
+    """Optimiser steps one job takes: dense training, fine-tuning at every pruning level, and the
+    forgetting epochs of the dense network and each pruned copy on the ``n_held_out`` images it never
+    saw (for progress bars)."""
     per_epoch = max(1, n_train // min(settings.batch_size, n_train))
     forgetting = max(1, n_held_out // min(settings.batch_size, n_held_out)) * settings.forget_epochs if n_held_out else 0
-    return per_epoch * (settings.epochs + n_levels * settings.finetune_epochs) + forgetting
+    return per_epoch * (settings.epochs + n_levels * settings.finetune_epochs) + forgetting * (1 + n_levels)
 
 
 def is_finite_model(model: nn.Module) -> bool:

@@ -171,6 +171,7 @@ def score_label_set(result, clean: np.ndarray) -> dict:
     dense_mean = population.dense.mean(axis=0)
     pooled = population_mean(population.dense, population.compressed)
     dense_in, compressed_in, forgotten_in = population.dense_in, population.compressed_in, population.forgotten_in
+    forgotten_compressed_in = population.forgotten_compressed_in
     # A probe's in-sample view is about its wrong label: leave it out, as curate does.
     keep = None if population.label_probe_labels is None else population.label_probe_labels < 0
 
@@ -200,7 +201,7 @@ def score_label_set(result, clean: np.ndarray) -> dict:
 
     curate = result.categories
     started = time.perf_counter()
-    find_label_noise(labels, pooled, in_sample(forgotten_in))
+    find_label_noise(labels, pooled, in_sample(in_sample_views(forgotten_in, forgotten_compressed_in)))
     add("curate", curate.scores["label_noise"], curate.label_noise, time.perf_counter() - started)
 
     # Ablation: what each signal adds, ranking and flagged set (count from confident learning, then
@@ -209,18 +210,21 @@ def score_label_set(result, clean: np.ndarray) -> dict:
     dense_in_mean = in_sample(dense_in)
     pooled_in = in_sample(in_sample_views(dense_in, compressed_in))
     forgotten_mean = in_sample(forgotten_in)
+    pooled_forgotten = in_sample(in_sample_views(forgotten_in, forgotten_compressed_in))
     ablation = {
         "dense held-out (the anchors' input)": find_label_noise(labels, dense_mean),
         "+ compressed held-out pooled": find_label_noise(labels, pooled),
         "dense held-out + dense in-sample": find_label_noise(labels, dense_mean, dense_in_mean),
         "+ compressed, held-out + in-sample (curate before forgetting)": find_label_noise(labels, pooled, pooled_in),
         "dense held-out + in-sample after forgetting": find_label_noise(labels, dense_mean, forgotten_mean),
-        "+ compressed held-out, + in-sample after forgetting (curate)": find_label_noise(labels, pooled,
-                                                                                          forgotten_mean),
+        "+ compressed held-out, + dense in-sample after forgetting": find_label_noise(labels, pooled,
+                                                                                       forgotten_mean),
+        "+ compressed, held-out + in-sample after forgetting (curate)": find_label_noise(labels, pooled,
+                                                                                         pooled_forgotten),
         "tried: held-out, in-sample and in-sample after forgetting": find_label_noise(
-            labels, pooled, 0.5 * (pooled_in + forgotten_mean)),
+            labels, pooled, 0.5 * (pooled_in + pooled_forgotten)),
     }
-    curate_noise = ablation["+ compressed held-out, + in-sample after forgetting (curate)"]
+    curate_noise = ablation["+ compressed, held-out + in-sample after forgetting (curate)"]
     ablation = {name: (noise.score, noise.is_noise) for name, noise in ablation.items()}
     all_mean = 0.5 * (pooled + pooled_in)
     posterior_wrong = 1 - transition_posterior(labels, pooled)

@@ -107,7 +107,12 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
     rows = np.arange(len(labels))
     pruned = probs["compressed"][:len(config.sparsities)]
     held_out = np.concatenate([probs["dense"], pruned.reshape(-1, *pruned.shape[2:])]).mean(axis=0)
-    expected = 1 - 0.5 * (held_out[rows, labels] + forgotten.mean(axis=0)[rows, labels])
+    # Each in-sample network is pooled with its pruned copies, which forget on the same images.
+    forgotten_pruned = probs["forgotten_compressed_in"]
+    assert forgotten_pruned.shape == (len(config.sparsities), *forgotten.shape)
+    assert not np.allclose(forgotten_pruned, probs["compressed_in"][:len(config.sparsities)])
+    in_sample = ((forgotten + forgotten_pruned.sum(axis=0)) / (1 + len(forgotten_pruned))).mean(axis=0)
+    expected = 1 - 0.5 * (held_out[rows, labels] + in_sample[rows, labels])
     np.testing.assert_allclose(table["label_noise_score"], np.clip(expected, 0, 1), atol=1e-5)
 
 

@@ -106,3 +106,11 @@ def test_second_split_forgetting_unlearns_memorised_labels_first():
     assert p_given(forgetting, flipped).mean() < 0.4
     assert p_given(forgetting, right).mean() > 0.9
     assert (p_given(dense, flipped) > 0.5).all()  # the network is copied, not modified
+
+    # A pruned copy unlearns too, and keeps its zeros while doing so.
+    pruned = prune_and_finetune(dense, pixels[first], given[first], normalize, settings, 0.7, seed=2)
+    sparsity = measured_sparsity(pruned)
+    assert sparsity == pytest.approx(0.7, abs=0.01)
+    pruned_forgetting = forget_on_second_split(pruned, pixels[second], given[second], normalize, settings, seed=1)
+    assert measured_sparsity(pruned_forgetting) >= sparsity
+    assert p_given(pruned_forgetting, flipped).mean() < p_given(pruned, flipped).mean()
