@@ -33,7 +33,7 @@ class TrainSettings:
         crop_padding: random translation by up to this many pixels (reflect padding).
         ramp_fraction: share of fine-tuning steps over which sparsity ramps up.
         mask_updates: how many times the pruning mask is recomputed during the ramp.
-        forget_epochs: epochs a copy of each dense network trains on its held-out images, whose
+        forget_epochs: epochs a copy of each dense network and pruned copy trains on its held-out images, whose
             predictions on its training images are the in-sample view of the label-noise score
             (:func:`forget_on_second_split`).
     """
