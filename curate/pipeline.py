@@ -295,16 +295,14 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
         held_idx = np.flatnonzero(held_out)
         # The dense network and each pruned copy unlearn on the same held-out images, seeded alike, so
         # that the copies' forgotten views differ from the dense one's by the pruning alone.
-        forgotten = [
+        forgotten = np.stack([
             predict_probs(forget_on_second_split(net, RowView(pixels, held_idx), labels[held_idx], normalize,
                                                  config.train, job.seed + 104723, progress), pixels, normalize)
             for net, _ in networks[:1 + len(config.sparsities)]
-        ]
+        ])
         out = {
             "dense": probs[0], "compressed": np.stack(probs[1:]), "aum": aum,
-            "forgotten": forgotten[0],
-            "forgotten_compressed": np.stack(forgotten[1:]) if config.sparsities else np.zeros((0, *probs[0].shape),
-                                                                                              np.float32),
+            "forgotten": forgotten[0], "forgotten_compressed": forgotten[1:],
             "probes": np.stack([predict_probs(net, probes, norm) for net, norm in networks]),
             "sparsity": np.array([measured_sparsity(net) for net, _ in networks[1:]]),
             "label_probe_index": train_idx[probe_rows], "label_probe_label": train_labels[probe_rows],
