@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from curate.flags import (Categories, categorise, in_sample_views, population_mean, probe_label_noise, reasons,
+from curate.flags import (Categories, categorise, memorisation, population_mean, probe_label_noise, reasons,
                           votes_for)
 from curate.pies import NO_LEVEL, PieScores, score_pies
 from curate.probes import CORRUPTIONS, TWO_CLASS
@@ -63,19 +63,29 @@ def level_table(
 
 def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, scores: PieScores,
                  probe_probs: np.ndarray, probe_kinds: np.ndarray, severity: pd.DataFrame | None = None,
-                 in_sample_probs: np.ndarray | None = None, label_probe_labels: np.ndarray | None = None):
+                 in_sample_probs: np.ndarray | None = None, label_probe_labels: np.ndarray | None = None,
+                 forgotten_probs: np.ndarray | None = None):
     """Categories (:func:`curate.flags.categorise`) and one reason per sample. Returns ``(categories, reasons)``.
 
     ``probe_probs`` ``(L+1, networks, P, C)`` are every network's predictions on the probe suite;
     ``in_sample_probs`` ``(slots, N, C)`` the in-sample predictions, one slot per network that
-    trained on the image (for the label-noise score; curate passes them after second-split
-    forgetting); ``label_probe_labels`` ``(slots, N)`` the wrong labels of random-label probes per
-    in-sample slot (-1: none), which set the label-noise count (:func:`curate.flags.probe_label_noise`).
+    trained on the image, as trained (for the label-noise score); ``forgotten_probs`` the same after
+    second-split forgetting (:func:`curate.train.forget_on_second_split`), read instead where the
+    networks have memorised wrong labels (:func:`curate.flags.memorisation`; the check is recorded in
+    ``categories.thresholds``); ``label_probe_labels`` ``(slots, N)`` the wrong labels of random-label
+    probes per in-sample slot (-1: none), which set the label-noise count
+    (:func:`curate.flags.probe_label_noise`).
     """
     probs = population_mean(dense_probs, compressed_probs)
-    in_sample = probed = None
-    if label_probe_labels is not None and in_sample_probs is not None and (np.asarray(label_probe_labels) >= 0).any():
-        probed = probe_label_noise(labels, probs, in_sample_views(in_sample_probs), label_probe_labels)
+    in_sample = probed = check = None
+    probed_run = label_probe_labels is not None and (np.asarray(label_probe_labels) >= 0).any()
+    if in_sample_probs is not None and forgotten_probs is not None:
+        keep = np.asarray(label_probe_labels) < 0 if probed_run else None
+        check = memorisation(labels, probs, in_sample_probs, keep)
+        if check.memorised:
+            in_sample_probs = forgotten_probs
+    if probed_run and in_sample_probs is not None:
+        probed = probe_label_noise(labels, probs, in_sample_probs, label_probe_labels)
         in_sample = probed.in_sample
     elif in_sample_probs is not None:
         in_sample = population_mean(in_sample_probs)
@@ -91,6 +101,9 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
     )
     if probed is not None:
         categories.thresholds.update({"label_noise_probes": probed.n_probes, "label_noise_probe_c": probed.c})
+    if check is not None:
+        categories.thresholds.update({"in_sample_fitted": check.fitted, "labels_right": check.right,
+                                      "in_sample_after_forgetting": int(check.memorised)})
     networks = np.concatenate([dense_probs[None], compressed_probs])
     votes = votes_for(networks, categories.suggested)
     text = reasons(categories, labels, probs, classes, votes, networks.shape[0] * networks.shape[1],

@@ -130,6 +130,11 @@ def _print_flags(result) -> None:
     noisy = int(samples["label_noise"].sum())
     click.echo(f"Suspected label errors, PIE or not: {noisy} ({100 * noisy / len(samples):.2f}%), "
                "each with a suggested label")
+    view = result.manifest.get("in_sample_view")
+    if view:
+        # Which in-sample view the label-noise score read, and why, so a user can tell a memorising population.
+        click.echo(f"  the networks fit {100 * view['fitted']:.1f}% of their training labels; confident learning "
+                   f"believes {100 * view['labels_right']:.1f}% are right: in-sample view read {view['view']}")
     if "corruption" in samples:
         corrupt = int(samples["corruption"].sum())
         line = f"Degraded images (a pixel check fires), PIE or not: {corrupt} ({100 * corrupt / len(samples):.2f}%)"

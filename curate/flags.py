@@ -124,6 +124,55 @@ def in_sample_mean(views: np.ndarray, keep: np.ndarray | None, fallback: np.ndar
     return np.where(kept[:, None] > 0, mean, fallback)
 
 
+@dataclass
+class Memorisation:
+    """Result of :func:`memorisation`.
+
+    Attributes:
+        fitted: share of the in-sample (network, sample) pairs whose top class is the given label.
+        right: share of labels confident learning believes right, ``1 - off-diagonal / N`` of the
+            confident joint of the held-out prediction.
+    """
+
+    fitted: float
+    right: float
+
+    @property
+    def memorised(self) -> bool:
+        """The networks fit more training labels than are right, so they fit some wrong ones."""
+        return self.fitted > self.right
+
+
+def memorisation(labels: np.ndarray, held_out: np.ndarray, in_sample_views: np.ndarray,
+                 keep: np.ndarray | None = None) -> Memorisation:
+    """Have the networks memorised wrong training labels? Compares how many labels they fit with how
+    many confident learning believes are right.
+
+    A network that fits every right label and no wrong one agrees with a share ``right`` of its
+    training labels; networks leave hard right labels unfitted, so ``fitted > right`` means at least
+    ``fitted - right`` of the labels they fit are wrong, and their plain in-sample view no longer
+    tells wrong labels apart. No threshold: the comparison is between two shares of the same labels.
+
+    Args:
+        labels: ``(N,)``; ``held_out``: ``(N, C)`` mean out-of-sample prediction.
+        in_sample_views: ``(S, N, C)`` one view per in-sample slot, as trained (:func:`in_sample_views`).
+        keep: ``(S, N)`` the pairs to count (e.g. not random-label probes); all when ``None``.
+    """
+    labels, held_out = _check(labels, held_out)
+    views = np.asarray(in_sample_views, dtype=np.float64)
+    if views.ndim != 3 or views.shape[1:] != held_out.shape:
+        raise ValueError(f"in_sample_views has shape {views.shape}; expected (slots, {len(labels)}, "
+                         f"{held_out.shape[1]}).")
+    keep = np.ones(views.shape[:2], dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+    if keep.shape != views.shape[:2]:
+        raise ValueError(f"keep has shape {keep.shape}; expected {views.shape[:2]}.")
+    agrees = views.argmax(axis=2) == labels[None, :]
+    fitted = float(agrees[keep].mean()) if keep.any() else 0.0
+    joint = confident_joint(labels, held_out)
+    right = 1.0 - float(joint.sum() - np.trace(joint)) / max(len(labels), 1)
+    return Memorisation(fitted=fitted, right=right)
+
+
 def label_profile(held_out: np.ndarray, in_sample: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """How a sample's label looks to the population: ``(N, 4)`` logits of the held-out and in-sample
     probability of ``labels`` and of the best other class (the input of :func:`probe_error_estimate`)."""

@@ -508,16 +508,18 @@ def run_curate(
                                      config.level_kinds, config.level_bits)
     severity = quality_severity(image_quality(kept.filepaths, store, progress))
     # The flags pool the dense networks with their pruned copies (measured in bench_flags); quantized
-    # copies are near-duplicates of the dense networks and would only re-weight them. The in-sample view
-    # is read after second-split forgetting: networks trained to convergence memorise their training
-    # labels, wrong ones included, and the plain in-sample view then hides the errors it is meant to find
+    # copies are near-duplicates of the dense networks and would only re-weight them. Networks trained
+    # long enough memorise their training labels, wrong ones included, and the plain in-sample view then
+    # hides the errors it is meant to find; where they have (curate.flags.memorisation), the in-sample
+    # view is read after second-split forgetting, which costs a little where they have not
     # (docs/benchmarks.md, "Second-split forgetting").
     pruned = slice(0, len(config.sparsities))
     categories, reasons = flag_samples(dense, compressed[pruned], kept.labels, kept.classes, config.level_names,
                                        scores, population.probe_probs[:1 + len(config.sparsities)],
                                        population.probes.kinds, severity,
-                                       in_sample_views(population.forgotten_in, population.forgotten_compressed_in),
-                                       population.label_probe_labels)
+                                       in_sample_views(population.dense_in, population.compressed_in[pruned]),
+                                       population.label_probe_labels,
+                                       in_sample_views(population.forgotten_in, population.forgotten_compressed_in))
     samples = sample_table(scores, kept.labels, kept.classes, config.level_names, kept.filepaths, kept.splits,
                            kept.sample_ids, categories, reasons)
     samples = pd.concat([samples, severity.add_prefix("quality_")], axis=1)
@@ -556,6 +558,9 @@ def run_curate(
         "flag_thresholds": categories.thresholds,
         "flags": {name: int((categories.category == name).sum()) for name in CATEGORIES},
         "label_noise_any": int(categories.label_noise.sum()),
+        "in_sample_view": {
+            "view": "after forgetting" if categories.thresholds["in_sample_after_forgetting"] else "as trained",
+            "fitted": categories.thresholds["in_sample_fitted"], "labels_right": categories.thresholds["labels_right"]},
         "label_noise_count": {
             "confident_learning": categories.thresholds["label_noise_confident_learning_count"],
             **({"label_probes": categories.thresholds["label_noise_estimated_count"],

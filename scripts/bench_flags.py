@@ -163,7 +163,7 @@ def score_label_set(result, clean: np.ndarray) -> dict:
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
-    from curate.flags import find_label_noise, population_mean
+    from curate.flags import find_label_noise, memorisation, population_mean
 
     labels = result.images.labels
     is_error = labels != clean
@@ -201,7 +201,9 @@ def score_label_set(result, clean: np.ndarray) -> dict:
 
     curate = result.categories
     started = time.perf_counter()
-    find_label_noise(labels, pooled, in_sample(in_sample_views(forgotten_in, forgotten_compressed_in)))
+    check = memorisation(labels, pooled, in_sample_views(dense_in, compressed_in), keep)
+    find_label_noise(labels, pooled, in_sample(in_sample_views(*((forgotten_in, forgotten_compressed_in)
+                                                               if check.memorised else (dense_in, compressed_in)))))
     add("curate", curate.scores["label_noise"], curate.label_noise, time.perf_counter() - started)
 
     # Ablation: what each signal adds, ranking and flagged set (count from confident learning, then
@@ -215,16 +217,17 @@ def score_label_set(result, clean: np.ndarray) -> dict:
         "dense held-out (the anchors' input)": find_label_noise(labels, dense_mean),
         "+ compressed held-out pooled": find_label_noise(labels, pooled),
         "dense held-out + dense in-sample": find_label_noise(labels, dense_mean, dense_in_mean),
-        "+ compressed, held-out + in-sample (curate before forgetting)": find_label_noise(labels, pooled, pooled_in),
+        "+ compressed, held-out + in-sample as trained": find_label_noise(labels, pooled, pooled_in),
         "dense held-out + in-sample after forgetting": find_label_noise(labels, dense_mean, forgotten_mean),
         "+ compressed held-out, + dense in-sample after forgetting": find_label_noise(labels, pooled,
                                                                                        forgotten_mean),
-        "+ compressed, held-out + in-sample after forgetting (curate)": find_label_noise(labels, pooled,
-                                                                                         pooled_forgotten),
+        "+ compressed, held-out + in-sample after forgetting": find_label_noise(labels, pooled, pooled_forgotten),
         "tried: held-out, in-sample and in-sample after forgetting": find_label_noise(
             labels, pooled, 0.5 * (pooled_in + pooled_forgotten)),
     }
-    curate_noise = ablation["+ compressed, held-out + in-sample after forgetting (curate)"]
+    # curate reads one of the two in-sample views, whichever the memorisation check picks.
+    curate_noise = ablation["+ compressed, held-out + in-sample " + ("after forgetting" if check.memorised
+                                                                     else "as trained")]
     ablation = {name: (noise.score, noise.is_noise) for name, noise in ablation.items()}
     all_mean = 0.5 * (pooled + pooled_in)
     posterior_wrong = 1 - transition_posterior(labels, pooled)
@@ -285,6 +288,7 @@ def score_label_set(result, clean: np.ndarray) -> dict:
     return {
         "n": len(labels), "base_rate": float(is_error.mean()), "warnings": result.manifest.get("warnings", []),
         "label_noise_count": {"truth": int(is_error.sum()), **result.manifest.get("label_noise_count", {})},
+        "in_sample_view": result.manifest.get("in_sample_view"),
         # Truth behind the warnings: the share of wrong labels among the images given each label.
         "error_rate_by_label": {c: float(is_error[labels == i].mean())
                                 for i, c in enumerate(result.images.classes)},
@@ -307,6 +311,11 @@ def print_label_set(column: str, entry: dict) -> None:
     print("\nAblation of curate's label-noise signals:")
     print(pd.DataFrame(entry["ablation"]).T.round(3).to_string())
     print("Estimated number of wrong labels:", ", ".join(f"{k} {v}" for k, v in entry["label_noise_count"].items()))
+    view = entry.get("in_sample_view")
+    if view:
+        print(f"Memorisation check: the networks fit {100 * view['fitted']:.1f}% of their training labels; confident "
+              f"learning believes {100 * view['labels_right']:.1f}% are right; curate reads the in-sample view "
+              f"{view['view']}")
     if entry["p_label_wrong_reliability"]:
         print("\nP(label wrong) as quoted by the flags, against the truth:")
         print(pd.DataFrame(entry["p_label_wrong_reliability"]).T.round(2).to_string())

@@ -25,6 +25,10 @@ perturbed in-sample ranking, of its mean with the held-out view, and of the thre
 
     python scripts/bench_memorization.py --epochs 12 30 --out out/bench_memorization.json
 
+Also printed, per population: the memorisation check curate uses to choose between the plain and
+the forgotten in-sample view (:func:`curate.flags.memorisation`: do the networks fit more of their
+training labels than confident learning believes are right?), and the AUPRC of the view it picks.
+
 Networks are cached, so a second run only scores.
 """
 
@@ -147,6 +151,38 @@ def train_and_perturb(pixels, labels, n_classes: int, args, cache: Path) -> dict
     return out
 
 
+def full_predictions(pixels, labels, n_classes: int, networks_dir: Path, seed: int) -> dict[str, np.ndarray]:
+    """Held-out and in-sample class probabilities ``(N, C)`` of the two cached networks."""
+    import torch
+
+    from curate.crossfit import stratified_folds
+    from curate.models import build_model
+    from curate.train import Normalizer, predict_probs
+
+    folds = stratified_folds(labels, 2, seed)
+    normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
+    out = {"held_out": np.zeros((len(labels), n_classes)), "in_sample": np.zeros((len(labels), n_classes))}
+    for fold in (0, 1):
+        model = build_model("resnet-small", n_classes)
+        model.load_state_dict(torch.load(networks_dir / f"fold{fold}.pt"))
+        probs = predict_probs(model.eval(), pixels, normalize)
+        out["held_out"][folds == fold] = probs[folds == fold]
+        out["in_sample"][folds != fold] = probs[folds != fold]
+    return out
+
+
+def gate(full: dict[str, np.ndarray], population: dict[str, np.ndarray], labels: np.ndarray,
+         clean: np.ndarray) -> dict:
+    """curate's choice of in-sample view (:func:`curate.flags.memorisation`) and its AUPRC."""
+    from curate.flags import memorisation
+
+    check = memorisation(labels, full["held_out"], full["in_sample"][None])
+    chosen = population["in_sample:ssft-1"] if check.memorised else population["in_sample"]
+    return {"fitted": check.fitted, "right": check.right, "memorised": check.memorised,
+            "view": "after forgetting" if check.memorised else "as trained",
+            "auprc": ranking_metrics(labels != clean, 1 - (population["held_out"] + chosen) / 2)["auprc"]}
+
+
 def score(population: dict[str, np.ndarray], labels: np.ndarray, clean: np.ndarray) -> dict:
     """AUPRC of each ranking (1 - probability of the label), per perturbation; ``none`` is curate's."""
     is_error = labels != clean
@@ -196,10 +232,20 @@ def main() -> None:
                                                      store.root / "networks"))
             table = score(dict(np.load(cached)), images.labels, clean)
             report["results"][f"{column}-e{epochs}"] = table
+            full_cache = store.root / "full_predictions.npz"
+            if not full_cache.exists():
+                _, pixels, _ = prepare_images(images, CurateConfig(image_size=32), store)
+                np.savez(full_cache, **full_predictions(pixels, images.labels, len(images.classes),
+                                                        store.root / "networks", args.seed))
+            choice = gate(dict(np.load(full_cache)), dict(np.load(cached)), images.labels, clean)
+            report["results"][f"{column}-e{epochs}-gate"] = choice
             print(f"\n{column}, {epochs} epochs: {100 * (images.labels != clean).mean():.1f}% of labels wrong; "
                   "AUPRC of 1 - p(label) by view (rows: perturbation of the in-sample view; clean accuracy: "
                   "of the perturbed networks on the dense networks' held-out images, which ssft trained on)")
             print(pd.DataFrame(table).T.round(3).to_string(na_rep=""))
+            print(f"memorisation check: the networks fit {100 * choice['fitted']:.1f}% of their training labels; "
+                  f"confident learning believes {100 * choice['right']:.1f}% are right -> in-sample view "
+                  f"{choice['view']}; held-out + that view: AUPRC {choice['auprc']:.3f}")
     write_report(args.out, report)
 
 

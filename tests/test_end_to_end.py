@@ -99,8 +99,9 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
         assert len(rows) == 64 and (folds[rows] == job.fold).all()
         dense_right = probs["dense"][job.member, rows].argmax(axis=1) == labels[rows]
         assert stored["robust_clean"][0] == pytest.approx(dense_right.mean())
-    # The label-noise score reads the in-sample view after second-split forgetting: copies of the
-    # networks that trained on each image, trained further on the images they never saw.
+    # The label-noise score reads the in-sample view as trained, or, where the networks fit more training
+    # labels than confident learning believes right (memorised), after second-split forgetting: copies
+    # of the networks that trained on each image, trained further on the images they never saw.
     forgotten = probs["forgotten_in"]
     assert forgotten.shape == probs["dense_in"].shape and np.isfinite(forgotten).all()
     assert not np.allclose(forgotten, probs["dense_in"])
@@ -111,7 +112,15 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
     forgotten_pruned = probs["forgotten_compressed_in"]
     assert forgotten_pruned.shape == (len(config.sparsities), *forgotten.shape)
     assert not np.allclose(forgotten_pruned, probs["compressed_in"][:len(config.sparsities)])
-    in_sample = ((forgotten + forgotten_pruned.sum(axis=0)) / (1 + len(forgotten_pruned))).mean(axis=0)
+    plain = (probs["dense_in"] + probs["compressed_in"][:len(config.sparsities)].sum(axis=0)) / (1 + len(forgotten_pruned))
+    fitted = (plain.argmax(axis=2) == labels).mean()
+    right = 1 - manifest["label_noise_count"]["confident_learning"] / len(labels)
+    view = manifest["in_sample_view"]
+    assert view["fitted"] == pytest.approx(fitted) and view["labels_right"] == pytest.approx(right)
+    assert view["view"] == ("after forgetting" if fitted > right else "as trained")
+    assert f"in-sample view read {view['view']}" in output
+    chosen = (forgotten + forgotten_pruned.sum(axis=0)) / (1 + len(forgotten_pruned)) if fitted > right else plain
+    in_sample = chosen.mean(axis=0)
     expected = 1 - 0.5 * (held_out[rows, labels] + in_sample[rows, labels])
     np.testing.assert_allclose(table["label_noise_score"], np.clip(expected, 0, 1), atol=1e-5)
 

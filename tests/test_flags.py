@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from curate.flags import (categorise, class_thresholds, confident_joint, find_label_noise, in_sample_mean,
+from curate.flags import (categorise, class_thresholds, confident_joint, find_label_noise, in_sample_mean, memorisation,
                           in_sample_views, label_profile,
                           population_mean, probe_error_estimate, probe_label_noise,
                           reasons, split_evenness, votes_for)
@@ -308,3 +308,52 @@ def test_flag_of_prefers_the_pie_category_then_label_noise_then_corruption():
     assert flag_of("", True, True) == flag_of(None, True, False) == "label_noise"
     assert flag_of("", False, True) == "corruption"
     assert flag_of(None, False, False) == ""
+
+
+def _memorisation_case():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    held_out = np.array([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9], [0.2, 0.8], [0.45, 0.55]])
+    # Confident learning counts one wrong label (sample 2; worked out in the test above): 5 of 6 right.
+    fits_all = np.eye(2)[labels][None].repeat(2, axis=0) * 0.9 + 0.05    # (2 slots, 6, 2): every label fitted
+    fits_four = fits_all.copy()
+    fits_four[:, [2, 5]] = fits_four[:, [2, 5], ::-1]                      # samples 2 and 5 not fitted
+    return labels, held_out, fits_all, fits_four
+
+
+def test_memorisation_compares_fitted_labels_with_those_believed_right():
+    labels, held_out, fits_all, fits_four = _memorisation_case()
+    check = memorisation(labels, held_out, fits_all)
+    assert check.right == pytest.approx(5 / 6) and check.fitted == 1.0 and check.memorised
+    check = memorisation(labels, held_out, fits_four)
+    assert check.fitted == pytest.approx(4 / 6) and not check.memorised
+    # Pairs left out (random-label probes) are not counted: here only the fitted ones are kept.
+    keep = np.ones((2, 6), dtype=bool)
+    keep[:, [2, 5]] = False
+    assert memorisation(labels, held_out, fits_four, keep).fitted == 1.0
+    with pytest.raises(ValueError, match="in_sample_views has shape"):
+        memorisation(labels, held_out, fits_all[0])
+    with pytest.raises(ValueError, match="keep has shape"):
+        memorisation(labels, held_out, fits_all, keep[:1])
+
+
+@pytest.mark.parametrize("memorised", [True, False])
+def test_flag_samples_reads_the_forgotten_view_only_where_the_networks_memorised(memorised):
+    from curate.analysis import flag_samples
+    from curate.pies import score_pies
+
+    labels, held_out, fits_all, fits_four = _memorisation_case()
+    plain = fits_all if memorised else fits_four
+    forgotten = np.full_like(plain, 0.5)
+    forgotten[:, :, 0] = 0.3
+    forgotten[:, :, 1] = 0.7
+    dense = held_out[None].repeat(2, axis=0)
+    compressed = dense[None]
+    probe_probs = np.full((2, 2, 2, 2), 0.5)  # (levels + 1, networks, probes, classes)
+    categories, _ = flag_samples(dense, compressed, labels, ["a", "b"], ["p50"], score_pies(dense, compressed),
+                                 probe_probs, np.array(["two_class", "noise"]), in_sample_probs=plain,
+                                 forgotten_probs=forgotten)
+    read = forgotten if memorised else plain
+    expected = 1 - 0.5 * (held_out[np.arange(6), labels] + read.mean(axis=0)[np.arange(6), labels])
+    np.testing.assert_allclose(categories.scores["label_noise"], expected)
+    assert categories.thresholds["in_sample_after_forgetting"] == int(memorised)
+    assert categories.thresholds["labels_right"] == pytest.approx(5 / 6)
