@@ -302,7 +302,8 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
     info = dict(dataset.info)
     info.setdefault("curate", {})[run_key] = {"run_dir": str(result.store.root), "version": __version__,
                                               "warnings": list(result.manifest.get("warnings", [])),
-                                              "label_noise_count": dict(result.manifest.get("label_noise_count", {}))}
+                                              "label_noise_count": dict(result.manifest.get("label_noise_count", {})),
+                                              "in_sample_view": result.manifest.get("in_sample_view")}
     dataset.info = info
     dataset.save()
     return dataset

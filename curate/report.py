@@ -336,6 +336,14 @@ def build_report(run_dir: str | Path, title: str | None = None) -> str:
 
     parts.append("<h2>The images behind the numbers</h2><p class='note'>Highest-scoring PIEs per category, "
                  "with the reason curate gives in the App.</p>")
+    view = manifest.get("in_sample_view")
+    if view:
+        parts.append(f"<p class='note'>Label-noise scores average the held-out and in-sample probability of the "
+                     f"label. The networks fit {100 * view['fitted']:.1f}% of their training labels; confident "
+                     f"learning believes {100 * view['labels_right']:.1f}% are right, so the in-sample view was "
+                     f"read {html.escape(view['view'])}"
+                     + (" (second-split forgetting: the networks had fitted wrong labels)."
+                        if view["view"] == "after forgetting" else ".") + "</p>")
     if "category" in samples:
         for name in CATEGORIES:
             chosen = samples[samples["category"] == name]

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from curate.pipeline import label_probes
 from helpers import PRUNE_ONLY, invoke
@@ -45,6 +46,11 @@ def test_run_with_label_probes_counts_from_them_and_resumes(tmp_path):
     given = pd.Categorical(samples["label"], categories=[str(i) for i in range(10)]).codes
     slot, image = np.nonzero(is_probe)
     assert np.all(probe_labels[slot, image] != given[image])
+    # The memorisation check counts the networks' fit of the real labels only, never of a probe's wrong one.
+    plain_views = (probs["dense_in"] + probs["compressed_in"].sum(axis=0)) / (1 + len(probs["compressed_in"]))
+    fits = plain_views.argmax(axis=2) == given[None, :]
+    assert manifest["in_sample_view"]["fitted"] == pytest.approx(fits[~is_probe].mean())
+    assert manifest["in_sample_view"]["fitted"] != pytest.approx(fits.mean())
     wrong = samples["label_wrong_probability"]
     assert wrong.dropna().between(0, 1).all() and wrong.notna().mean() > 0.99
     flagged = samples[samples["label_noise"]]
