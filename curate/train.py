@@ -34,8 +34,9 @@ class TrainSettings:
         ramp_fraction: share of fine-tuning steps over which sparsity ramps up.
         mask_updates: how many times the pruning mask is recomputed during the ramp.
         forget_epochs: epochs a copy of each dense network and pruned copy trains on its held-out images, whose
-            predictions on its training images are the in-sample view of the label-noise score
-            (:func:`forget_on_second_split`).
+            predictions on its training images are the in-sample view of the label-noise score where
+            the networks memorised their labels (:func:`forget_on_second_split`,
+            :func:`curate.flags.memorisation`).
     """
 
     epochs: int = 16
