@@ -178,6 +178,35 @@ def second_split_learning_view(result) -> np.ndarray:
     return total / np.maximum(count, 1)[:, None]
 
 
+def suggestion_metrics(labels: np.ndarray, clean: np.ndarray, flagged: np.ndarray, suggested: np.ndarray,
+                       confidence: np.ndarray, held_out: np.ndarray) -> dict:
+    """How often a suggested label is the true one: on the flagged images that are truly mislabelled
+    (what a reviewer accepting ``relabel:suggested`` gets right), on every mislabelled image, and
+    against the held-out mean's top class (what cleanlab's Datalab and Brain show as the prediction; it
+    offers no correction where it is the given label). Also the suggestion's quoted confidence, binned,
+    against how often the suggestion is the true label on the flagged images."""
+    is_error = labels != clean
+    top = held_out.argmax(axis=1)
+    right_error = flagged & is_error
+    out = {
+        "flagged_errors": int(right_error.sum()),
+        "suggested_right_on_flagged_errors": float((suggested == clean)[right_error].mean()) if right_error.any() else None,
+        "top_class_right_on_flagged_errors": float((top == clean)[right_error].mean()) if right_error.any() else None,
+        "suggested_right_on_all_errors": float((suggested == clean)[is_error].mean()) if is_error.any() else None,
+        "top_class_right_on_all_errors": float((top == clean)[is_error].mean()) if is_error.any() else None,
+        "suggested_right_on_flagged": float((suggested == clean)[flagged].mean()) if flagged.any() else None,
+        "reliability": {},
+    }
+    edges = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0 + 1e-9]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        chosen = flagged & (confidence >= lo) & (confidence < hi)
+        if chosen.any():
+            out["reliability"][f"{lo:.1f}-{min(hi, 1.0):.1f}"] = {
+                "flagged": int(chosen.sum()), "mean_quoted": float(confidence[chosen].mean()),
+                "suggestion_right": float((suggested == clean)[chosen].mean())}
+    return out
+
+
 def score_label_set(result, clean: np.ndarray) -> dict:
     """Every tool's ranking and flagged set for one label set, and curate's ablation."""
     from cleanlab.filter import find_label_issues
@@ -316,6 +345,8 @@ def score_label_set(result, clean: np.ndarray) -> dict:
                                 for i, c in enumerate(result.images.classes)},
         "population_seconds": round(job_seconds, 1),  # shared by every tool: same networks, same budget
         "tools": tools, "ablation": ablation_rows, "p_label_wrong_reliability": reliability,
+        "suggested_label": suggestion_metrics(labels, clean, curate.label_noise, curate.suggested,
+                                              curate.suggested_confidence, dense_mean),
         "pies": {"count": int(pie.sum()), "error_share": float(is_error[pie].mean()) if pie.any() else None,
                  "base_rate": float(is_error.mean())},
         "categories": {c: int((curate.category == c).sum()) for c in ("label_noise", "corruption", "multi_object",
@@ -341,6 +372,16 @@ def print_label_set(column: str, entry: dict) -> None:
     if entry["p_label_wrong_reliability"]:
         print("\nP(label wrong) as quoted by the flags, against the truth:")
         print(pd.DataFrame(entry["p_label_wrong_reliability"]).T.round(2).to_string())
+    suggestion = entry.get("suggested_label")
+    if suggestion and suggestion["flagged_errors"]:
+        print(f"\nSuggested labels: right on {100 * suggestion['suggested_right_on_flagged_errors']:.1f}% of the "
+              f"{suggestion['flagged_errors']} flagged images that are truly mislabelled (the held-out top class: "
+              f"{100 * suggestion['top_class_right_on_flagged_errors']:.1f}%); on all mislabelled images "
+              f"{100 * suggestion['suggested_right_on_all_errors']:.1f}% "
+              f"(top class {100 * suggestion['top_class_right_on_all_errors']:.1f}%); on every flagged image "
+              f"{100 * suggestion['suggested_right_on_flagged']:.1f}%")
+        print("Quoted confidence of the suggestion against how often it is the true label (flagged images):")
+        print(pd.DataFrame(suggestion["reliability"]).T.round(2).to_string())
     pies = entry["pies"]
     if pies["error_share"] is not None:
         print(f"\nPIEs: {pies['count']}, of which {100 * pies['error_share']:.1f}% mislabelled "
