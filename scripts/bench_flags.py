@@ -281,6 +281,11 @@ def score_label_set(result, clean: np.ndarray) -> dict:
     all_mean = 0.5 * (pooled + pooled_in)
     posterior_wrong = 1 - transition_posterior(labels, pooled)
 
+    def top_other(p: np.ndarray) -> np.ndarray:
+        others = p.copy()
+        others[rows, labels] = -np.inf
+        return others.argmax(axis=1)
+
     def other_max(p: np.ndarray) -> np.ndarray:
         others = p.copy()
         others[rows, labels] = -np.inf
@@ -345,8 +350,14 @@ def score_label_set(result, clean: np.ndarray) -> dict:
                                 for i, c in enumerate(result.images.classes)},
         "population_seconds": round(job_seconds, 1),  # shared by every tool: same networks, same budget
         "tools": tools, "ablation": ablation_rows, "p_label_wrong_reliability": reliability,
-        "suggested_label": suggestion_metrics(labels, clean, curate.label_noise, curate.suggested,
-                                              curate.suggested_confidence, dense_mean),
+        "suggested_label": {**suggestion_metrics(labels, clean, curate.label_noise, curate.suggested,
+                                                 curate.suggested_confidence, dense_mean),
+                            "alternatives_right_on_flagged_errors": {
+                                name: float((top_other(view) == clean)[curate.label_noise & is_error].mean())
+                                for name, view in (("pooled held-out", pooled), ("dense held-out", dense_mean),
+                                                   ("pooled held-out + in-sample as trained", pooled + pooled_in),
+                                                   ("pooled held-out + in-sample after forgetting",
+                                                    pooled + pooled_forgotten))}},
         "pies": {"count": int(pie.sum()), "error_share": float(is_error[pie].mean()) if pie.any() else None,
                  "base_rate": float(is_error.mean())},
         "categories": {c: int((curate.category == c).sum()) for c in ("label_noise", "corruption", "multi_object",
@@ -380,6 +391,8 @@ def print_label_set(column: str, entry: dict) -> None:
               f"{100 * suggestion['suggested_right_on_all_errors']:.1f}% "
               f"(top class {100 * suggestion['top_class_right_on_all_errors']:.1f}%); on every flagged image "
               f"{100 * suggestion['suggested_right_on_flagged']:.1f}%")
+        print("Other suggestions, right on the flagged images that are truly mislabelled: " + ", ".join(
+            f"{name} {100 * v:.1f}%" for name, v in suggestion.get("alternatives_right_on_flagged_errors", {}).items()))
         print("Quoted confidence of the suggestion against how often it is the true label (flagged images):")
         print(pd.DataFrame(suggestion["reliability"]).T.round(2).to_string())
     pies = entry["pies"]
