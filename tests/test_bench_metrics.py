@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from bench_flags import expected_f1_count, ranking_metrics, set_metrics  # noqa: E402
+from bench_flags import expected_f1_count, ranking_metrics, set_metrics, suggestion_metrics  # noqa: E402
 
 
 def test_ranking_metrics_oracle_is_the_best_f1_of_any_top_k():
@@ -31,6 +31,26 @@ def test_expected_f1_count_flags_the_likely_errors_only():
     assert expected_f1_count(p_wrong, p_wrong) == 3
     assert expected_f1_count(np.zeros(4), np.zeros(4)) == 1  # nothing likely wrong: the smallest set
 
+
+
+def test_suggestion_metrics_count_right_suggestions_on_flagged_errors_only():
+    labels = np.array([0, 0, 1, 1, 2])
+    clean = np.array([1, 0, 2, 1, 0])  # images 0, 2 and 4 are mislabelled
+    flagged = np.array([True, True, True, False, False])  # 0 and 2 flagged errors, 1 a false alarm
+    suggested = np.array([1, 2, 0, 0, 0])  # right on 0, wrong on 2; right on unflagged error 4
+    confidence = np.array([0.9, 0.3, 0.85, 0.5, 0.5])
+    held_out = np.array([[0.8, 0.1, 0.1], [0.9, 0.05, 0.05], [0.1, 0.2, 0.7], [0.1, 0.8, 0.1], [0.6, 0.2, 0.2]])
+
+    result = suggestion_metrics(labels, clean, flagged, suggested, confidence, held_out)
+    assert result["flagged_errors"] == 2
+    assert result["suggested_right_on_flagged_errors"] == 0.5
+    assert result["top_class_right_on_flagged_errors"] == 0.5  # image 0's top class is its wrong label
+    assert result["suggested_right_on_all_errors"] == pytest.approx(2 / 3)
+    assert result["top_class_right_on_all_errors"] == pytest.approx(2 / 3)
+    assert result["suggested_right_on_flagged"] == pytest.approx(1 / 3)
+    assert result["reliability"]["0.8-1.0"] == {"flagged": 2, "mean_quoted": pytest.approx(0.875),
+                                                "suggestion_right": 0.5}
+    assert result["reliability"]["0.2-0.4"]["suggestion_right"] == 0.0
 
 def test_population_transfer_round_trips_jobs_that_the_run_store_resumes(tmp_path):
     from population_transfer import pack, unpack
