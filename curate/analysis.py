@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from curate.flags import (Categories, categorise, memorisation, population_mean, probe_label_noise, reasons,
-                          votes_for)
+from curate.flags import (Categories, categorise, in_sample_mean, memorisation, population_mean, probe_label_noise,
+                          reasons, votes_for)
 from curate.pies import NO_LEVEL, PieScores, score_pies
 from curate.probes import CORRUPTIONS, TWO_CLASS
 from curate.stats import impact_table, member_accuracies
@@ -77,10 +77,13 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
     (:func:`curate.flags.probe_label_noise`).
     """
     probs = population_mean(dense_probs, compressed_probs)
-    in_sample = probed = check = None
+    in_sample = probed = check = as_trained = None
     probed_run = label_probe_labels is not None and (np.asarray(label_probe_labels) >= 0).any()
+    keep = np.asarray(label_probe_labels) < 0 if probed_run else None
+    if in_sample_probs is not None:
+        # The suggestion reads the view as trained even where the score reads the forgotten one.
+        as_trained = in_sample_mean(in_sample_probs, keep, probs)
     if in_sample_probs is not None and forgotten_probs is not None:
-        keep = np.asarray(label_probe_labels) < 0 if probed_run else None
         check = memorisation(labels, probs, in_sample_probs, keep)
         if check.memorised:
             in_sample_probs = forgotten_probs
@@ -98,6 +101,7 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
         in_sample,
         None if probed is None else probed.count,
         None if probed is None else probed.p_wrong,
+        as_trained,
     )
     if probed is not None:
         categories.thresholds.update({"label_noise_probes": probed.n_probes, "label_noise_probe_c": probed.c})

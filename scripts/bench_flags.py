@@ -357,7 +357,10 @@ def score_label_set(result, clean: np.ndarray) -> dict:
                                 for name, view in (("pooled held-out", pooled), ("dense held-out", dense_mean),
                                                    ("pooled held-out + in-sample as trained", pooled + pooled_in),
                                                    ("pooled held-out + in-sample after forgetting",
-                                                    pooled + pooled_forgotten))}},
+                                                    pooled + pooled_forgotten))}
+                            | {"pooled held-out, confident classes first (curate's rule before 2026-12)": float(
+                                (find_label_noise(labels, pooled).suggested == clean)[
+                                    curate.label_noise & is_error].mean())}},
         "pies": {"count": int(pie.sum()), "error_share": float(is_error[pie].mean()) if pie.any() else None,
                  "base_rate": float(is_error.mean())},
         "categories": {c: int((curate.category == c).sum()) for c in ("label_noise", "corruption", "multi_object",

@@ -40,6 +40,21 @@ def test_suggested_label_is_the_most_probable_confident_other_class():
     assert noise.suggested[0] == 1
 
 
+def test_suggestion_with_the_in_sample_view_sums_both_views_and_skips_the_label():
+    labels = np.array([0, 1, 2, 0])
+    probs = np.array([[0.1, 0.5, 0.4], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.9, 0.05, 0.05]])
+    # Sample 0: held-out alone says 1 (0.5 > 0.4); the networks that trained on it put 0.3 on 2 and
+    # 0.1 on 1, so both views together say 2 (0.7 > 0.6), though the label 0 has the most mass there.
+    in_sample = np.array([[0.6, 0.1, 0.3], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.9, 0.05, 0.05]])
+    noise = find_label_noise(labels, probs, suggestion_in_sample=in_sample)
+    np.testing.assert_array_equal(noise.suggested, [2, 0, 0, 1])
+    # The quoted confidence stays the held-out probability of the suggestion; the score is untouched.
+    np.testing.assert_allclose(noise.suggested_confidence, [0.4, 0.1, 0.1, 0.05])
+    np.testing.assert_allclose(noise.score, find_label_noise(labels, probs).score)
+    with pytest.raises(ValueError, match=r"suggestion_in_sample has shape \(4, 2\)"):
+        find_label_noise(labels, probs, suggestion_in_sample=in_sample[:, :2])
+
+
 def test_bad_inputs_name_the_problem():
     with pytest.raises(ValueError, match=r"labels has shape \(3,\)"):
         find_label_noise(np.array([0, 1, 0]), np.ones((2, 2)) / 2)
