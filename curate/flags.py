@@ -362,7 +362,7 @@ def find_label_noise(labels: np.ndarray, probs: np.ndarray, in_sample_probs: np.
     suggested = np.where(any_confident, confident_others.argmax(axis=1), others.argmax(axis=1))
     if suggestion_in_sample is not None:
         # Measured on four CIFAR-10N populations (docs/benchmarks.md, "Suggested labels"): right on
-        # 0.2-2.8 points more of the flagged true errors than the held-out rule above.
+        # as many to 2.8 points more of the flagged true errors than the held-out rule above.
         votes = np.asarray(suggestion_in_sample, dtype=np.float64)
         if votes.shape != probs.shape:
             raise ValueError(f"suggestion_in_sample has shape {votes.shape}; expected {probs.shape} like probs.")
