@@ -30,7 +30,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_flags import noisy_subset, population_config  # noqa: E402
+from bench_flags import argument_parser, noisy_subset, population_config  # noqa: E402
 from bench_pies import CIFAR10N, require_cifar10n, write_report  # noqa: E402
 from curate.images import decode_images, load_in_memory  # noqa: E402
 from curate.pipeline import run_curate  # noqa: E402
@@ -68,27 +68,24 @@ def train_and_test(pixels, labels, weights, test_pixels, test_labels, settings, 
     return float((predict_probs(model, test_pixels, normalize).argmax(1) == test_labels).mean())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--labels", default="worse", choices=["aggre", "worse", "random1"])
-    parser.add_argument("--n", type=int, default=10000)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    # The population options come from bench_flags.py, so the cached population is found and matches.
+    parser = argument_parser(__doc__)
+    parser.set_defaults(labels=["worse"])
     parser.add_argument("--n-test", type=int, default=5000)
-    parser.add_argument("--seed", type=int, default=0, help="Subset and population seed (as bench_flags.py).")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="Retraining seeds.")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--retrain-epochs", type=int, default=12, help="Epochs of each retrained network.")
-    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--pie-factor", type=float, default=2.0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", default=None)
-    # The population's settings: must match bench_flags.py to reuse its cached run.
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--members", type=int, default=4)
-    parser.add_argument("--folds", type=int, default=2)
-    parser.add_argument("--finetune-epochs", type=int, default=4)
-    parser.add_argument("--model", default="resnet-small")
-    parser.add_argument("--run-root", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if len(args.labels) != 1:
+        parser.error(f"--labels takes one label set here, got {args.labels}; run once per label set.")
+    args.labels = args.labels[0]
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     require_cifar10n()
 
     from cleanlab.filter import find_label_issues

@@ -151,3 +151,16 @@ def test_bench_categories_flag_quality_and_kind_table():
     assert table.loc["original", "images"] == 2 and table.loc["original", "PIE"] == 0.5
     assert table.loc["original", "category: atypical"] == 0.5 and table.loc["original", "category: none"] == 0.5
     assert table.loc["jpeg", "category: corruption"] == 1.0
+
+
+def test_bench_retrain_reads_the_population_bench_flags_stores():
+    # bench_retrain.py reuses bench_flags.py's cached population: same options, same config.
+    import bench_flags
+    import bench_retrain
+
+    args = bench_retrain.parse_args(["--seed", "1", "--retrain-epochs", "8"])
+    assert args.labels == "worse" and args.retrain_epochs == 8
+    flags_args = bench_flags.argument_parser("").parse_args(["--labels", "worse", "--seed", "1"])
+    assert bench_flags.population_config(args).to_dict() == bench_flags.population_config(flags_args).to_dict()
+    with pytest.raises(SystemExit):
+        bench_retrain.parse_args(["--labels", "aggre", "worse"])
