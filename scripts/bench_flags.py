@@ -212,7 +212,7 @@ def score_label_set(result, clean: np.ndarray) -> dict:
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
-    from curate.flags import find_label_noise, memorisation, population_mean
+    from curate.flags import find_label_noise, memorisation, other_classes, population_mean
 
     labels = result.images.labels
     is_error = labels != clean
@@ -282,14 +282,10 @@ def score_label_set(result, clean: np.ndarray) -> dict:
     posterior_wrong = 1 - transition_posterior(labels, pooled)
 
     def top_other(p: np.ndarray) -> np.ndarray:
-        others = p.copy()
-        others[rows, labels] = -np.inf
-        return others.argmax(axis=1)
+        return other_classes(p, labels).argmax(axis=1)
 
     def other_max(p: np.ndarray) -> np.ndarray:
-        others = p.copy()
-        others[rows, labels] = -np.inf
-        return others.max(axis=1)
+        return other_classes(p, labels).max(axis=1)
 
     ablation.update({
         "curate + AUM (rank mean)": ((rank01(curate_noise.score)

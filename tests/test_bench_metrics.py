@@ -32,7 +32,6 @@ def test_expected_f1_count_flags_the_likely_errors_only():
     assert expected_f1_count(np.zeros(4), np.zeros(4)) == 1  # nothing likely wrong: the smallest set
 
 
-
 def test_suggestion_metrics_count_right_suggestions_on_flagged_errors_only():
     labels = np.array([0, 0, 1, 1, 2])
     clean = np.array([1, 0, 2, 1, 0])  # images 0, 2 and 4 are mislabelled
@@ -51,6 +50,7 @@ def test_suggestion_metrics_count_right_suggestions_on_flagged_errors_only():
     assert result["reliability"]["0.8-1.0"] == {"flagged": 2, "mean_quoted": pytest.approx(0.875),
                                                 "suggestion_right": 0.5}
     assert result["reliability"]["0.2-0.4"]["suggestion_right"] == 0.0
+
 
 def test_population_transfer_round_trips_jobs_that_the_run_store_resumes(tmp_path):
     from population_transfer import pack, unpack
