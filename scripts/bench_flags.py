@@ -141,16 +141,32 @@ def vote_share_against(population, labels: np.ndarray) -> np.ndarray:
     return (tops != labels[None]).mean(axis=0)
 
 
-def transition_posterior(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """P(true class = given label | x, given label) with noise transitions T(given | true) estimated from
-    the calibrated confident joint, treating ``probs`` as p(true | x)."""
+def true_class_posterior(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """``(N, C)``: P(true class = j | x, given label) with noise transitions T(given | true) estimated
+    from the calibrated confident joint, treating ``probs`` as p(true | x)."""
     from curate.flags import confident_joint
 
     joint = confident_joint(labels, probs, calibrate=True)
     transitions = joint / np.maximum(joint.sum(axis=0, keepdims=True), 1e-12)  # T[given | true]
     weighted = transitions[labels] * probs  # T(given | j) p(j | x)
-    rows = np.arange(len(labels))
-    return weighted[rows, labels] / np.maximum(weighted.sum(axis=1), 1e-12)
+    return weighted / np.maximum(weighted.sum(axis=1, keepdims=True), 1e-12)
+
+
+def transition_posterior(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """P(true class = given label | x, given label): :func:`true_class_posterior` at the given label."""
+    return true_class_posterior(labels, probs)[np.arange(len(labels)), labels]
+
+
+def calibration(quoted: np.ndarray, right: np.ndarray) -> dict[str, float]:
+    """How well a quoted probability says how often something is right: Brier score and expected
+    calibration error (ten equal-width bins, weighted by their counts). Lower is better for both."""
+    quoted, right = np.asarray(quoted, dtype=float), np.asarray(right, dtype=float)
+    if len(quoted) == 0:
+        return {"brier": float("nan"), "ece": float("nan")}
+    bins = np.minimum((quoted * 10).astype(int), 9)
+    ece = sum(abs(quoted[bins == b].mean() - right[bins == b].mean()) * (bins == b).sum()
+              for b in np.unique(bins)) / len(quoted)
+    return {"brier": float(((quoted - right) ** 2).mean()), "ece": float(ece)}
 
 
 def expected_f1_count(score: np.ndarray, p_wrong: np.ndarray) -> int:
@@ -179,16 +195,23 @@ def second_split_learning_view(result) -> np.ndarray:
 
 
 def suggestion_metrics(labels: np.ndarray, clean: np.ndarray, flagged: np.ndarray, suggested: np.ndarray,
-                       confidence: np.ndarray, held_out: np.ndarray) -> dict:
+                       confidence: np.ndarray, held_out: np.ndarray,
+                       other_confidences: dict[str, np.ndarray] | None = None) -> dict:
     """How often a suggested label is the true one: on the flagged images that are truly mislabelled
     (what a reviewer accepting ``relabel:suggested`` gets right), on every mislabelled image, and
     against the held-out mean's top class (what cleanlab's Datalab and Brain show as the prediction; it
     offers no correction where it is the given label). Also the suggestion's quoted confidence, binned,
-    against how often the suggestion is the true label on the flagged images."""
+    against how often the suggestion is the true label on the flagged images, with its
+    :func:`calibration` there, and that of ``other_confidences`` (name -> ``(N,)`` candidates)."""
     is_error = labels != clean
     top = held_out.argmax(axis=1)
     right_error = flagged & is_error
+    right_on_flagged = (suggested == clean)[flagged]
     out = {
+        "calibration_on_flagged": {
+            "quoted": calibration(confidence[flagged], right_on_flagged),
+            **{name: calibration(np.asarray(other)[flagged], right_on_flagged)
+               for name, other in (other_confidences or {}).items()}},
         "flagged_errors": int(right_error.sum()),
         "suggested_right_on_flagged_errors": float((suggested == clean)[right_error].mean()) if right_error.any() else None,
         "top_class_right_on_flagged_errors": float((top == clean)[right_error].mean()) if right_error.any() else None,
@@ -205,6 +228,18 @@ def suggestion_metrics(labels: np.ndarray, clean: np.ndarray, flagged: np.ndarra
                 "flagged": int(chosen.sum()), "mean_quoted": float(confidence[chosen].mean()),
                 "suggestion_right": float((suggested == clean)[chosen].mean())}
     return out
+
+
+def suggestion_confidences(labels: np.ndarray, held_out: np.ndarray, suggested: np.ndarray) -> dict[str, np.ndarray]:
+    """Candidate probabilities that the suggestion is the true label, tried against the quoted one
+    (held-out p(suggestion), which ignores that the given label may be right)."""
+    rows = np.arange(len(labels))
+    posterior = true_class_posterior(labels, held_out)
+    share = held_out[rows, suggested] / np.maximum(1 - held_out[rows, labels], 1e-12)
+    return {"tried: posterior P(true = suggestion | x, label), transitions from the confident joint":
+                posterior[rows, suggested],
+            "tried: P(label wrong) from that posterior x suggestion's share of the other classes":
+                (1 - posterior[rows, labels]) * share}
 
 
 def score_label_set(result, clean: np.ndarray) -> dict:
@@ -346,8 +381,9 @@ def score_label_set(result, clean: np.ndarray) -> dict:
                                 for i, c in enumerate(result.images.classes)},
         "population_seconds": round(job_seconds, 1),  # shared by every tool: same networks, same budget
         "tools": tools, "ablation": ablation_rows, "p_label_wrong_reliability": reliability,
-        "suggested_label": {**suggestion_metrics(labels, clean, curate.label_noise, curate.suggested,
-                                                 curate.suggested_confidence, dense_mean),
+        "suggested_label": {**suggestion_metrics(
+            labels, clean, curate.label_noise, curate.suggested, curate.suggested_confidence, dense_mean,
+            other_confidences=suggestion_confidences(labels, pooled, curate.suggested)),
                             "alternatives_right_on_flagged_errors": {
                                 name: float((top_other(view) == clean)[curate.label_noise & is_error].mean())
                                 for name, view in (("pooled held-out", pooled), ("dense held-out", dense_mean),
@@ -394,6 +430,8 @@ def print_label_set(column: str, entry: dict) -> None:
             f"{name} {100 * v:.1f}%" for name, v in suggestion.get("alternatives_right_on_flagged_errors", {}).items()))
         print("Quoted confidence of the suggestion against how often it is the true label (flagged images):")
         print(pd.DataFrame(suggestion["reliability"]).T.round(2).to_string())
+        print("Calibration of the quoted confidence and of candidates (flagged images; lower is better):")
+        print(pd.DataFrame(suggestion["calibration_on_flagged"]).T.round(4).to_string())
     pies = entry["pies"]
     if pies["error_share"] is not None:
         print(f"\nPIEs: {pies['count']}, of which {100 * pies['error_share']:.1f}% mislabelled "

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from bench_flags import expected_f1_count, ranking_metrics, set_metrics, suggestion_metrics  # noqa: E402
+from bench_flags import (  # noqa: E402
+    calibration, expected_f1_count, ranking_metrics, set_metrics, suggestion_confidences, suggestion_metrics)
 
 
 def test_ranking_metrics_oracle_is_the_best_f1_of_any_top_k():
@@ -50,6 +51,29 @@ def test_suggestion_metrics_count_right_suggestions_on_flagged_errors_only():
     assert result["reliability"]["0.8-1.0"] == {"flagged": 2, "mean_quoted": pytest.approx(0.875),
                                                 "suggestion_right": 0.5}
     assert result["reliability"]["0.2-0.4"]["suggestion_right"] == 0.0
+    # Quoted 0.9, 0.3, 0.85 on the flagged images, of which only the first suggestion is right.
+    assert result["calibration_on_flagged"]["quoted"]["brier"] == pytest.approx((0.1**2 + 0.3**2 + 0.85**2) / 3)
+
+
+def test_calibration_is_zero_where_quoted_rates_come_true_and_penalises_overstatement():
+    quoted = np.array([0.25] * 4 + [0.75] * 4)
+    right = np.array([1, 0, 0, 0, 1, 1, 1, 0], dtype=bool)
+    assert calibration(quoted, right)["ece"] == pytest.approx(0.0)
+    assert calibration(quoted, right)["brier"] == pytest.approx(0.1875)
+    overstated = calibration(np.full(8, 0.9), right)
+    assert overstated["ece"] == pytest.approx(0.4) and overstated["brier"] > 0.1875
+
+
+def test_suggestion_confidences_discount_a_label_the_transitions_trust():
+    # Class 0 labels are always confidently class 0, so the noise transitions say a 0 label is right:
+    # a sample labelled 0 that leans to class 1 is then less likely truly 1 than its p(1) says.
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 0])
+    probs = np.array([[0.9, 0.1]] * 4 + [[0.2, 0.8]] * 3 + [[0.4, 0.6]])
+    suggested = np.array([1, 1, 1, 1, 0, 0, 0, 1])
+    candidates = suggestion_confidences(labels, probs, suggested)
+    posterior, wrong_share = candidates.values()
+    assert posterior[7] < probs[7, 1] and wrong_share[7] <= posterior[7] + 1e-12
+    assert np.all((posterior >= 0) & (posterior <= 1))
 
 
 def test_population_transfer_round_trips_jobs_that_the_run_store_resumes(tmp_path):
