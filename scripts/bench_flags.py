@@ -233,13 +233,23 @@ def suggestion_metrics(labels: np.ndarray, clean: np.ndarray, flagged: np.ndarra
 def suggestion_confidences(labels: np.ndarray, held_out: np.ndarray, suggested: np.ndarray) -> dict[str, np.ndarray]:
     """Candidate probabilities that the suggestion is the true label, tried against the quoted one
     (held-out p(suggestion), which ignores that the given label may be right)."""
+    from curate.flags import confident_joint
+
     rows = np.arange(len(labels))
     posterior = true_class_posterior(labels, held_out)
     share = held_out[rows, suggested] / np.maximum(1 - held_out[rows, labels], 1e-12)
+    # Networks trained on noisy labels predict p(given | x) = T p(true | x): undo T before the posterior.
+    joint = confident_joint(labels, held_out, calibrate=True)
+    transitions = joint / np.maximum(joint.sum(axis=0, keepdims=True), 1e-12)
+    unmixed = np.clip(np.linalg.lstsq(transitions, held_out.T, rcond=None)[0].T, 0.0, None)
+    unmixed /= np.maximum(unmixed.sum(axis=1, keepdims=True), 1e-12)
+    weighted = transitions[labels] * unmixed
     return {"tried: posterior P(true = suggestion | x, label), transitions from the confident joint":
                 posterior[rows, suggested],
             "tried: P(label wrong) from that posterior x suggestion's share of the other classes":
-                (1 - posterior[rows, labels]) * share}
+                (1 - posterior[rows, labels]) * share,
+            "tried: that posterior of T^-1 p (the noise undone first)":
+                weighted[rows, suggested] / np.maximum(weighted.sum(axis=1), 1e-12)}
 
 
 def score_label_set(result, clean: np.ndarray) -> dict:

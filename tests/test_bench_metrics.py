@@ -68,12 +68,13 @@ def test_suggestion_confidences_discount_a_label_the_transitions_trust():
     # Class 0 labels are always confidently class 0, so the noise transitions say a 0 label is right:
     # a sample labelled 0 that leans to class 1 is then less likely truly 1 than its p(1) says.
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 0])
-    probs = np.array([[0.9, 0.1]] * 4 + [[0.2, 0.8]] * 3 + [[0.4, 0.6]])
+    probs = np.array([[0.9, 0.1]] * 4 + [[0.1, 0.9], [0.2, 0.8], [0.2, 0.8], [0.4, 0.6]])
     suggested = np.array([1, 1, 1, 1, 0, 0, 0, 1])
     candidates = suggestion_confidences(labels, probs, suggested)
-    posterior, wrong_share = candidates.values()
+    posterior, wrong_share, unmixed = candidates.values()
     assert posterior[7] < probs[7, 1] and wrong_share[7] <= posterior[7] + 1e-12
-    assert np.all((posterior >= 0) & (posterior <= 1))
+    assert all(np.all((c >= 0) & (c <= 1 + 1e-12)) for c in candidates.values())
+    assert wrong_share[4] == pytest.approx(0.0)  # a trusted label 1: nothing to suggest instead
 
 
 def test_population_transfer_round_trips_jobs_that_the_run_store_resumes(tmp_path):
