@@ -91,7 +91,8 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
         probed = probe_label_noise(labels, probs, in_sample_probs, label_probe_labels)
         in_sample = probed.in_sample
     elif in_sample_probs is not None:
-        in_sample = population_mean(in_sample_probs)
+        # Without probes nothing is left out, so the view as trained is already its plain mean.
+        in_sample = as_trained if check is None or not check.memorised else population_mean(in_sample_probs)
     probe_mean = np.asarray(probe_probs, dtype=np.float64).mean(axis=(0, 1))
     kinds = np.asarray(probe_kinds)
     categories = categorise(
