@@ -33,7 +33,22 @@ def test_holm_correction():
 def test_welch_degenerate_cases():
     assert welch_t_test([1, 1], [1, 1]) == (0.0, 1.0)
     t, p = welch_t_test([1, 1], [0.5, 0.5])
-    assert p == 0.0 and t == -np.inf
+    assert np.isnan(t) and np.isnan(p)  # no spread to test against: not tested, never "significant"
+
+
+def test_tied_members_do_not_make_a_class_significantly_impacted():
+    # Two members per population, each getting every class-0 image right with the same accuracy:
+    # class 0's normalised recall moves only because the overall accuracy does, and identically in
+    # both members, so there is nothing to test (this read p = 0 before).
+    labels = np.array([0, 0, 1, 1, 1, 1])
+    right = np.eye(2)[labels]
+    dense = np.stack([right, right])
+    compressed = dense.copy()
+    compressed[:, 2] = np.eye(2)[0]  # both compressed members now miss one class-1 image
+    table = class_impact(dense, compressed, labels)
+    assert table.loc[0, "dense_recall"] == table.loc[0, "compressed_recall"] == 1.0
+    assert table.loc[0, "normalized_change"] > 0 and np.isnan(table.loc[0, "p_value"])
+    assert not table["significant"].any()
 
 
 def test_class_impact_by_hand():
