@@ -141,13 +141,20 @@ def vote_share_against(population, labels: np.ndarray) -> np.ndarray:
     return (tops != labels[None]).mean(axis=0)
 
 
-def true_class_posterior(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """``(N, C)``: P(true class = j | x, given label) with noise transitions T(given | true) estimated
-    from the calibrated confident joint, treating ``probs`` as p(true | x)."""
+def noise_transitions(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """``(C, C)`` noise transitions ``T[given, true]`` = T(given | true), estimated from the calibrated
+    confident joint of ``probs`` (each column sums to 1)."""
     from curate.flags import confident_joint
 
     joint = confident_joint(labels, probs, calibrate=True)
-    transitions = joint / np.maximum(joint.sum(axis=0, keepdims=True), 1e-12)  # T[given | true]
+    return joint / np.maximum(joint.sum(axis=0, keepdims=True), 1e-12)
+
+
+def true_class_posterior(labels: np.ndarray, probs: np.ndarray, transitions: np.ndarray | None = None) -> np.ndarray:
+    """``(N, C)``: P(true class = j | x, given label), treating ``probs`` as p(true | x), with
+    ``transitions`` T(given | true) (:func:`noise_transitions` of ``probs`` when ``None``)."""
+    if transitions is None:
+        transitions = noise_transitions(labels, probs)
     weighted = transitions[labels] * probs  # T(given | j) p(j | x)
     return weighted / np.maximum(weighted.sum(axis=1, keepdims=True), 1e-12)
 
@@ -233,23 +240,19 @@ def suggestion_metrics(labels: np.ndarray, clean: np.ndarray, flagged: np.ndarra
 def suggestion_confidences(labels: np.ndarray, held_out: np.ndarray, suggested: np.ndarray) -> dict[str, np.ndarray]:
     """Candidate probabilities that the suggestion is the true label, tried against the quoted one
     (held-out p(suggestion), which ignores that the given label may be right)."""
-    from curate.flags import confident_joint
-
     rows = np.arange(len(labels))
-    posterior = true_class_posterior(labels, held_out)
+    transitions = noise_transitions(labels, held_out)
+    posterior = true_class_posterior(labels, held_out, transitions)
     share = held_out[rows, suggested] / np.maximum(1 - held_out[rows, labels], 1e-12)
     # Networks trained on noisy labels predict p(given | x) = T p(true | x): undo T before the posterior.
-    joint = confident_joint(labels, held_out, calibrate=True)
-    transitions = joint / np.maximum(joint.sum(axis=0, keepdims=True), 1e-12)
     unmixed = np.clip(np.linalg.lstsq(transitions, held_out.T, rcond=None)[0].T, 0.0, None)
     unmixed /= np.maximum(unmixed.sum(axis=1, keepdims=True), 1e-12)
-    weighted = transitions[labels] * unmixed
     return {"tried: posterior P(true = suggestion | x, label), transitions from the confident joint":
                 posterior[rows, suggested],
             "tried: P(label wrong) from that posterior x suggestion's share of the other classes":
                 (1 - posterior[rows, labels]) * share,
             "tried: that posterior of T^-1 p (the noise undone first)":
-                weighted[rows, suggested] / np.maximum(weighted.sum(axis=1), 1e-12)}
+                true_class_posterior(labels, unmixed, transitions)[rows, suggested]}
 
 
 def score_label_set(result, clean: np.ndarray) -> dict:
