@@ -145,6 +145,26 @@ def _print_flags(result) -> None:
         click.echo(line)
 
 
+def impact_summary(impact, alpha: float) -> str:
+    """The per-class impact as the summary prints it: the significant classes as a table, or a line
+    saying none was, and how many class tests could not be run (members that tie leave no variance)."""
+    test = "Welch t-test, Holm-corrected, alpha " + f"{alpha}"
+    impacted = impact[impact["significant"]]
+    if len(impacted):
+        rows = [[r.level, r["class"], f"{100 * r.normalized_change:+.1f}%", f"{r.p_adjusted:.2g}"]
+                for _, r in impacted.sort_values("normalized_change").iterrows()]
+        text = f"Classes significantly impacted ({test}):\n" + _table(
+            rows, ["level", "class", "normalised recall change", "p (adj.)"])
+    else:
+        text = f"No class significantly impacted by compression at any level ({test})."
+    not_run = int(impact["p_value"].isna().sum())
+    if not_run:
+        text += (f"\n{not_run} of {len(impact)} class tests not run: the dense members scored those classes identically, and "
+                 "so did the compressed ones, which leaves no spread to weigh a change against; more members "
+                 "(--members) give it.")
+    return text
+
+
 def _print_summary(result, dataset_name: str | None, run_key: str, seconds: float) -> None:
     levels = result.levels
     click.echo("")
@@ -158,13 +178,7 @@ def _print_summary(result, dataset_name: str | None, run_key: str, seconds: floa
     n_pies = int(result.scores.is_pie_any.sum())
     click.echo(f"\nPIEs at any level: {n_pies} of {len(result.images)} ({100 * n_pies / len(result.images):.2f}%)")
     _print_flags(result)
-    impacted = result.impact[result.impact["significant"]]
-    if len(impacted):
-        click.echo("\nClasses significantly impacted (Welch t-test, Holm-corrected, alpha "
-                   f"{result.config.alpha}):")
-        rows = [[r.level, r["class"], f"{100 * r.normalized_change:+.1f}%", f"{r.p_adjusted:.2g}"]
-                for _, r in impacted.sort_values("normalized_change").iterrows()]
-        click.echo(_table(rows, ["level", "class", "normalised recall change", "p (adj.)"]))
+    click.echo("\n" + impact_summary(result.impact, result.config.alpha))
     if result.bad_images:
         click.secho(f"\n{len(result.bad_images)} image(s) could not be read and were left out:", fg="yellow")
         for bad in result.bad_images[:20]:

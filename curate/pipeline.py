@@ -59,6 +59,9 @@ class CurateConfig:
         label_probes: share of each network's training images given a random wrong label
             (Metadata Archaeology's random-label probes); how the networks fit them sets the
             label-noise count (:func:`curate.flags.probe_label_noise`). 0: off, confident learning counts.
+        oneshot_views: also predict every image with a one-shot pruned copy of each dense network at
+            each sparsity, its magnitudes cut and nothing re-fitted (``Population.oneshot_in``); used
+            by ``scripts/bench_flags.py --oneshot``, not by the flags.
         train: optimisation settings.
     """
 
@@ -76,6 +79,7 @@ class CurateConfig:
     corruptions: tuple[str, ...] = CORRUPTION_NAMES
     severities: tuple[int, ...] = SEVERITIES
     label_probes: float = 0.0
+    oneshot_views: bool = False
     train: TrainSettings = field(default_factory=TrainSettings)
 
     def __post_init__(self) -> None:
@@ -169,6 +173,8 @@ class CurateConfig:
                 config.pop(key)
         if not self.label_probes:
             config.pop("label_probes")
+        if not self.oneshot_views:
+            config.pop("oneshot_views")
         h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
         h.update("\n".join(images.filepaths).encode())
         h.update(np.asarray(images.labels, dtype=np.int64).tobytes())
@@ -201,6 +207,7 @@ class Population:
     label_probe_labels: np.ndarray | None = None  # (K*(F-1), N) wrong label an in-sample slot trained with, or -1
     forgotten_in: np.ndarray | None = None
     forgotten_compressed_in: np.ndarray | None = None  # (len(sparsities), K*(F-1), N, C) pruned copies, same
+    oneshot_in: np.ndarray | None = None  # (len(sparsities), K*(F-1), N, C) one-shot pruned, not fine-tuned
 
 
 @dataclass
@@ -263,8 +270,8 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
 
     from curate.models import build_model
     from curate.quantize import quantized_copy, runs_on_cpu_only
-    from curate.train import (Normalizer, forget_on_second_split, measured_sparsity, predict_probs,
-                              prune_and_finetune, resolve_device, train_dense)
+    from curate.train import (Normalizer, forget_on_second_split, measured_sparsity, oneshot_pruned_copy,
+                              predict_probs, prune_and_finetune, resolve_device, train_dense)
 
     device = resolve_device(config.device)
     normalize = Normalizer(mean, std, device)
@@ -307,6 +314,9 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
             "sparsity": np.array([measured_sparsity(net) for net, _ in networks[1:]]),
             "label_probe_index": train_idx[probe_rows], "label_probe_label": train_labels[probe_rows],
         }
+        if config.oneshot_views:
+            out["oneshot"] = np.stack([predict_probs(oneshot_pruned_copy(model, s), pixels, normalize)
+                                       for s in config.sparsities])
         if config.robustness:
             out.update(_robustness(config, job, networks, pixels, labels, held_out, probs))
         out["seconds"] = np.array(time.perf_counter() - started)
@@ -401,6 +411,8 @@ def run_population(
     forgotten_in = np.full((n_in, n, n_classes), np.nan, dtype=np.float32)
     forgotten_compressed_in = np.full((len(config.sparsities), n_in, n, n_classes), np.nan, dtype=np.float32)
     compressed_in = np.full((n_levels, n_in, n, n_classes), np.nan, dtype=np.float32)
+    oneshot_in = (np.full((len(config.sparsities), n_in, n, n_classes), np.nan, dtype=np.float32)
+                  if config.oneshot_views else np.zeros((0, n_in, n, n_classes), dtype=np.float32))
     sparsity_sum = np.zeros(n_levels)
     aum_sum, aum_count = np.zeros(n), np.zeros(n)
     probes = make_probes(pixels, images.labels, config.probes_per_kind, seed=config.seed)
@@ -427,6 +439,8 @@ def run_population(
         forgotten_in[slot, trained] = out["forgotten"][trained]
         forgotten_compressed_in[:, slot, trained] = out["forgotten_compressed"][:, trained]
         compressed_in[:, slot, trained] = out["compressed"][:, trained]
+        if config.oneshot_views:
+            oneshot_in[:, slot, trained] = out["oneshot"][:, trained]
         if config.label_probes:
             slot_of = np.full(n, -1)
             slot_of[trained] = slot
@@ -449,7 +463,8 @@ def run_population(
         # Jobs stored by earlier curate versions may lack the probes (0.1), robustness or forgetting arrays.
         if (cached is None or "probes" not in cached or "forgotten_compressed" not in cached
                 or (config.robustness and "robust_correct" not in cached)
-                or (config.label_probes and "label_probe_index" not in cached)):
+                or (config.label_probes and "label_probe_index" not in cached)
+                or (config.oneshot_views and "oneshot" not in cached)):
             todo.append(job)
         else:
             place(job, cached)
@@ -466,14 +481,16 @@ def run_population(
                 store.save_job(job.name, fingerprint, **out)
                 place(job, out)
     if any(np.isnan(a).any() for a in (dense, compressed, dense_in, compressed_in, forgotten_in,
-                                       forgotten_compressed_in, probe_probs, robust_correct, robust_clean)):
+                                       forgotten_compressed_in, oneshot_in, probe_probs, robust_correct,
+                                       robust_clean)):
         raise RuntimeError("Some images received no out-of-sample prediction; the run directory may be corrupt. "
                            f"Delete {store.root / 'jobs'} and run again.")
     with np.errstate(invalid="ignore", divide="ignore"):
         aum = (aum_sum / aum_count).astype(np.float32)
     return Population(dense, compressed, dense_in, compressed_in, sparsity_sum / len(jobs), seconds, aum,
                       probes, probe_probs, robust_correct, robust_clean,
-                      probe_labels if config.label_probes else None, forgotten_in, forgotten_compressed_in)
+                      probe_labels if config.label_probes else None, forgotten_in, forgotten_compressed_in,
+                      oneshot_in if config.oneshot_views else None)
 
 
 def run_curate(

@@ -240,6 +240,17 @@ def prune_and_finetune(dense: nn.Module, pixels, labels, normalize, settings: Tr
     return model.eval()
 
 
+def oneshot_pruned_copy(dense: nn.Module, sparsity: float) -> nn.Module:
+    """A copy of ``dense`` with the smallest ``sparsity`` share of its weights zeroed, nothing re-fitted.
+
+    What the network stored in its smallest weights is simply gone; :func:`prune_and_finetune` lets
+    the copy re-learn it from the same labels.
+    """
+    model = copy.deepcopy(dense)
+    apply_masks(model, global_magnitude_masks(model, sparsity))
+    return model.eval()
+
+
 def forget_on_second_split(dense: nn.Module, pixels, labels, normalize, settings: TrainSettings, seed: int,
                            progress=None) -> nn.Module:
     """A copy of ``dense`` trained ``settings.forget_epochs`` more on images it never saw, with their labels.

@@ -90,3 +90,21 @@ def test_impact_table_stacks_levels_and_needs_two_members():
     np.testing.assert_allclose(table[table.level == "b"]["p_value"], [1.0, 1.0])
     with pytest.raises(ValueError, match="at least 2 members"):
         class_impact(DENSE[:1], COMPRESSED, LABELS)
+
+
+def test_summary_says_when_nothing_is_impacted_and_which_tests_were_not_run():
+    import pandas as pd
+
+    from curate.cli import impact_summary
+
+    impact = pd.DataFrame({"level": ["prune50"] * 3, "class": ["0", "1", "2"], "normalized_change": [-0.001, 0.0, -0.2],
+                           "p_value": [np.nan, 1.0, 0.3], "p_adjusted": [np.nan, 1.0, 0.6],
+                           "significant": [False, False, False]})
+    text = impact_summary(impact, 0.05)
+    assert text.startswith("No class significantly impacted")
+    assert "1 of 3 class tests not run" in text
+
+    impact.loc[2, ["p_value", "p_adjusted", "significant"]] = [0.001, 0.003, True]
+    text = impact_summary(impact, 0.05)
+    assert text.startswith("Classes significantly impacted") and "-20.0%" in text and "prune50" in text
+    assert "1 of 3 class tests not run" in text
