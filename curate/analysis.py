@@ -85,14 +85,14 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
         as_trained = in_sample_mean(in_sample_probs, keep, probs)
     if in_sample_probs is not None and forgotten_probs is not None:
         check = memorisation(labels, probs, in_sample_probs, keep)
-        if check.memorised:
-            in_sample_probs = forgotten_probs
-    if probed_run and in_sample_probs is not None:
-        probed = probe_label_noise(labels, probs, in_sample_probs, label_probe_labels)
+    read_forgotten = check is not None and check.memorised
+    score_views = forgotten_probs if read_forgotten else in_sample_probs
+    if probed_run and score_views is not None:
+        probed = probe_label_noise(labels, probs, score_views, label_probe_labels)
         in_sample = probed.in_sample
-    elif in_sample_probs is not None:
+    elif score_views is not None:
         # Without probes nothing is left out, so the view as trained is already its plain mean.
-        in_sample = as_trained if check is None or not check.memorised else population_mean(in_sample_probs)
+        in_sample = population_mean(forgotten_probs) if read_forgotten else as_trained
     probe_mean = np.asarray(probe_probs, dtype=np.float64).mean(axis=(0, 1))
     kinds = np.asarray(probe_kinds)
     categories = categorise(
