@@ -6,7 +6,7 @@ import torch
 
 from curate.models import SmallResNet, build_model, prunable_parameters
 from curate.train import (Normalizer, TrainSettings, cubic_sparsity, forget_on_second_split, global_magnitude_masks,
-                          measured_sparsity, predict_probs, prune_and_finetune, train_dense)
+                          measured_sparsity, oneshot_pruned_copy, predict_probs, prune_and_finetune, train_dense)
 
 
 def tiny_factory(num_classes):
@@ -43,6 +43,18 @@ def test_global_masks_rank_all_layers_together():
     masks = global_magnitude_masks(model, 0.5)  # 6 weights, remove the 3 smallest: 0.1, 0.2, -0.3
     assert masks["0.weight"].tolist() == [[False, True], [False, True]]
     assert masks["1.weight"].tolist() == [[False, True]]
+
+
+def test_oneshot_copy_cuts_the_smallest_weights_and_changes_nothing_else():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2, bias=False), torch.nn.Linear(2, 1, bias=False))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[0.1, -5.0], [0.2, 3.0]]))
+        model[1].weight.copy_(torch.tensor([[-0.3, 4.0]]))
+    copy = oneshot_pruned_copy(model, 0.5)
+    np.testing.assert_allclose(copy[0].weight.detach().numpy(), [[0.0, -5.0], [0.0, 3.0]])
+    np.testing.assert_allclose(copy[1].weight.detach().numpy(), [[0.0, 4.0]])
+    assert model[0].weight[0, 0].item() == pytest.approx(0.1)  # the original is copied, not modified
+    assert not copy.training
 
 
 def test_prune_and_finetune_reaches_the_target_sparsity():
@@ -92,7 +104,12 @@ def test_second_split_forgetting_unlearns_memorised_labels_first():
     flipped = first[::8]  # 12 wrong labels among the first split's 96
     given[flipped] = 1 - given[flipped]
     normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
-    settings = TrainSettings(epochs=40, batch_size=16, hflip=False, crop_padding=0, forget_epochs=1)
+    # A low peak rate and no weight decay make the network memorise every flipped label on any seed and
+    # thread count; three epochs of 6 steps stand in for the ~40 steps one epoch takes on a real fold.
+    # (With lr 0.1, weight decay and one epoch, whether it memorised and whether it forgot flipped
+    # with the CPU's kernels: p of the flipped labels after forgetting ranged 0.02-0.97 over seeds.)
+    settings = TrainSettings(epochs=40, batch_size=16, lr=0.02, weight_decay=0.0, hflip=False, crop_padding=0,
+                             forget_epochs=3)
     torch.manual_seed(0)
     dense = train_dense(SmallResNet(2, 16), pixels[first], given[first], normalize, settings, seed=0)
     right = np.setdiff1d(first, flipped)
@@ -102,8 +119,8 @@ def test_second_split_forgetting_unlearns_memorised_labels_first():
 
     assert (p_given(dense, flipped) > 0.5).all()  # memorised: the plain in-sample view agrees with them
     forgetting = forget_on_second_split(dense, pixels[second], given[second], normalize, settings, seed=1)
-    # One epoch on other images unlearns the memorised labels; the learned ones stay.
-    assert p_given(forgetting, flipped).mean() < 0.4
+    # A few steps on other images unlearn the memorised labels; the learned ones stay.
+    assert p_given(forgetting, flipped).mean() < 0.5
     assert p_given(forgetting, right).mean() > 0.9
     assert (p_given(dense, flipped) > 0.5).all()  # the network is copied, not modified
 
@@ -114,3 +131,32 @@ def test_second_split_forgetting_unlearns_memorised_labels_first():
     pruned_forgetting = forget_on_second_split(pruned, pixels[second], given[second], normalize, settings, seed=1)
     assert measured_sparsity(pruned_forgetting) >= sparsity
     assert p_given(pruned_forgetting, flipped).mean() < p_given(pruned, flipped).mean()
+
+
+def test_oneshot_views_fill_every_in_sample_slot_and_are_cached_apart(digits_images, tmp_path):
+    from curate.pipeline import CurateConfig, run_curate
+
+    images = digits_images.subset(np.arange(len(digits_images)) < 400)
+    settings = TrainSettings(epochs=1, finetune_epochs=1, batch_size=64, hflip=False)
+    config = CurateConfig(members=2, folds=2, sparsities=(0.5, 0.9), image_size=8, train=settings,
+                          probes_per_kind=8, quantizations=(), robustness_images=0, oneshot_views=True)
+    oneshot = run_curate(images, config, tmp_path / "run", progress=False).population.oneshot_in
+    assert oneshot.shape == (2, 2, 400, 10)  # sparsities x in-sample slots x images x classes
+    assert np.isfinite(oneshot).all()
+    np.testing.assert_allclose(oneshot.sum(axis=-1), 1.0, rtol=1e-4)
+    plain = CurateConfig(members=2, folds=2, sparsities=(0.5, 0.9), image_size=8, train=settings,
+                         probes_per_kind=8, quantizations=(), robustness_images=0)
+    assert plain.fingerprint(images) != config.fingerprint(images)  # one-shot jobs are cached apart
+    assert run_curate(images, plain, tmp_path / "plain", progress=False).population.oneshot_in is None
+
+
+def test_options_that_are_off_leave_the_fingerprint_cached_populations_were_stored_under():
+    from curate.pipeline import CurateConfig
+    from curate.sources import LabeledImages
+
+    images = LabeledImages(filepaths=[f"/data/{i}.png" for i in range(4)], labels=[0, 1, 0, 1], classes=["a", "b"])
+    config = CurateConfig(members=2, folds=2, sparsities=(0.5, 0.9), image_size=8, train=TrainSettings(epochs=1))
+    # The hash curate computed before one-shot views existed (commit 443ee06). If a change of defaults
+    # meant to invalidate stored jobs broke this, update it; otherwise an option that is off must not
+    # enter the hash.
+    assert config.fingerprint(images) == "412a0d3877d0debc"
