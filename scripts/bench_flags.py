@@ -33,7 +33,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_pies import cifar10n_subset, require_cifar10n, write_report  # noqa: E402
+from bench_pies import cifar10n_subset, require_cifar10n, require_cleanlab, write_report  # noqa: E402
 from curate.flags import highest, in_sample_mean, in_sample_views  # noqa: E402
 from curate.pipeline import CurateConfig, run_curate  # noqa: E402
 from curate.sources import default_cache_dir  # noqa: E402
@@ -524,6 +524,7 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
 def main() -> None:
     args = argument_parser(__doc__).parse_args()
     require_cifar10n()
+    require_cleanlab()
 
     config = population_config(args)
     report = {"config": config.to_dict(), "n": args.n, "seed": args.seed, "label_sets": {}}

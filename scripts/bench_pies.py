@@ -46,6 +46,16 @@ def require_cifar10n(root: Path = CIFAR10N) -> None:
         sys.exit(f"CIFAR-10N not found at {root} (expected labels.csv and train/); it lives in ../shared/data.")
 
 
+def require_cleanlab() -> None:
+    """Stop before any training when cleanlab, the anchor these benchmarks score against, is missing
+    (it is not a dependency of curate itself); otherwise the error would come after the population trained."""
+    import importlib.util
+
+    if importlib.util.find_spec("cleanlab") is None:
+        sys.exit("cleanlab is not installed; the benchmark scores it as an anchor. Install the bench extra: "
+                 "pip install -e '.[bench]' (or .venv/bin/pip install -e '.[bench]').")
+
+
 def cifar10n_subset(n: int, seed: int, root: Path = CIFAR10N) -> tuple[LabeledImages, pd.DataFrame]:
     """A stratified, seeded subset of CIFAR-10N with clean labels, plus its human-label table."""
     require_cifar10n(root)

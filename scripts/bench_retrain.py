@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_flags import argument_parser, noisy_subset, population_config  # noqa: E402
-from bench_pies import CIFAR10N, require_cifar10n, write_report  # noqa: E402
+from bench_pies import CIFAR10N, require_cifar10n, require_cleanlab, write_report  # noqa: E402
 from curate.images import decode_images, load_in_memory  # noqa: E402
 from curate.pipeline import run_curate  # noqa: E402
 from curate.sources import default_cache_dir  # noqa: E402
@@ -87,6 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     require_cifar10n()
+    require_cleanlab()
 
     from cleanlab.filter import find_label_issues
 
