@@ -125,7 +125,9 @@ def export_dataset(dataset, out: str | os.PathLike, fmt: str = "folder", policy:
     """Export the cleaned dataset to ``out`` (a new directory) and return the export manifest.
 
     ``splits``: ``None`` keeps the dataset's split tags; fractions such as ``(0.8, 0.1, 0.1)`` make
-    seeded stratified train/val/test splits of the exported samples instead.
+    seeded stratified train/val/test splits instead. They are drawn over every scored sample before the
+    policy is applied, so that ``drop_unreviewed`` spares the new val/test splits as it spares tagged
+    ones (drawn after the drops, the evaluation splits would lose their flagged, hardest images).
     """
     from curate.fo_db import import_fiftyone
 
@@ -133,10 +135,11 @@ def export_dataset(dataset, out: str | os.PathLike, fmt: str = "folder", policy:
         raise ExportError(f"Unknown format {fmt!r}; choose one of {FORMATS}.")
     out = Path(out).expanduser().resolve()
     _check_out(out, force)
-    plan = review_plan(dataset, run_key, policy)
-    kept = plan[plan["action"] != "drop"].copy()
+    table, classes = review_table(dataset, run_key)
     if splits is not None:
-        kept["split"] = stratified_splits(kept["new_label"].to_numpy(), splits, seed)
+        table["split"] = stratified_splits(table["label"].to_numpy(), splits, seed)
+    plan = plan_export(table, classes, policy)
+    kept = plan[plan["action"] != "drop"].copy()
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")

@@ -137,6 +137,28 @@ def test_stratified_splits_on_export(reviewed, tmp_path):
     assert abs(counts["train"] / len(table) - 0.8) < 0.01 and abs(counts["test"] / len(table) - 0.1) < 0.01
 
 
+def test_new_splits_are_drawn_before_unreviewed_flags_are_dropped(reviewed, tmp_path):
+    dataset, _ = reviewed
+    out = tmp_path / "split-strict"
+    result = invoke("export", "test-review", str(out), "--format", "csv", "--splits", "0.6,0.2,0.2", "--seed", "1",
+                    "--drop-unreviewed", "label_noise")
+    assert result.exit_code == 0, result.output
+    kept = pd.read_csv(out / "manifest.csv")
+    changes = pd.read_csv(out / "changes.csv")
+    dropped = changes[changes["action"] == "drop"]
+    # Every scored sample got a split, the dropped ones too, in the asked proportions.
+    every = pd.concat([kept["split"], dropped["split"]])
+    assert len(every) == len(dataset) and every.notna().all()
+    assert abs((every == "train").mean() - 0.6) < 0.01 and abs((every == "test").mean() - 0.2) < 0.01
+    # Unreviewed label noise is dropped from the new train split only; val and test keep theirs.
+    unreviewed = dropped["reason"] == "unreviewed label_noise flag"
+    assert unreviewed.any() and set(dropped.loc[unreviewed, "split"]) == {"train"}
+    unreviewed_noise = set(dataset.match_tags("label_noise").match_tags(
+        ["confirmed", "rejected", "relabel:suggested"], bool=False).values("filepath"))
+    kept_in_eval = kept[kept["split"].isin(["val", "test"])]
+    assert unreviewed_noise & set(kept_in_eval["filepath"])  # flagged images stay in the evaluation splits
+
+
 def test_weights_file_and_sampler(reviewed, tmp_path):
     dataset, ids = reviewed
     out = tmp_path / "weights.csv"
