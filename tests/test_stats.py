@@ -98,6 +98,7 @@ def test_summary_says_when_nothing_is_impacted_and_which_tests_were_not_run():
     from curate.cli import impact_summary
 
     impact = pd.DataFrame({"level": ["prune50"] * 3, "class": ["0", "1", "2"], "normalized_change": [-0.001, 0.0, -0.2],
+                           "dense_recall": [1.0, 0.9, 0.85], "compressed_recall": [1.0, 0.9, 0.6],
                            "p_value": [np.nan, 1.0, 0.3], "p_adjusted": [np.nan, 1.0, 0.6],
                            "significant": [False, False, False]})
     text = impact_summary(impact, 0.05)
@@ -107,4 +108,5 @@ def test_summary_says_when_nothing_is_impacted_and_which_tests_were_not_run():
     impact.loc[2, ["p_value", "p_adjusted", "significant"]] = [0.001, 0.003, True]
     text = impact_summary(impact, 0.05)
     assert text.startswith("Classes significantly impacted") and "-20.0%" in text and "prune50" in text
+    assert "0.850 -> 0.600" in text  # the recalls the relative change is of
     assert "1 of 3 class tests not run" in text
