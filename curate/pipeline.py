@@ -369,7 +369,14 @@ def prepare_images(images: LabeledImages, config: CurateConfig, store: RunStore,
         raise SourceError(f"None of the {len(images)} images of {images.description} could be read; "
                           f"first failure: {bad[0].path}: {bad[0].reason}")
     kept = images.subset(ok)
-    check_fold_support(kept.labels, config.folds, kept.classes)
+    try:
+        check_fold_support(kept.labels, config.folds, kept.classes)
+    except ValueError as error:
+        if not bad:
+            raise
+        # The class may be short only because images could not be read; say which, or the count reads wrong.
+        raise ValueError(f"{error} {len(bad)} of the {len(images)} images could not be read and were left out "
+                         f"(first: {bad[0].path}: {bad[0].reason}).") from None
     return kept, load_in_memory(pixels), bad
 
 

@@ -111,6 +111,19 @@ def test_no_readable_image_is_a_clear_error(tmp_path):
         prepare_images(images, CurateConfig(), RunStore(tmp_path / "run"), progress=False)
 
 
+def test_a_class_short_of_images_because_some_are_unreadable_says_so(tmp_path):
+    from curate.pipeline import CurateConfig, prepare_images
+    from curate.sources import LabeledImages
+    from curate.store import RunStore
+
+    for name in ("a1", "a2", "b1"):
+        write_png(tmp_path / f"{name}.png")
+    paths = [str(tmp_path / n) for n in ("a1.png", "a2.png", "b1.png", "b2.png")]  # b2.png does not exist
+    images = LabeledImages(paths, [0, 0, 1, 1], ["a", "b"], description="t")
+    with pytest.raises(ValueError, match=r"'b' \(1 image\).*1 of the 4 images could not be read.*b2\.png"):
+        prepare_images(images, CurateConfig(), RunStore(tmp_path / "run"), progress=False)
+
+
 def test_decoding_turns_exif_rotated_photos_upright(tmp_path):
     from curate.images import decode_one
 
