@@ -469,12 +469,13 @@ def status(name: str, run_key: str, drop_unreviewed, include_eval_splits, keep_c
     click.echo(_table([[flag, *row] for flag, row in zip(counts.index, counts.to_numpy().tolist())],
                       ["flag", *counts.columns]))
     actions = plan["action"].value_counts()
-    click.echo(f"\nAn export now would keep {len(plan) - int(actions.get('drop', 0))} samples "
-               f"({int(actions.get('relabel', 0))} relabelled) and leave out {int(actions.get('drop', 0))}:")
     reasons = plan[plan["action"] != "keep"]["reason"].str.replace(r" [^ ]+ -> [^ ]+ ", " ", regex=True)
+    notes = plan[(plan["action"] == "keep") & (plan["reason"] != "")]["reason"].value_counts()
+    click.echo(f"\nAn export now would keep {len(plan) - int(actions.get('drop', 0))} samples "
+               f"({int(actions.get('relabel', 0))} relabelled) and leave out {int(actions.get('drop', 0))}"
+               + (":" if len(reasons) or len(notes) else "."))
     for reason, count in reasons.value_counts().items():
         click.echo(f"  {count:6d}  {reason}")
-    notes = plan[(plan["action"] == "keep") & (plan["reason"] != "")]["reason"].value_counts()
     for reason, count in notes.items():
         click.echo(f"  {count:6d}  {reason}")
 
