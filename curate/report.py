@@ -173,7 +173,8 @@ def _table_html(frame: pd.DataFrame, percent: tuple[str, ...] = (), digits: int 
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     body = "".join("<tr>" + "".join(f"<td>{cell(c, v)}</td>" for c, v in zip(frame.columns, row)) + "</tr>"
                    for row in frame.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # Wide tables scroll inside their own box, so the page keeps its width and the figures stay in view.
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _gallery(samples: pd.DataFrame, title: str, score_column: str, note: str) -> str:
@@ -208,7 +209,7 @@ h1{margin-bottom:0}h2{border-bottom:2px solid #eee;padding-bottom:.2em;margin-to
 .meta,.note{color:#666;font-size:.9em}.count{color:#888;font-weight:normal}
 table{border-collapse:collapse;font-size:.85em;margin:.6em 0}th,td{border:1px solid #ddd;padding:3px 8px;
 text-align:right}th{background:#f4f6f7}td:first-child,th:first-child{text-align:left}
-img.figure{max-width:100%;margin:.5em 0}
+img.figure{max-width:100%;margin:.5em 0}.wide{overflow-x:auto;max-width:100%}
 ul.findings li{margin:.3em 0}
 p.warning{background:#fff4e0;border-left:4px solid #e69500;padding:.6em .9em}
 .gallery{display:flex;flex-wrap:wrap;gap:10px}

@@ -23,6 +23,9 @@ def test_report_for_a_dataset_is_self_contained_and_linked(fo, digits_run, tmp_p
     assert not re.search(r"""(src|href)=['"]?(https?:|file:|/)""", text)
     # The numbers come from this run's tables.
     assert "int4" in text and "prune90" in text and "gaussian_noise" in text
+    # Wide tables scroll in their own box, so the page never scrolls sideways.
+    assert text.count("<table>") == text.count('<div class="wide"><table>') > 0
+    assert ".wide{overflow-x:auto" in text
     # ... and say which in-sample view the label-noise scores read, as the run recorded it.
     view = dataset.info["curate"]["curate"]["in_sample_view"]
     assert f"so the in-sample view was read {view['view']}" in text
