@@ -94,9 +94,18 @@ def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str
     return table, classes
 
 
-def review_plan(dataset, run_key: str = METHOD, policy: ExportPolicy = ExportPolicy()) -> pd.DataFrame:
-    """:func:`review_table` planned by :func:`curate.review.plan_export`: one action per sample, with why."""
+def review_plan(dataset, run_key: str = METHOD, policy: ExportPolicy = ExportPolicy(),
+                splits: tuple[float, ...] | None = None, seed: int = 0) -> pd.DataFrame:
+    """:func:`review_table` planned by :func:`curate.review.plan_export`: one action per sample, with why.
+
+    ``splits`` (fractions such as ``(0.8, 0.1, 0.1)``) replaces the split tags with seeded stratified
+    splits of every scored sample, drawn before the policy is applied, so that ``drop_unreviewed``
+    spares the new val/test splits as it spares tagged ones (drawn after the drops, the evaluation
+    splits would lose their flagged, hardest images).
+    """
     table, classes = review_table(dataset, run_key)
+    if splits is not None:
+        table["split"] = stratified_splits(table["label"].to_numpy(), splits, seed)
     return plan_export(table, classes, policy)
 
 
@@ -125,9 +134,7 @@ def export_dataset(dataset, out: str | os.PathLike, fmt: str = "folder", policy:
     """Export the cleaned dataset to ``out`` (a new directory) and return the export manifest.
 
     ``splits``: ``None`` keeps the dataset's split tags; fractions such as ``(0.8, 0.1, 0.1)`` make
-    seeded stratified train/val/test splits instead. They are drawn over every scored sample before the
-    policy is applied, so that ``drop_unreviewed`` spares the new val/test splits as it spares tagged
-    ones (drawn after the drops, the evaluation splits would lose their flagged, hardest images).
+    seeded stratified train/val/test splits instead (:func:`review_plan`).
     """
     from curate.fo_db import import_fiftyone
 
@@ -135,10 +142,7 @@ def export_dataset(dataset, out: str | os.PathLike, fmt: str = "folder", policy:
         raise ExportError(f"Unknown format {fmt!r}; choose one of {FORMATS}.")
     out = Path(out).expanduser().resolve()
     _check_out(out, force)
-    table, classes = review_table(dataset, run_key)
-    if splits is not None:
-        table["split"] = stratified_splits(table["label"].to_numpy(), splits, seed)
-    plan = plan_export(table, classes, policy)
+    plan = review_plan(dataset, run_key, policy, splits, seed)
     kept = plan[plan["action"] != "drop"].copy()
 
     out.parent.mkdir(parents=True, exist_ok=True)
