@@ -106,8 +106,8 @@ def test_second_split_forgetting_unlearns_memorised_labels_first():
     normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
     # A low peak rate and no weight decay make the network memorise every flipped label on any seed and
     # thread count; three epochs of 6 steps stand in for the ~40 steps one epoch takes on a real fold.
-    # (With lr 0.1, weight decay and one epoch, whether it memorised and whether it forgot flipped
-    # with the CPU's kernels: p of the flipped labels after forgetting ranged 0.02-0.97 over seeds.)
+    # (With lr 0.1, weight decay and one epoch, whether it memorised and whether it forgot changed with
+    # the seed and the CPU's kernels: p of the flipped labels after forgetting ranged 0.02-0.97.)
     settings = TrainSettings(epochs=40, batch_size=16, lr=0.02, weight_decay=0.0, hflip=False, crop_padding=0,
                              forget_epochs=3)
     torch.manual_seed(0)
@@ -120,7 +120,7 @@ def test_second_split_forgetting_unlearns_memorised_labels_first():
     assert (p_given(dense, flipped) > 0.5).all()  # memorised: the plain in-sample view agrees with them
     forgetting = forget_on_second_split(dense, pixels[second], given[second], normalize, settings, seed=1)
     # A few steps on other images unlearn the memorised labels; the learned ones stay.
-    assert p_given(forgetting, flipped).mean() < 0.5
+    assert p_given(forgetting, flipped).mean() < 0.4  # at most 0.28 over 8 seeds x 2 thread counts
     assert p_given(forgetting, right).mean() > 0.9
     assert (p_given(dense, flipped) > 0.5).all()  # the network is copied, not modified
 
