@@ -172,7 +172,7 @@ def _field_name_problem(name: str) -> str | None:
 def from_fiftyone(dataset_name: str, label_field: str = "ground_truth") -> LabeledImages:
     """Samples of an existing FiftyOne dataset with ``fo.Classification`` labels in ``label_field``.
 
-    Samples without a label are left out (and reported by the caller); split tags ``train``,
+    Samples without a label are left out (their count is in the description); split tags ``train``,
     ``val``/``validation`` and ``test`` become splits.
     """
     from curate.fo_db import import_fiftyone
@@ -181,11 +181,18 @@ def from_fiftyone(dataset_name: str, label_field: str = "ground_truth") -> Label
     if not fo.dataset_exists(dataset_name):
         raise SourceError(f"FiftyOne dataset {dataset_name!r} does not exist; see `fiftyone datasets list`.")
     dataset = fo.load_dataset(dataset_name)
+    candidates = sorted(dataset.get_field_schema(embedded_doc_type=fo.Classification))
+    hint = (
+        f"pass --label-field with one of its Classification fields: {', '.join(candidates)}."
+        if candidates
+        else "it has no Classification field; curate reads labels from fo.Classification(label=...)."
+    )
     if not dataset.has_sample_field(label_field):
-        fields = [f for f in dataset.get_field_schema() if f not in ("id", "filepath", "tags", "metadata")]
+        raise SourceError(f"FiftyOne dataset {dataset_name!r} has no field {label_field!r}; {hint}")
+    if label_field not in candidates:
+        kind = type(dataset.get_field(label_field)).__name__
         raise SourceError(
-            f"FiftyOne dataset {dataset_name!r} has no field {label_field!r}; "
-            f"pass --label-field with one of {fields}."
+            f"Field {label_field!r} of FiftyOne dataset {dataset_name!r} is a {kind}, not a Classification; {hint}"
         )
     ids, paths, labels, tags = dataset.values(["id", "filepath", f"{label_field}.label", "tags"])
     keep = [i for i, label in enumerate(labels) if label is not None]
@@ -196,9 +203,13 @@ def from_fiftyone(dataset_name: str, label_field: str = "ground_truth") -> Label
     for i in keep:
         found = [split_names[t] for t in tags[i] if t in split_names]
         splits.append(found[0] if found else None)
+    description = f"fiftyone {dataset_name}:{label_field}"
+    if len(keep) < len(labels):
+        unlabelled = len(labels) - len(keep)
+        description += f"; {unlabelled} sample{'s' if unlabelled > 1 else ''} without a label left out, untouched"
     return _from_names(
-        [paths[i] for i in keep], [labels[i] for i in keep], splits,
-        f"fiftyone {dataset_name}:{label_field}", sample_ids=[ids[i] for i in keep], label_field=label_field,
+        [paths[i] for i in keep], [labels[i] for i in keep], splits, description,
+        sample_ids=[ids[i] for i in keep], label_field=label_field,
     )
 
 

@@ -24,6 +24,7 @@ def test_existing_fiftyone_dataset_source(fo, digits_images, tmp_path):
 
     result = CliRunner().invoke(main, ["run", "user-owned", "--label-field", "gt", "--run-dir", str(tmp_path), *PRUNE_ONLY])
     assert result.exit_code == 0, result.output
+    assert "1 sample without a label left out, untouched" in result.output
     dataset.reload()
     assert len(dataset) == 301  # nothing added, nothing removed
     assert dict(zip(*dataset.values(["id", "note"]))) == before  # the user's fields are untouched
@@ -34,6 +35,12 @@ def test_existing_fiftyone_dataset_source(fo, digits_images, tmp_path):
 
     wrong = CliRunner().invoke(main, ["run", "user-owned", "--label-field", "nope", *PRUNE_ONLY])
     assert wrong.exit_code == 2 and "has no field 'nope'" in wrong.output
+    # The hint lists label fields only (the user's and curate's own Classification fields), not `note`.
+    hint = wrong.output.split("Classification fields:")[1]
+    assert "gt" in hint and "curate_dense" in hint and "note" not in hint and "created_at" not in hint
+    not_labels = CliRunner().invoke(main, ["run", "user-owned", "--label-field", "note", *PRUNE_ONLY])
+    assert not_labels.exit_code == 2
+    assert "'note' of FiftyOne dataset 'user-owned' is a StringField, not a Classification" in not_labels.output
 
 
 def test_missing_mongod_says_so_with_the_fix(tmp_path):
