@@ -149,14 +149,17 @@ def export_dataset(dataset, out: str | os.PathLike, fmt: str = "folder", policy:
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
     try:
         if fmt == "csv":
+            tmp.mkdir()
             kept[["filepath", "new_label", "split"]].rename(columns={"new_label": "label"}).to_csv(
                 tmp / "manifest.csv", index=False)
         else:
+            # FiftyOne's exporters create the directory; given one that exists, they warn that the
+            # export "will be merged with existing files", which reads as if curate merged into old output.
             fo = import_fiftyone()
             _export_with_fiftyone(fo, kept, tmp, fmt)
+            tmp.mkdir(exist_ok=True)  # nothing was kept: the exporters wrote nothing
         changes = plan[plan["action"] != "keep"][["sample_id", "filepath", "run_label", "new_label", "split",
                                                  "flag", "state", "action", "reason"]]
         changes.to_csv(tmp / "changes.csv", index=False)

@@ -72,12 +72,15 @@ def _exported_labels(fo, out, fmt):
 
 
 @pytest.mark.parametrize("fmt", ["folder", "csv", "fiftyone"])
-def test_export_formats_reload_with_the_reviewed_labels(fo, reviewed, tmp_path, fmt):
+def test_export_formats_reload_with_the_reviewed_labels(fo, reviewed, tmp_path, fmt, caplog):
     dataset, ids = reviewed
     before = dataset.count_sample_tags(), dataset.values("ground_truth.label")
     out = tmp_path / f"export-{fmt}"
-    result = invoke("export", "test-review", str(out), "--format", fmt)
+    with caplog.at_level("WARNING"):
+        result = invoke("export", "test-review", str(out), "--format", fmt)
     assert result.exit_code == 0, result.output
+    # A new directory: FiftyOne has no reason to warn that the export "will be merged with existing files".
+    assert not [r for r in caplog.records if "already exists" in r.getMessage()], caplog.text
     manifest = json.loads((out / "curate_export.json").read_text())
     counts = manifest["counts"]
     assert counts["exported"] == 1795 and counts["dropped"] == 2 and counts["relabelled"] == 2
