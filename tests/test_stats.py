@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from curate.stats import class_impact, holm_correction, impact_table, member_recalls, welch_t_test
+from curate.stats import class_impact, holm_correction, impact_table, member_recalls, paired_t_test, welch_t_test
 
 LABELS = np.array([0, 0, 1, 1])
 
@@ -36,6 +36,38 @@ def test_welch_degenerate_cases():
     assert np.isnan(t) and np.isnan(p)  # no spread to test against: not tested, never "significant"
 
 
+def test_paired_t_test_by_hand():
+    # Differences [1, 2, 2]: mean 5/3, sample sd sqrt(1/3), se 1/3 -> t = 5, df = 2, for which the
+    # two-sided p is 1 - t / sqrt(2 + t^2).
+    t, p = paired_t_test([1, 2, 3], [2, 4, 5])
+    assert t == pytest.approx(5.0) and p == pytest.approx(1 - 5 / np.sqrt(27))
+    assert paired_t_test([1, 2], [1, 2]) == (0.0, 1.0)
+    t, p = paired_t_test([1, 2], [1.5, 2.5])
+    assert np.isnan(t) and np.isnan(p)  # the same shift in every member: no spread to test against
+    with pytest.raises(ValueError, match="one value per member"):
+        paired_t_test([1, 2, 3], [1, 2])
+
+
+def test_pairing_finds_a_change_every_member_shows():
+    # Six members that differ a lot on class 0 (recall 1.0 down to 0.6); every compressed copy loses 6
+    # or 7 more of its 100 class-0 images. Across members the loss hides in the spread (Welch); member
+    # by member it is plain (paired).
+    labels = np.repeat([0, 1, 2], 100)
+    dense_preds, compressed_preds = np.tile(labels, (6, 1)), np.tile(labels, (6, 1))
+    for m in range(6):
+        dense_preds[m, :8 * m] = 1
+        compressed_preds[m, :8 * m + 6 + m % 2] = 1
+    dense, compressed = probs_from_preds(dense_preds, 3), probs_from_preds(compressed_preds, 3)
+    paired = class_impact(dense, compressed, labels)
+    welch = class_impact(dense, compressed, labels, paired=False)
+    assert paired.loc[0, "normalized_change"] == welch.loc[0, "normalized_change"] < -0.04
+    assert paired.loc[0, "significant"] and paired.loc[0, "p_adjusted"] < 1e-4
+    assert not welch.loc[0, "significant"] and welch.loc[0, "p_value"] > 0.4
+    with pytest.raises(ValueError, match="one compressed copy per dense member"):
+        class_impact(dense, compressed[:5], labels)
+    assert len(class_impact(dense, compressed[:5], labels, paired=False)) == 3
+
+
 def test_tied_members_do_not_make_a_class_significantly_impacted():
     # Two members per population, each getting every class-0 image right with the same accuracy:
     # class 0's normalised recall moves only because the overall accuracy does, and identically in
@@ -54,8 +86,9 @@ def test_tied_members_do_not_make_a_class_significantly_impacted():
 def test_class_impact_by_hand():
     # Normalised recall = recall / accuracy. Dense: [1, 1] for both members.
     # C: accuracy 0.75 -> [1/0.75, 0.5/0.75] = [4/3, 2/3]; D: accuracy 0.5 -> [2, 0].
-    # Class 0: mean 5/3, sample variance 2/9, se = sqrt(2/9 / 2) = 1/3 -> t = (5/3 - 1) / (1/3) = 2.
-    # Welch df = 1 (the dense sample has no variance): p = 2 * (1 - Cauchy cdf(2)) = 1 - 2 atan(2) / pi.
+    # Class 0: each member's change [1/3, 1], mean 2/3, sample variance 2/9, se = sqrt(2/9 / 2) = 1/3
+    # -> t = 2 with df = 1 (paired, two members; Welch gives the same here, the dense sample having no
+    # variance): p = 2 * (1 - Cauchy cdf(2)) = 1 - 2 atan(2) / pi.
     # Class 1: mean 1/3 -> t = -2, same p. Holm: both adjusted to 2p.
     table = class_impact(DENSE, COMPRESSED, LABELS, ["zero", "one"])
     p = 1 - 2 * np.arctan(2) / np.pi
