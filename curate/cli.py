@@ -147,8 +147,8 @@ def _print_flags(result) -> None:
 
 def impact_summary(impact, alpha: float) -> str:
     """The per-class impact as the summary prints it: the significant classes as a table, or a line
-    saying none was, and how many class tests could not be run (members whose changes tie leave no variance)."""
-    test = "paired t-test over members, Holm-corrected, alpha " + f"{alpha}"
+    saying none was, and how many class tests could not be run (members that tie leave no variance)."""
+    test = "Welch t-test, Holm-corrected, alpha " + f"{alpha}"
     impacted = impact[impact["significant"]]
     if len(impacted):
         # The recalls beside the relative change: +3,000% from a recall of 0.01 reads differently from -20% of 0.9.
@@ -161,9 +161,9 @@ def impact_summary(impact, alpha: float) -> str:
         text = f"No class significantly impacted by compression at any level ({test})."
     not_run = int(impact["p_value"].isna().sum())
     if not_run:
-        text += (f"\n{not_run} of {len(impact)} class tests not run: every member's compressed copy changed "
-                 "those classes' normalised recall by the same amount, which leaves no spread to weigh the change "
-                 "against; more members (--members) give it.")
+        text += (f"\n{not_run} of {len(impact)} class tests not run: the dense members scored those classes identically, and "
+                 "so did the compressed ones, which leaves no spread to weigh a change against; more members "
+                 "(--members) give it.")
     return text
 
 

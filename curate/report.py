@@ -240,7 +240,7 @@ def findings_text(levels: pd.DataFrame, pie_acc: pd.DataFrame, robust: pd.DataFr
                            f"instead of {100 * row['dense_accuracy']:.1f}%.")
             else:
                 out.append(f"PIEs are not harder here, unlike in the paper: {compared}.")
-        out.append("Classes significantly impacted by pruning (paired t-test over members, Holm-corrected), per level: "
+        out.append("Classes significantly impacted by pruning (Welch t-test, Holm-corrected), per level: "
                    + ", ".join(f"{r.level} {int(r.classes_impacted)}" for r in prune.itertuples()) + ".")
     if len(quant):
         out.append("Quantization, per level: " + ", ".join(
@@ -321,8 +321,8 @@ def build_report(run_dir: str | Path, title: str | None = None) -> str:
     parts.append(_table_html(pie_acc, percent=tuple(c for c in pie_acc.columns if c not in ("level", "pies"))))
 
     parts.append("<h2>Which classes compression forgets</h2><p class='note'>Per class: relative change of "
-                 "recall normalised by the model's overall accuracy, compressed vs dense; a paired t-test over "
-                 "members (each compressed copy against its own dense network), Holm-corrected over classes.</p>")
+                 "recall normalised by the model's overall accuracy, compressed vs dense; Welch's t-test over "
+                 "members, Holm-corrected over classes.</p>")
     parts.append(f"<img class='figure' src='{figure_class_impact(impact, level_names)}' alt='per-class impact'>")
     forgotten = most_forgotten_classes(impact, top=15)
     parts.append(_table_html(forgotten[["level", "class", "support", "dense_recall", "compressed_recall",

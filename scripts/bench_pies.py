@@ -32,6 +32,7 @@ from curate.findings import compression_comparison, most_forgotten_classes, pie_
 from curate.pies import score_pies  # noqa: E402
 from curate.pipeline import CurateConfig, run_curate  # noqa: E402
 from curate.robustness import robustness_summary  # noqa: E402
+from curate.stats import impact_table, member_accuracies, member_recalls  # noqa: E402
 from curate.sources import LabeledImages, default_cache_dir, digits  # noqa: E402
 from curate.train import TrainSettings  # noqa: E402
 
@@ -218,6 +219,25 @@ def main() -> None:
     report["compression_comparison"] = comparison.to_dict(orient="records")
     print("\nPruning vs quantization, by weight-memory compression:")
     print(comparison.round(4).to_string(index=False))
+    # Each compressed copy is a copy of one dense network: the paired test reads each member's change,
+    # Welch's (curate's and the paper's) treats the populations as independent. What each finds here,
+    # and how closely a member's dense and compressed normalised recalls move together:
+    dense, labels = result.population.dense, result.images.labels
+    paired = impact_table(dense, result.population.compressed, labels, result.level_names, result.images.classes,
+                          paired=True)
+    class_tests = pd.concat([
+        impact.groupby("level", sort=False).agg(**{f"classes_impacted_{test}": ("significant", "sum"),
+                                                  f"min_p_adjusted_{test}": ("p_adjusted", "min")})
+        for test, impact in (("welch", result.impact), ("paired", paired))], axis=1).reset_index()
+    dense_norm = member_recalls(dense, labels) / member_accuracies(dense, labels)[:, None]
+    class_tests["within_member_correlation"] = [
+        np.nanmean([np.corrcoef(dense_norm[:, c], compressed_norm[:, c])[0, 1] for c in range(dense.shape[-1])])
+        for compressed_norm in (member_recalls(level, labels) / member_accuracies(level, labels)[:, None]
+                                for level in result.population.compressed)]
+    report["class_tests_welch_vs_paired"] = class_tests.to_dict(orient="records")
+    print("\nClasses significantly impacted (Holm, alpha 0.05): Welch's t-test (curate, the paper) vs paired; "
+          "mean over classes of the members' dense-compressed correlation:")
+    print(class_tests.round(4).to_string(index=False))
     forgotten = most_forgotten_classes(result.impact, top=10)
     report["most_forgotten_classes"] = forgotten.to_dict(orient="records")
     print("\nMost forgotten classes (significant first):")

@@ -58,14 +58,14 @@ def test_pairing_finds_a_change_every_member_shows():
         dense_preds[m, :8 * m] = 1
         compressed_preds[m, :8 * m + 6 + m % 2] = 1
     dense, compressed = probs_from_preds(dense_preds, 3), probs_from_preds(compressed_preds, 3)
-    paired = class_impact(dense, compressed, labels)
-    welch = class_impact(dense, compressed, labels, paired=False)
+    paired = class_impact(dense, compressed, labels, paired=True)
+    welch = class_impact(dense, compressed, labels)
     assert paired.loc[0, "normalized_change"] == welch.loc[0, "normalized_change"] < -0.04
     assert paired.loc[0, "significant"] and paired.loc[0, "p_adjusted"] < 1e-4
     assert not welch.loc[0, "significant"] and welch.loc[0, "p_value"] > 0.4
     with pytest.raises(ValueError, match="one compressed copy per dense member"):
-        class_impact(dense, compressed[:5], labels)
-    assert len(class_impact(dense, compressed[:5], labels, paired=False)) == 3
+        class_impact(dense, compressed[:5], labels, paired=True)
+    assert len(class_impact(dense, compressed[:5], labels)) == 3  # Welch's needs no pairs
 
 
 def test_tied_members_do_not_make_a_class_significantly_impacted():
@@ -86,12 +86,15 @@ def test_tied_members_do_not_make_a_class_significantly_impacted():
 def test_class_impact_by_hand():
     # Normalised recall = recall / accuracy. Dense: [1, 1] for both members.
     # C: accuracy 0.75 -> [1/0.75, 0.5/0.75] = [4/3, 2/3]; D: accuracy 0.5 -> [2, 0].
-    # Class 0: each member's change [1/3, 1], mean 2/3, sample variance 2/9, se = sqrt(2/9 / 2) = 1/3
-    # -> t = 2 with df = 1 (paired, two members; Welch gives the same here, the dense sample having no
-    # variance): p = 2 * (1 - Cauchy cdf(2)) = 1 - 2 atan(2) / pi.
+    # Class 0: mean 5/3, sample variance 2/9, se = sqrt(2/9 / 2) = 1/3 -> t = (5/3 - 1) / (1/3) = 2.
+    # Welch df = 1 (the dense sample has no variance): p = 2 * (1 - Cauchy cdf(2)) = 1 - 2 atan(2) / pi.
+    # The paired test reads each member's change [1/3, 1]: the same t, df and p.
     # Class 1: mean 1/3 -> t = -2, same p. Holm: both adjusted to 2p.
     table = class_impact(DENSE, COMPRESSED, LABELS, ["zero", "one"])
     p = 1 - 2 * np.arctan(2) / np.pi
+    paired = class_impact(DENSE, COMPRESSED, LABELS, ["zero", "one"], paired=True)
+    np.testing.assert_allclose(paired["t"], [2.0, -2.0])
+    np.testing.assert_allclose(paired["p_value"], [p, p])
     assert table["class"].tolist() == ["zero", "one"]
     np.testing.assert_allclose(table["t"], [2.0, -2.0])
     np.testing.assert_allclose(table["p_value"], [p, p])
