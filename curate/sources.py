@@ -190,9 +190,14 @@ def from_fiftyone(dataset_name: str, label_field: str = "ground_truth") -> Label
     if not dataset.has_sample_field(label_field):
         raise SourceError(f"FiftyOne dataset {dataset_name!r} has no field {label_field!r}; {hint}")
     if label_field not in candidates:
-        kind = type(dataset.get_field(label_field)).__name__
+        field = dataset.get_field(label_field)
+        # Name what the field holds: "Classifications" or "Detections" says more than EmbeddedDocumentField.
+        document = getattr(field, "document_type", None)
+        kind = document.__name__ if document is not None else type(field).__name__.removesuffix("Field")
+        article = "an" if kind[:1] in "AEIOU" else "a"
         raise SourceError(
-            f"Field {label_field!r} of FiftyOne dataset {dataset_name!r} is a {kind}, not a Classification; {hint}"
+            f"Field {label_field!r} of FiftyOne dataset {dataset_name!r} is {article} {kind} field, not a "
+            f"Classification (curate needs one label per image); {hint}"
         )
     ids, paths, labels, tags = dataset.values(["id", "filepath", f"{label_field}.label", "tags"])
     keep = [i for i, label in enumerate(labels) if label is not None]

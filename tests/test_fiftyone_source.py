@@ -16,6 +16,7 @@ def test_existing_fiftyone_dataset_source(fo, digits_images, tmp_path):
         sample = fo.Sample(filepath=digits_images.filepaths[i], tags=["train"] if i % 4 else ["val"])
         sample["gt"] = fo.Classification(label=digits_images.classes[digits_images.labels[i]])
         sample["note"] = f"user data {i}"
+        sample["objects"] = fo.Classifications(classifications=[fo.Classification(label="digit")])
         samples.append(sample)
     unlabeled = fo.Sample(filepath=digits_images.filepaths[1])
     samples.append(unlabeled)
@@ -40,7 +41,10 @@ def test_existing_fiftyone_dataset_source(fo, digits_images, tmp_path):
     assert "gt" in hint and "curate_dense" in hint and "note" not in hint and "created_at" not in hint
     not_labels = CliRunner().invoke(main, ["run", "user-owned", "--label-field", "note", *PRUNE_ONLY])
     assert not_labels.exit_code == 2
-    assert "'note' of FiftyOne dataset 'user-owned' is a StringField, not a Classification" in not_labels.output
+    assert "'note' of FiftyOne dataset 'user-owned' is a String field, not a Classification" in not_labels.output
+    several = CliRunner().invoke(main, ["run", "user-owned", "--label-field", "objects", *PRUNE_ONLY])
+    assert several.exit_code == 2
+    assert "is a Classifications field, not a Classification (curate needs one label per image)" in several.output
 
 
 def test_missing_mongod_says_so_with_the_fix(tmp_path):
