@@ -229,11 +229,13 @@ def main() -> None:
         impact.groupby("level", sort=False).agg(**{f"classes_impacted_{test}": ("significant", "sum"),
                                                   f"min_p_adjusted_{test}": ("p_adjusted", "min")})
         for test, impact in (("welch", result.impact), ("paired", paired))], axis=1).reset_index()
-    dense_norm = member_recalls(dense, labels) / member_accuracies(dense, labels)[:, None]
+    def normalised_recalls(probs):  # (members, classes), as class_impact computes them
+        return member_recalls(probs, labels) / member_accuracies(probs, labels)[:, None]
+
+    dense_norm = normalised_recalls(dense)
     class_tests["within_member_correlation"] = [
         np.nanmean([np.corrcoef(dense_norm[:, c], compressed_norm[:, c])[0, 1] for c in range(dense.shape[-1])])
-        for compressed_norm in (member_recalls(level, labels) / member_accuracies(level, labels)[:, None]
-                                for level in result.population.compressed)]
+        for compressed_norm in map(normalised_recalls, result.population.compressed)]
     report["class_tests_welch_vs_paired"] = class_tests.to_dict(orient="records")
     print("\nClasses significantly impacted (Holm, alpha 0.05): Welch's t-test (curate, the paper) vs paired; "
           "mean over classes of the members' dense-compressed correlation:")
