@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -35,6 +36,15 @@ def _parse_sparsities(_ctx, _param, value: str):
         raise click.BadParameter(f"{value!r}: give comma-separated fractions, e.g. 0.3,0.5,0.7,0.9.")
 
 
+def _check_device(_ctx, _param, value: str):
+    from curate.train import check_device
+
+    try:
+        return check_device(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc))
+
+
 def _parse_list(_ctx, _param, value: str):
     return tuple(v.strip() for v in value.split(",") if v.strip() and v.strip() != "none")
 
@@ -60,31 +70,31 @@ def population_options(f):
     options = [
         click.option("--model", default="resnet-small", show_default=True,
                      help="resnet-small[:WIDTH], tv:<torchvision model>, or package.module:factory."),
-        click.option("--members", "-k", default=4, show_default=True,
+        click.option("--members", "-k", default=4, show_default=True, type=click.IntRange(min=2),
                      help="Population size K: every image gets exactly K out-of-sample predictions per level."),
-        click.option("--folds", "-f", default=2, show_default=True,
+        click.option("--folds", "-f", default=2, show_default=True, type=click.IntRange(min=2),
                      help="Cross-fitting folds F; each member trains F networks on (F-1)/F of the images."),
         click.option("--sparsities", default="0.3,0.5,0.7,0.9", show_default=True, callback=_parse_sparsities,
                      help="Global magnitude pruning levels, ascending."),
         click.option("--quantize", default="fp16,bf16,int8,int4,dyn-int8", show_default=True, callback=_parse_list,
                      help="Post-training quantization levels (weight-only; dyn-int8 is torch's dynamic "
                           "quantization of linear layers), or `none`."),
-        click.option("--robustness-images", default=64, show_default=True,
+        click.option("--robustness-images", default=64, show_default=True, type=click.IntRange(min=0),
                      help="Held-out images per network corrupted ImageNet-C style (6 corruptions x 5 "
                           "severities) to compare dense and compressed robustness; 0 turns it off."),
         click.option("--label-probes", default=0.0, show_default=True, type=click.FloatRange(0.0, 0.2),
                      help="Share of each network's training images given a random wrong label; how the networks "
                           "fit these probes sets the label-noise count (fewer false alarms from weak "
                           "populations; docs/benchmarks.md). 0: off, confident learning counts."),
-        click.option("--epochs", default=16, show_default=True, help="Dense training epochs."),
-        click.option("--finetune-epochs", default=6, show_default=True,
+        click.option("--epochs", default=16, show_default=True, type=click.IntRange(min=1), help="Dense training epochs."),
+        click.option("--finetune-epochs", default=6, show_default=True, type=click.IntRange(min=1),
                      help="Fine-tuning epochs per pruning level (sparsity ramps up over the first 60%)."),
-        click.option("--batch-size", default=None, type=int,
+        click.option("--batch-size", default=None, type=click.IntRange(min=2),
                      help="Batch size [default: images per network / 16, clipped to 32..256]."),
-        click.option("--image-size", default=None, type=int, help="Decode images to this square size [default: 32; digits 16]."),
+        click.option("--image-size", default=None, type=click.IntRange(min=8), help="Decode images to this square size [default: 32; digits 16]."),
         click.option("--hflip/--no-hflip", default=None, help="Random horizontal flips [default: on; off for digits]."),
         click.option("--seed", default=0, show_default=True, help="Base seed of partitions and initialisations."),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:i]."),
+        click.option("--device", default="auto", show_default=True, callback=_check_device, help="auto, cpu or cuda[:i]."),
         click.option("--run-key", default="curate", show_default=True,
                      help="Name of the run on the dataset; fields are prefixed with it."),
         click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -102,10 +112,10 @@ def _build_config(source: str, n_images: int, opts: dict):
     from curate.train import TrainSettings
 
     preset = DIGITS_PRESET if source == "digits" else {}
-    image_size = opts["image_size"] or preset.get("image_size", 32)
+    image_size = opts["image_size"] if opts["image_size"] is not None else preset.get("image_size", 32)
     hflip = opts["hflip"] if opts["hflip"] is not None else preset.get("hflip", True)
     n_train = n_images * (opts["folds"] - 1) // max(1, opts["folds"])
-    batch_size = opts["batch_size"] or int(min(256, max(32, n_train // 16)))
+    batch_size = opts["batch_size"] if opts["batch_size"] is not None else int(min(256, max(32, n_train // 16)))
     return CurateConfig(
         model=opts["model"], members=opts["members"], folds=opts["folds"], sparsities=opts["sparsities"],
         quantizations=opts["quantize"], robustness_images=opts["robustness_images"],
@@ -222,6 +232,7 @@ def _load_dataset(name: str):
 def _run(source: str, dataset: str | None, label_field: str, opts: dict) -> None:
     from curate.fo_db import DatabaseUnavailable
     from curate.pipeline import run_curate
+    from curate.safety import LockHeld, check_run_dir, dataset_lock, media_folders, run_dir_lock
     from curate.sources import SourceError, load_source
 
     started = time.time()
@@ -248,13 +259,22 @@ def _run(source: str, dataset: str | None, label_field: str, opts: dict) -> None
                 check_text_fields(fo.load_dataset(dataset), images.fields)
         run_dir = opts["run_dir"] or _default_run_dir(dataset or "no-dataset", opts["run_key"])
         click.echo(f"Source: {images.description} ({len(images)} images, {len(images.classes)} classes)")
-        result = run_curate(images, config, run_dir, progress=not opts["quiet"])
-        if not opts["no_fiftyone"]:
-            from curate.fo_push import push_run
+        for note in images.notes:
+            click.secho(f"Note: {note}", fg="yellow")
+        # Both locks before training, not only before writing: a second run would otherwise train for
+        # an hour and then be refused. The kernel releases them if this process dies.
+        run_dir = check_run_dir(run_dir, media_folders(images.filepaths))
+        with contextlib.ExitStack() as locks:
+            locks.enter_context(run_dir_lock(run_dir))
+            if not opts["no_fiftyone"]:
+                locks.enter_context(dataset_lock(dataset, opts["run_key"]))
+            result = run_curate(images, config, run_dir, progress=not opts["quiet"])
+            if not opts["no_fiftyone"]:
+                from curate.fo_push import push_run
 
-            click.echo(f"Writing fields, tags and views to FiftyOne dataset {dataset!r} ...")
-            push_run(result, dataset, opts["run_key"])
-    except (SourceError, ValueError, DatabaseUnavailable) as exc:
+                click.echo(f"Writing fields, tags and views to FiftyOne dataset {dataset!r} ...")
+                push_run(result, dataset, opts["run_key"])
+    except (SourceError, ValueError, DatabaseUnavailable, LockHeld) as exc:
         _fail(str(exc))
     _print_summary(result, None if opts["no_fiftyone"] else dataset, opts["run_key"], time.time() - started)
 
@@ -338,9 +358,16 @@ def runs(name: str, delete_key: str | None) -> None:
     """List the curate runs recorded on FiftyOne dataset NAME (or delete one)."""
     from curate.fo_push import list_curate_runs, remove_run
 
+    from curate.safety import LockHeld, dataset_lock
+
     _, dataset = _load_dataset(name)
     if delete_key:
-        if not remove_run(dataset, delete_key):
+        try:
+            with dataset_lock(name, delete_key):
+                removed = remove_run(dataset, delete_key)
+        except LockHeld as exc:
+            _fail(str(exc))
+        if not removed:
             _fail(f"Dataset {name!r} has no run {delete_key!r}.")
         click.echo(f"Removed run {delete_key!r} from {name!r}.")
         return
@@ -389,17 +416,20 @@ def report(name: str | None, run_key: str, run_dir: Path | None, out: Path | Non
     except ReportError as exc:
         _fail(str(exc))
     if dataset is not None:
-        info = dict(dataset.info)
-        info.setdefault("curate", {}).setdefault(run_key, {})["report"] = str(path.resolve())
-        dataset.info = info
-        dataset.save()
+        from curate.fo_push import update_run_info
+
+        update_run_info(dataset, run_key, {"report": str(path.resolve())})
     click.echo(f"Report: {path.resolve()}  (open file://{path.resolve()} in a browser)")
     if screenshot is not None:
         from curate.browser import BrowserUnavailable, screenshot as photograph
+        from curate.safety import OutputError, check_not_media
 
         try:
+            from curate.report import run_media_folders
+
+            check_not_media(screenshot, run_media_folders(run_dir), "Screenshot")
             click.echo(f"Screenshot: {photograph(path.resolve().as_uri(), screenshot, 1300, 2400)}")
-        except BrowserUnavailable as exc:
+        except (BrowserUnavailable, OutputError) as exc:
             _fail(str(exc))
 
 

@@ -22,6 +22,8 @@ from curate import __version__
 from curate.flags import flag_of
 from curate.fo_push import LABEL_FIELD, METHOD, names_for
 from curate.review import ExportPolicy, plan_export, sample_weights, split_of, stratified_splits
+from curate.safety import (EXPORT_MARKER, OutputError, check_not_media, check_replaceable_export,
+                           check_replaceable_file, files_under, media_folders)
 
 FORMATS = ("folder", "fiftyone", "csv")
 
@@ -30,13 +32,22 @@ class ExportError(RuntimeError):
     """An export that cannot proceed (existing output, unknown run)."""
 
 
+INCOMPLETE = "writing"
+
+
 def run_record(dataset, run_key: str = METHOD):
     """The recorded config of curate run ``run_key`` on ``dataset``."""
     if not dataset.has_run(run_key):
         runs = dataset.list_runs(method=METHOD)
         raise ExportError(f"Dataset {dataset.name!r} has no curate run {run_key!r}; its runs: {runs or 'none'}. "
                           f"Run `curate run ... --dataset {dataset.name}` first or pass --run-key.")
-    return dataset.get_run_info(run_key).config
+    config = dataset.get_run_info(run_key).config
+    if getattr(config, "status", "complete") != "complete":
+        raise ExportError(f"Run {run_key!r} of dataset {dataset.name!r} was interrupted while it was written to "
+                          f"FiftyOne, so its fields are incomplete. Run the same `curate run ... --dataset "
+                          f"{dataset.name} --run-key {run_key}` again to finish it (finished networks are reused), "
+                          f"or remove it with `curate runs {dataset.name} --delete {run_key}`.")
+    return config
 
 
 def run_warnings(dataset, run_key: str = METHOD) -> list[str]:
@@ -50,6 +61,12 @@ def _results_dir(config, dataset, run_key: str) -> Path:
     if not (run_dir / "samples.parquet").exists():
         raise ExportError(f"Run {run_key!r} recorded its results in {run_dir}, which is gone; run "
                           f"`curate run ... --dataset {dataset.name} --run-key {run_key}` again to rebuild it.")
+    status = (json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").exists()
+              else {}).get("status")
+    if status != "complete":
+        raise ExportError(f"Run directory {run_dir} of run {run_key!r} is being rewritten or was interrupted "
+                          f"(status {status!r}); let that run finish, or run `curate run ... --dataset "
+                          f"{dataset.name} --run-key {run_key}` again.")
     return run_dir
 
 
@@ -110,10 +127,10 @@ def review_plan(dataset, run_key: str = METHOD, policy: ExportPolicy = ExportPol
 
 
 def _replace_dir(tmp: Path, out: Path, force: bool) -> None:
+    """Move the finished export ``tmp`` to ``out``; an old ``out`` goes only if curate exported it."""
     old = None
-    if out.exists():
-        if not force:
-            raise ExportError(f"{out} already exists; choose a new directory or pass --force to replace it.")
+    if out.exists() or out.is_symlink():
+        _check_out(out, force, ())  # again: the directory may have changed while the export ran
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, old)
     os.replace(tmp, out)
@@ -121,11 +138,26 @@ def _replace_dir(tmp: Path, out: Path, force: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _check_out(out: Path, force: bool) -> None:
-    if out.exists() and not force:
-        raise ExportError(f"{out} already exists; choose a new directory or pass --force to replace it.")
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"{out} exists and is not a directory; choose another path.")
+def _check_out(out: Path, force: bool, folders) -> None:
+    """Refuse an ``out`` among the source images, or an existing one that is not a curate export."""
+    try:
+        check_not_media(out, folders, "Export directory")
+        if out.exists() or out.is_symlink():
+            if not force:
+                raise ExportError(f"{out} already exists; choose a new directory or pass --force to replace it.")
+            check_replaceable_export(out)
+    except OutputError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def dataset_media_folders(dataset, run_dir: Path | None = None) -> set[Path]:
+    """The folders holding the dataset's images, and the source folder a run read them from."""
+    folders = media_folders(dataset.distinct("filepath"))
+    if run_dir is not None and (run_dir / "manifest.json").exists():
+        root = json.loads((run_dir / "manifest.json").read_text()).get("source_root")
+        if root:
+            folders.add(Path(os.path.realpath(root)))
+    return folders
 
 
 def export_dataset(dataset, out: str | os.PathLike, fmt: str = "folder", policy: ExportPolicy = ExportPolicy(),
@@ -140,9 +172,9 @@ def export_dataset(dataset, out: str | os.PathLike, fmt: str = "folder", policy:
 
     if fmt not in FORMATS:
         raise ExportError(f"Unknown format {fmt!r}; choose one of {FORMATS}.")
-    out = Path(out).expanduser().resolve()
-    _check_out(out, force)
+    out = Path(out).expanduser().absolute()
     plan = review_plan(dataset, run_key, policy, splits, seed)
+    _check_out(out, force, dataset_media_folders(dataset, _results_dir(run_record(dataset, run_key), dataset, run_key)))
     kept = plan[plan["action"] != "drop"].copy()
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -178,8 +210,10 @@ def export_dataset(dataset, out: str | os.PathLike, fmt: str = "folder", policy:
             "changes": changes.to_dict(orient="records"),
             "kept_with_note": plan[(plan["action"] == "keep") & (plan["reason"] != "")][
                 ["sample_id", "filepath", "reason"]].to_dict(orient="records"),
+            # What --force may delete later: these files and nothing else.
+            "files": files_under(tmp),
         }
-        (tmp / "curate_export.json").write_text(json.dumps(manifest, indent=2, default=str))
+        (tmp / EXPORT_MARKER).write_text(json.dumps(manifest, indent=2, default=str))
         _replace_dir(tmp, out, force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -187,19 +221,25 @@ def export_dataset(dataset, out: str | os.PathLike, fmt: str = "folder", policy:
     return manifest
 
 
+def _has_split(split) -> bool:
+    """A split name; pandas holds a missing one as None or NaN, and NaN is truthy."""
+    return isinstance(split, str) and bool(split)
+
+
 def _export_with_fiftyone(fo, kept: pd.DataFrame, tmp: Path, fmt: str) -> None:
     """Write ``kept`` through FiftyOne's exporters, from a temporary dataset of new samples."""
     scratch = fo.Dataset()
     try:
         scratch.add_samples([
-            fo.Sample(filepath=path, tags=[split] if split else [], ground_truth=fo.Classification(label=label))
+            fo.Sample(filepath=path, tags=[split] if _has_split(split) else [],
+                      ground_truth=fo.Classification(label=label))
             for path, label, split in zip(kept["filepath"], kept["new_label"], kept["split"])
         ], progress=False)
         if fmt == "fiftyone":
             scratch.export(export_dir=str(tmp), dataset_type=fo.types.FiftyOneDataset, export_media=True,
                            progress=False)
             return
-        split_names = [s for s in kept["split"].dropna().unique()]
+        split_names = [s for s in kept["split"].unique() if _has_split(s)]
         if not split_names:
             scratch.export(export_dir=str(tmp), dataset_type=fo.types.ImageClassificationDirectoryTree,
                            label_field="ground_truth", progress=False)
@@ -220,12 +260,18 @@ def _export_with_fiftyone(fo, kept: pd.DataFrame, tmp: Path, fmt: str) -> None:
 def write_weights(dataset, out: str | os.PathLike, scheme: str = "factor", factor: float = 2.0,
                   policy: ExportPolicy = ExportPolicy(), run_key: str = METHOD, force: bool = False) -> pd.DataFrame:
     """Per-sample weights (:func:`curate.review.sample_weights`) to a CSV or parquet file."""
-    out = Path(out).expanduser().resolve()
+    out = Path(out).expanduser().absolute()
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise ExportError(f"Weights go to a .csv or .parquet file, got {out.name!r}.")
     if out.exists() and not force:
         raise ExportError(f"{out} already exists; choose a new file or pass --force to replace it.")
     plan = review_plan(dataset, run_key, policy)
+    try:
+        check_not_media(out, dataset_media_folders(dataset, _results_dir(run_record(dataset, run_key), dataset,
+                                                                           run_key)), "Weights file")
+        check_replaceable_file(out, "weights")
+    except OutputError as exc:
+        raise ExportError(str(exc)) from None
     weights = sample_weights(plan, plan["pie_score"].to_numpy(), plan["pie"].to_numpy(), scheme, factor)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")

@@ -8,12 +8,14 @@ or CSV source) and adds or replaces its own fields.
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
 from curate import __version__
+from curate.faults import checkpoint
 from curate.flags import CATEGORIES, flag_of
 from curate.pies import NO_LEVEL
 
@@ -105,7 +107,10 @@ def get_or_create_dataset(fo, name: str, filepaths: list[str], labels: list[str]
         for field in fields:
             if not dataset.has_sample_field(field):
                 dataset.add_sample_field(field, fof.StringField)
-        dataset.add_samples(new, progress=False)
+        half = len(new) // 2
+        dataset.add_samples(new[:half], progress=False)
+        checkpoint("fiftyone:samples")
+        dataset.add_samples(new[half:], progress=False)
     return dataset
 
 
@@ -122,7 +127,11 @@ def check_text_fields(dataset, fields) -> None:
 
 
 def remove_run(dataset, run_key: str) -> bool:
-    """Remove everything run ``run_key`` wrote: fields, tag, saved views and the run record."""
+    """Remove everything run ``run_key`` wrote: fields, tags, saved views, Brain runs and the run record.
+
+    Works on a run that was interrupted while it was written (its record lists what it was about to
+    write before any of it was written), so a kill at any point leaves nothing this cannot remove.
+    """
     if not dataset.has_run(run_key):
         return False
     config = dataset.get_run_info(run_key).config
@@ -138,34 +147,117 @@ def remove_run(dataset, run_key: str) -> bool:
     for brain_key in getattr(config, "brain_runs", None) or []:
         if dataset.has_brain_run(brain_key):
             dataset.delete_brain_run(brain_key)  # also deletes the field it wrote
+        elif dataset.has_sample_field(brain_key):
+            dataset.delete_sample_field(brain_key)  # killed after the field, before the Brain run's record
     present = [f for f in fields if dataset.has_sample_field(f)]
     if present:
         dataset.delete_sample_fields(present)
+    update_run_info(dataset, run_key, None)
     dataset.delete_run(run_key)
     return True
 
 
+def update_run_info(dataset, run_key: str, values: dict[str, Any] | None) -> None:
+    """Merge ``values`` into ``dataset.info["curate"][run_key]``; ``None`` removes the entry.
+
+    Builds new dicts rather than editing the stored ones in place: FiftyOne tracks changes to
+    ``info`` by assignment, and an in-place edit of a nested dict is validated as a field of its own.
+    """
+    info = copy.deepcopy(dict(dataset.info))
+    runs = dict(info.get("curate") or {})
+    if values is None:
+        if run_key not in runs:
+            return
+        del runs[run_key]
+    else:
+        runs[run_key] = {**runs.get(run_key, {}), **values}
+    info["curate"] = runs
+    dataset.info = info
+    dataset.save()
+
+
+def run_status(dataset, run_key: str) -> str:
+    """``complete``, or ``writing`` for a run whose write to FiftyOne was interrupted."""
+    return getattr(dataset.get_run_info(run_key).config, "status", "complete")
+
+
+def _dataset_and_ids(fo, images, dataset_name: str):
+    if images.sample_ids is None:
+        dataset = get_or_create_dataset(fo, dataset_name, images.filepaths,
+                                        np.asarray(images.classes, dtype=object)[images.labels].tolist(),
+                                        images.splits, images.fields)
+        id_by_path = dict(zip(*dataset.values(["filepath", "id"])))
+        return dataset, [id_by_path[p] for p in images.filepaths]
+    return fo.load_dataset(dataset_name), list(images.sample_ids)
+
+
 def push_run(result, dataset_name: str, run_key: str = METHOD):
-    """Write ``result`` (a :class:`curate.pipeline.RunResult`) into FiftyOne; returns the dataset."""
+    """Write ``result`` (a :class:`curate.pipeline.RunResult`) into FiftyOne; returns the dataset.
+
+    Crash-consistent: the run is recorded first, with status ``writing`` and the list of every
+    field, tag, view and Brain run it is about to write, and marked ``complete`` last. Killed at
+    any point in between, the next ``curate run`` (or ``curate runs --delete``) removes exactly
+    what the interrupted one wrote and nothing else. One writer at a time per dataset and run key.
+    """
     from curate.fo_db import import_fiftyone
+    from curate.safety import dataset_lock
 
     fo = import_fiftyone()
     if not run_key.isidentifier():
         raise ValueError(f"Run key {run_key!r} must be a Python identifier (letters, digits, underscores).")
-    images = result.images
-    classes = np.asarray(images.classes, dtype=object)
-    label_names = classes[images.labels].tolist()
-    if images.sample_ids is None:
-        dataset = get_or_create_dataset(fo, dataset_name, images.filepaths, label_names, images.splits,
-                                        images.fields)
-        id_by_path = dict(zip(*dataset.values(["filepath", "id"])))
-        ids = [id_by_path[p] for p in images.filepaths]
-    else:
-        dataset = fo.load_dataset(dataset_name)
-        ids = list(images.sample_ids)
+    with dataset_lock(dataset_name, run_key):
+        dataset, ids = _dataset_and_ids(fo, result.images, dataset_name)
+        remove_run(dataset, run_key)
+        names = names_for(run_key, result.level_names)
+        brain_keys = brain_keys_for(dataset, names)
+        label_field = result.images.label_field or LABEL_FIELD
+        config = dataset.init_run(
+            method=METHOD,
+            status="writing",
+            curate_version=__version__,
+            date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            run_dir=str(result.store.root),
+            curate_config=result.config.to_dict(),
+            label_field=label_field,
+            levels=result.level_names,
+            fields=_all_fields(names),
+            tag=names["tag"],
+            tags=_all_tags(names),
+            views=_all_views(names),
+            brain_runs=list(brain_keys.values()),
+            flag_thresholds=result.categories.thresholds,
+        )
+        dataset.register_run(run_key, config, overwrite=True)
+        checkpoint("fiftyone:record")
+        _write_fields(fo, dataset, ids, result, names)
+        counts = _write_tags(dataset, ids, result, names)
+        checkpoint("fiftyone:tags")
+        write_brain_fields(dataset.select(ids), names, label_field, brain_keys)
+        _save_views(dataset, run_key, names, result.level_names)
+        checkpoint("fiftyone:complete")
+        categories = result.categories
+        results = dataset.init_run_results(
+            run_key,
+            n_samples=len(ids),
+            categories={name: int((categories.category == name).sum()) for name in CATEGORIES},
+            levels=result.levels.to_dict(orient="records"),
+            bad_images=[b.__dict__ for b in result.bad_images],
+            **counts,
+        )
+        dataset.save_run_results(run_key, results, overwrite=True)
+        update_run_info(dataset, run_key, {
+            "run_dir": str(result.store.root), "version": __version__,
+            "warnings": list(result.manifest.get("warnings", [])),
+            "label_noise_count": dict(result.manifest.get("label_noise_count", {})),
+            "in_sample_view": result.manifest.get("in_sample_view")})
+        config.status = "complete"
+        dataset.update_run_config(run_key, config)
+    return dataset
 
-    remove_run(dataset, run_key)
-    names = names_for(run_key, result.level_names)
+
+def _write_fields(fo, dataset, ids: list[str], result, names: dict[str, Any]) -> None:
+    """The run's per-sample fields (predictions per level, PIE marks, flags and reasons)."""
+    classes = np.asarray(result.images.classes, dtype=object)
     scores = result.scores
     is_pie_any = scores.is_pie_any  # a property: computed once, not per sample
     level_names = result.level_names
@@ -218,10 +310,16 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
     for field, (kind, kwargs) in declared.items():
         if not dataset.has_sample_field(field):
             dataset.add_sample_field(field, kind, **kwargs)
-    for field, field_values in values.items():
+    for n, (field, field_values) in enumerate(values.items()):
+        if n == len(values) // 2:
+            checkpoint("fiftyone:fields")
         dataset.set_values(field, dict(zip(ids, field_values)), key_field="id")
 
-    pie_ids = [sid for sid, pie in zip(ids, is_pie_any) if pie]
+
+def _write_tags(dataset, ids: list[str], result, names: dict[str, Any]) -> dict[str, int]:
+    """The run's sample tags; returns the counts the run results record."""
+    categories = result.categories
+    pie_ids = [sid for sid, pie in zip(ids, result.scores.is_pie_any) if pie]
     if pie_ids:
         dataset.select(pie_ids).tag_samples(names["tag"])
     for name, tag in names["category_tags"].items():
@@ -234,8 +332,10 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
     corrupt_ids = [sid for sid, corrupt in zip(ids, categories.corruption) if corrupt]
     if corrupt_ids:
         dataset.select(corrupt_ids).tag_samples(names["corruption_tag"])
-    brain_runs = write_brain_fields(dataset.select(ids), names, images.label_field or LABEL_FIELD)
+    return {"n_pies": len(pie_ids), "n_label_noise": len(noisy_ids), "n_corruption": len(corrupt_ids)}
 
+
+def _save_views(dataset, run_key: str, names: dict[str, Any], level_names: list[str]) -> None:
     from fiftyone import ViewField as F
 
     dataset.save_view(
@@ -244,6 +344,7 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
         description=f"PIEs of run {run_key!r} at any compression level, highest PIE score first",
         overwrite=True,
     )
+    checkpoint("fiftyone:views")
     for name in level_names:
         dataset.save_view(
             names["views"][name],
@@ -271,72 +372,38 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
         overwrite=True,
     )
 
-    levels = result.levels
-    config = dataset.init_run(
-        method=METHOD,
-        curate_version=__version__,
-        date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        run_dir=str(result.store.root),
-        curate_config=result.config.to_dict(),
-        label_field=images.label_field or LABEL_FIELD,
-        levels=level_names,
-        fields=_all_fields(names),
-        tag=names["tag"],
-        tags=_all_tags(names),
-        views=_all_views(names),
-        brain_runs=brain_runs,
-        flag_thresholds=categories.thresholds,
-    )
-    dataset.register_run(run_key, config, overwrite=True)
-    results = dataset.init_run_results(
-        run_key,
-        n_samples=len(ids),
-        n_pies=len(pie_ids),
-        categories={name: int((categories.category == name).sum()) for name in CATEGORIES},
-        n_label_noise=len(noisy_ids),
-        n_corruption=len(corrupt_ids),
-        levels=levels.to_dict(orient="records"),
-        bad_images=[b.__dict__ for b in result.bad_images],
-    )
-    dataset.save_run_results(run_key, results, overwrite=True)
-    info = dict(dataset.info)
-    info.setdefault("curate", {})[run_key] = {"run_dir": str(result.store.root), "version": __version__,
-                                              "warnings": list(result.manifest.get("warnings", [])),
-                                              "label_noise_count": dict(result.manifest.get("label_noise_count", {})),
-                                              "in_sample_view": result.manifest.get("in_sample_view")}
-    dataset.info = info
-    dataset.save()
-    return dataset
 
+def brain_keys_for(dataset, names: dict[str, Any]) -> dict[str, str]:
+    """The Brain keys this run will write ``hardness`` and ``mistakenness`` under.
 
-def write_brain_fields(samples, names: dict[str, Any], label_field: str) -> list[str]:
-    """FiftyOne Brain's ``hardness`` and ``mistakenness`` from the dense population's mean prediction.
-
-    A field of that name that some other run wrote (the user's own Brain run, say) is left alone
-    and this run writes ``<run key>_hardness`` instead. Returns the brain keys written, so that
-    removing the run removes them too.
+    Called after the run's previous record was removed, so any Brain run or field still there is
+    someone else's (the user's own Brain run, say, or one left by a crash of a curate older than
+    crash-consistent writes): it is left alone and this run writes ``<run key>_hardness`` instead.
     """
-    import fiftyone.brain as fob
-
-    dataset = samples._dataset
-    keys = []
+    keys = {}
     for base in ("hardness", "mistakenness"):
         key = names[base]
-        ours = dataset.has_brain_run(key) and dataset.get_brain_info(key).config.to_dict().get(
-            "pred_field" if base == "mistakenness" else "label_field") == names["dense"]
-        if ours:
-            dataset.delete_brain_run(key)
         if dataset.has_sample_field(key) or dataset.has_brain_run(key):
             key = f"{names['dense'].rsplit('_', 1)[0]}_{base}"
-            if dataset.has_brain_run(key):
-                dataset.delete_brain_run(key)
-        if base == "hardness":
-            fob.compute_hardness(samples, names["dense"], hardness_field=key, progress=False)
-        else:
-            fob.compute_mistakenness(samples, names["dense"], label_field, mistakenness_field=key,
-                                     use_logits=True, progress=False)
-        keys.append(key)
+            if dataset.has_sample_field(key) or dataset.has_brain_run(key):
+                raise ValueError(f"Dataset {dataset.name!r} already has a field or Brain run {names[base]!r} and "
+                                 f"{key!r} that this run did not write; curate will not overwrite them. Delete "
+                                 f"one (dataset.delete_brain_run({key!r}) or dataset.delete_sample_field({key!r})) "
+                                 "or pick another --run-key.")
+        keys[base] = key
     return keys
+
+
+def write_brain_fields(samples, names: dict[str, Any], label_field: str, keys: dict[str, str]) -> list[str]:
+    """FiftyOne Brain's ``hardness`` and ``mistakenness`` from the dense population's mean prediction,
+    under the keys :func:`brain_keys_for` chose. Returns the keys written."""
+    import fiftyone.brain as fob
+
+    fob.compute_hardness(samples, names["dense"], hardness_field=keys["hardness"], progress=False)
+    checkpoint("fiftyone:brain")
+    fob.compute_mistakenness(samples, names["dense"], label_field, mistakenness_field=keys["mistakenness"],
+                             use_logits=True, progress=False)
+    return list(keys.values())
 
 
 def list_curate_runs(dataset) -> list[dict[str, Any]]:
@@ -356,6 +423,7 @@ def list_curate_runs(dataset) -> list[dict[str, Any]]:
             "version": getattr(config, "curate_version", None),
             "levels": ",".join(getattr(config, "levels", []) or []),
             "pies": n_pies,
+            "status": getattr(config, "status", "complete"),
             "run_dir": getattr(config, "run_dir", None),
         })
     return rows

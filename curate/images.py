@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from curate.faults import checkpoint
+
 # Truncated files must fail loudly rather than decode as partly grey images.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -38,7 +40,7 @@ def decode_one(path: str, size: int) -> np.ndarray:
             ImageOps.exif_transpose(image, in_place=True)
         except Exception:  # a malformed EXIF block must not make a readable image unreadable
             pass
-        image = image.convert("RGB")
+        image = _to_rgb(image)
     width, height = image.size
     if (width, height) != (size, size):
         scale = size / min(width, height)
@@ -47,6 +49,30 @@ def decode_one(path: str, size: int) -> np.ndarray:
         left, top = (new[0] - size) // 2, (new[1] - size) // 2
         image = image.crop((left, top, left + size, top + size))
     return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB with 8 bits a channel, scaling wide integer and float pixels instead of clipping them.
+
+    PIL's own ``convert("RGB")`` clips 16-bit (``I;16``, ``I``) and float (``F``) pixels at 255, so a
+    16-bit PNG or TIFF decodes as solid white. 16-bit images are scaled by 255/65535; 32-bit
+    integer images by the range their values fit (8 bits, 16 bits, or their own), float images in
+    [0, 1] by 255 and other float images by their own range.
+    """
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image.convert("RGB")
+    pixels = np.asarray(image, dtype=np.float64)
+    if image.mode == "I" and pixels.min() >= 0 and pixels.max() <= 255:
+        scaled = pixels
+    elif image.mode.startswith("I;16") or (image.mode == "I" and pixels.min() >= 0 and pixels.max() <= 65535):
+        scaled = pixels * (255.0 / 65535.0)
+    elif image.mode == "F" and pixels.min() >= 0 and pixels.max() <= 1.0:
+        scaled = pixels * 255.0
+    else:
+        finite = pixels[np.isfinite(pixels)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        scaled = (np.nan_to_num(pixels, nan=low) - low) * (255.0 / max(high - low, 1e-12))
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L").convert("RGB")
 
 
 def _try_decode(path: str, size: int) -> np.ndarray | BadImage:
@@ -92,6 +118,8 @@ def decode_images(
     with ThreadPoolExecutor(workers) as pool:
         results = pool.map(lambda p: _try_decode(p, size), filepaths, chunksize=64)
         for i, result in enumerate(tqdm(results, total=n, desc="decode images", disable=not progress, unit="img")):
+            if i == n // 2:
+                checkpoint("decode")
             if isinstance(result, BadImage):
                 bad.append(result)
             else:

@@ -24,16 +24,18 @@ from curate import __version__
 from curate.analysis import analyse, flag_samples, population_warnings, sample_table
 from curate.crossfit import check_fold_support, stratified_folds
 from curate.executor import Executor, InProcessExecutor, MemberJob
+from curate.faults import checkpoint
 from curate.images import BadImage, decode_images, load_in_memory
 from curate.flags import CATEGORIES, Categories, in_sample_views
 from curate.pies import PieScores
 from curate.probes import ProbeSuite, make_probes
 from curate.quality import RAW_PROPERTIES, measure_files, quality_severity
 from curate.quantize import QUANT_FORMATS, check_formats
+from curate.safety import check_run_dir, media_folders, run_dir_lock
 from curate.robustness import CORRUPTION_NAMES, SEVERITIES, check_corruptions, robustness_table
 from curate.sources import LabeledImages, SourceError
 from curate.store import RunStore
-from curate.train import TrainSettings
+from curate.train import TrainSettings, check_device
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class CurateConfig:
                              f"label: 0 (off) to 0.2, e.g. 0.05; got {self.label_probes}.")
         if self.image_size < 8:
             raise ValueError(f"image_size must be at least 8 pixels, got {self.image_size}.")
+        check_device(self.device)
 
     @property
     def level_names(self) -> list[str]:
@@ -486,6 +489,7 @@ def run_population(
                                     bar.update)
             for job, out in executor.map(job_fn, todo):
                 store.save_job(job.name, fingerprint, **out)
+                checkpoint("train")
                 place(job, out)
     if any(np.isnan(a).any() for a in (dense, compressed, dense_in, compressed_in, forgotten_in,
                                        forgotten_compressed_in, oneshot_in, probe_probs, robust_correct,
@@ -507,7 +511,18 @@ def run_curate(
     executor: Executor | None = None,
     progress: bool = True,
 ) -> RunResult:
-    """The whole computation for one source: decode, populations, scores, tables, run directory."""
+    """The whole computation for one source: decode, populations, scores, tables, run directory.
+
+    ``run_dir`` must be empty, new or an earlier curate run directory, and outside the folders that
+    hold the images (:func:`curate.safety.check_run_dir`); one process at a time writes it.
+    """
+    run_dir = check_run_dir(run_dir, media_folders(images.filepaths))
+    with run_dir_lock(run_dir):
+        return _run_curate(images, config, run_dir, executor, progress)
+
+
+def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: Executor | None,
+                progress: bool) -> RunResult:
     store = RunStore(run_dir)
     started = time.time()
     previous = store.read_json("manifest.json") or {}
@@ -516,6 +531,7 @@ def run_curate(
         "status": "running",
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": images.description,
+        "source_root": images.root,
         "config": config.to_dict(),
         "python": platform.python_version(),
     }
@@ -526,6 +542,7 @@ def run_curate(
     kept, pixels, bad = prepare_images(images, config, store, progress)
     fingerprint = config.fingerprint(kept)
     population = run_population(kept, pixels, config, store, executor, progress)
+    checkpoint("score")
     dense, compressed, seconds = population.dense, population.compressed, population.job_seconds
     scores, levels, impact = analyse(dense, compressed, kept.labels, kept.classes, config.level_names,
                                      config.level_sparsities, config.alpha, population.measured_sparsity,
@@ -556,6 +573,7 @@ def run_curate(
                      robust_correct=population.robust_correct, robust_clean=population.robust_clean,
                      **({} if population.label_probe_labels is None
                         else {"label_probe_labels": population.label_probe_labels}))
+    checkpoint("store")
     store.save_table("samples.parquet", samples)
     store.save_table("classes.csv", impact)
     store.save_table("levels.csv", levels)

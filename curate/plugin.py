@@ -45,6 +45,8 @@ def install_plugin(plugins_dir: Path | None = None) -> Path:
     if target.exists() and not (target / MARKER).exists():
         raise PluginError(f"{target} exists and was not installed by curate; move it away or pass "
                           f"--plugins-dir to install elsewhere.")
+    if target.exists():
+        _check_only_ours(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".curate-plugin-", dir=target.parent))
     try:
@@ -73,5 +75,17 @@ def uninstall_plugin(plugins_dir: Path | None = None) -> Path | None:
         return None
     if not (target / MARKER).exists():
         raise PluginError(f"{target} was not installed by curate; leaving it alone.")
+    _check_only_ours(target)
     shutil.rmtree(target)
     return target
+
+
+def _check_only_ours(target: Path) -> None:
+    """Refuse to remove an install that holds files curate did not write (a user's edits, say)."""
+    from curate.safety import files_under
+
+    ours = {"fiftyone.yml", "__init__.py", MARKER}
+    foreign = [p for p in files_under(target) if p not in ours and not p.startswith("__pycache__/")]
+    if foreign:
+        raise PluginError(f"{target} holds files curate did not write ({', '.join(foreign[:5])}); move them "
+                          "away first, curate will not delete them.")

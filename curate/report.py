@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,7 +21,9 @@ import pandas as pd
 from curate import __version__
 from curate.findings import comparable_pairs, compression_comparison, most_forgotten_classes, pie_accuracy_table
 from curate.flags import CATEGORIES
+from curate.faults import checkpoint
 from curate.robustness import robustness_summary
+from curate.safety import REPORT_GENERATOR, OutputError, check_not_media, check_replaceable_file, media_folders
 from curate.store import RunStore
 
 GALLERY_SIZE = 8
@@ -295,7 +298,7 @@ def build_report(run_dir: str | Path, title: str | None = None) -> str:
     kinds = dict(zip(levels["level"], levels["kind"]))
     config = manifest.get("config", {})
 
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title or 'curate report')}"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'>{REPORT_GENERATOR}<title>{html.escape(title or 'curate report')}"
              f"</title><style>{CSS}</style></head><body>"]
     parts.append(f"<h1>{html.escape(title or 'curate report')}</h1><p class='meta'>"
                  f"{html.escape(str(manifest.get('source', '')))} &middot; {manifest['n_images']:,} images, "
@@ -365,15 +368,38 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, title: str 
                  force: bool = False) -> Path:
     """Write the report for ``run_dir`` to ``out`` (default ``<run_dir>/report.html``); returns the path.
 
-    An ``out`` outside the run directory that already exists is refused unless ``force``.
+    An ``out`` outside the run directory that already exists is refused unless ``force``, and even
+    then unless it is a report curate wrote; an ``out`` among the run's source images is refused.
     """
     default = Path(run_dir) / "report.html"
     out = Path(out) if out else default
     if out.exists() and out.resolve() != default.resolve() and not force:
         raise ReportError(f"{out} exists; choose another path or pass --force to overwrite it.")
+    try:
+        check_not_media(out, run_media_folders(run_dir), "Report")
+        check_replaceable_file(out, "report")
+    except OutputError as exc:
+        raise ReportError(str(exc)) from None
     text = build_report(run_dir, title)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as f:
+        half = len(text) // 2
+        f.write(text[:half])
+        f.flush()
+        checkpoint("report")
+        f.write(text[half:])
     tmp.replace(out)
     return out
+
+
+def run_media_folders(run_dir: str | Path) -> set[Path]:
+    """The folders holding the images run ``run_dir`` scored (and the source folder it read)."""
+    store = RunStore(run_dir)
+    folders = set()
+    if (store.root / "samples.parquet").exists():
+        folders = media_folders(pd.read_parquet(store.root / "samples.parquet", columns=["filepath"])["filepath"])
+    root = (store.read_json("manifest.json") or {}).get("source_root")
+    if root:
+        folders.add(Path(os.path.realpath(root)))
+    return folders

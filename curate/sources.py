@@ -34,6 +34,9 @@ class LabeledImages:
         label_field: the FiftyOne field the labels came from, for a FiftyOne source.
         fields: a CSV manifest's other columns (annotator, source...), name -> one string or None per
             image, written as fields on the samples curate creates, so reviewers can filter by them.
+        root: the folder a folder source was read from (no output may go inside it).
+        notes: what the loader changed or left out and the user should know (duplicates merged,
+            images in nested folders), printed before the run.
     """
 
     filepaths: list[str]
@@ -44,6 +47,8 @@ class LabeledImages:
     sample_ids: list[str] | None = None
     label_field: str | None = None
     fields: dict[str, list[str | None]] = field(default_factory=dict)
+    root: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -69,6 +74,8 @@ class LabeledImages:
             sample_ids=None if self.sample_ids is None else [self.sample_ids[i] for i in idx],
             label_field=self.label_field,
             fields={name: [values[i] for i in idx] for name, values in self.fields.items()},
+            root=self.root,
+            notes=list(self.notes),
         )
 
     def class_counts(self) -> dict[str, int]:
@@ -78,7 +85,8 @@ class LabeledImages:
 
 def _from_names(filepaths: list[str], names: list[str], splits: list[str | None], description: str,
                 sample_ids: list[str] | None = None, label_field: str | None = None,
-                fields: dict[str, list[str | None]] | None = None) -> LabeledImages:
+                fields: dict[str, list[str | None]] | None = None, root: str | None = None,
+                notes: list[str] | None = None) -> LabeledImages:
     classes = sorted(set(names))
     index = {c: i for i, c in enumerate(classes)}
     return LabeledImages(
@@ -90,7 +98,17 @@ def _from_names(filepaths: list[str], names: list[str], splits: list[str | None]
         sample_ids=sample_ids,
         label_field=label_field,
         fields=fields or {},
+        root=root,
+        notes=notes or [],
     )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _examples(items: list[str], limit: int = 3) -> str:
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def from_folder(root: str | os.PathLike) -> LabeledImages:
@@ -98,19 +116,32 @@ def from_folder(root: str | os.PathLike) -> LabeledImages:
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise SourceError(f"Image folder {root} does not exist or is not a directory.")
-    filepaths, names = [], []
+    filepaths, names, nested, empty = [], [], [], []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        found = 0
         for path in sorted(class_dir.rglob("*")):
             # A dangling symlink is kept so that it is reported as missing rather than silently skipped.
             if (path.is_file() or path.is_symlink()) and path.suffix.lower() in IMAGE_EXTENSIONS:
                 filepaths.append(str(path))
                 names.append(class_dir.name)
+                found += 1
+                if path.parent != class_dir:
+                    nested.append(str(path.relative_to(root)))
+        if not found:
+            empty.append(class_dir.name)
+    notes = []
+    if nested:
+        notes.append(f"{_plural(len(nested), 'image')} in folders nested inside a class folder took that class folder's "
+                     f"label (e.g. {_examples(nested)}); if the nested folders are classes of their own, point "
+                     "curate at their parent or list the images in a CSV manifest.")
+    if empty:
+        notes.append(f"{_plural(len(empty), 'class folder')} without images left out: {_examples(empty, 10)}.")
     if not filepaths:
         raise SourceError(
             f"No images found under {root}. Expected one sub-folder per class, e.g. "
             f"{root}/cat/001.jpg, with extensions {', '.join(IMAGE_EXTENSIONS)}."
         )
-    return _from_names(filepaths, names, [None] * len(filepaths), f"folder {root}")
+    return _from_names(filepaths, names, [None] * len(filepaths), f"folder {root}", root=str(root), notes=notes)
 
 
 def from_csv(path: str | os.PathLike) -> LabeledImages:
@@ -137,9 +168,14 @@ def from_csv(path: str | os.PathLike) -> LabeledImages:
     empty = table.index[(table["filepath"] == "") | (table["label"] == "")].tolist()
     if empty:
         raise SourceError(f"CSV manifest {path}: empty filepath or label on data row(s) {[i + 2 for i in empty[:10]]}.")
+    missing_labels = table.index[table["label"].str.strip().str.lower().isin(_MISSING_LABELS)].tolist()
+    if missing_labels:
+        shown = sorted(set(table["label"].iloc[missing_labels]))
+        raise SourceError(f"CSV manifest {path}: label(s) {shown} on data row(s) {[i + 2 for i in missing_labels[:10]]} "
+                          "look like missing values, not classes; give those images a label or remove their rows.")
     base = path.parent
-    filepaths = [str(p if os.path.isabs(p) else (base / p).resolve()) for p in table["filepath"]]
-    splits = [s or None for s in table["split"]] if "split" in table.columns else None
+    filepaths = [os.path.normpath(p if os.path.isabs(p) else (base / p).resolve()) for p in table["filepath"]]
+    splits = _check_splits(path, table["split"].tolist()) if "split" in table.columns else None
     extra = [c for c in table.columns if c not in ("filepath", "label", "split")]
     for column in extra:
         problem = _field_name_problem(column)
@@ -147,8 +183,57 @@ def from_csv(path: str | os.PathLike) -> LabeledImages:
             raise SourceError(f"CSV manifest {path}: column {column!r} cannot become a FiftyOne field ({problem}); "
                               "rename or drop it.")
     fields = {c: [v or None for v in table[c]] for c in extra}
-    return _from_names(filepaths, table["label"].tolist(), splits or [None] * len(table), f"csv {path}",
-                       fields=fields)
+    splits = splits or [None] * len(table)
+    keep, notes = _merge_duplicate_rows(path, filepaths, table["label"].tolist(), splits)
+    return _from_names([filepaths[i] for i in keep], [table["label"].iat[i] for i in keep], [splits[i] for i in keep],
+                       f"csv {path}", fields={c: [v[i] for i in keep] for c, v in fields.items()}, notes=notes)
+
+
+# Cells that pandas or a spreadsheet write for "no value"; as labels they would become a class.
+_MISSING_LABELS = {"nan", "none", "null", "n/a", "na", "<na>", "nat", "-"}
+_SPLITS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
+
+
+def _check_splits(path: Path, values: list[str]) -> list[str | None]:
+    """Split names, case-folded (``Train`` is ``train``, ``validation`` is ``val``); anything else refused."""
+    unknown = [i for i, v in enumerate(values) if v.strip() and v.strip().lower() not in _SPLITS]
+    if unknown:
+        shown = sorted({values[i] for i in unknown})
+        raise SourceError(f"CSV manifest {path}: split value(s) {shown} on data row(s) {[i + 2 for i in unknown[:10]]} "
+                          "are not train, val (or validation) or test; fix them or leave the cell empty for no split.")
+    return [_SPLITS[v.strip().lower()] if v.strip() else None for v in values]
+
+
+def _merge_duplicate_rows(path: Path, filepaths: list[str], labels: list[str],
+                          splits: list[str | None]) -> tuple[list[int], list[str]]:
+    """Rows to keep when an image is listed more than once, and a note saying what was merged.
+
+    An image listed twice would sit in a training fold and in the fold it is scored on, and be
+    scored against itself. Repeats that agree (same label and split) are merged into the first row;
+    repeats that disagree are refused, since curate cannot know which label is meant.
+    """
+    first: dict[str, int] = {}
+    keep, repeats, conflicts = [], [], []
+    for i, filepath in enumerate(filepaths):
+        if filepath not in first:
+            first[filepath] = i
+            keep.append(i)
+            continue
+        j = first[filepath]
+        repeats.append(i)
+        if (labels[i], splits[i]) != (labels[j], splits[j]):
+            conflicts.append(f"{filepath} (row {j + 2}: {labels[j]}/{splits[j] or 'no split'}, "
+                             f"row {i + 2}: {labels[i]}/{splits[i] or 'no split'})")
+    if conflicts:
+        raise SourceError(f"CSV manifest {path} lists {_plural(len(conflicts), 'image')} more than once with different "
+                          f"labels or splits: {_examples(conflicts)}. One image has one label and one split; remove "
+                          "the rows that are wrong.")
+    notes = []
+    if repeats:
+        notes.append(f"CSV manifest {path.name}: {_plural(len(repeats), 'repeated row')} of the same image, label and "
+                     f"split merged into the first (data rows {_examples([str(i + 2) for i in repeats], 10)}), so no "
+                     "image is scored against itself.")
+    return keep, notes
 
 
 # Fields every FiftyOne sample has, and the label field curate writes the CSV's labels to.
@@ -200,7 +285,17 @@ def from_fiftyone(dataset_name: str, label_field: str = "ground_truth") -> Label
             f"Classification (curate needs one label per image); {hint}"
         )
     ids, paths, labels, tags = dataset.values(["id", "filepath", f"{label_field}.label", "tags"])
-    keep = [i for i, label in enumerate(labels) if label is not None]
+    keep, seen, repeated = [], set(), []
+    for i, label in enumerate(labels):
+        if label is None:
+            continue
+        if paths[i] in seen:
+            repeated.append(ids[i])  # the same image in two samples would be trained on and scored against itself
+            continue
+        seen.add(paths[i])
+        keep.append(i)
+    notes = [f"{_plural(len(repeated), 'sample')} of {dataset_name!r} repeat the file of an earlier sample and were "
+             f"left out, untouched (sample ids {_examples(repeated)}): one image is scored once."] if repeated else []
     if not keep:
         raise SourceError(f"No sample of {dataset_name!r} has a label in {label_field!r}.")
     split_names = {"train": "train", "val": "val", "validation": "val", "test": "test"}
@@ -209,12 +304,12 @@ def from_fiftyone(dataset_name: str, label_field: str = "ground_truth") -> Label
         found = [split_names[t] for t in tags[i] if t in split_names]
         splits.append(found[0] if found else None)
     description = f"fiftyone {dataset_name}:{label_field}"
-    if len(keep) < len(labels):
-        unlabelled = len(labels) - len(keep)
+    unlabelled = sum(label is None for label in labels)
+    if unlabelled:
         description += f"; {unlabelled} sample{'s' if unlabelled > 1 else ''} without a label left out, untouched"
     return _from_names(
         [paths[i] for i in keep], [labels[i] for i in keep], splits, description,
-        sample_ids=[ids[i] for i in keep], label_field=label_field,
+        sample_ids=[ids[i] for i in keep], label_field=label_field, notes=notes,
     )
 
 

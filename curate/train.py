@@ -52,8 +52,35 @@ class TrainSettings:
     mask_updates: int = 8
     forget_epochs: int = 1
 
+    def __post_init__(self) -> None:
+        for name, low in (("epochs", 1), ("finetune_epochs", 1), ("batch_size", 2), ("mask_updates", 1),
+                          ("crop_padding", 0), ("forget_epochs", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer of at least {low}"
+                                 f"{' (batch norm needs two images a batch)' if name == 'batch_size' else ''}, "
+                                 f"got {value!r}.")
+        for name in ("lr", "finetune_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}.")
+        if not 0.0 < self.ramp_fraction <= 1.0:
+            raise ValueError(f"ramp_fraction must lie in (0, 1], got {self.ramp_fraction!r}.")
+
+
+DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N"
+
+
+def check_device(device: str) -> str:
+    """``device`` if curate can run on it; otherwise a ValueError naming the choices."""
+    import re
+
+    if device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", device or ""):
+        return device
+    raise ValueError(f"Unknown device {device!r}; choose {DEVICE_HELP}.")
+
 
 def resolve_device(device: str = "auto") -> torch.device:
+    check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():

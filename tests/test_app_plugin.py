@@ -53,6 +53,12 @@ def test_reinstall_replaces_its_own_copy_but_not_a_stranger(tmp_path):
     assert (stranger / "curate" / "mine.txt").read_text() == "someone else's plugin"
     assert invoke("plugin", "uninstall", "--plugins-dir", str(stranger)).exit_code == 2
     assert (stranger / "curate" / "mine.txt").exists()
+    # A file a user added to curate's own install is theirs: neither reinstall nor uninstall deletes it.
+    (tmp_path / "curate" / "my_operator.py").write_text("# mine")
+    for command in ("install", "uninstall"):
+        refused = invoke("plugin", command, "--plugins-dir", str(tmp_path))
+        assert refused.exit_code == 2 and "my_operator.py" in refused.output, refused.output
+    (tmp_path / "curate" / "my_operator.py").unlink()
     removed = invoke("plugin", "uninstall", "--plugins-dir", str(tmp_path))
     assert removed.exit_code == 0 and not (tmp_path / "curate").exists()
     assert "not installed" in invoke("plugin", "uninstall", "--plugins-dir", str(tmp_path)).output

@@ -192,6 +192,9 @@ def test_interrupted_run_resumes_from_finished_jobs(fo, digits_run, tmp_path):
     kept = sorted((run_dir / "jobs").glob("*.npz"))[:3]
     for path in kept:
         (copy / "jobs" / path.name).write_bytes(path.read_bytes())
+    # What a killed run leaves: its manifest says it was running (curate writes it before anything else).
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
     result = invoke("demo", "--dataset", "test-digits-resume", "--run-dir", str(copy), *TINY)
     assert result.exit_code == 0, result.output
     for path in kept:  # the finished jobs were reused byte for byte
@@ -347,4 +350,4 @@ def test_bad_compression_options_are_named(tmp_path):
     bad_format = invoke("demo", "--no-fiftyone", "--run-dir", str(tmp_path / "r"), *TINY, "--quantize", "int3")
     assert bad_format.exit_code == 2 and "int3" in bad_format.output and "int8" in bad_format.output
     bad_count = invoke("demo", "--no-fiftyone", "--run-dir", str(tmp_path / "r"), *TINY, "--robustness-images", "-1")
-    assert bad_count.exit_code == 2 and "robustness_images" in bad_count.output
+    assert bad_count.exit_code == 2 and "--robustness-images" in bad_count.output and "x>=0" in bad_count.output

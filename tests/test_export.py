@@ -111,8 +111,13 @@ def test_export_refuses_to_overwrite_and_force_replaces(reviewed, tmp_path):
     refused = invoke("export", "test-review", str(out), "--format", "csv")
     assert refused.exit_code == 2 and "already exists" in refused.output and "--force" in refused.output
     assert (out / "marker").exists()
+    # --force replaces curate's export, but not a file someone added to it (tests/test_safety.py has more).
+    refused = invoke("export", "test-review", str(out), "--format", "csv", "--force")
+    assert refused.exit_code == 2 and "marker" in refused.output and (out / "marker").read_text() == "mine"
+    (out / "marker").unlink()
+    (out / "manifest.csv").write_text("stale")
     forced = invoke("export", "test-review", str(out), "--format", "csv", "--force")
-    assert forced.exit_code == 0 and not (out / "marker").exists()
+    assert forced.exit_code == 0 and (out / "manifest.csv").read_text() != "stale"
     assert not list(tmp_path.glob(".exists.*"))  # no partial or old directory left behind
 
 

@@ -1,0 +1,31 @@
+"""Named points in a run where the reliability tests kill curate, to prove a kill anywhere is survivable.
+
+``CURATE_KILL_AT=<point>`` makes the process send itself SIGKILL when it reaches ``<point>``: no
+cleanup handler, ``finally`` block or buffered write runs, exactly as with ``kill -9`` or a lost
+machine. Unset (always, outside tests) a checkpoint is a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS = (
+    "decode",             # half the images decoded
+    "train",              # one network finished and stored, the others not
+    "score",              # population complete, nothing scored yet
+    "store",              # probabilities written, the per-sample table not
+    "fiftyone:samples",   # some new samples added to the dataset
+    "fiftyone:record",    # run recorded as incomplete, no field written yet
+    "fiftyone:fields",    # half of the run's fields written
+    "fiftyone:tags",      # fields written, tags applied, no Brain run yet
+    "fiftyone:brain",     # hardness computed, mistakenness not
+    "fiftyone:views",     # some saved views written
+    "fiftyone:complete",  # everything written, run not yet marked complete
+    "report",             # report HTML half written
+)
+
+
+def checkpoint(point: str) -> None:
+    if os.environ.get("CURATE_KILL_AT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,157 @@
+"""Fault injection: `curate run` is killed with SIGKILL at every phase (curate.faults.POINTS), and the
+next run must finish with exactly the results of a run that was never interrupted.
+
+Each kill is real: the process sends itself SIGKILL (no cleanup handler or ``finally`` runs) at a
+named point. The runs are subprocesses on the test session's own database, on 120 digits.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from curate.faults import POINTS
+
+OPTIONS = ["--members", "2", "--folds", "2", "--epochs", "1", "--finetune-epochs", "1", "--sparsities", "0.5,0.9",
+           "--image-size", "8", "--quantize", "fp16", "--robustness-images", "0", "--batch-size", "32", "-q"]
+# A fresh dataset each: the computation, and the samples curate adds to a new dataset.
+FRESH_POINTS = ["decode", "train", "score", "store", "fiftyone:samples"]
+# Re-runs over a dataset that holds a complete run: every other step of the FiftyOne write.
+RERUN_POINTS = [p for p in POINTS if p.startswith("fiftyone:") and p not in FRESH_POINTS]
+assert set(FRESH_POINTS + RERUN_POINTS + ["report"]) == set(POINTS), "every point is tested"
+SAMPLE_FIELDS = ["filepath", "curate_pie", "curate_pie_score", "curate_pie_levels", "curate_category",
+                 "curate_label_noise", "curate_reason", "curate_dense.label", "hardness", "mistakenness", "tags"]
+
+
+def curate(*args, kill_at=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("CURATE_KILL_AT", None)
+    if kill_at:
+        env["CURATE_KILL_AT"] = kill_at
+    return subprocess.run([sys.executable, "-m", "curate.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def source(digits_images, tmp_path_factory):
+    """120 digits, 12 a class, as a CSV manifest: curate creates the dataset's samples itself."""
+    root = tmp_path_factory.mktemp("fault-source")
+    picked = [i for c in range(10) for i in (digits_images.labels == c).nonzero()[0][:12]]
+    pd.DataFrame({"filepath": [digits_images.filepaths[i] for i in picked],
+                  "label": [digits_images.classes[digits_images.labels[i]] for i in picked]}).to_csv(
+        root / "digits.csv", index=False)
+    return str(root / "digits.csv")
+
+
+@pytest.fixture(scope="module")
+def baseline(fo, source, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("fault-baseline")
+    done = curate("run", source, "--dataset", "fault-baseline", "--run-dir", str(run_dir), *OPTIONS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir, _state(fo, "fault-baseline", run_dir)
+
+
+def _state(fo, name, run_dir):
+    """What a run leaves: its per-sample table, and the dataset's fields, tags, views and run record."""
+    dataset = fo.load_dataset(name)
+    dataset.reload()
+    values = dict(zip(SAMPLE_FIELDS, dataset.values(SAMPLE_FIELDS)))
+    table = pd.DataFrame(values).sort_values("filepath").reset_index(drop=True)
+    table["tags"] = table["tags"].map(sorted)
+    views = {v: len(dataset.load_saved_view(v)) for v in dataset.list_saved_views()}
+    config = dataset.get_run_info("curate").config
+    samples = pd.read_parquet(run_dir / "samples.parquet").drop(columns=["sample_id"], errors="ignore")
+    return {"table": table, "views": views, "status": getattr(config, "status", None),
+            "brain": sorted(dataset.list_brain_runs()), "samples": samples.sort_values("filepath").reset_index(drop=True),
+            "fields": sorted(f for f in dataset.get_field_schema() if f.startswith("curate_"))}
+
+
+def _assert_same(state, expected):
+    pd.testing.assert_frame_equal(state["samples"], expected["samples"])
+    pd.testing.assert_frame_equal(state["table"], expected["table"])
+    for key in ("views", "status", "brain", "fields"):
+        assert state[key] == expected[key], key
+
+
+def _killed(result):
+    assert result.returncode == -9, f"expected SIGKILL, got {result.returncode}: {result.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize("point", FRESH_POINTS)
+def test_a_kill_during_the_computation_resumes_to_the_same_results(fo, source, baseline, tmp_path, point):
+    name = f"fault-{point}"
+    args = ["run", source, "--dataset", name, "--run-dir", str(tmp_path / "run"), *OPTIONS]
+    _killed(curate(*args, kill_at=point))
+    assert not fo.dataset_exists(name) or not fo.load_dataset(name).has_run("curate"), "nothing recorded yet"
+    if point == "fiftyone:samples":
+        assert 0 < len(fo.load_dataset(name)) < 120, "killed half way through adding the samples"
+    done = curate(*args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    if point == "train":
+        assert "resumed" in (tmp_path / "run" / "manifest.json").read_text()
+    _assert_same(_state(fo, name, tmp_path / "run"), baseline[1])
+
+
+def test_a_kill_at_each_step_of_the_fiftyone_write_is_repaired_by_the_next_run(fo, source, baseline, tmp_path):
+    """The dataset holds a complete run; each re-run is killed at one step of the write, then run again."""
+    base_dir, expected = baseline
+    name = "fault-fiftyone"
+    run_dir = tmp_path / "run"
+    shutil.copytree(base_dir, run_dir)  # finished networks: the re-runs only score and write
+    args = ["run", source, "--dataset", name, "--run-dir", str(run_dir), *OPTIONS]
+    assert curate(*args).returncode == 0
+    for point in RERUN_POINTS:
+        _killed(curate(*args, kill_at=point))
+        status = curate("status", name)
+        # The run is recorded as incomplete, and says how to repair it.
+        assert status.returncode == 2 and "interrupted while it was written" in status.stderr, status.stderr
+        assert "writing" in curate("runs", name).stdout
+        done = curate(*args)
+        assert done.returncode == 0, (point, done.stderr[-3000:])
+        _assert_same(_state(fo, name, run_dir), expected)
+
+
+def test_an_interrupted_write_can_be_deleted_without_a_trace(fo, source, baseline, tmp_path):
+    name = "fault-delete"
+    run_dir = tmp_path / "run"
+    shutil.copytree(baseline[0], run_dir)
+    args = ["run", source, "--dataset", name, "--run-dir", str(run_dir), *OPTIONS]
+    _killed(curate(*args, kill_at="fiftyone:brain"))
+    deleted = curate("runs", name, "--delete", "curate")
+    assert deleted.returncode == 0, deleted.stderr
+    dataset = fo.load_dataset(name)
+    dataset.reload()
+    assert not dataset.list_runs() and not dataset.list_brain_runs() and not dataset.list_saved_views()
+    assert not [f for f in dataset.get_field_schema() if f.startswith("curate_") or f in ("hardness", "mistakenness")]
+    assert set(dataset.distinct("tags")) == set(), "no tag of the run is left"
+    assert len(dataset) == 120, "the samples themselves stay"
+
+
+def test_a_kill_while_the_report_is_written_leaves_no_half_report(fo, baseline, tmp_path):
+    out = tmp_path / "report.html"
+    _killed(curate("report", "fault-baseline", "--out", str(out), kill_at="report"))
+    assert not out.exists()
+    done = curate("report", "fault-baseline", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert out.read_text().rstrip().endswith("</html>")
+
+
+def test_a_brain_run_curate_did_not_record_is_left_alone(fo, source, baseline, tmp_path):
+    """Issue 24, finding 2: a dataset with a Brain `hardness` run and no curate record crashed every re-run."""
+    name = "fault-foreign-brain"
+    run_dir = tmp_path / "run"
+    shutil.copytree(baseline[0], run_dir)
+    args = ["run", source, "--dataset", name, "--run-dir", str(run_dir), *OPTIONS]
+    assert curate(*args).returncode == 0
+    dataset = fo.load_dataset(name)
+    # The state a kill left before crash-consistent writes: Brain runs and fields, no curate record.
+    dataset.delete_run("curate")
+    done = curate(*args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    dataset.reload()
+    assert dataset.has_brain_run("hardness") and dataset.has_brain_run("curate_hardness")
+    assert dataset.values("curate_hardness") == pytest.approx(dataset.values("hardness"))
+    assert dataset.get_run_info("curate").config.brain_runs == ["curate_hardness", "curate_mistakenness"]
