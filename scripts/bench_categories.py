@@ -3,7 +3,7 @@
 
 Copies of a dataset's own images are altered in known ways and added to it; curate runs on the
 whole, and every flag is scored against what was done. The alterations are deliberately *not* the
-ones curate's probe suite makes (:mod:`curate.probes`: side-by-side composites, Gaussian noise,
+ones curate's probe suite makes (:mod:`curate.science.probes`: side-by-side composites, Gaussian noise,
 Gaussian blur, darkening, low contrast), so the probes' calibration is tested on kinds of damage
 it never saw:
 
@@ -26,7 +26,6 @@ for each category's rule applied to every image, PIE or not.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -34,15 +33,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_pies import write_report  # noqa: E402
-from curate.cli import DIGITS_PRESET  # noqa: E402
-from curate.flags import CATEGORIES, population_mean, split_evenness, top_two  # noqa: E402
-from curate.pipeline import CurateConfig, run_curate  # noqa: E402
-from curate.sources import LabeledImages, default_cache_dir, digits  # noqa: E402
-from curate.train import TrainSettings  # noqa: E402
+from curate.options import DIGITS_PRESET  # noqa: E402
+from curate.science.flags import category_names, population_mean, split_evenness, top_two  # noqa: E402
+from curate.population.pipeline import CurateConfig, run_curate  # noqa: E402
+from curate.data.sources import LabeledImages, default_cache_dir, digits  # noqa: E402
+from curate.population.train import TrainSettings  # noqa: E402
 
 FAMILY = {"jpeg": "corruption", "overexposed": "corruption", "pixelated": "corruption",
           "salt_pepper": "corruption", "overlay": "multi_object", "stacked": "multi_object",
@@ -185,7 +182,7 @@ def kind_table(truth: pd.DataFrame, category: np.ndarray, columns: dict[str, np.
         row = {"images": int(chosen.sum())}
         for name, values in columns.items():
             row[name] = float(np.asarray(values, dtype=bool)[chosen].mean())
-        for name in (*CATEGORIES, ""):
+        for name in (*category_names(), ""):
             row[f"category: {name or 'none'}"] = float((category[chosen] == name).mean())
         rows[kind] = row
     return pd.DataFrame(rows).T

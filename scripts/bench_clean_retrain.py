@@ -27,23 +27,20 @@ Other rows are ablations. The anchors are bench_flags' own, from the full one-ro
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_flags import (argument_parser, noisy_subset, population_config, ranking_metrics,  # noqa: E402
                          set_metrics)
 from bench_pies import require_cifar10n, write_report  # noqa: E402
-from curate.flags import (find_label_noise, highest, in_sample_mean, in_sample_views, memorisation,  # noqa: E402
+from curate.science.flags import (find_label_noise, highest, in_sample_mean, in_sample_views, memorisation,  # noqa: E402
                           population_mean)
-from curate.pipeline import run_curate  # noqa: E402
-from curate.sources import default_cache_dir  # noqa: E402
+from curate.population.pipeline import run_curate  # noqa: E402
+from curate.data.sources import default_cache_dir  # noqa: E402
 
 ROUND_1 = (0, 1)
 ROUND_2 = (2, 3)
@@ -54,10 +51,10 @@ def round_two(result, config, flagged: np.ndarray, cache: Path) -> tuple[np.ndar
     it did ``(N, C)`` (NaN where none did). Cached per job in ``cache``."""
     import torch
 
-    from curate.crossfit import stratified_folds
-    from curate.models import build_model
-    from curate.pipeline import RowView
-    from curate.train import Normalizer, configure_threads, predict_probs, resolve_device, train_dense
+    from curate.science.crossfit import stratified_folds
+    from curate.population.models import build_model
+    from curate.population.pipeline import RowView
+    from curate.population.train import Normalizer, configure_threads, predict_probs, resolve_device, train_dense
 
     configure_threads()
     labels = result.images.labels

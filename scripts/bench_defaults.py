@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from curate.pipeline import CurateConfig, run_curate  # noqa: E402
-from curate.sources import digits  # noqa: E402
-from curate.train import TrainSettings  # noqa: E402
+from curate.population.pipeline import CurateConfig, run_curate  # noqa: E402
+from curate.data.sources import digits  # noqa: E402
+from curate.population.train import TrainSettings  # noqa: E402
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:

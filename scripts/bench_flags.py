@@ -23,21 +23,18 @@ with ``--n 50000 --batch-size 256 --device cuda`` (docs/benchmarks.md, "On a GPU
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_pies import cifar10n_subset, require_cifar10n, require_cleanlab, write_report  # noqa: E402
-from curate.flags import highest, in_sample_mean, in_sample_views  # noqa: E402
-from curate.pipeline import CurateConfig, run_curate  # noqa: E402
-from curate.sources import default_cache_dir  # noqa: E402
-from curate.train import TrainSettings  # noqa: E402
+from curate.science.flags import highest, in_sample_mean, in_sample_views  # noqa: E402
+from curate.population.pipeline import CurateConfig, run_curate  # noqa: E402
+from curate.data.sources import default_cache_dir  # noqa: E402
+from curate.population.train import TrainSettings  # noqa: E402
 
 
 def noisy_subset(n: int, seed: int, column: str):
@@ -54,7 +51,7 @@ def population_config(args) -> CurateConfig:
     return CurateConfig(
         model=args.model, members=args.members, folds=args.folds, image_size=32, seed=args.seed,
         device=args.device, quantizations=(), robustness_images=0,  # the flags use dense and pruned networks only
-        label_probes=args.label_probes, oneshot_views=args.oneshot,
+        label_probes=args.label_probes,
         train=TrainSettings(epochs=args.epochs, finetune_epochs=args.finetune_epochs, batch_size=args.batch_size,
                             hflip=True),
     )
@@ -106,7 +103,7 @@ def brain_mistakenness(labels: np.ndarray, probs: np.ndarray, classes: list[str]
     """FiftyOne Brain's compute_mistakenness on these predictions (logits = log probabilities)."""
     import fiftyone.brain as fob
 
-    from curate.fo_db import import_fiftyone
+    from curate.fiftyone.db import import_fiftyone
 
     fo = import_fiftyone()
 
@@ -126,7 +123,7 @@ def brain_mistakenness(labels: np.ndarray, probs: np.ndarray, classes: list[str]
 
 def calibrated_count(labels: np.ndarray, probs: np.ndarray) -> int:
     """Confident learning's error count from the calibrated joint (cleanlab's ``off_diagonal_calibrated``)."""
-    from curate.flags import confident_joint
+    from curate.science.flags import confident_joint
 
     joint = confident_joint(labels, probs, calibrate=True)
     return int(round(joint.sum() - np.trace(joint)))
@@ -144,7 +141,7 @@ def vote_share_against(population, labels: np.ndarray) -> np.ndarray:
 def noise_transitions(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """``(C, C)`` noise transitions ``T[given, true]`` = T(given | true), estimated from the calibrated
     confident joint of ``probs`` (each column sums to 1)."""
-    from curate.flags import confident_joint
+    from curate.science.flags import confident_joint
 
     joint = confident_joint(labels, probs, calibrate=True)
     return joint / np.maximum(joint.sum(axis=0, keepdims=True), 1e-12)
@@ -183,11 +180,11 @@ def expected_f1_count(score: np.ndarray, p_wrong: np.ndarray) -> int:
 
 def second_split_learning_view(result) -> np.ndarray:
     """Each image's prediction by the networks that trained on it for one epoch only: the forgetting
-    copies (:func:`curate.train.forget_on_second_split`) after their epoch on the images their parents
+    copies (:func:`curate.population.train.forget_on_second_split`) after their epoch on the images their parents
     never saw, each pooled with its pruned copies, averaged over those networks. Early-learning
     (Liu et al. 2020): networks fit right labels before wrong ones. Read from the job files, where the
     forgetting copies' predictions on every image are kept."""
-    from curate.crossfit import stratified_folds
+    from curate.science.crossfit import stratified_folds
 
     config, labels = result.config, result.images.labels
     total, count = 0.0, np.zeros(len(labels))
@@ -199,33 +196,6 @@ def second_split_learning_view(result) -> np.ndarray:
         total = total + np.where(learned[:, None], view, 0.0)
         count += learned
     return total / np.maximum(count, 1)[:, None]
-
-
-def oneshot_rows(labels, pooled, oneshot_in, dense_in, compressed_in, in_sample, level_names) -> dict:
-    """Ablation rows of the one-shot pruning experiment (``--oneshot``), fixed before its populations trained.
-
-    Hooker et al.'s mechanism read on training images, without the fine-tuning that re-fits the labels
-    (the fine-tuned copies' in-sample forgetting carries no signal): what a network holds only in its
-    smallest weights, a memorised wrong label among it (Maini et al. 2023 find memorised examples are
-    the first to flip when units are removed), is gone from the one-shot copy.
-
-    The candidate: curate's ranking with the one-shot copies pooled into the in-sample view as further
-    compressed copies. The per-level rows are diagnostics, not candidates.
-    """
-    from curate.flags import find_label_noise
-
-    rows = np.arange(len(labels))
-    dense_in_mean = in_sample(dense_in)
-    candidate = find_label_noise(labels, pooled, in_sample(in_sample_views(
-        dense_in, np.concatenate([compressed_in, oneshot_in]))))
-    out = {"tried (pre-registered): curate + one-shot pruned copies pooled in sample": (
-        candidate.score, candidate.is_noise)}
-    for name, view in zip(level_names, oneshot_in):
-        view_mean = in_sample(view)
-        out[f"diagnostic: in-sample one-shot {name} only, 1 - p(label)"] = (1 - view_mean[rows, labels], None)
-        out[f"diagnostic: one-shot fragility {name}, dense_in - one-shot p(label)"] = (
-            (dense_in_mean - view_mean)[rows, labels], None)
-    return out
 
 
 def suggestion_metrics(labels: np.ndarray, clean: np.ndarray, flagged: np.ndarray, suggested: np.ndarray,
@@ -287,7 +257,7 @@ def score_label_set(result, clean: np.ndarray) -> dict:
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
-    from curate.flags import find_label_noise, memorisation, other_classes, population_mean
+    from curate.science.flags import find_label_noise, memorisation, other_classes, population_mean
 
     labels = result.images.labels
     is_error = labels != clean
@@ -389,14 +359,6 @@ def score_label_set(result, clean: np.ndarray) -> dict:
         "in-sample forgetting at 90%: dense_in - compressed_in p(label)": (
             (dense_in_mean - in_sample(compressed_in[-1]))[rows, labels], None),
     })
-    oneshot_accuracy = {}
-    if population.oneshot_in is not None:
-        ablation.update(oneshot_rows(labels, pooled, population.oneshot_in, dense_in, compressed_in, in_sample,
-                                     result.config.level_names))
-        # How much each one-shot copy still knows: its in-sample top-1 agreement with the given label.
-        oneshot_accuracy = {name: float((in_sample(view).argmax(axis=1) == labels).mean())
-                            for name, view in zip(result.config.level_names, population.oneshot_in)}
-        oneshot_accuracy["dense"] = float((dense_in_mean.argmax(axis=1) == labels).mean())
     ablation_rows = {}
     for name, (score, flagged) in ablation.items():
         row = ranking_metrics(is_error, score)
@@ -428,7 +390,7 @@ def score_label_set(result, clean: np.ndarray) -> dict:
         "error_rate_by_label": {c: float(is_error[labels == i].mean())
                                 for i, c in enumerate(result.images.classes)},
         "population_seconds": round(job_seconds, 1),  # shared by every tool: same networks, same budget
-        "tools": tools, "ablation": ablation_rows, "oneshot_in_sample_fit": oneshot_accuracy, "p_label_wrong_reliability": reliability,
+        "tools": tools, "ablation": ablation_rows, "p_label_wrong_reliability": reliability,
         "suggested_label": {**suggestion_metrics(
             labels, clean, curate.label_noise, curate.suggested, curate.suggested_confidence, dense_mean,
             other_confidences=suggestion_confidences(labels, pooled, curate.suggested)),
@@ -457,9 +419,6 @@ def print_label_set(column: str, entry: dict) -> None:
     print(pd.DataFrame(entry["tools"]).T.round(3).to_string())
     print("\nAblation of curate's label-noise signals:")
     print(pd.DataFrame(entry["ablation"]).T.round(3).to_string())
-    if entry.get("oneshot_in_sample_fit"):
-        print("In-sample top class = given label, dense and one-shot pruned copies:",
-              ", ".join(f"{k} {100 * v:.1f}%" for k, v in entry["oneshot_in_sample_fit"].items()))
     print("Estimated number of wrong labels:", ", ".join(f"{k} {v}" for k, v in entry["label_noise_count"].items()))
     view = entry.get("in_sample_view")
     if view:
@@ -512,9 +471,6 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--label-probes", type=float, default=0.0,
                         help="curate run's --label-probes: share of each network's training images given a random "
                              "wrong label, which then set the label-noise count.")
-    parser.add_argument("--oneshot", action="store_true",
-                        help="Also predict with one-shot pruned copies (no fine-tuning) and score their in-sample "
-                             "view (docs/benchmarks.md, 'Tried: one-shot pruning in sample').")
     parser.add_argument("--run-root", default=None, help="Where the populations are cached.")
     parser.add_argument("--population-only", action="store_true")
     parser.add_argument("--out", default=None, help="JSON output path.")

@@ -22,13 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_flags import argument_parser, noisy_subset, population_config  # noqa: E402
 from bench_pies import require_cifar10n, write_report  # noqa: E402
-from curate.flags import in_sample_mean, in_sample_views, population_mean  # noqa: E402
-from curate.sources import default_cache_dir  # noqa: E402
+from curate.science.flags import in_sample_mean, in_sample_views, population_mean  # noqa: E402
+from curate.data.sources import default_cache_dir  # noqa: E402
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 

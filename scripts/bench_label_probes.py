@@ -28,35 +28,31 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_flags import noisy_subset, ranking_metrics, set_metrics  # noqa: E402
 from bench_pies import require_cifar10n, write_report  # noqa: E402
-from curate.flags import confident_joint, highest, label_profile, probe_error_estimate  # noqa: E402
-from curate.pipeline import CurateConfig, prepare_images  # noqa: E402
-from curate.sources import default_cache_dir  # noqa: E402
-from curate.store import RunStore  # noqa: E402
+from curate.science.flags import confident_joint, highest, label_profile, probe_error_estimate  # noqa: E402
+from curate.population.pipeline import CurateConfig, prepare_images  # noqa: E402
+from curate.data.sources import default_cache_dir  # noqa: E402
+from curate.data.store import RunStore  # noqa: E402
 
 
-def train_two_folds(pixels: np.ndarray, labels: np.ndarray, n_classes: int, args, relabel=None, loss_fn=None,
-                    name: str = ""):
+def train_two_folds(pixels: np.ndarray, labels: np.ndarray, n_classes: int, args, relabel=None, name: str = ""):
     """Train one dense ``resnet-small`` per half of a stratified two-fold split, each on the other half.
 
     ``relabel(train)``, if given, returns the labels the network for that half trains on (called before
-    each network trains); ``loss_fn`` replaces the cross-entropy. Yields ``(folds, fold, train, model,
+    each network trains). Yields ``(folds, fold, train, model,
     normalize)`` as each network finishes.
     """
     import torch
 
-    from curate.crossfit import stratified_folds
-    from curate.models import build_model
-    from curate.train import Normalizer, TrainSettings, configure_threads, train_dense
+    from curate.science.crossfit import stratified_folds
+    from curate.population.models import build_model
+    from curate.population.train import Normalizer, TrainSettings, configure_threads, train_dense
 
     configure_threads()
     normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
@@ -67,7 +63,7 @@ def train_two_folds(pixels: np.ndarray, labels: np.ndarray, n_classes: int, args
         trained_labels = labels if relabel is None else relabel(train)
         started = time.time()
         model = train_dense(build_model("resnet-small", n_classes), pixels[train], trained_labels[train], normalize,
-                            settings, seed=args.seed + fold, loss_fn=loss_fn)
+                            settings, seed=args.seed + fold)
         print(f"  {name}network {fold + 1}/2 trained in {time.time() - started:.0f} s", flush=True)
         yield folds, fold, train, model, normalize
 

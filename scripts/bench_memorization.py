@@ -26,7 +26,7 @@ perturbed in-sample ranking, of its mean with the held-out view, and of the thre
     python scripts/bench_memorization.py --epochs 12 30 --out out/bench_memorization.json
 
 Also printed, per population: the memorisation check curate uses to choose between the plain and
-the forgotten in-sample view (:func:`curate.flags.memorisation`: do the networks fit more of their
+the forgotten in-sample view (:func:`curate.science.flags.memorisation`: do the networks fit more of their
 training labels than confident learning believes are right?), and the AUPRC of the view it picks.
 
 Networks are cached, so a second run only scores.
@@ -43,15 +43,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_flags import noisy_subset, ranking_metrics  # noqa: E402
 from bench_label_probes import train_two_folds  # noqa: E402
 from bench_pies import require_cifar10n, write_report  # noqa: E402
-from curate.pipeline import CurateConfig, prepare_images  # noqa: E402
-from curate.sources import default_cache_dir  # noqa: E402
-from curate.store import RunStore  # noqa: E402
+from curate.population.pipeline import CurateConfig, prepare_images  # noqa: E402
+from curate.data.sources import default_cache_dir  # noqa: E402
+from curate.data.store import RunStore  # noqa: E402
 
 PERTURBATIONS = ("prune-0.5", "prune-0.7", "prune-0.9", "noise-0.25", "noise-0.5", "ssft-1", "ssft-2")
 
@@ -75,8 +73,8 @@ def perturbed(model, name: str, pixels, labels, train, held_out, normalize, seed
     """Copies of ``model`` perturbed as ``name`` says (several for the random ones)."""
     import torch
 
-    from curate.models import prunable_parameters
-    from curate.train import TrainSettings, apply_masks, global_magnitude_masks, _fit
+    from curate.population.models import prunable_parameters
+    from curate.population.train import TrainSettings, apply_masks, global_magnitude_masks, _fit
 
     kind, level = name.split("-")
     level = float(level)
@@ -106,7 +104,7 @@ def train_and_perturb(pixels, labels, n_classes: int, args, cache: Path) -> dict
     """Held-out and in-sample probabilities of the label, plain and under every perturbation."""
     import torch
 
-    from curate.train import Normalizer, predict_probs
+    from curate.population.train import Normalizer, predict_probs
 
     n = len(labels)
     out = {"held_out": np.zeros(n, np.float32), "in_sample": np.zeros(n, np.float32)}
@@ -120,8 +118,8 @@ def train_and_perturb(pixels, labels, n_classes: int, args, cache: Path) -> dict
     def networks():
         nets = [cache / f"fold{fold}.pt" for fold in (0, 1)]
         if all(p.exists() for p in nets):
-            from curate.crossfit import stratified_folds
-            from curate.models import build_model
+            from curate.science.crossfit import stratified_folds
+            from curate.population.models import build_model
 
             folds = stratified_folds(labels, 2, args.seed)
             normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
@@ -155,9 +153,9 @@ def full_predictions(pixels, labels, n_classes: int, networks_dir: Path, seed: i
     """Held-out and in-sample class probabilities ``(N, C)`` of the two cached networks."""
     import torch
 
-    from curate.crossfit import stratified_folds
-    from curate.models import build_model
-    from curate.train import Normalizer, predict_probs
+    from curate.science.crossfit import stratified_folds
+    from curate.population.models import build_model
+    from curate.population.train import Normalizer, predict_probs
 
     folds = stratified_folds(labels, 2, seed)
     normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
@@ -173,8 +171,8 @@ def full_predictions(pixels, labels, n_classes: int, networks_dir: Path, seed: i
 
 def gate(full: dict[str, np.ndarray], population: dict[str, np.ndarray], labels: np.ndarray,
          clean: np.ndarray) -> dict:
-    """curate's choice of in-sample view (:func:`curate.flags.memorisation`) and its AUPRC."""
-    from curate.flags import memorisation
+    """curate's choice of in-sample view (:func:`curate.science.flags.memorisation`) and its AUPRC."""
+    from curate.science.flags import memorisation
 
     check = memorisation(labels, full["held_out"], full["in_sample"][None])
     chosen = population["in_sample:ssft-1"] if check.memorised else population["in_sample"]

@@ -20,22 +20,19 @@ The flags come from the population bench_flags.py trains (cached; trained here i
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_flags import argument_parser, noisy_subset, population_config  # noqa: E402
 from bench_pies import CIFAR10N, require_cifar10n, require_cleanlab, write_report  # noqa: E402
-from curate.images import decode_images, load_in_memory  # noqa: E402
-from curate.pipeline import run_curate  # noqa: E402
-from curate.sources import default_cache_dir  # noqa: E402
-from curate.train import TrainSettings  # noqa: E402
+from curate.data.images import decode_images, load_in_memory  # noqa: E402
+from curate.population.pipeline import run_curate  # noqa: E402
+from curate.data.sources import default_cache_dir  # noqa: E402
+from curate.population.train import TrainSettings  # noqa: E402
 
 VARIANTS = ("noisy", "curate_drop", "curate_relabel", "pie_weighted", "cleanlab_drop")
 
@@ -56,8 +53,8 @@ def test_set(pool_paths: list[str], n: int, seed: int) -> tuple[list[str], np.nd
 def train_and_test(pixels, labels, weights, test_pixels, test_labels, settings, seed, device) -> float:
     import torch
 
-    from curate.models import build_model
-    from curate.train import Normalizer, predict_probs, resolve_device, train_dense
+    from curate.population.models import build_model
+    from curate.population.train import Normalizer, predict_probs, resolve_device, train_dense
 
     device = resolve_device(device)
     mean, std = Normalizer.channel_stats(pixels)
@@ -91,7 +88,7 @@ def main() -> None:
 
     from cleanlab.filter import find_label_issues
 
-    from curate.review import ExportPolicy, plan_export, sample_weights
+    from curate.science.review import ExportPolicy, plan_export, sample_weights
 
     images, clean = noisy_subset(args.n, args.seed, args.labels)
     config = population_config(args)

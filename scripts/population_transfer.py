@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from curate.store import RunStore  # noqa: E402
+from curate.data.store import RunStore  # noqa: E402
 
 
 def cast(data, source: type, target: type) -> dict[str, np.ndarray]:

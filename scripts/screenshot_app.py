@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import sys
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 @contextlib.contextmanager
@@ -75,8 +73,8 @@ def main() -> None:
                         help="Open the first sample with this tag in the sample modal.")
     args = parser.parse_args()
 
-    from curate.browser import find_chromium, screenshot
-    from curate.fo_db import import_fiftyone
+    from curate.report.browser import find_chromium, screenshot
+    from curate.fiftyone.db import import_fiftyone
 
     fo = import_fiftyone()
     dataset = fo.load_dataset(args.dataset)

@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import urllib.parse
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # The App's server reads the plugins directory from the environment it inherits.
 os.environ["FIFTYONE_PLUGINS_DIR"] = tempfile.mkdtemp(prefix="curate-plugins-")
@@ -73,9 +70,9 @@ def main() -> None:
 
     from click.testing import CliRunner
 
-    from curate.browser import find_chromium
-    from curate.cli import main as curate_main
-    from curate.fo_db import import_fiftyone
+    from curate.report.browser import find_chromium
+    from curate.frontends.cli import main as curate_main
+    from curate.fiftyone.db import import_fiftyone
 
     print(CliRunner().invoke(curate_main, ["plugin", "install"]).output)
     fo = import_fiftyone()

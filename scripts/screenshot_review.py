@@ -15,12 +15,9 @@ Expanding the list takes a click, so this drives the system Chromium with Playwr
 from __future__ import annotations
 
 import argparse
-import sys
 import urllib.parse
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from screenshot_app import app_page, wait_for  # noqa: E402
 
@@ -49,9 +46,9 @@ def main() -> None:
 
     from click.testing import CliRunner
 
-    from curate.browser import find_chromium
-    from curate.cli import main as curate_main
-    from curate.fo_db import import_fiftyone
+    from curate.report.browser import find_chromium
+    from curate.frontends.cli import main as curate_main
+    from curate.fiftyone.db import import_fiftyone
 
     fo = import_fiftyone()
     name = f"{args.dataset}-review-example"

@@ -21,14 +21,14 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def fo():
     """FiftyOne, connected to the test session's own mongod."""
-    from curate.fo_db import import_fiftyone
+    from curate.fiftyone.db import import_fiftyone
 
     return import_fiftyone()
 
 
 @pytest.fixture(scope="session")
 def digits_images():
-    from curate.sources import digits
+    from curate.data.sources import digits
 
     return digits()
 

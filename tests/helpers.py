@@ -2,7 +2,7 @@
 
 from click.testing import CliRunner
 
-from curate.cli import main
+from curate.frontends.cli import main
 
 # Small and fast: enough to exercise every stage, not to be accurate.
 TINY = ["--members", "2", "--folds", "2", "--epochs", "2", "--finetune-epochs", "1",

@@ -132,7 +132,7 @@ def test_a_whole_filtered_view_only_when_asked(fo, dataset):
 
 
 def test_the_form_says_what_curate_found(fo, dataset):
-    from curate.app_plugin import selection_summary
+    from curate.frontends.app_plugin import selection_summary
 
     noisy = dataset.match_tags("label_noise").sort_by("filepath")
     one = selection_summary(noisy.limit(1), "curate")
@@ -169,7 +169,7 @@ def test_compute_operator_runs_curate_on_the_dataset_in_the_app(fo, installed, d
     assert set(dataset.info["curate"]["fromapp"]["label_noise_count"]) == {"confident_learning", "label_probes",
                                                                            "probes"}
     assert dataset.list_runs() == ["fromapp"] and dataset.has_field("fromapp_pie")
-    from curate.app_plugin import classification_fields
+    from curate.frontends.app_plugin import classification_fields
 
     assert classification_fields(dataset) == ["labels"]  # not fromapp_dense, fromapp_prune90, ...
     assert "fromapp-pies" in dataset.list_saved_views()

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curate.images import decode_one
-from curate.pipeline import CurateConfig
-from curate.sources import SourceError, from_csv, from_folder
-from curate.train import TrainSettings
+from curate.data.images import decode_one
+from curate.population.config import CurateConfig
+from curate.data.sources import SourceError, from_csv, from_folder
+from curate.population.train import TrainSettings
 from helpers import invoke
 
 

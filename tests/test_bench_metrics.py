@@ -1,12 +1,9 @@
 """The benchmark scripts' metrics on hand-made rankings (they decide what docs/benchmarks.md claims)."""
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from bench_flags import (  # noqa: E402
     calibration, expected_f1_count, ranking_metrics, set_metrics, suggestion_confidences, suggestion_metrics)
 
@@ -80,7 +77,7 @@ def test_suggestion_confidences_discount_a_label_the_transitions_trust():
 def test_population_transfer_round_trips_jobs_that_the_run_store_resumes(tmp_path):
     from population_transfer import pack, unpack
 
-    from curate.store import RunStore
+    from curate.data.store import RunStore
 
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(10), size=(5, 50)).astype(np.float32)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from curate.quality import CHECKS
+from curate.science.quality import CHECKS
 from helpers import PRUNE_ONLY, TINY, invoke
 
 
@@ -86,8 +86,8 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
     assert (robust[robust["level"] == "dense"]["vs_dense"] == 0).all()
     # Each network corrupts only images it never trained on, and its clean accuracy there is read from
     # the same held-out predictions the PIEs use.
-    from curate.crossfit import stratified_folds
-    from curate.pipeline import CurateConfig
+    from curate.science.crossfit import stratified_folds
+    from curate.population.config import CurateConfig
 
     config = CurateConfig.from_dict(manifest["config"])
     labels = table["label"].map({c: i for i, c in enumerate(manifest["classes"])}).to_numpy()
@@ -214,7 +214,7 @@ def test_a_second_run_key_leaves_the_first_alone_and_can_be_deleted(fo, digits_r
     # Pruning only: no quantization levels, no robustness table.
     assert pd.read_csv(tmp_path / "o" / "levels.csv")["level"].tolist() == ["dense", "prune50", "prune90"]
     assert not (tmp_path / "o" / "robustness.csv").exists()
-    from curate.report import build_report
+    from curate.report.html import build_report
 
     page = build_report(tmp_path / "o")
     assert "Compression levels" in page and "Robustness to corruption" not in page and "int8" not in page
@@ -324,7 +324,7 @@ def test_a_class_too_small_for_the_folds_is_named(tmp_path):
 
 
 def test_console_script_help():
-    out = subprocess.run([sys.executable, "-m", "curate.cli", "run", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "curate", "run", "--help"], capture_output=True, text=True)
     text = " ".join(out.stdout.split())
     assert out.returncode == 0 and "--sparsities" in text and "a CSV manifest with columns filepath,label[,split]" in text
 

@@ -1,4 +1,4 @@
-"""Fault injection: `curate run` is killed with SIGKILL at every phase (curate.faults.POINTS), and the
+"""Fault injection: `curate run` is killed with SIGKILL at every phase (curate.data.faults.POINTS), and the
 next run must finish with exactly the results of a run that was never interrupted.
 
 Each kill is real: the process sends itself SIGKILL (no cleanup handler or ``finally`` runs) at a
@@ -13,7 +13,7 @@ import sys
 import pandas as pd
 import pytest
 
-from curate.faults import POINTS
+from curate.data.faults import POINTS
 
 OPTIONS = ["--members", "2", "--folds", "2", "--epochs", "1", "--finetune-epochs", "1", "--sparsities", "0.5,0.9",
            "--image-size", "8", "--quantize", "fp16", "--robustness-images", "0", "--batch-size", "32", "-q"]
@@ -31,7 +31,7 @@ def curate(*args, kill_at=None):
     env.pop("CURATE_KILL_AT", None)
     if kill_at:
         env["CURATE_KILL_AT"] = kill_at
-    return subprocess.run([sys.executable, "-m", "curate.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "curate", *args], env=env, capture_output=True, text=True,
                           timeout=600)
 
 

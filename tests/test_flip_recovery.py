@@ -6,8 +6,9 @@ random-flip criterion is checked on the label-noise flags, which read the label.
 
 import numpy as np
 
-from curate.pipeline import CurateConfig, run_curate
-from curate.train import TrainSettings
+from curate.population.config import CurateConfig
+from curate.population.pipeline import run_curate
+from curate.population.train import TrainSettings
 
 
 def test_random_flips_are_flagged_as_label_noise(digits_images, tmp_path):

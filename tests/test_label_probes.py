@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from curate.pipeline import label_probes
+from curate.population.jobs import label_probes
 from helpers import PRUNE_ONLY, invoke
 
 

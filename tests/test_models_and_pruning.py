@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from curate.models import SmallResNet, build_model, prunable_parameters
-from curate.train import (Normalizer, TrainSettings, cubic_sparsity, forget_on_second_split, global_magnitude_masks,
-                          measured_sparsity, oneshot_pruned_copy, predict_probs, prune_and_finetune, train_dense)
+from curate.population.models import SmallResNet, build_model, prunable_parameters
+from curate.population.train import (Normalizer, TrainSettings, cubic_sparsity, forget_on_second_split, global_magnitude_masks,
+                          measured_sparsity, predict_probs, prune_and_finetune, train_dense)
 
 
 def tiny_factory(num_classes):
@@ -45,18 +45,6 @@ def test_global_masks_rank_all_layers_together():
     assert masks["1.weight"].tolist() == [[False, True]]
 
 
-def test_oneshot_copy_cuts_the_smallest_weights_and_changes_nothing_else():
-    model = torch.nn.Sequential(torch.nn.Linear(2, 2, bias=False), torch.nn.Linear(2, 1, bias=False))
-    with torch.no_grad():
-        model[0].weight.copy_(torch.tensor([[0.1, -5.0], [0.2, 3.0]]))
-        model[1].weight.copy_(torch.tensor([[-0.3, 4.0]]))
-    copy = oneshot_pruned_copy(model, 0.5)
-    np.testing.assert_allclose(copy[0].weight.detach().numpy(), [[0.0, -5.0], [0.0, 3.0]])
-    np.testing.assert_allclose(copy[1].weight.detach().numpy(), [[0.0, 4.0]])
-    assert model[0].weight[0, 0].item() == pytest.approx(0.1)  # the original is copied, not modified
-    assert not copy.training
-
-
 def test_prune_and_finetune_reaches_the_target_sparsity():
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1], 64)
@@ -73,25 +61,6 @@ def test_prune_and_finetune_reaches_the_target_sparsity():
     probs = predict_probs(pruned, pixels, normalize)
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
     assert len(prunable_parameters(pruned)) == len(prunable_parameters(dense))
-
-
-def test_train_dense_optimises_the_loss_it_is_given():
-    rng = np.random.default_rng(0)
-    labels = np.repeat([0, 1], 32)
-    pixels = rng.integers(0, 60, (64, 3, 8, 8)).astype(np.uint8)
-    pixels[labels == 1] += 150
-    normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
-    settings = TrainSettings(epochs=6, batch_size=16, hflip=False)
-    seen = []
-
-    def learn_the_opposite(logits, y):  # a loss whose minimum is the other class
-        seen.append(len(y))
-        return torch.nn.functional.cross_entropy(logits, 1 - y)
-
-    torch.manual_seed(0)
-    model = train_dense(SmallResNet(2, 8), pixels, labels, normalize, settings, seed=0, loss_fn=learn_the_opposite)
-    assert seen == [16] * (6 * 64 // 16)  # every step went through it
-    assert (predict_probs(model, pixels, normalize).argmax(1) == 1 - labels).mean() > 0.9
 
 
 def test_second_split_forgetting_unlearns_memorised_labels_first():
@@ -133,30 +102,32 @@ def test_second_split_forgetting_unlearns_memorised_labels_first():
     assert p_given(pruned_forgetting, flipped).mean() < p_given(pruned, flipped).mean()
 
 
-def test_oneshot_views_fill_every_in_sample_slot_and_are_cached_apart(digits_images, tmp_path):
-    from curate.pipeline import CurateConfig, run_curate
-
-    images = digits_images.subset(np.arange(len(digits_images)) < 400)
-    settings = TrainSettings(epochs=1, finetune_epochs=1, batch_size=64, hflip=False)
-    config = CurateConfig(members=2, folds=2, sparsities=(0.5, 0.9), image_size=8, train=settings,
-                          probes_per_kind=8, quantizations=(), robustness_images=0, oneshot_views=True)
-    oneshot = run_curate(images, config, tmp_path / "run", progress=False).population.oneshot_in
-    assert oneshot.shape == (2, 2, 400, 10)  # sparsities x in-sample slots x images x classes
-    assert np.isfinite(oneshot).all()
-    np.testing.assert_allclose(oneshot.sum(axis=-1), 1.0, rtol=1e-4)
-    plain = CurateConfig(members=2, folds=2, sparsities=(0.5, 0.9), image_size=8, train=settings,
-                         probes_per_kind=8, quantizations=(), robustness_images=0)
-    assert plain.fingerprint(images) != config.fingerprint(images)  # one-shot jobs are cached apart
-    assert run_curate(images, plain, tmp_path / "plain", progress=False).population.oneshot_in is None
-
-
-def test_options_that_are_off_leave_the_fingerprint_cached_populations_were_stored_under():
-    from curate.pipeline import CurateConfig
-    from curate.sources import LabeledImages
+def test_the_fingerprint_names_everything_that_decides_the_results():
+    from curate.data.sources import LabeledImages
+    from curate.population.config import CurateConfig
 
     images = LabeledImages(filepaths=[f"/data/{i}.png" for i in range(4)], labels=[0, 1, 0, 1], classes=["a", "b"])
     config = CurateConfig(members=2, folds=2, sparsities=(0.5, 0.9), image_size=8, train=TrainSettings(epochs=1))
-    # The hash curate computed before one-shot views existed (commit 443ee06). If a change of defaults
-    # meant to invalidate stored jobs broke this, update it; otherwise an option that is off must not
-    # enter the hash.
-    assert config.fingerprint(images) == "412a0d3877d0debc"
+    same = CurateConfig(members=2, folds=2, sparsities=(0.5, 0.9), image_size=8, train=TrainSettings(epochs=1),
+                        device="cpu")
+    assert config.fingerprint(images) == same.fingerprint(images), "the device does not change the results"
+    for changed in (CurateConfig(members=2, folds=2, sparsities=(0.5, 0.9), image_size=8,
+                                 train=TrainSettings(epochs=2)),
+                    CurateConfig(members=2, folds=2, sparsities=(0.5, 0.9), image_size=8,
+                                 train=TrainSettings(epochs=1), quantizations=())):
+        assert changed.fingerprint(images) != config.fingerprint(images)
+    relabelled = LabeledImages(filepaths=images.filepaths, labels=[1, 1, 0, 1], classes=["a", "b"])
+    assert config.fingerprint(relabelled) != config.fingerprint(images)
+
+
+def test_a_run_directory_of_another_run_store_version_is_refused(tmp_path):
+    import json
+
+    from curate.data.store import RUN_STORE_VERSION, RunStore, RunStoreVersionError
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"curate_version": "0.1.0", "status": "complete"}))
+    with pytest.raises(RunStoreVersionError, match=rf"curate 0.1.0 \(run-store version 1\); this curate reads and "
+                                                    rf"writes version {RUN_STORE_VERSION}"):
+        RunStore(tmp_path).check_version()
+    (tmp_path / "manifest.json").write_text(json.dumps({"run_store_version": RUN_STORE_VERSION}))
+    RunStore(tmp_path).check_version()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from curate.pies import (NO_LEVEL, flip_share, lowest_pie_level, mark_pies, modal_labels, probability_drop,
+from curate.science.pies import (NO_LEVEL, flip_share, lowest_pie_level, mark_pies, modal_labels, probability_drop,
                          score_pies, vote_counts)
 
 

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFilter
 
-from curate.quality import CHECKS, jpeg_quality, measure_files, measure_image, noise_sigma, quality_severity
+from curate.data.pixels import jpeg_quality, measure_files, measure_image, noise_sigma
+from curate.science.quality import CHECKS, quality_severity
 
 
 def _rgb(path):
@@ -111,7 +112,7 @@ def _enlarged(x: np.ndarray, factor: int) -> np.ndarray:
 
 
 def test_block_variance_is_zero_for_enlargements_and_large_for_photographs():
-    from curate.quality import block_variance
+    from curate.data.pixels import block_variance
 
     rng = np.random.default_rng(0)
     photo = _photo_like(rng)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from curate.models import build_model
-from curate.quantize import fake_quantize_per_channel, quantized_copy
+from curate.population.models import build_model
+from curate.population.quantize import fake_quantize_per_channel, quantized_copy
 
 
 def test_int4_per_channel_by_hand():

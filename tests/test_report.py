@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from curate.browser import find_chromium
+from curate.report.browser import find_chromium
 from helpers import invoke
 
 
@@ -63,7 +63,7 @@ def test_report_renders_in_headless_chromium(digits_run, tmp_path):
 def test_findings_sentences_come_from_the_tables():
     import pandas as pd
 
-    from curate.report import findings_text
+    from curate.report.html import findings_text
 
     levels = pd.DataFrame({
         "level": ["dense", "prune90", "int4"], "kind": ["dense", "prune", "quantize"],

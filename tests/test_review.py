@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from curate.review import (ExportPolicy, ReviewError, apply_decision, plan_export, review_state,
+from curate.science.review import (ExportPolicy, ReviewError, apply_decision, plan_export, review_state,
                            sample_weights, status_table, stratified_splits)
 
 CLASSES = ["cat", "dog", "ship"]

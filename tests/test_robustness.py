@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from curate.robustness import (CORRUPTION_NAMES, corrupt, corrupted_suite, robustness_summary,
-                               robustness_table)
+from curate.population.robustness import CORRUPTION_NAMES, corrupt, corrupted_suite
+from curate.science.findings import robustness_summary, robustness_table
 
 
 @pytest.fixture(scope="module")

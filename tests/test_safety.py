@@ -125,7 +125,7 @@ def test_run_dir_among_the_images_or_full_of_other_files_is_refused(digits_datas
 
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
-    from curate.safety import {which}
+    from curate.data.safety import {which}
     with {which}(*sys.argv[1:]):
         print("held", flush=True)
         time.sleep(60)
@@ -162,7 +162,7 @@ def test_a_second_writer_of_the_same_run_is_refused_until_the_first_dies(fo, tmp
         holder.kill()  # SIGKILL: no cleanup runs, and the kernel still releases the lock
         holder.wait()
     # Another run key on the same dataset is a different run and is not blocked.
-    from curate.safety import dataset_lock
+    from curate.data.safety import dataset_lock
 
     with dataset_lock("test-locked", "other_key"):
         pass
@@ -172,7 +172,7 @@ def test_a_busy_database_is_not_reported_as_a_missing_mongod(monkeypatch):
     import fiftyone as fo
     from fiftyone.core.service import ServiceListenTimeout
 
-    from curate.fo_db import DatabaseBusy, import_fiftyone
+    from curate.fiftyone.db import DatabaseBusy, import_fiftyone
 
     calls = []
 

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curate.crossfit import check_fold_support, stratified_folds
-from curate.images import decode_images
-from curate.sources import SourceError, from_csv, from_folder, load_source
+from curate.science.crossfit import check_fold_support, stratified_folds
+from curate.data.images import decode_images
+from curate.data.sources import SourceError, from_csv, from_folder
+from curate.fiftyone.source import load_source
 
 
 def write_png(path, value=128, size=(12, 10)):
@@ -101,9 +102,10 @@ def test_stratified_folds_balance_each_class():
 
 
 def test_no_readable_image_is_a_clear_error(tmp_path):
-    from curate.pipeline import CurateConfig, prepare_images
-    from curate.sources import LabeledImages
-    from curate.store import RunStore
+    from curate.population.config import CurateConfig
+    from curate.population.pipeline import prepare_images
+    from curate.data.sources import LabeledImages
+    from curate.data.store import RunStore
 
     (tmp_path / "a.png").write_text("not a png")
     images = LabeledImages([str(tmp_path / "a.png"), str(tmp_path / "b.png")], [0, 1], ["x", "y"], description="t")
@@ -112,9 +114,10 @@ def test_no_readable_image_is_a_clear_error(tmp_path):
 
 
 def test_a_class_short_of_images_because_some_are_unreadable_says_so(tmp_path):
-    from curate.pipeline import CurateConfig, prepare_images
-    from curate.sources import LabeledImages
-    from curate.store import RunStore
+    from curate.population.config import CurateConfig
+    from curate.population.pipeline import prepare_images
+    from curate.data.sources import LabeledImages
+    from curate.data.store import RunStore
 
     for name in ("a1", "a2", "b1"):
         write_png(tmp_path / f"{name}.png")
@@ -125,7 +128,7 @@ def test_a_class_short_of_images_because_some_are_unreadable_says_so(tmp_path):
 
 
 def test_decoding_turns_exif_rotated_photos_upright(tmp_path):
-    from curate.images import decode_one
+    from curate.data.images import decode_one
 
     # A landscape-stored photo whose EXIF says "rotate 90": left half dark, right half light as stored.
     stored = np.zeros((40, 60, 3), np.uint8)
@@ -143,7 +146,7 @@ def test_decoding_turns_exif_rotated_photos_upright(tmp_path):
 
 
 def test_large_jpegs_decode_at_reduced_scale_to_the_same_square(tmp_path):
-    from curate.images import decode_one
+    from curate.data.images import decode_one
 
     y, x = np.mgrid[0:1200, 0:1600]
     photo = np.stack([x * 255 // 1600, y * 255 // 1200, (x + y) * 255 // 2800], axis=-1).astype(np.uint8)

@@ -2,9 +2,10 @@
 
 import numpy as np
 
-from curate.analysis import population_warnings
-from curate.pipeline import CurateConfig, run_curate
-from curate.train import TrainSettings
+from curate.science.analysis import population_warnings
+from curate.population.config import CurateConfig
+from curate.population.pipeline import run_curate
+from curate.population.train import TrainSettings
 
 CLASSES = [str(c) for c in range(10)]
 

@@ -1,6 +1,6 @@
 """``curate report``: one self-contained HTML page with the paper's findings on the user's own data.
 
-Reads only the run directory (tables and the manifest written by :func:`curate.pipeline.run_curate`),
+Reads only the run directory (tables and the manifest written by :func:`curate.population.pipeline.run_curate`),
 draws the figures with matplotlib (PNG, inlined as data URIs, as are the gallery thumbnails), and
 writes a single file that opens anywhere, offline. Nothing in the run directory is modified except
 ``report.html`` itself when written there.
@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 
 from curate import __version__
-from curate.findings import comparable_pairs, compression_comparison, most_forgotten_classes, pie_accuracy_table
-from curate.flags import CATEGORIES
-from curate.faults import checkpoint
-from curate.robustness import robustness_summary
-from curate.safety import REPORT_GENERATOR, OutputError, check_not_media, check_replaceable_file, media_folders
-from curate.store import RunStore
+from curate.science.findings import comparable_pairs, compression_comparison, most_forgotten_classes, pie_accuracy_table
+from curate.science.flags import REGISTRY, category_names
+from curate.data.faults import checkpoint
+from curate.science.findings import robustness_summary
+from curate.data.safety import REPORT_GENERATOR, OutputError, check_not_media, check_replaceable_file, media_folders
+from curate.data.store import RunStore
 
 GALLERY_SIZE = 8
 MAX_CLASSES_PER_PANEL = 30
@@ -279,6 +279,7 @@ def _with_level_kinds(levels: pd.DataFrame) -> pd.DataFrame:
 def build_report(run_dir: str | Path, title: str | None = None) -> str:
     """The report's HTML for the run stored in ``run_dir``."""
     store = RunStore(run_dir)
+    store.check_version()
     manifest = store.read_json("manifest.json")
     if not manifest or manifest.get("status") != "complete":
         raise ReportError(f"{store.root} holds no finished curate run (manifest.json missing or not complete); "
@@ -349,9 +350,10 @@ def build_report(run_dir: str | Path, title: str | None = None) -> str:
                      + (" (second-split forgetting: the networks had fitted wrong labels)."
                         if view["view"] == "after forgetting" else ".") + "</p>")
     if "category" in samples:
-        for name in CATEGORIES:
+        for name in manifest.get("flags") or category_names():
             chosen = samples[samples["category"] == name]
-            parts.append(_gallery(chosen, f"pie:{name}", f"{name}_score", CATEGORY_NOTES[name]))
+            note = CATEGORY_NOTES.get(name) or (REGISTRY[name].description if name in REGISTRY.names() else "")
+            parts.append(_gallery(chosen, f"pie:{name}", f"{name}_score", note))
         extra = samples[samples["label_noise"].astype(bool) & (samples["category"] != "label_noise")]
         parts.append(_gallery(extra, "label_noise, not a PIE", "label_noise_score",
                               "Confident mislabels that compression does not change."))

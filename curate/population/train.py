@@ -1,7 +1,7 @@
 """Training, gradual global magnitude pruning with fine-tuning, and prediction.
 
-This is the imperative shell around torch; the science lives in :mod:`curate.pies` and
-:mod:`curate.stats`. Images arrive as uint8 arrays ``(n, 3, h, w)`` decoded once per run.
+This is the imperative shell around torch; the science lives in :mod:`curate.science.pies` and
+:mod:`curate.science.stats`. Images arrive as uint8 arrays ``(n, 3, h, w)`` decoded once per run.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from curate.models import prunable_parameters
+from curate.options import RunOptions
+from curate.population.models import prunable_parameters
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,11 @@ class TrainSettings:
         forget_epochs: epochs a copy of each dense network and pruned copy trains on its held-out images, whose
             predictions on its training images are the in-sample view of the label-noise score where
             the networks memorised their labels (:func:`forget_on_second_split`,
-            :func:`curate.flags.memorisation`).
+            :func:`curate.science.flags.memorisation`).
     """
 
-    epochs: int = 16
-    finetune_epochs: int = 6
+    epochs: int = RunOptions.epochs
+    finetune_epochs: int = RunOptions.finetune_epochs
     batch_size: int = 128
     lr: float = 0.1
     finetune_lr: float = 0.04
@@ -176,10 +177,8 @@ def _fit(
     progress=None,
     margins: np.ndarray | None = None,
     sample_weights: np.ndarray | None = None,
-    loss_fn=None,
     fixed_masks: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    loss_fn = F.cross_entropy if loss_fn is None else loss_fn
     device = normalize.device
     generator = torch.Generator().manual_seed(seed)
     n = len(labels)
@@ -217,7 +216,7 @@ def _fit(
                 apply_masks(model, masks)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = model(x)
-                loss = loss_fn(logits, y)
+                loss = F.cross_entropy(logits, y)
             if margins is not None:
                 margins[idx, 0] += assigned_margins(logits.detach().float(), y).cpu().numpy()
                 margins[idx, 1] += 1
@@ -242,19 +241,17 @@ def assigned_margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 
 
 def train_dense(model, pixels, labels, normalize, settings: TrainSettings, seed: int, progress=None,
-                margins: np.ndarray | None = None, sample_weights: np.ndarray | None = None,
-                loss_fn=None) -> nn.Module:
+                margins: np.ndarray | None = None, sample_weights: np.ndarray | None = None) -> nn.Module:
     """Train ``model`` from its initialisation on ``pixels, labels``; returns it in eval mode.
 
     With ``margins`` (float64, ``(n, 2)``), adds each training image's assigned-label margin, as
     seen in every training step that drew it, to column 0 and the count of such steps to column 1:
     their ratio is the image's area under the margin (AUM), recorded at no extra cost.
     With ``sample_weights`` (one per image, non-negative), every epoch draws its images with
-    replacement in proportion to them. ``loss_fn(logits, labels)`` replaces the cross-entropy (the
-    noise-robust losses of ``scripts/bench_robust_loss.py``).
+    replacement in proportion to them.
     """
     _fit(model, pixels, labels, normalize, settings, settings.epochs, settings.lr, seed, progress=progress,
-         margins=margins, sample_weights=sample_weights, loss_fn=loss_fn)
+         margins=margins, sample_weights=sample_weights)
     return model.eval()
 
 
@@ -264,17 +261,6 @@ def prune_and_finetune(dense: nn.Module, pixels, labels, normalize, settings: Tr
     model = copy.deepcopy(dense)
     _fit(model, pixels, labels, normalize, settings, settings.finetune_epochs, settings.finetune_lr, seed,
          final_sparsity=sparsity, progress=progress)
-    return model.eval()
-
-
-def oneshot_pruned_copy(dense: nn.Module, sparsity: float) -> nn.Module:
-    """A copy of ``dense`` with the smallest ``sparsity`` share of its weights zeroed, nothing re-fitted.
-
-    What the network stored in its smallest weights is simply gone; :func:`prune_and_finetune` lets
-    the copy re-learn it from the same labels.
-    """
-    model = copy.deepcopy(dense)
-    apply_masks(model, global_magnitude_masks(model, sparsity))
     return model.eval()
 
 

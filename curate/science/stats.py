@@ -9,13 +9,10 @@ class; Welch's two-sided t-test (unequal variances) compares them, as in the pap
 are corrected for the number of classes tested with Holm's step-down procedure (it controls the
 family-wise error rate like Bonferroni and is never less powerful).
 
-curate's compressed member ``m`` is a copy of dense member ``m``, so the two samples are paired, and
-``paired=True`` tests each member's change instead. That gains power only where a member's dense and
-compressed recalls move together; on CIFAR-10N they hardly do (fine-tuning reshuffles which images of
-a class a copy gets right), and with K = 4 the paired test's 3 degrees of freedom, against Welch's up
-to 6, cost more than the pairing gives (``scripts/bench_pies.py``; docs/benchmarks.md, "Tried: a
-paired test"). Welch's test stays the default: it is valid for paired samples whose correlation is not
-negative, only conservative.
+curate's compressed member ``m`` is a copy of dense member ``m``, so the two samples are paired; a
+paired test was measured and not adopted (docs/benchmarks.md, "Tried: a paired test"; its code is in
+``scripts/bench_pies.py``, which passes it as ``test``). Welch's test is valid for paired samples
+whose correlation is not negative, only conservative.
 """
 
 from __future__ import annotations
@@ -94,35 +91,14 @@ def welch_t_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(result.statistic), float(result.pvalue)
 
 
-def paired_t_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Two-sided paired t-test of ``b`` against ``a`` (``b[m]`` and ``a[m]`` are one member's values); (t, p).
-
-    As :func:`welch_t_test`, ``(0.0, 1.0)`` when every member's difference is 0 and ``(NaN, NaN)``,
-    not tested, when all differences are equal but not 0: with no spread there is no variance to
-    weigh the change against.
-    """
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"A paired test needs one value per member on each side, got shapes {a.shape} and {b.shape}.")
-    difference = b - a
-    if difference.var() == 0:
-        if difference.mean() == 0:
-            return 0.0, 1.0
-        return float("nan"), float("nan")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Precision loss", category=RuntimeWarning)
-        result = sps.ttest_rel(b, a)
-    return float(result.statistic), float(result.pvalue)
-
-
 def class_impact(
     dense_probs: np.ndarray,
     compressed_probs: np.ndarray,
     labels: np.ndarray,
     class_names: list[str] | None = None,
     alpha: float = 0.05,
-    paired: bool = False,
+    *,
+    test=welch_t_test,
 ) -> pd.DataFrame:
     """Per-class impact of one compression level.
 
@@ -132,9 +108,8 @@ def class_impact(
         labels: ``(n_samples,)`` labels recall is measured against.
         class_names: names for the ``class`` column; indices when omitted.
         alpha: family-wise significance level after Holm correction.
-        paired: compressed member ``m`` is a copy of dense member ``m`` (as in curate's populations):
-            :func:`paired_t_test` on each member's change, which needs ``n_members' == n_members``.
-            Default: :func:`welch_t_test`, the paper's test (see the module docstring).
+        test: ``(dense_values, compressed_values) -> (t, p)`` per class; :func:`welch_t_test`, the
+            paper's test (see the module docstring).
 
     Returns:
         One row per class with the columns ``class``, ``support``, ``dense_recall``,
@@ -153,12 +128,6 @@ def class_impact(
             "class_impact needs at least 2 members per population for a t-test, got "
             f"{len(dense_probs)} dense and {len(compressed_probs)} compressed; train more members."
         )
-    if paired and len(dense_probs) != len(compressed_probs):
-        raise ValueError(
-            f"A paired test needs one compressed copy per dense member, got {len(dense_probs)} dense and "
-            f"{len(compressed_probs)} compressed members; pass paired=False for independent populations."
-        )
-    test = paired_t_test if paired else welch_t_test
     names = list(class_names) if class_names is not None else [str(c) for c in range(n_classes)]
     dense_recall = member_recalls(dense_probs, labels, n_classes)
     comp_recall = member_recalls(compressed_probs, labels, n_classes)
@@ -197,14 +166,15 @@ def impact_table(
     level_names: list[str],
     class_names: list[str] | None = None,
     alpha: float = 0.05,
-    paired: bool = False,
+    *,
+    test=welch_t_test,
 ) -> pd.DataFrame:
     """:func:`class_impact` for every level, stacked with a leading ``level`` column."""
     if len(level_names) != len(compressed_probs):
         raise ValueError(f"{len(level_names)} level names for {len(compressed_probs)} levels.")
     frames = []
     for name, level in zip(level_names, compressed_probs):
-        frame = class_impact(dense_probs, level, labels, class_names, alpha, paired)
+        frame = class_impact(dense_probs, level, labels, class_names, alpha, test=test)
         frame.insert(0, "level", name)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)

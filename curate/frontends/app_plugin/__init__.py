@@ -8,14 +8,14 @@ the backtick key in the App, or use the operator browser):
   summary the command prints.
 - ``review_samples``: confirm, reject, remove or relabel the selected samples (or the one open in
   the modal, or, when asked, every sample of a filtered view such as ``pies-multi_object``). It
-  writes the review tags ``curate export`` reads (:mod:`curate.review`), one state per sample,
+  writes the review tags ``curate export`` reads (:mod:`curate.science.review`), one state per sample,
   replacing contradictory tags a hand-tagging session may have left.
 - ``review_status``: counts of flags by review state, and what an export would do now, the
   table ``curate status`` prints.
 - ``export_dataset``: ``curate export`` of the reviewed dataset to a new directory.
 
-The logic lives in :mod:`curate.cli`, :mod:`curate.review` and :mod:`curate.export`; this module
-only reads the App's form and selection, and writes tags.
+The logic lives in :mod:`curate.api` (which the CLI calls too) and :mod:`curate.science.review`; this module
+only reads the App's form and selection, calls the API, and writes tags. It never imports the CLI.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def target_ids(ctx) -> list[str]:
 
 
 def curate_run_keys(dataset) -> list[str]:
-    from curate.fo_push import METHOD
+    from curate.fiftyone.write import METHOD
 
     return sorted(dataset.list_runs(method=METHOD))
 
@@ -72,7 +72,7 @@ def selection_summary(view, run_key: str) -> str:
     """What curate said about the selection: one sample's reason, or several samples' flags counted."""
     from collections import Counter
 
-    from curate.fo_push import names_for
+    from curate.fiftyone.write import names_for
 
     names = names_for(run_key, [])
     if len(view) == 1:
@@ -85,7 +85,7 @@ def selection_summary(view, run_key: str) -> str:
 
 def missing_suggestions(view, run_key: str) -> int:
     """How many samples of ``view`` have no suggested label from run ``run_key``."""
-    from curate.fo_push import names_for
+    from curate.fiftyone.write import names_for
 
     field = names_for(run_key, [])["suggested"]
     if not view.has_field(field):
@@ -135,7 +135,7 @@ class ReviewSamples(foo.Operator):
         inputs.enum("decision", choices.values(), default="confirm", required=True, view=choices,
                     label=f"Review {len(ids)} sample{'s' if len(ids) != 1 else ''}")
         if ctx.params.get("decision") == "relabel":
-            from curate.export import run_classes
+            from curate.fiftyone.export import run_classes
 
             classes = types.AutocompleteView()
             for name in run_classes(ctx.dataset, run_key):
@@ -144,8 +144,8 @@ class ReviewSamples(foo.Operator):
         return types.Property(inputs, view=types.View(label="curate: review"))
 
     def execute(self, ctx):
-        from curate.export import run_classes
-        from curate.review import apply_decision
+        from curate.fiftyone.export import run_classes
+        from curate.science.review import apply_decision
 
         ids = target_ids(ctx)
         if not ids:
@@ -190,21 +190,20 @@ class ReviewStatus(foo.Operator):
         return types.Property(inputs, view=types.View(label="curate: review status"))
 
     def execute(self, ctx):
-        from curate.export import review_plan, run_warnings
-        from curate.review import status_table
+        from curate import api
+        from curate.frontends.summary import export_now_sentence
 
         run_key = ctx.params.get("run_key") or curate_run_keys(ctx.dataset)[0]
-        plan = review_plan(ctx.dataset, run_key)
-        counts = status_table(plan)
+        review = api.status(ctx.dataset, run_key=run_key)
+        plan, counts = review.plan, review.counts
         header = "| flag | " + " | ".join(counts.columns) + " |"
         lines = [header, "|" + "---|" * (len(counts.columns) + 1)]
         lines += [f"| {flag} | " + " | ".join(str(v) for v in row) + " |"
                   for flag, row in zip(counts.index, counts.to_numpy().tolist())]
         dropped = int((plan["action"] == "drop").sum())
         relabelled = int((plan["action"] == "relabel").sum())
-        summary = (f"An export now would keep {len(plan) - dropped} of {len(plan)} samples "
-                   f"({relabelled} relabelled) and leave out {dropped}.")
-        warnings = "".join(f"\n\n**Warning:** {w}" for w in run_warnings(ctx.dataset, run_key))
+        summary = export_now_sentence(plan) + "."
+        warnings = "".join(f"\n\n**Warning:** {w}" for w in review.warnings)
         return {"status": "\n".join(lines) + "\n\n" + summary + warnings, "dropped": dropped,
                 "relabelled": relabelled}
 
@@ -219,44 +218,50 @@ FORM_OPTIONS = ("members", "folds", "epochs", "finetune_epochs", "sparsities", "
 
 
 def run_defaults() -> dict:
-    """The defaults of ``curate run``'s options the form offers, read from the command itself."""
-    from curate.cli import run
+    """The defaults of the run options the form offers (:class:`curate.options.RunOptions`)."""
+    from curate.options import run_option_defaults
 
-    return {p.name: p.default for p in run.params if p.name in FORM_OPTIONS}
-
-
-def run_arguments(dataset_name: str, params: dict) -> list[str]:
-    """The ``curate run`` command line for the operator's form values."""
-    values = {**run_defaults(), **{k: v for k, v in params.items() if v not in (None, "")}}
-    args = ["run", dataset_name, "--label-field", values.get("label_field", "ground_truth"),
-            "--run-key", values.get("run_key", "curate")]
-    for name in FORM_OPTIONS:
-        args += [f"--{name.replace('_', '-')}", str(values[name])]
-    if values.get("image_size"):
-        args += ["--image-size", str(values["image_size"])]
-    return args
+    return {name: value for name, value in run_option_defaults().items() if name in FORM_OPTIONS}
 
 
-def run_cli(args: list[str]) -> str:
-    """Run a curate command in this process; its printed output as a Markdown code block.
+def run_options(params: dict):
+    """The form's values as :class:`curate.options.RunOptions`, each checked as the CLI checks it."""
+    from curate.options import RunOptions
 
-    A command's plain error (:class:`curate.cli.CurateUsageError`, or click's own) becomes a
-    ``ValueError`` the App shows.
-    """
-    import contextlib
-    import io
+    values = {k: v for k, v in params.items() if k in (*FORM_OPTIONS, "image_size") and v not in (None, "")}
+    for name in ("sparsities", "quantize"):
+        if isinstance(values.get(name), str):
+            parts = [v.strip() for v in values[name].split(",") if v.strip() and v.strip() != "none"]
+            try:
+                values[name] = tuple(float(v) for v in parts) if name == "sparsities" else tuple(parts)
+            except ValueError:
+                raise ValueError(f"Pruning levels must be comma-separated fractions, got {values[name]!r}.") from None
+    return RunOptions(**values)
 
-    import click
 
-    from curate.cli import main
+def run_command(dataset_name: str, label_field: str, run_key: str, options) -> str:
+    """The ``curate run`` command line that does what the form asked, so a user can repeat it."""
+    args = ["curate", "run", dataset_name, "--label-field", label_field, "--run-key", run_key]
+    for name in (*FORM_OPTIONS, "image_size"):
+        value = getattr(options, name)
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            value = ",".join(map(str, value)) or "none"
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    return " ".join(args)
 
-    printed = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(printed):
-            main.main(args=args, prog_name="curate", standalone_mode=False)
-    except click.ClickException as exc:
-        raise ValueError(f"curate {args[0]} failed: {exc.format_message()}") from None
-    return "```\n" + printed.getvalue().strip() + "\n```"
+
+def markdown_block(lines) -> str:
+    """What the CLI would print, as a Markdown code block."""
+    from curate.frontends.summary import plain
+
+    return "```\n" + plain(lines).strip() + "\n```"
+
+
+def user_error(action: str, exc: Exception) -> ValueError:
+    """A curate error the App shows as the operator's error."""
+    return ValueError(f"curate {action} failed: {exc}")
 
 
 def command_output(label: str):
@@ -307,7 +312,7 @@ class ComputePies(foo.Operator):
                     default="ground_truth" if "ground_truth" in fields else fields[0])
         inputs.str("run_key", default="curate", required=True, label="Run key",
                    description="Fields, tags and views are named after it; running again replaces that run.")
-        defaults = run_defaults()
+        defaults = {k: ",".join(map(str, v)) if isinstance(v, tuple) else v for k, v in run_defaults().items()}
         inputs.int("members", default=defaults["members"], label="Members (K)", min=1)
         inputs.int("folds", default=defaults["folds"], label="Cross-fitting folds (F)", min=2)
         inputs.int("epochs", default=defaults["epochs"], label="Training epochs", min=1)
@@ -325,10 +330,21 @@ class ComputePies(foo.Operator):
         return types.Property(inputs, view=types.View(label="curate: find PIEs and flags"))
 
     def execute(self, ctx):
-        args = run_arguments(ctx.dataset.name, ctx.params)
-        printed = run_cli([*args, "--quiet"])
+        from curate import api
+        from curate.frontends.summary import run_lines
+
+        params = ctx.params
+        label_field = params.get("label_field") or "ground_truth"
+        run_key = params.get("run_key") or "curate"
+        try:
+            options = run_options(params)
+            outcome = api.run(ctx.dataset.name, label_field=label_field, run_key=run_key, progress=False,
+                              options=options)
+        except api.USER_ERRORS as exc:
+            raise user_error("run", exc) from None
         ctx.ops.reload_dataset()
-        return {"summary": printed, "command": "curate " + " ".join(args)}
+        return {"summary": markdown_block(run_lines(outcome)),
+                "command": run_command(ctx.dataset.name, label_field, run_key, options)}
 
     def resolve_output(self, ctx):
         return command_output("Summary")
@@ -363,14 +379,30 @@ class ExportDataset(foo.Operator):
         return types.Property(inputs, view=types.View(label="curate: export"))
 
     def execute(self, ctx):
+        from curate import api
+        from curate.frontends.summary import export_lines
+
         run_key = ctx.params.get("run_key") or curate_run_keys(ctx.dataset)[0]
-        args = ["export", ctx.dataset.name, ctx.params["out"], "--format", ctx.params.get("format") or "folder",
-                "--run-key", run_key]
+        fmt = ctx.params.get("format") or "folder"
+        splits = None
         if ctx.params.get("splits"):
-            args += ["--splits", ctx.params["splits"]]
+            try:
+                splits = tuple(float(x) for x in ctx.params["splits"].split(","))
+            except ValueError:
+                raise ValueError(f"Splits must be comma-separated fractions such as 0.8,0.1,0.1, got "
+                                 f"{ctx.params['splits']!r}.") from None
+        out = ctx.params["out"]
+        try:
+            manifest = api.export(ctx.dataset, out, fmt=fmt, splits=splits, run_key=run_key,
+                                  force=bool(ctx.params.get("force")))
+        except api.USER_ERRORS as exc:
+            raise user_error("export", exc) from None
+        command = ["curate", "export", ctx.dataset.name, out, "--format", fmt, "--run-key", run_key]
+        if splits:
+            command += ["--splits", ctx.params["splits"]]
         if ctx.params.get("force"):
-            args.append("--force")
-        return {"summary": run_cli(args), "command": "curate " + " ".join(args)}
+            command.append("--force")
+        return {"summary": markdown_block(export_lines(manifest, out)), "command": " ".join(command)}
 
     def resolve_output(self, ctx):
         return command_output("Exported")

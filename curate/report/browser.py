@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from curate.safety import check_replaceable_file
+from curate.data.safety import check_replaceable_file
 
 
 class BrowserUnavailable(RuntimeError):

@@ -15,19 +15,16 @@ dataset's ``Q3 + 3 IQR``; a lifted black point that ``low_contrast`` misses on p
 contrast varies too much for its fence) and ``heavy_compression`` (the JPEG quality the file was
 saved at, estimated from its luminance quantisation table).
 
-:func:`measure_image` reads raw properties of one PIL image; :func:`quality_severity` turns the
-table of raw properties of a dataset into per-check severities in [0, 1] (0: no issue).
+:func:`curate.data.pixels.measure_image` reads raw properties of one PIL image; :func:`quality_severity`
+turns the table of raw properties of a dataset into per-check severities in [0, 1] (0: no issue).
 """
 
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageFilter, ImageStat
 
 # CleanVision 0.3 defaults: an image has the issue when its score is below the threshold.
 CLEANVISION_THRESHOLDS = {
@@ -43,134 +40,8 @@ CHECKS = (*CLEANVISION_THRESHOLDS, "odd_size", "noisy", "low_contrast", "pixelat
           "heavy_compression")
 _WASHED_OUT_FLOOR = 0.5  # a washed-out image's darkest 5% are brighter than mid-grey, whatever the dataset
 _CONTRAST_FLOOR = 1.0 / 255  # RMS contrast of one grey level: flat images sit here on the log scale
-_BLOCK_SIDES = range(2, 9)  # enlargement factors (block sides) the pixelation check looks for
-_BLOCK_CROP = 128  # measured on a central crop: block structure survives cropping, not resizing
 _BLOCK_FLOOR = 1e-4  # within-block variance share of an exact enlargement, on the log scale
-_BLUR_MAX_SIDE = 64  # CleanVision measures blur on images at most 64 px on a side
 # IJG standard luminance quantisation table (quality 50), for estimating JPEG quality.
-_IJG_LUMA = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.float64)
-
-
-def _brightness(rgb: np.ndarray) -> np.ndarray:
-    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
-    return np.sqrt(0.241 * r * r + 0.691 * g * g + 0.068 * b * b) / 255
-
-
-def jpeg_quality(image: Image.Image) -> float:
-    """Estimated IJG quality (1..100) of a JPEG from its luminance table; NaN for other formats."""
-    tables = getattr(image, "quantization", None)
-    if not tables or 0 not in tables:
-        return float("nan")
-    table = np.asarray(tables[0], dtype=np.float64)
-    if table.shape != _IJG_LUMA.shape:
-        return float("nan")
-    unclipped = (table > 1) & (table < 255)  # the encoder clips scaled entries to 1..255
-    ratios = 100.0 * table[unclipped] / _IJG_LUMA[unclipped] if unclipped.any() else 100.0 * table / _IJG_LUMA
-    scale = float(np.median(ratios))
-    quality = (200.0 - scale) / 2.0 if scale <= 100 else 5000.0 / scale
-    return float(np.clip(quality, 1, 100))
-
-
-def noise_sigma(gray: np.ndarray) -> float:
-    """Immerkaer (1996) fast estimate of the standard deviation of additive noise, in 0..255 units."""
-    g = gray.astype(np.float64)
-    h, w = g.shape
-    if h < 3 or w < 3:
-        return 0.0
-    response = (g[:-2, :-2] - 2 * g[:-2, 1:-1] + g[:-2, 2:]
-                - 2 * g[1:-1, :-2] + 4 * g[1:-1, 1:-1] - 2 * g[1:-1, 2:]
-                + g[2:, :-2] - 2 * g[2:, 1:-1] + g[2:, 2:])
-    return float(math.sqrt(math.pi / 2) * np.abs(response).sum() / (6 * (w - 2) * (h - 2)))
-
-
-def block_variance(gray: np.ndarray) -> float:
-    """Share of an image's variance left inside its best-fitting ``k``-pixel blocks, in [0, 1].
-
-    For each block side ``k`` in 2..8 and each offset, rows (and columns) are cut into runs of ``k``
-    pixels; the variance inside the runs, relative to the image's, is near 0 when every run repeats one
-    value, as in an image enlarged ``k`` times by repeating pixels or a mosaic of ``k``-pixel tiles, and
-    large for a photograph. Rows and columns are fitted separately (so a cost of O(k) passes, not
-    O(k^2)) and averaged; the smallest over ``k`` is returned. 1.0 for flat or too small images.
-    """
-    g = np.asarray(gray, dtype=np.float64)
-    h, w = g.shape
-    top, left = max(0, (h - _BLOCK_CROP) // 2), max(0, (w - _BLOCK_CROP) // 2)
-    g = g[top:top + _BLOCK_CROP, left:left + _BLOCK_CROP]
-    total = g.var()
-    if total <= 0:
-        return 1.0
-
-    def best_along_rows(x: np.ndarray, k: int) -> float:
-        n = x.shape[1]
-        shares = []
-        for offset in range(k):
-            runs = (n - offset) // k
-            if runs >= 2:
-                segments = x[:, offset:offset + runs * k].reshape(x.shape[0], runs, k)
-                shares.append(segments.var(axis=2).mean() / total)
-        return min(shares) if shares else 1.0
-
-    best = 1.0
-    for k in _BLOCK_SIDES:
-        if min(g.shape) < 2 * k:
-            break
-        best = min(best, 0.5 * (best_along_rows(g, k) + best_along_rows(g.T, k)))
-    return float(best)
-
-
-def measure_image(image: Image.Image) -> dict[str, float]:
-    """Raw quality properties of one image (CleanVision's, plus noise, contrast, blocks and JPEG quality)."""
-    quality = jpeg_quality(image)
-    width, height = image.size
-    rgb = image.convert("RGB")
-    pixels = np.asarray(rgb)
-    brightness = _brightness(pixels)
-    small = rgb
-    ratio = max(width, height) / _BLUR_MAX_SIDE
-    if ratio > 1:
-        small = rgb.resize((max(int(width // ratio), 1), max(int(height // ratio), 1)))
-    gray_small = small.convert("L")
-    gray = np.asarray(rgb.convert("L"), dtype=np.float64)
-    return {
-        "width": float(width),
-        "height": float(height),
-        "brightness_perc_99": float(np.percentile(brightness, 99)),
-        "brightness_perc_5": float(np.percentile(brightness, 5)),
-        "entropy": float(rgb.entropy()),
-        "blurriness": float(np.sqrt(ImageStat.Stat(gray_small.filter(ImageFilter.FIND_EDGES)).var[0])),
-        "grayscale_hist_std": float(np.std(gray_small.histogram())),
-        "noise_sigma": noise_sigma(gray),
-        "contrast": float(gray.std() / 255),
-        "block_variance": block_variance(gray),
-        "jpeg_quality": quality,
-    }
-
-
-RAW_PROPERTIES = tuple(measure_image(Image.new("RGB", (8, 8))))
-
-
-def measure_files(filepaths: list[str], workers: int | None = None, progress: bool = True) -> pd.DataFrame:
-    """:func:`measure_image` for every readable file, one row per path (NaN rows for unreadable ones)."""
-    from tqdm.auto import tqdm
-
-    def one(path: str) -> dict[str, float]:
-        try:
-            with Image.open(path) as image:
-                image.load()
-                return measure_image(image)
-        except Exception:  # unreadable images are reported by the decoder, not here
-            return {}
-
-    workers = workers or min(8, (os.cpu_count() or 2) * 2)
-    with ThreadPoolExecutor(workers) as pool:
-        rows = list(tqdm(pool.map(one, filepaths, chunksize=64), total=len(filepaths), desc="image quality",
-                         disable=not progress, unit="img"))
-    table = pd.DataFrame(rows, columns=list(RAW_PROPERTIES))
-    table.insert(0, "filepath", list(filepaths))
-    return table
 
 
 def _iqr_fences(values: np.ndarray) -> tuple[float, float] | None:

@@ -1,8 +1,8 @@
-"""Where labelled images come from: an image folder tree, a CSV manifest, a FiftyOne dataset or the
-embedded default (scikit-learn's digits).
+"""Where labelled images come from: an image folder tree, a CSV manifest or the embedded default
+(scikit-learn's digits); a FiftyOne dataset is read by :mod:`curate.fiftyone.source`.
 
 Every loader returns a :class:`LabeledImages`: absolute file paths, integer labels, the class names
-and an optional split per image. Nothing here decodes pixels (see :mod:`curate.images`).
+and an optional split per image. Nothing here decodes pixels (see :mod:`curate.data.images`).
 """
 
 from __future__ import annotations
@@ -254,65 +254,6 @@ def _field_name_problem(name: str) -> str | None:
     return None
 
 
-def from_fiftyone(dataset_name: str, label_field: str = "ground_truth") -> LabeledImages:
-    """Samples of an existing FiftyOne dataset with ``fo.Classification`` labels in ``label_field``.
-
-    Samples without a label are left out (their count is in the description); split tags ``train``,
-    ``val``/``validation`` and ``test`` become splits.
-    """
-    from curate.fo_db import import_fiftyone
-
-    fo = import_fiftyone()
-    if not fo.dataset_exists(dataset_name):
-        raise SourceError(f"FiftyOne dataset {dataset_name!r} does not exist; see `fiftyone datasets list`.")
-    dataset = fo.load_dataset(dataset_name)
-    candidates = sorted(dataset.get_field_schema(embedded_doc_type=fo.Classification))
-    hint = (
-        f"pass --label-field with one of its Classification fields: {', '.join(candidates)}."
-        if candidates
-        else "it has no Classification field; curate reads labels from fo.Classification(label=...)."
-    )
-    if not dataset.has_sample_field(label_field):
-        raise SourceError(f"FiftyOne dataset {dataset_name!r} has no field {label_field!r}; {hint}")
-    if label_field not in candidates:
-        field = dataset.get_field(label_field)
-        # Name what the field holds: "Classifications" or "Detections" says more than EmbeddedDocumentField.
-        document = getattr(field, "document_type", None)
-        kind = document.__name__ if document is not None else type(field).__name__.removesuffix("Field")
-        article = "an" if kind[:1] in "AEIOU" else "a"
-        raise SourceError(
-            f"Field {label_field!r} of FiftyOne dataset {dataset_name!r} is {article} {kind} field, not a "
-            f"Classification (curate needs one label per image); {hint}"
-        )
-    ids, paths, labels, tags = dataset.values(["id", "filepath", f"{label_field}.label", "tags"])
-    keep, seen, repeated = [], set(), []
-    for i, label in enumerate(labels):
-        if label is None:
-            continue
-        if paths[i] in seen:
-            repeated.append(ids[i])  # the same image in two samples would be trained on and scored against itself
-            continue
-        seen.add(paths[i])
-        keep.append(i)
-    notes = [f"{_plural(len(repeated), 'sample')} of {dataset_name!r} repeat the file of an earlier sample and were "
-             f"left out, untouched (sample ids {_examples(repeated)}): one image is scored once."] if repeated else []
-    if not keep:
-        raise SourceError(f"No sample of {dataset_name!r} has a label in {label_field!r}.")
-    split_names = {"train": "train", "val": "val", "validation": "val", "test": "test"}
-    splits = []
-    for i in keep:
-        found = [split_names[t] for t in tags[i] if t in split_names]
-        splits.append(found[0] if found else None)
-    description = f"fiftyone {dataset_name}:{label_field}"
-    unlabelled = sum(label is None for label in labels)
-    if unlabelled:
-        description += f"; {unlabelled} sample{'s' if unlabelled > 1 else ''} without a label left out, untouched"
-    return _from_names(
-        [paths[i] for i in keep], [labels[i] for i in keep], splits, description,
-        sample_ids=[ids[i] for i in keep], label_field=label_field, notes=notes,
-    )
-
-
 def default_cache_dir() -> Path:
     """Where curate keeps data it writes for itself: ``$CURATE_HOME`` or ``~/.cache/curate``."""
     return Path(os.environ.get("CURATE_HOME", Path.home() / ".cache" / "curate")).expanduser()
@@ -339,25 +280,3 @@ def digits(cache_dir: str | os.PathLike | None = None, scale: int = 4) -> Labele
             Image.fromarray(pixels).resize((8 * scale, 8 * scale), Image.NEAREST).save(path)
         done.write_text(f"{len(filepaths)} images\n")
     return _from_names(filepaths, names, [None] * len(filepaths), f"digits {root}")
-
-
-def load_source(source: str, label_field: str = "ground_truth") -> LabeledImages:
-    """Resolve ``source``: ``digits``, a directory, a ``.csv`` file, or a FiftyOne dataset name."""
-    if source == "digits":
-        return digits()
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return from_folder(path)
-    if path.suffix.lower() == ".csv":
-        return from_csv(path)
-    if path.exists():
-        raise SourceError(f"{source} is a file but not a .csv manifest; pass a folder, a .csv or a dataset name.")
-    from curate.fo_db import import_fiftyone
-
-    fo = import_fiftyone()
-    if fo.dataset_exists(source):
-        return from_fiftyone(source, label_field)
-    raise SourceError(
-        f"Source {source!r} is neither 'digits', an existing folder, a .csv manifest, "
-        "nor a FiftyOne dataset (see `fiftyone datasets list`)."
-    )

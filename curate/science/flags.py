@@ -1,12 +1,13 @@
 """Flags a reviewer can act on: label noise, multi-object, corruption, atypical. Pure numpy.
 
-Every PIE gets exactly one category, the first that applies in this order:
+Every PIE gets exactly one category, the first that applies in the order of the category registry
+(:data:`REGISTRY`; :func:`register_category` adds one of your own). The built-in order:
 
 1. ``label_noise``: among the samples whose label the population finds least probable, as many as
    confident learning estimates are wrong (:func:`find_label_noise`), unless the mass is split
    evenly (as for ``multi_object``) between the given label and another class. Also raised on
    non-PIEs, since a reviewer wants every suspected mislabel. Carries a suggested label.
-2. ``corruption``: a pixel check fires (:mod:`curate.quality`). Also raised on non-PIEs, since a
+2. ``corruption``: a pixel check fires (:mod:`curate.science.quality`). Also raised on non-PIEs, since a
    degraded image is worth a look whether or not the compressed copies forget it; the score ranks
    first those that the population is also unsure of (as unsure as of a corrupted probe image).
 3. ``multi_object``: the population's mass splits between two classes at least as evenly as it
@@ -15,7 +16,7 @@ Every PIE gets exactly one category, the first that applies in this order:
 
 No threshold is a constant tuned to a dataset: label-noise thresholds are per class and per
 dataset; the multi-object one (and the corruption score's scale) are medians over probe images of
-known category (:mod:`curate.probes`) predicted by the same networks; pixel thresholds are
+known category (:mod:`curate.science.probes`) predicted by the same networks; pixel thresholds are
 CleanVision's, or outliers of the dataset's own distribution by CleanVision's IQR rule.
 
 Shapes: ``probs`` ``(n_samples, n_classes)`` is the population's mean out-of-sample prediction;
@@ -24,11 +25,11 @@ Shapes: ``probs`` ``(n_samples, n_classes)`` is the population's mean out-of-sam
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-CATEGORIES = ("label_noise", "corruption", "multi_object", "atypical")
 NO_CATEGORY = ""
 
 
@@ -347,7 +348,7 @@ def find_label_noise(labels: np.ndarray, probs: np.ndarray, in_sample_probs: np.
        sample), ``p`` is the mean of the out-of-sample and in-sample probabilities of the label:
        the first says whether models that never saw the label agree with it, the second how hard
        the label was to fit (the training-dynamics signal AUM also reads). curate passes the
-       in-sample view after second-split forgetting (:func:`curate.train.forget_on_second_split`),
+       in-sample view after second-split forgetting (:func:`curate.population.train.forget_on_second_split`),
        which keeps that signal when the networks have memorised their training labels.
     3. *What instead*: with ``suggestion_in_sample`` (the in-sample mean *as trained*, whichever view
        step 2 reads), the most probable other class of ``probs + suggestion_in_sample``: every network
@@ -425,7 +426,7 @@ class Categories:
     """Per-sample categories and scores; see the module docstring for the rules.
 
     Attributes:
-        category: ``(N,)`` one of :data:`CATEGORIES` for PIEs, ``""`` otherwise.
+        category: ``(N,)`` a registered category name (:func:`category_names`) for PIEs, ``""`` otherwise.
         label_noise: ``(N,)`` confident mislabel (PIE or not).
         corruption: ``(N,)`` a pixel check fires (PIE or not).
         scores: category -> ``(N,)`` score in [0, 1] (defined for every sample).
@@ -433,6 +434,7 @@ class Categories:
         corruption_check: ``(N,)`` the most severe pixel check, ``""`` when none fires.
         thresholds: the calibrated thresholds, for the run record.
         label_wrong_probability: ``(N,)`` estimated from random-label probes, when the run had them.
+        evidence, registry: what the categories read, and which categories decided (for the reasons).
     """
 
     category: np.ndarray
@@ -444,6 +446,212 @@ class Categories:
     corruption_check: np.ndarray
     thresholds: dict[str, float]
     label_wrong_probability: np.ndarray | None = None
+    evidence: "FlagEvidence | None" = None
+    registry: "CategoryRegistry | None" = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The categories of this result, in order of precedence."""
+        return (self.registry or REGISTRY).names()
+
+
+@dataclass
+class FlagEvidence:
+    """What a flag category reads about every sample: ``(N,)`` arrays unless said otherwise.
+
+    Built once per run by :func:`categorise`; the fields under "for reasons" are filled by
+    :func:`reasons` once the suggested labels' votes are known.
+    """
+
+    labels: np.ndarray
+    probs: np.ndarray                  # (N, C) population's mean out-of-sample prediction
+    is_pie: np.ndarray
+    pie_score: np.ndarray
+    noise: LabelNoise
+    is_noise: np.ndarray               # label noise, less the even splits that are ambiguity
+    evenness: np.ndarray               # second / first probability (:func:`split_evenness`)
+    split_threshold: float             # the median evenness of two-class composite probes
+    first: np.ndarray                  # top class, and the runner-up, and their probabilities
+    second: np.ndarray
+    p_first: np.ndarray
+    p_second: np.ndarray
+    pixel_severity: np.ndarray         # worst pixel check's severity in [0, 1]; 0 when none fires
+    pixel_check: np.ndarray            # its name, "" when none fires
+    corruption_score: np.ndarray
+    label_wrong_probability: np.ndarray | None = None
+    # For reasons:
+    class_names: np.ndarray | None = None
+    votes_for_suggested: np.ndarray | None = None
+    n_networks: int = 0
+    dense_modal: np.ndarray | None = None
+    compressed_modal: np.ndarray | None = None   # (L, N)
+    is_pie_at: np.ndarray | None = None          # (L, N)
+    level_names: list[str] | None = None
+
+
+class FlagCategory:
+    """One kind of flag: its name, which samples it finds, its score and its reason.
+
+    Subclass it and :func:`register_category` it to add a category of your own; its tag
+    (``pie:<name>``) and saved view (``pies-<name>``) appear in FiftyOne like the built-in ones'.
+    ``beyond_pies`` categories are also raised on samples that are not PIEs (the built-in
+    ``label_noise`` and ``corruption``); a PIE still gets only the first category that finds it.
+    """
+
+    name: str = ""
+    description: str = ""
+    beyond_pies: bool = False
+
+    def find(self, evidence: FlagEvidence) -> np.ndarray:
+        """``(N,)`` bool: the samples this category applies to (PIE or not)."""
+        raise NotImplementedError
+
+    def score(self, evidence: FlagEvidence) -> np.ndarray:
+        """``(N,)`` in [0, 1], defined for every sample; the category's view sorts by it."""
+        raise NotImplementedError
+
+    def reason(self, evidence: FlagEvidence, i: int) -> str:
+        """One sentence saying why sample ``i`` is flagged under this category."""
+        raise NotImplementedError
+
+
+class LabelNoiseCategory(FlagCategory):
+    name = "label_noise"
+    description = "the label is probably wrong; carries a suggested label"
+    beyond_pies = True
+
+    def find(self, evidence):
+        return evidence.is_noise
+
+    def score(self, evidence):
+        return evidence.noise.score
+
+    def reason(self, evidence, i):
+        names, label = evidence.class_names, evidence.labels[i]
+        text = (f"{evidence.votes_for_suggested[i]} of {evidence.n_networks} models say "
+                f"{names[evidence.noise.suggested[i]]} (mean p {evidence.noise.suggested_confidence[i]:.2f}); "
+                f"labelled {names[label]} (mean p {evidence.probs[i, label]:.2f})")
+        wrong = None if evidence.label_wrong_probability is None else evidence.label_wrong_probability[i]
+        return text if wrong is None or not np.isfinite(wrong) else f"{text}; P(label wrong) ~ {wrong:.2f}"
+
+
+class CorruptionCategory(FlagCategory):
+    name = "corruption"
+    description = "a pixel check fires (blur, noise, JPEG blocks, washed out...)"
+    beyond_pies = True
+
+    def find(self, evidence):
+        # Pixel evidence alone decides: images altered in ways the probes never saw (JPEG blocking, salt
+        # and pepper) are often still recognised, so requiring unsure models missed nearly all of them
+        # (scripts/bench_categories.py); the models' doubt orders the flags instead.
+        return evidence.pixel_severity > 0
+
+    def score(self, evidence):
+        return evidence.corruption_score
+
+    def reason(self, evidence, i):
+        names = evidence.class_names
+        return (f"{evidence.pixel_check[i].replace('_', ' ')} image; models' top class {names[evidence.first[i]]} "
+                f"at p {evidence.p_first[i]:.2f}; labelled {names[evidence.labels[i]]}")
+
+
+class MultiObjectCategory(FlagCategory):
+    name = "multi_object"
+    description = "the population splits its mass between two classes as evenly as on two-class composites"
+
+    def find(self, evidence):
+        return evidence.evenness >= evidence.split_threshold
+
+    def score(self, evidence):
+        return evidence.evenness
+
+    def reason(self, evidence, i):
+        names = evidence.class_names
+        return (f"models split between {names[evidence.first[i]]} (p {evidence.p_first[i]:.2f}) and "
+                f"{names[evidence.second[i]]} (p {evidence.p_second[i]:.2f}); labelled {names[evidence.labels[i]]}")
+
+
+class AtypicalCategory(FlagCategory):
+    name = "atypical"
+    description = "a PIE that is none of the above: rightly labelled, rare, the long tail"
+
+    def find(self, evidence):
+        return np.ones(len(evidence.labels), dtype=bool)
+
+    def score(self, evidence):
+        return np.clip(np.asarray(evidence.pie_score, dtype=np.float64), 0.0, 1.0)
+
+    def reason(self, evidence, i):
+        names = evidence.class_names
+        changed = "; ".join(f"{evidence.level_names[t]} say {names[evidence.compressed_modal[t, i]]}"
+                            for t in np.flatnonzero(evidence.is_pie_at[:, i]))
+        return (f"labelled {names[evidence.labels[i]]}; dense models say {names[evidence.dense_modal[i]]}, "
+                f"compressed copies forget it: {changed}")
+
+
+class CategoryRegistry:
+    """The flag categories in their order of precedence: a PIE gets the first that finds it."""
+
+    def __init__(self, categories: list[FlagCategory]):
+        self._categories: list[FlagCategory] = []
+        for category in categories:
+            self.register(category)
+
+    def register(self, category: FlagCategory, *, before: str | None = None) -> None:
+        """Add ``category``; ``before`` names the category it takes precedence over (default: last,
+        which never fires while ``atypical`` takes every remaining PIE, so pass ``before="atypical"``)."""
+        if not isinstance(category, FlagCategory):
+            raise TypeError(f"A flag category is a curate.science.flags.FlagCategory, got {type(category).__name__}.")
+        if not category.name or not category.name.isidentifier():
+            raise ValueError(f"A flag category's name must be an identifier (letters, digits, underscores), "
+                             f"got {category.name!r}.")
+        if category.name in self.names():
+            raise ValueError(f"A flag category named {category.name!r} is already registered; unregister it first.")
+        if before is None:
+            self._categories.append(category)
+            return
+        if before not in self.names():
+            raise ValueError(f"No flag category {before!r} to register {category.name!r} before; "
+                             f"the categories are {self.names()}.")
+        self._categories.insert(self.names().index(before), category)
+
+    def unregister(self, name: str) -> FlagCategory:
+        if name in BUILT_IN:
+            raise ValueError(f"{name!r} is one of curate's own categories and cannot be removed.")
+        for i, category in enumerate(self._categories):
+            if category.name == name:
+                return self._categories.pop(i)
+        raise ValueError(f"No flag category {name!r}; the categories are {self.names()}.")
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self._categories)
+
+    def __iter__(self):
+        return iter(list(self._categories))
+
+    def __getitem__(self, name: str) -> FlagCategory:
+        for category in self._categories:
+            if category.name == name:
+                return category
+        raise KeyError(name)
+
+
+BUILT_IN = ("label_noise", "corruption", "multi_object", "atypical")
+REGISTRY = CategoryRegistry([LabelNoiseCategory(), CorruptionCategory(), MultiObjectCategory(), AtypicalCategory()])
+
+
+def register_category(category: FlagCategory, *, before: str | None = "atypical") -> None:
+    """Add a flag category of your own to every later run (see :class:`FlagCategory`)."""
+    REGISTRY.register(category, before=before)
+
+
+def unregister_category(name: str) -> FlagCategory:
+    return REGISTRY.unregister(name)
+
+
+def category_names() -> tuple[str, ...]:
+    """Every registered category, in order of precedence."""
+    return REGISTRY.names()
 
 
 def categorise(
@@ -459,6 +667,7 @@ def categorise(
     label_noise_count: int | None = None,
     label_wrong_probability: np.ndarray | None = None,
     suggestion_in_sample: np.ndarray | None = None,
+    registry: CategoryRegistry | None = None,
 ) -> Categories:
     """Assign every PIE one category and score every sample for every category.
 
@@ -467,7 +676,7 @@ def categorise(
         is_pie: ``(N,)`` PIE at any level; ``pie_score`` ``(N,)`` in [0, 1].
         two_class_probe_probs: ``(P2, C)`` mean predictions on two-class composite probes.
         corrupted_probe_probs: ``(P1, C)`` mean predictions on corrupted probes.
-        pixel_severity: ``(N, n_checks)`` in [0, 1] from :func:`curate.quality.quality_severity`
+        pixel_severity: ``(N, n_checks)`` in [0, 1] from :func:`curate.science.quality.quality_severity`
             (NaN rows allowed); ``check_names`` names its columns. ``None``: no pixel evidence.
         in_sample_probs: mean prediction of the networks that trained on each sample, for the
             label-noise score (:func:`find_label_noise`).
@@ -476,15 +685,16 @@ def categorise(
             is kept for the reasons.
         suggestion_in_sample: the in-sample mean as trained, for the suggested label
             (:func:`find_label_noise`, step 3).
+        registry: the categories and their order [default: :data:`REGISTRY`].
     """
     labels, probs = _check(labels, probs)
+    registry = registry or REGISTRY
     is_pie = np.asarray(is_pie, dtype=bool)
     n = len(labels)
     noise = find_label_noise(labels, probs, in_sample_probs, label_noise_count, suggestion_in_sample)
 
     evenness = split_evenness(probs)
     split_threshold = probe_threshold(split_evenness(two_class_probe_probs), "multi-object")
-    top_prob = probs.max(axis=1)
     corrupted_top = probe_threshold(np.asarray(corrupted_probe_probs).max(axis=1), "corruption")
 
     if pixel_severity is None:
@@ -498,42 +708,44 @@ def categorise(
         worst = severity.max(axis=1)
         worst_check = np.where(worst > 0, np.asarray(check_names, dtype=object)[severity.argmax(axis=1)], "")
     # Uncertainty relative to a corrupted probe: 1 at or below its typical top probability.
-    uncertainty = np.clip((1.0 - top_prob) / max(1.0 - corrupted_top, 1e-9), 0.0, 1.0)
-    corruption_score = np.where(worst > 0, 0.5 * (worst + uncertainty), 0.0)
-    # Pixel evidence alone decides: images altered in ways the probes never saw (JPEG blocking, salt
-    # and pepper) are often still recognised, so requiring unsure models missed nearly all of them
-    # (scripts/bench_categories.py); the models' doubt orders the flags instead.
-    is_corrupt = worst > 0
-    is_multi = evenness >= split_threshold
-    first, second, _, _ = top_two(probs)
+    uncertainty = np.clip((1.0 - probs.max(axis=1)) / max(1.0 - corrupted_top, 1e-9), 0.0, 1.0)
+    first, second, p_first, p_second = top_two(probs)
     # Mass shared evenly between the given label and another class is ambiguity, not a wrong label.
+    is_multi = evenness >= split_threshold
     is_noise = noise.is_noise & ~(is_multi & ((first == labels) | (second == labels)))
+    evidence = FlagEvidence(
+        labels=labels, probs=probs, is_pie=is_pie, pie_score=pie_score, noise=noise, is_noise=is_noise,
+        evenness=evenness, split_threshold=split_threshold, first=first, second=second, p_first=p_first,
+        p_second=p_second, pixel_severity=worst, pixel_check=worst_check,
+        corruption_score=np.where(worst > 0, 0.5 * (worst + uncertainty), 0.0),
+        label_wrong_probability=None if label_wrong_probability is None else np.asarray(label_wrong_probability))
 
     category = np.full(n, NO_CATEGORY, dtype=object)
     undecided = is_pie.copy()
-    for name, rule in (("label_noise", is_noise), ("corruption", is_corrupt), ("multi_object", is_multi),
-                       ("atypical", np.ones(n, dtype=bool))):
-        chosen = undecided & rule
-        category[chosen] = name
+    found = {}
+    for flag in registry:
+        found[flag.name] = np.asarray(flag.find(evidence), dtype=bool)
+        if found[flag.name].shape != (n,):
+            raise ValueError(f"Flag category {flag.name!r} found a mask of shape {found[flag.name].shape}; "
+                             f"expected ({n},).")
+        chosen = undecided & found[flag.name]
+        category[chosen] = flag.name
         undecided &= ~chosen
     return Categories(
         category=category,
-        label_noise=is_noise,
-        corruption=is_corrupt,
-        scores={
-            "label_noise": noise.score,
-            "corruption": corruption_score,
-            "multi_object": evenness,
-            "atypical": np.clip(np.asarray(pie_score, dtype=np.float64), 0.0, 1.0),
-        },
+        label_noise=found["label_noise"],
+        corruption=found["corruption"],
+        scores={flag.name: np.asarray(flag.score(evidence), dtype=np.float64) for flag in registry},
         suggested=noise.suggested,
         suggested_confidence=noise.suggested_confidence,
         corruption_check=worst_check,
-        label_wrong_probability=None if label_wrong_probability is None else np.asarray(label_wrong_probability),
+        label_wrong_probability=evidence.label_wrong_probability,
         thresholds={"multi_object_evenness": split_threshold, "corruption_top_probability": corrupted_top,
                     "label_noise_estimated_count": noise.n_estimated,
                     "label_noise_confident_learning_count": int(noise.confident.sum()),
                     **{f"label_noise_{j}": float(t) for j, t in enumerate(noise.thresholds)}},
+        evidence=evidence,
+        registry=registry,
     )
 
 
@@ -552,34 +764,26 @@ def flag_of(category: str | None, label_noise: bool, corruption: bool) -> str:
 def reasons(categories: Categories, labels: np.ndarray, probs: np.ndarray, classes: list[str],
             votes_for_suggested: np.ndarray, n_networks: int, dense_modal: np.ndarray,
             compressed_modal: np.ndarray, is_pie_at: np.ndarray, level_names: list[str]) -> list[str]:
-    """One sentence per sample saying why it is flagged (empty for samples with no flag).
+    """One sentence per sample saying why it is flagged (empty for samples with no flag), written by
+    the sample's category, or for a sample that is not a PIE, by the first ``beyond_pies`` category
+    that finds it.
 
     ``dense_modal`` ``(N,)`` and ``compressed_modal`` ``(L, N)`` are the populations' modal labels,
     ``is_pie_at`` ``(L, N)`` the PIE mask per level named by ``level_names``.
     """
-    names = np.asarray(classes, dtype=object)
-    first, second, p1, p2 = top_two(probs)
+    evidence = dataclasses.replace(
+        categories.evidence, class_names=np.asarray(classes, dtype=object),
+        votes_for_suggested=np.asarray(votes_for_suggested), n_networks=n_networks, dense_modal=dense_modal,
+        compressed_modal=compressed_modal, is_pie_at=is_pie_at, level_names=level_names)
+    registry = categories.registry
+    beyond = [(flag, {"label_noise": categories.label_noise, "corruption": categories.corruption}.get(flag.name))
+              for flag in registry if flag.beyond_pies]
     out = []
     for i in range(len(labels)):
-        cat = categories.category[i]
-        given = names[labels[i]]
-        if cat == "label_noise" or (cat == NO_CATEGORY and categories.label_noise[i]):
-            text = (f"{votes_for_suggested[i]} of {n_networks} models say {names[categories.suggested[i]]} "
-                    f"(mean p {categories.suggested_confidence[i]:.2f}); labelled {given} "
-                    f"(mean p {probs[i, labels[i]]:.2f})")
-            wrong = None if categories.label_wrong_probability is None else categories.label_wrong_probability[i]
-            out.append(text if wrong is None or not np.isfinite(wrong) else f"{text}; P(label wrong) ~ {wrong:.2f}")
-        elif cat == "corruption" or (cat == NO_CATEGORY and categories.corruption[i]):
-            out.append(f"{categories.corruption_check[i].replace('_', ' ')} image; models' top class "
-                       f"{names[first[i]]} at p {p1[i]:.2f}; labelled {given}")
-        elif cat == "multi_object":
-            out.append(f"models split between {names[first[i]]} (p {p1[i]:.2f}) and {names[second[i]]} "
-                       f"(p {p2[i]:.2f}); labelled {given}")
-        elif cat == "atypical":
-            changed = "; ".join(f"{level_names[t]} say {names[compressed_modal[t, i]]}"
-                                for t in np.flatnonzero(is_pie_at[:, i]))
-            out.append(f"labelled {given}; dense models say {names[dense_modal[i]]}, compressed copies forget it: "
-                       f"{changed}")
-        else:
-            out.append("")
+        name = categories.category[i]
+        if name:
+            out.append(registry[name].reason(evidence, i))
+            continue
+        flag = next((f for f, mask in beyond if mask is not None and mask[i]), None)
+        out.append(flag.reason(evidence, i) if flag is not None else "")
     return out

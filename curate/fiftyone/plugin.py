@@ -1,4 +1,4 @@
-"""Installing curate's FiftyOne App plugin (:mod:`curate.app_plugin`) into FiftyOne's plugins directory.
+"""Installing curate's FiftyOne App plugin (:mod:`curate.frontends.app_plugin`) into FiftyOne's plugins directory.
 
 The installed copy is a manifest and a one-line module that imports the operators from the
 installed curate package, so upgrading curate upgrades the plugin; reinstall only when the
@@ -16,7 +16,7 @@ PLUGIN_DIRNAME = "curate"
 MARKER = ".installed-by-curate"
 SHIM = (
     '"""curate\'s review operators; installed by `curate plugin install`, they live in the curate package."""\n\n'
-    "from curate.app_plugin import register  # noqa: F401\n"
+    "from curate.frontends.app_plugin import register  # noqa: F401\n"
 )
 
 
@@ -50,7 +50,7 @@ def install_plugin(plugins_dir: Path | None = None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".curate-plugin-", dir=target.parent))
     try:
-        shutil.copyfile(Path(__file__).parent / "app_plugin" / "fiftyone.yml", staging / "fiftyone.yml")
+        shutil.copyfile(Path(__file__).parent.parent / "frontends" / "app_plugin" / "fiftyone.yml", staging / "fiftyone.yml")
         (staging / "__init__.py").write_text(SHIM)
         (staging / MARKER).write_text("curate plugin install\n")
         if target.exists():
@@ -82,7 +82,7 @@ def uninstall_plugin(plugins_dir: Path | None = None) -> Path | None:
 
 def _check_only_ours(target: Path) -> None:
     """Refuse to remove an install that holds files curate did not write (a user's edits, say)."""
-    from curate.safety import files_under
+    from curate.data.safety import files_under
 
     ours = {"fiftyone.yml", "__init__.py", MARKER}
     foreign = [p for p in files_under(target) if p not in ours and not p.startswith("__pycache__/")]

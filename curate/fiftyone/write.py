@@ -15,16 +15,18 @@ from typing import Any
 import numpy as np
 
 from curate import __version__
-from curate.faults import checkpoint
-from curate.flags import CATEGORIES, flag_of
-from curate.pies import NO_LEVEL
+from curate.data.faults import checkpoint
+from curate.science.flags import category_names, flag_of
+from curate.science.pies import NO_LEVEL
 
 METHOD = "curate"
 LABEL_FIELD = "ground_truth"
 
 
-def names_for(run_key: str, level_names: list[str]) -> dict[str, Any]:
-    """Field, tag and view names a run writes under ``run_key``."""
+def names_for(run_key: str, level_names: list[str], categories: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Field, tag and view names a run writes under ``run_key`` (``categories``: the flag categories,
+    default every registered one)."""
+    categories = category_names() if categories is None else categories
     tag = "pie" if run_key == METHOD else f"{run_key}:pie"
     prefix = "" if run_key == METHOD else f"{run_key}-"
     brain_prefix = "" if run_key == METHOD else f"{run_key}_"
@@ -38,10 +40,10 @@ def names_for(run_key: str, level_names: list[str]) -> dict[str, Any]:
         "reason": f"{run_key}_reason",
         "hardness": f"{brain_prefix}hardness",
         "mistakenness": f"{brain_prefix}mistakenness",
-        "category_tags": {c: f"{tag}:{c}" for c in CATEGORIES},
+        "category_tags": {c: f"{tag}:{c}" for c in categories},
         "label_noise_tag": "label_noise" if run_key == METHOD else f"{run_key}:label_noise",
         "corruption_tag": "corruption" if run_key == METHOD else f"{run_key}:corruption",
-        "category_views": {c: f"{prefix}pies-{c}" for c in CATEGORIES},
+        "category_views": {c: f"{prefix}pies-{c}" for c in categories},
         "label_noise_view": f"{prefix}label-noise",
         "corruption_view": f"{prefix}corruption",
         "dense": f"{run_key}_dense",
@@ -192,15 +194,15 @@ def _dataset_and_ids(fo, images, dataset_name: str):
 
 
 def push_run(result, dataset_name: str, run_key: str = METHOD):
-    """Write ``result`` (a :class:`curate.pipeline.RunResult`) into FiftyOne; returns the dataset.
+    """Write ``result`` (a :class:`curate.population.pipeline.RunResult`) into FiftyOne; returns the dataset.
 
     Crash-consistent: the run is recorded first, with status ``writing`` and the list of every
     field, tag, view and Brain run it is about to write, and marked ``complete`` last. Killed at
     any point in between, the next ``curate run`` (or ``curate runs --delete``) removes exactly
     what the interrupted one wrote and nothing else. One writer at a time per dataset and run key.
     """
-    from curate.fo_db import import_fiftyone
-    from curate.safety import dataset_lock
+    from curate.fiftyone.db import import_fiftyone
+    from curate.data.safety import dataset_lock
 
     fo = import_fiftyone()
     if not run_key.isidentifier():
@@ -208,7 +210,7 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
     with dataset_lock(dataset_name, run_key):
         dataset, ids = _dataset_and_ids(fo, result.images, dataset_name)
         remove_run(dataset, run_key)
-        names = names_for(run_key, result.level_names)
+        names = names_for(run_key, result.level_names, result.categories.names)
         brain_keys = brain_keys_for(dataset, names)
         label_field = result.images.label_field or LABEL_FIELD
         config = dataset.init_run(
@@ -239,7 +241,7 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
         results = dataset.init_run_results(
             run_key,
             n_samples=len(ids),
-            categories={name: int((categories.category == name).sum()) for name in CATEGORIES},
+            categories={name: int((categories.category == name).sum()) for name in categories.names},
             levels=result.levels.to_dict(orient="records"),
             bad_images=[b.__dict__ for b in result.bad_images],
             **counts,

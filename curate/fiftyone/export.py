@@ -1,6 +1,6 @@
 """After review: read the review state from FiftyOne, export cleaned splits, write sample weights.
 
-The decisions are made by the pure functions of :mod:`curate.review`; this module reads the
+The decisions are made by the pure functions of :mod:`curate.science.review`; this module reads the
 dataset and writes files. It never modifies the dataset or the images: exports are built from new
 samples in a temporary dataset, written to a hidden directory beside ``out`` and moved into place
 only when complete.
@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 
 from curate import __version__
-from curate.flags import flag_of
-from curate.fo_push import LABEL_FIELD, METHOD, names_for
-from curate.review import ExportPolicy, plan_export, sample_weights, split_of, stratified_splits
-from curate.safety import (EXPORT_MARKER, OutputError, check_not_media, check_replaceable_export,
+from curate.science.flags import flag_of
+from curate.fiftyone.write import LABEL_FIELD, METHOD, names_for
+from curate.science.review import ExportPolicy, plan_export, sample_weights, split_of, stratified_splits
+from curate.data.store import RunStore, RunStoreVersionError
+from curate.data.safety import (EXPORT_MARKER, OutputError, check_not_media, check_replaceable_export,
                            check_replaceable_file, files_under, media_folders)
 
 FORMATS = ("folder", "fiftyone", "csv")
@@ -51,7 +52,7 @@ def run_record(dataset, run_key: str = METHOD):
 
 
 def run_warnings(dataset, run_key: str = METHOD) -> list[str]:
-    """The warnings run ``run_key`` recorded about its population (:func:`curate.analysis.population_warnings`)."""
+    """The warnings run ``run_key`` recorded about its population (:func:`curate.science.analysis.population_warnings`)."""
     return list((dataset.info.get("curate") or {}).get(run_key, {}).get("warnings") or [])
 
 
@@ -61,6 +62,10 @@ def _results_dir(config, dataset, run_key: str) -> Path:
     if not (run_dir / "samples.parquet").exists():
         raise ExportError(f"Run {run_key!r} recorded its results in {run_dir}, which is gone; run "
                           f"`curate run ... --dataset {dataset.name} --run-key {run_key}` again to rebuild it.")
+    try:
+        RunStore(run_dir).check_version()
+    except RunStoreVersionError as exc:
+        raise ExportError(str(exc)) from None
     status = (json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").exists()
               else {}).get("status")
     if status != "complete":
@@ -82,7 +87,7 @@ def run_classes(dataset, run_key: str = METHOD) -> list[str]:
 def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str]]:
     """One row per sample the run scored: current and run-time label, split, flag, suggestion, tags, PIE.
 
-    Returns ``(table, classes)``, the columns :func:`curate.review.plan_export` needs plus
+    Returns ``(table, classes)``, the columns :func:`curate.science.review.plan_export` needs plus
     ``pie`` and ``pie_score``.
     """
     config = run_record(dataset, run_key)
@@ -92,14 +97,9 @@ def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str
     run_samples = pd.read_parquet(run_dir / "samples.parquet")
     classes = _classes_in(run_dir)
     scored = dataset.exists(names["pie"])
-    # Runs pushed before non-PIE corruption flags existed have no such field.
-    has_corruption = dataset.has_sample_field(names["corruption"])
-    columns = scored.values([
+    ids, paths, labels, tags, category, noisy, suggested, pie, pie_score, corrupt = scored.values([
         "id", "filepath", f"{label_field}.label", "tags", names["category"], names["label_noise"],
-        f"{names['suggested']}.label", names["pie"], names["pie_score"],
-        *([names["corruption"]] if has_corruption else [])])
-    ids, paths, labels, tags, category, noisy, suggested, pie, pie_score = columns[:9]
-    corrupt = columns[9] if has_corruption else [False] * len(ids)
+        f"{names['suggested']}.label", names["pie"], names["pie_score"], names["corruption"]])
     by_path = run_samples.set_index("filepath")["label"]
     run_labels = [by_path.get(p, label) for p, label in zip(paths, labels)]
     flags = [flag_of(c, n, x) for c, n, x in zip(category, noisy, corrupt)]
@@ -113,7 +113,7 @@ def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str
 
 def review_plan(dataset, run_key: str = METHOD, policy: ExportPolicy = ExportPolicy(),
                 splits: tuple[float, ...] | None = None, seed: int = 0) -> pd.DataFrame:
-    """:func:`review_table` planned by :func:`curate.review.plan_export`: one action per sample, with why.
+    """:func:`review_table` planned by :func:`curate.science.review.plan_export`: one action per sample, with why.
 
     ``splits`` (fractions such as ``(0.8, 0.1, 0.1)``) replaces the split tags with seeded stratified
     splits of every scored sample, drawn before the policy is applied, so that ``drop_unreviewed``
@@ -168,7 +168,7 @@ def export_dataset(dataset, out: str | os.PathLike, fmt: str = "folder", policy:
     ``splits``: ``None`` keeps the dataset's split tags; fractions such as ``(0.8, 0.1, 0.1)`` make
     seeded stratified train/val/test splits instead (:func:`review_plan`).
     """
-    from curate.fo_db import import_fiftyone
+    from curate.fiftyone.db import import_fiftyone
 
     if fmt not in FORMATS:
         raise ExportError(f"Unknown format {fmt!r}; choose one of {FORMATS}.")
@@ -259,7 +259,7 @@ def _export_with_fiftyone(fo, kept: pd.DataFrame, tmp: Path, fmt: str) -> None:
 
 def write_weights(dataset, out: str | os.PathLike, scheme: str = "factor", factor: float = 2.0,
                   policy: ExportPolicy = ExportPolicy(), run_key: str = METHOD, force: bool = False) -> pd.DataFrame:
-    """Per-sample weights (:func:`curate.review.sample_weights`) to a CSV or parquet file."""
+    """Per-sample weights (:func:`curate.science.review.sample_weights`) to a CSV or parquet file."""
     out = Path(out).expanduser().absolute()
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise ExportError(f"Weights go to a .csv or .parquet file, got {out.name!r}.")

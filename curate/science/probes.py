@@ -3,7 +3,7 @@
 After Metadata Archaeology (Siddiqui et al. 2022): a probe's category is known by construction, so
 the population's behaviour on probes says, for this dataset and these models, what a two-object
 image or a corrupted image looks like to them. curate predicts probes with every network (no
-network trains on them), and :mod:`curate.flags` sets its multi-object and corruption thresholds
+network trains on them), and :mod:`curate.science.flags` sets its multi-object and corruption thresholds
 from those predictions instead of from constants.
 
 Pure numpy (and scipy's Gaussian filter) over uint8 arrays ``(n, 3, h, w)``.

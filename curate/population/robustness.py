@@ -26,7 +26,6 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import pandas as pd
 
 SEVERITY_PARAMETERS: dict[str, tuple[float, ...]] = {
     "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),
@@ -134,56 +133,3 @@ def corrupted_suite(pixels: np.ndarray, names, severities, seed: int = 0) -> np.
     names, severities = check_corruptions(names, severities)
     rng = np.random.default_rng(seed)
     return np.stack([np.stack([corrupt(pixels, name, s, rng) for s in severities]) for name in names])
-
-
-def robustness_table(correct: np.ndarray, clean_correct: np.ndarray, level_names: list[str],
-                     corruptions, severities) -> pd.DataFrame:
-    """Accuracy of the dense and each compressed population per corruption and severity.
-
-    Args:
-        correct: ``(L+1, networks, n_corruptions, n_severities)`` accuracy of each network on its own
-            held-out sample of corrupted images; row 0 of the first axis is the dense network, then
-            each compression level in ``level_names`` order.
-        clean_correct: ``(L+1, networks)`` accuracy of the same networks on the same images uncorrupted.
-
-    Returns:
-        One row per level, corruption and severity (severity 0 = clean images), with the mean and
-        standard deviation over networks, the accuracy relative to clean (``retained``), and the
-        difference to the dense population at the same corruption and severity (``vs_dense``).
-    """
-    correct, clean_correct = np.asarray(correct, dtype=float), np.asarray(clean_correct, dtype=float)
-    names = ["dense", *level_names]
-    if correct.shape[0] != len(names) or correct.shape[2:] != (len(corruptions), len(severities)):
-        raise ValueError(f"correct has shape {correct.shape}; expected ({len(names)}, networks, "
-                         f"{len(corruptions)}, {len(severities)}).")
-    rows = []
-    for li, level in enumerate(names):
-        clean = clean_correct[li]
-        for ci, corruption in enumerate(corruptions):
-            rows.append({"level": level, "corruption": corruption, "severity": 0, "accuracy": clean.mean(),
-                         "accuracy_std": clean.std(ddof=1) if len(clean) > 1 else 0.0})
-            for si, severity in enumerate(severities):
-                acc = correct[li, :, ci, si]
-                rows.append({"level": level, "corruption": corruption, "severity": int(severity),
-                             "accuracy": acc.mean(), "accuracy_std": acc.std(ddof=1) if len(acc) > 1 else 0.0})
-    table = pd.DataFrame(rows)
-    clean_by_level = dict(zip(names, clean_correct.mean(axis=1)))
-    table["retained"] = table["accuracy"] / table["level"].map(clean_by_level).clip(lower=1e-12)
-    dense = table[table["level"] == "dense"].set_index(["corruption", "severity"])["accuracy"]
-    table["vs_dense"] = table["accuracy"] - [dense[(c, s)] for c, s in zip(table["corruption"], table["severity"])]
-    return table
-
-
-def robustness_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean over severities 1..5 per level and corruption (ImageNet-C's per-corruption average), wide.
-
-    ``mean`` averages the corruptions; ``retained`` is ``mean / clean``, the share of its clean accuracy a
-    level keeps under corruption (the paper compares this across compression levels).
-    """
-    corrupted = table[table["severity"] > 0]
-    summary = corrupted.pivot_table(index="level", columns="corruption", values="accuracy", aggfunc="mean", sort=False)
-    summary["mean"] = summary.mean(axis=1)
-    clean = table[table["severity"] == 0].groupby("level", sort=False)["accuracy"].first()
-    summary.insert(0, "clean", clean.reindex(summary.index))
-    summary["retained"] = summary["mean"] / summary["clean"].clip(lower=1e-12)
-    return summary

@@ -42,6 +42,15 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
+# The layout of a run directory. A run directory of another version is refused, not converted:
+# its jobs were computed by another curate and cannot be trusted to mean the same.
+RUN_STORE_VERSION = 2
+
+
+class RunStoreVersionError(ValueError):
+    """A run directory written by a curate whose run-store layout differs from this one's."""
+
+
 class RunStore:
     """Reads and writes one run directory."""
 
@@ -65,6 +74,18 @@ class RunStore:
     def read_json(self, name: str) -> dict[str, Any] | None:
         path = self.root / name
         return json.loads(path.read_text()) if path.exists() else None
+
+    def check_version(self) -> None:
+        """Raise :class:`RunStoreVersionError` when the directory holds a run of another layout."""
+        manifest = self.read_json("manifest.json")
+        if manifest is None:
+            return
+        found = manifest.get("run_store_version", 1)
+        if found != RUN_STORE_VERSION:
+            raise RunStoreVersionError(
+                f"Run directory {self.root} holds a run of curate {manifest.get('curate_version', '0.1.0')} "
+                f"(run-store version {found}); this curate reads and writes version {RUN_STORE_VERSION}. Run "
+                f"`curate run` again with a new --run-dir, or delete {self.root} and run again.")
 
     def save_job(self, name: str, fingerprint: str, **arrays: np.ndarray) -> None:
         def write(tmp: str) -> None:

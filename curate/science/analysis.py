@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from curate.flags import (Categories, categorise, in_sample_mean, memorisation, population_mean, probe_label_noise,
+from curate.science.flags import (Categories, categorise, in_sample_mean, memorisation, population_mean, probe_label_noise,
                           reasons, votes_for)
-from curate.pies import NO_LEVEL, PieScores, score_pies
-from curate.probes import CORRUPTIONS, TWO_CLASS
-from curate.stats import impact_table, member_accuracies
+from curate.science.pies import NO_LEVEL, PieScores, score_pies
+from curate.science.probes import CORRUPTIONS, TWO_CLASS
+from curate.science.stats import impact_table, member_accuracies
 
 
 def level_table(
@@ -65,16 +65,16 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
                  probe_probs: np.ndarray, probe_kinds: np.ndarray, severity: pd.DataFrame | None = None,
                  in_sample_probs: np.ndarray | None = None, label_probe_labels: np.ndarray | None = None,
                  forgotten_probs: np.ndarray | None = None):
-    """Categories (:func:`curate.flags.categorise`) and one reason per sample. Returns ``(categories, reasons)``.
+    """Categories (:func:`curate.science.flags.categorise`) and one reason per sample. Returns ``(categories, reasons)``.
 
     ``probe_probs`` ``(L+1, networks, P, C)`` are every network's predictions on the probe suite;
     ``in_sample_probs`` ``(slots, N, C)`` the in-sample predictions, one slot per network that
     trained on the image, as trained (for the label-noise score); ``forgotten_probs`` the same after
-    second-split forgetting (:func:`curate.train.forget_on_second_split`), read instead where the
-    networks have memorised wrong labels (:func:`curate.flags.memorisation`; the check is recorded in
+    second-split forgetting (:func:`curate.population.train.forget_on_second_split`), read instead where the
+    networks have memorised wrong labels (:func:`curate.science.flags.memorisation`; the check is recorded in
     ``categories.thresholds``); ``label_probe_labels`` ``(slots, N)`` the wrong labels of random-label
     probes per in-sample slot (-1: none), which set the label-noise count
-    (:func:`curate.flags.probe_label_noise`).
+    (:func:`curate.science.flags.probe_label_noise`).
     """
     probs = population_mean(dense_probs, compressed_probs)
     in_sample = probed = check = as_trained = None
@@ -168,7 +168,7 @@ def analyse(dense_probs, compressed_probs, labels, classes, level_names, sparsit
     """Scores and the per-level and per-class tables for one run. Returns ``(scores, levels, impact)``.
 
     The pruning levels (``kinds`` ``prune``, which come first) form the ladder of
-    :func:`curate.pies.score_pies`.
+    :func:`curate.science.pies.score_pies`.
     """
     ladder = None if kinds is None else sum(k == "prune" for k in kinds) or None
     scores = score_pies(dense_probs, compressed_probs, ladder)

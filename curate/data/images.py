@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from curate.faults import checkpoint
+from curate.data.faults import checkpoint
 
 # Truncated files must fail loudly rather than decode as partly grey images.
 ImageFile.LOAD_TRUNCATED_IMAGES = False

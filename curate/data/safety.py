@@ -164,7 +164,7 @@ _held_guard = threading.Lock()
 
 def lock_path_for_dataset(dataset: str, run_key: str) -> Path:
     """The lock file of run ``run_key`` on FiftyOne dataset ``dataset`` (one per database directory)."""
-    from curate.sources import default_cache_dir
+    from curate.data.sources import default_cache_dir
 
     database = os.environ.get("FIFTYONE_DATABASE_URI") or os.environ.get("FIFTYONE_DATABASE_DIR") or "default"
     digest = sha256(f"{database}\0{dataset}\0{run_key}".encode()).hexdigest()[:16]

@@ -6,6 +6,8 @@
 - :func:`most_forgotten_classes`: the per-class normalised recall change, most forgotten first.
 - :func:`compression_comparison`: pruning against quantization, level by level, on equal terms
   (accuracy, PIE fraction, classes significantly impacted, weight-memory compression).
+- :func:`robustness_table`, :func:`robustness_summary`: accuracy under corruptions
+  (:mod:`curate.population.robustness` makes them), dense against every compressed level.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def pie_accuracy_table(dense_modal: np.ndarray, compressed_modal: np.ndarray, la
 
 
 def most_forgotten_classes(impact: pd.DataFrame, level: str | None = None, top: int | None = None) -> pd.DataFrame:
-    """Rows of ``impact`` (from :func:`curate.stats.impact_table`) ordered most forgotten first.
+    """Rows of ``impact`` (from :func:`curate.science.stats.impact_table`) ordered most forgotten first.
 
     Significant classes come first, then the rest, each by ascending ``normalized_change`` (the
     class lost more than the model did overall). ``level`` restricts to one level.
@@ -105,3 +107,56 @@ def comparable_pairs(comparison: pd.DataFrame) -> list[tuple[str, str]]:
         distance = (np.log(prune["compression"]) - np.log(row.compression)).abs()
         pairs.append((row.level, prune["level"].iloc[int(np.argmin(distance.to_numpy()))]))
     return pairs
+
+
+def robustness_table(correct: np.ndarray, clean_correct: np.ndarray, level_names: list[str],
+                     corruptions, severities) -> pd.DataFrame:
+    """Accuracy of the dense and each compressed population per corruption and severity.
+
+    Args:
+        correct: ``(L+1, networks, n_corruptions, n_severities)`` accuracy of each network on its own
+            held-out sample of corrupted images; row 0 of the first axis is the dense network, then
+            each compression level in ``level_names`` order.
+        clean_correct: ``(L+1, networks)`` accuracy of the same networks on the same images uncorrupted.
+
+    Returns:
+        One row per level, corruption and severity (severity 0 = clean images), with the mean and
+        standard deviation over networks, the accuracy relative to clean (``retained``), and the
+        difference to the dense population at the same corruption and severity (``vs_dense``).
+    """
+    correct, clean_correct = np.asarray(correct, dtype=float), np.asarray(clean_correct, dtype=float)
+    names = ["dense", *level_names]
+    if correct.shape[0] != len(names) or correct.shape[2:] != (len(corruptions), len(severities)):
+        raise ValueError(f"correct has shape {correct.shape}; expected ({len(names)}, networks, "
+                         f"{len(corruptions)}, {len(severities)}).")
+    rows = []
+    for li, level in enumerate(names):
+        clean = clean_correct[li]
+        for ci, corruption in enumerate(corruptions):
+            rows.append({"level": level, "corruption": corruption, "severity": 0, "accuracy": clean.mean(),
+                         "accuracy_std": clean.std(ddof=1) if len(clean) > 1 else 0.0})
+            for si, severity in enumerate(severities):
+                acc = correct[li, :, ci, si]
+                rows.append({"level": level, "corruption": corruption, "severity": int(severity),
+                             "accuracy": acc.mean(), "accuracy_std": acc.std(ddof=1) if len(acc) > 1 else 0.0})
+    table = pd.DataFrame(rows)
+    clean_by_level = dict(zip(names, clean_correct.mean(axis=1)))
+    table["retained"] = table["accuracy"] / table["level"].map(clean_by_level).clip(lower=1e-12)
+    dense = table[table["level"] == "dense"].set_index(["corruption", "severity"])["accuracy"]
+    table["vs_dense"] = table["accuracy"] - [dense[(c, s)] for c, s in zip(table["corruption"], table["severity"])]
+    return table
+
+
+def robustness_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean over severities 1..5 per level and corruption (ImageNet-C's per-corruption average), wide.
+
+    ``mean`` averages the corruptions; ``retained`` is ``mean / clean``, the share of its clean accuracy a
+    level keeps under corruption (the paper compares this across compression levels).
+    """
+    corrupted = table[table["severity"] > 0]
+    summary = corrupted.pivot_table(index="level", columns="corruption", values="accuracy", aggfunc="mean", sort=False)
+    summary["mean"] = summary.mean(axis=1)
+    clean = table[table["severity"] == 0].groupby("level", sort=False)["accuracy"].first()
+    summary.insert(0, "clean", clean.reindex(summary.index))
+    summary["retained"] = summary["mean"] / summary["clean"].clip(lower=1e-12)
+    return summary

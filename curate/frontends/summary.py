@@ -1,0 +1,144 @@
+"""What curate says about a run, a review and an export, as lines of text: one wording for the CLI and
+the App operators alike.
+
+Each builder returns ``(text, style)`` pairs; ``style`` is ``None``, ``"bold"``, ``"warning"`` or
+``"command"``, which the CLI colours and the App ignores (:func:`plain`).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+Line = tuple[str, "str | None"]
+
+
+def table(rows, headers) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="simple", floatfmt=".3f")
+
+
+def plain(lines: Iterable[Line]) -> str:
+    return "\n".join(text for text, _ in lines)
+
+
+def flag_lines(result) -> list[Line]:
+    samples = result.samples
+    n_pies = max(1, int(result.scores.is_pie_any.sum()))
+    rows = []
+    for name in result.categories.names:
+        chosen = samples[samples["category"] == name]
+        top = chosen.sort_values(f"{name}_score", ascending=False)["reason"].head(1).tolist()
+        rows.append([name, len(chosen), f"{100 * len(chosen) / n_pies:.0f}%", top[0] if top else ""])
+    lines: list[Line] = [("\nPIEs by category (one each; highest-scoring example):", None),
+                         (table(rows, ["category", "PIEs", "share", "example reason"]), None)]
+    noisy = int(samples["label_noise"].sum())
+    lines.append((f"Suspected label errors, PIE or not: {noisy} ({100 * noisy / len(samples):.2f}%), "
+                  "each with a suggested label", None))
+    view = result.manifest.get("in_sample_view")
+    if view:
+        lines.append((in_sample_view_sentence(view), None))
+    if "corruption" in samples:
+        corrupt = int(samples["corruption"].sum())
+        line = f"Degraded images (a pixel check fires), PIE or not: {corrupt} ({100 * corrupt / len(samples):.2f}%)"
+        if corrupt and "corruption_check" in samples:
+            # By each image's most severe check, so a reviewer knows what the corruption view holds.
+            counts = samples.loc[samples["corruption"].astype(bool), "corruption_check"].value_counts()
+            line += ": " + ", ".join(f"{check.replace('_', ' ')} {n}" for check, n in counts.items())
+        lines.append((line, None))
+    return lines
+
+
+def in_sample_view_sentence(view: dict) -> str:
+    """Which in-sample view the label-noise score read, and why, so a user can tell a memorising population."""
+    return (f"  the networks fit {100 * view['fitted']:.1f}% of their training labels; confident learning "
+            f"believes {100 * view['labels_right']:.1f}% are right: in-sample view read {view['view']}")
+
+
+def impact_summary(impact, alpha: float) -> str:
+    """The per-class impact as the summary prints it: the significant classes as a table, or a line
+    saying none was, and how many class tests could not be run (members that tie leave no variance)."""
+    test = "Welch t-test, Holm-corrected, alpha " + f"{alpha}"
+    impacted = impact[impact["significant"]]
+    if len(impacted):
+        # The recalls beside the relative change: +3,000% from a recall of 0.01 reads differently from -20% of 0.9.
+        rows = [[r.level, r["class"], f"{r.dense_recall:.3f} -> {r.compressed_recall:.3f}",
+                 f"{100 * r.normalized_change:+.1f}%", f"{r.p_adjusted:.2g}"]
+                for _, r in impacted.sort_values("normalized_change").iterrows()]
+        text = f"Classes significantly impacted ({test}):\n" + table(
+            rows, ["level", "class", "recall dense -> compressed", "normalised recall change", "p (adj.)"])
+    else:
+        text = f"No class significantly impacted by compression at any level ({test})."
+    not_run = int(impact["p_value"].isna().sum())
+    if not_run:
+        text += (f"\n{not_run} of {len(impact)} class tests not run: the dense members scored those classes identically, and "
+                 "so did the compressed ones, which leaves no spread to weigh a change against; more members "
+                 "(--members) give it.")
+    return text
+
+
+def run_lines(outcome, launcher: str = "curate") -> list[Line]:
+    """The summary of a finished run (:class:`curate.api.RunOutcome`)."""
+    result = outcome.result
+    levels = result.levels
+    lines: list[Line] = [("", None), (
+        f"curate: {len(result.images)} images, {len(result.images.classes)} classes, "
+        f"{result.config.members} members x {result.config.folds} folds, {outcome.seconds:.0f} s", "bold")]
+    rows = [[r.level, r.kind, r.measured_sparsity, int(r.bits), f"{r.compression:.1f}x",
+             f"{r.accuracy:.3f} ± {r.accuracy_std:.3f}", int(r.pies), f"{100 * r.pie_fraction:.2f}%",
+             int(r.classes_impacted)] for r in levels.itertuples()]
+    lines.append((table(rows, ["level", "kind", "sparsity", "bits", "smaller", "accuracy (OOS)", "PIEs", "PIE %",
+                               "classes impacted"]), None))
+    n_pies = int(result.scores.is_pie_any.sum())
+    lines.append((f"\nPIEs at any level: {n_pies} of {len(result.images)} "
+                  f"({100 * n_pies / len(result.images):.2f}%)", None))
+    lines += flag_lines(result)
+    lines.append(("\n" + impact_summary(result.impact, result.config.alpha), None))
+    if result.bad_images:
+        lines.append((f"\n{len(result.bad_images)} image(s) could not be read and were left out:", "warning"))
+        lines += [(f"  {bad.path}: {bad.reason}", None) for bad in result.bad_images[:20]]
+        if len(result.bad_images) > 20:
+            lines.append((f"  ... and {len(result.bad_images) - 20} more (see manifest.json)", None))
+    lines += [(f"\nWarning: {warning}", "warning") for warning in result.manifest.get("warnings", [])]
+    lines.append((f"\nRun directory: {result.store.root}", None))
+    if outcome.dataset:
+        from curate.fiftyone.write import names_for
+
+        view = names_for(outcome.run_key, [])["views"]["all"]
+        lines.append((f"FiftyOne dataset: {outcome.dataset} (run key {outcome.run_key!r}, tag, saved view {view!r})",
+                      None))
+        lines.append((f"Review in the App:  {launcher} app {outcome.dataset} --view {view}", "command"))
+        lines.append((f"HTML report:        {launcher} report {outcome.dataset}" +
+                      ("" if outcome.run_key == "curate" else f" --run-key {outcome.run_key}"), None))
+    return lines
+
+
+def export_now_sentence(plan) -> str:
+    """What an export would do with the review so far, in one sentence."""
+    actions = plan["action"].value_counts()
+    dropped, relabelled = int(actions.get("drop", 0)), int(actions.get("relabel", 0))
+    return (f"An export now would keep {len(plan) - dropped} samples ({relabelled} relabelled) and leave out "
+            f"{dropped}")
+
+
+def status_lines(status) -> list[Line]:
+    """``curate status``: flags by review state, and what an export would do (:class:`curate.api.ReviewStatus`)."""
+    plan, counts = status.plan, status.counts
+    lines: list[Line] = [(f"{status.dataset}: {len(plan)} samples scored by run {status.run_key!r}", "bold")]
+    lines += [(f"Warning: {warning}", "warning") for warning in status.warnings]
+    lines.append((table([[flag, *row] for flag, row in zip(counts.index, counts.to_numpy().tolist())],
+                        ["flag", *counts.columns]), None))
+    reasons = plan[plan["action"] != "keep"]["reason"].str.replace(r" [^ ]+ -> [^ ]+ ", " ", regex=True)
+    notes = plan[(plan["action"] == "keep") & (plan["reason"] != "")]["reason"].value_counts()
+    lines.append(("\n" + export_now_sentence(plan) + (":" if len(reasons) or len(notes) else "."), None))
+    lines += [(f"  {count:6d}  {reason}", None) for reason, count in reasons.value_counts().items()]
+    lines += [(f"  {count:6d}  {reason}", None) for reason, count in notes.items()]
+    return lines
+
+
+def export_lines(manifest: dict, out) -> list[Line]:
+    counts = manifest["counts"]
+    return [(f"Exported {counts['exported']} of {counts['scored']} samples to {out} ({manifest['format']}): "
+             f"{counts['dropped']} left out, {counts['relabelled']} relabelled.", None),
+            (table([[k, v] for k, v in counts["per_split"].items()], ["split", "samples"]), None),
+            ("Every change and its reason: changes.csv, curate_export.json", None)]

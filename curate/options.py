@@ -1,0 +1,63 @@
+"""The options of a run a user chooses and their defaults, written once; no heavy imports, so the CLI
+can read them to build its options without loading torch."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_RUN_KEY = "curate"
+DEFAULT_LABEL_FIELD = "ground_truth"
+DEMO_DATASET = "curate-digits"
+# Digits are 8x8 and chiral: decode them at 16 px and never flip them.
+DIGITS_PRESET = {"image_size": 16, "hflip": False}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The options of a run a user chooses, with their defaults: the one place they are written.
+
+    :class:`curate.population.pipeline.CurateConfig` and :class:`curate.population.train.TrainSettings` take their defaults
+    from here, and so do the CLI's options, the App's form and the README's table (a test checks it). ``None`` means
+    "derived from the data": ``batch_size`` is the images per network / 16, clipped to 32..256;
+    ``image_size`` is 32 (16 for digits); ``hflip`` is on (off for digits).
+    """
+
+    model: str = "resnet-small"
+    members: int = 4
+    folds: int = 2
+    sparsities: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9)
+    quantize: tuple[str, ...] = ("fp16", "bf16", "int8", "int4", "dyn-int8")
+    robustness_images: int = 64
+    label_probes: float = 0.0
+    epochs: int = 16
+    finetune_epochs: int = 6
+    batch_size: int | None = None
+    image_size: int | None = None
+    hflip: bool | None = None
+    seed: int = 0
+    device: str = "auto"
+
+    def config_for(self, source: str, n_images: int):
+        """The run's full :class:`curate.population.pipeline.CurateConfig` for ``n_images`` images of ``source``."""
+        from curate.population.config import CurateConfig
+        from curate.population.train import TrainSettings
+
+        preset = DIGITS_PRESET if source == "digits" else {}
+        image_size = self.image_size if self.image_size is not None else preset.get("image_size", 32)
+        hflip = self.hflip if self.hflip is not None else preset.get("hflip", True)
+        n_train = n_images * (self.folds - 1) // max(1, self.folds)
+        batch_size = self.batch_size if self.batch_size is not None else int(min(256, max(32, n_train // 16)))
+        return CurateConfig(
+            model=self.model, members=self.members, folds=self.folds, sparsities=self.sparsities,
+            quantizations=self.quantize, robustness_images=self.robustness_images, image_size=image_size,
+            seed=self.seed, device=self.device, label_probes=self.label_probes,
+            train=TrainSettings(epochs=self.epochs, finetune_epochs=self.finetune_epochs, batch_size=batch_size,
+                                hflip=hflip),
+        )
+
+
+def run_option_defaults() -> dict[str, Any]:
+    """Every :class:`RunOptions` field and its default."""
+    return {f.name: f.default for f in dataclasses.fields(RunOptions)}

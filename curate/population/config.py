@@ -1,0 +1,150 @@
+"""The configuration of a run: everything that decides its results, and their fingerprint."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from curate.population.executor import MemberJob
+from curate.options import RunOptions
+from curate.population.quantize import QUANT_FORMATS, check_formats
+from curate.population.robustness import CORRUPTION_NAMES, SEVERITIES, check_corruptions
+from curate.data.sources import LabeledImages
+from curate.data.store import RUN_STORE_VERSION
+from curate.population.train import TrainSettings, check_device
+
+
+@dataclass(frozen=True)
+class CurateConfig:
+    """What a run computes. Two runs with equal configs on the same images give the same results.
+
+    Attributes:
+        model: model spec, see :mod:`curate.population.models`.
+        members: population size K; every image gets exactly K out-of-sample predictions per level.
+        folds: cross-fitting folds F; each member trains F networks on (F-1)/F of the images.
+        sparsities: global magnitude pruning levels, ascending, each in (0, 1).
+        quantizations: post-training quantization formats (:mod:`curate.population.quantize`), each a further
+            compression level after the pruning levels.
+        image_size: images are decoded to ``image_size`` x ``image_size`` RGB.
+        seed: base seed; member k uses seed ``1000 * seed + k`` for its partition and initialisation.
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:i]``; not part of the fingerprint.
+        alpha: family-wise significance level of the per-class tests.
+        probes_per_kind: probe images of each kind (:mod:`curate.science.probes`) every network predicts;
+            they calibrate the multi-object and corruption flags.
+        robustness_images: held-out images per network that are corrupted (:mod:`curate.population.robustness`)
+            and predicted by the network and every compressed copy of it; 0 turns robustness off.
+        corruptions, severities: which ImageNet-C-style corruptions, at which severities (1..5).
+        label_probes: share of each network's training images given a random wrong label
+            (Metadata Archaeology's random-label probes); how the networks fit them sets the
+            label-noise count (:func:`curate.science.flags.probe_label_noise`). 0: off, confident learning counts.
+        train: optimisation settings.
+    """
+
+    model: str = RunOptions.model
+    members: int = RunOptions.members
+    folds: int = RunOptions.folds
+    sparsities: tuple[float, ...] = RunOptions.sparsities
+    quantizations: tuple[str, ...] = RunOptions.quantize
+    image_size: int = 32
+    seed: int = RunOptions.seed
+    device: str = RunOptions.device
+    alpha: float = 0.05
+    probes_per_kind: int = 256
+    robustness_images: int = RunOptions.robustness_images
+    corruptions: tuple[str, ...] = CORRUPTION_NAMES
+    severities: tuple[int, ...] = SEVERITIES
+    label_probes: float = RunOptions.label_probes
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sparsities", tuple(float(s) for s in self.sparsities))
+        object.__setattr__(self, "quantizations", check_formats(self.quantizations))
+        corruptions, severities = check_corruptions(self.corruptions, self.severities)
+        object.__setattr__(self, "corruptions", corruptions)
+        object.__setattr__(self, "severities", severities)
+        if self.robustness_images < 0:
+            raise ValueError(f"robustness_images must be 0 (off) or positive, got {self.robustness_images}.")
+        if self.members < 2:
+            raise ValueError(f"members must be at least 2 (a modal label and a t-test need a population), got {self.members}.")
+        if self.folds < 2:
+            raise ValueError(f"folds must be at least 2 so every image is scored out of sample, got {self.folds}.")
+        if not self.sparsities:
+            raise ValueError("Give at least one sparsity, e.g. --sparsities 0.3,0.5,0.7,0.9.")
+        bad = [s for s in self.sparsities if not 0.0 < s < 1.0]
+        if bad:
+            raise ValueError(f"Sparsities must lie strictly between 0 and 1, got {bad}.")
+        if list(self.sparsities) != sorted(set(self.sparsities)):
+            raise ValueError(f"Sparsities must be distinct and ascending, got {list(self.sparsities)}.")
+        if not 0.0 <= self.label_probes <= 0.2:
+            raise ValueError(f"label_probes is the share of each network's training images given a random wrong "
+                             f"label: 0 (off) to 0.2, e.g. 0.05; got {self.label_probes}.")
+        if self.image_size < 8:
+            raise ValueError(f"image_size must be at least 8 pixels, got {self.image_size}.")
+        check_device(self.device)
+
+    @property
+    def level_names(self) -> list[str]:
+        """Pruning levels (``prune30``...) in ascending sparsity, then quantization formats."""
+        return [f"prune{round(s * 100):02d}" for s in self.sparsities] + list(self.quantizations)
+
+    @property
+    def level_kinds(self) -> list[str]:
+        return ["prune"] * len(self.sparsities) + ["quantize"] * len(self.quantizations)
+
+    @property
+    def level_sparsities(self) -> list[float]:
+        """Target sparsity of every level (0 for quantization levels)."""
+        return list(self.sparsities) + [0.0] * len(self.quantizations)
+
+    @property
+    def level_bits(self) -> list[int]:
+        """Bits per weight of every level (32 for pruning levels, which keep float32 weights)."""
+        return [32] * len(self.sparsities) + [QUANT_FORMATS[f] for f in self.quantizations]
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.sparsities) + len(self.quantizations)
+
+    @property
+    def robustness(self) -> bool:
+        return self.robustness_images > 0 and bool(self.corruptions) and bool(self.severities)
+
+    def member_seed(self, member: int) -> int:
+        return 1000 * self.seed + member
+
+    def job_seed(self, member: int, fold: int) -> int:
+        return 100 * self.member_seed(member) + fold
+
+    def jobs(self) -> list[MemberJob]:
+        return [MemberJob(k, f, self.job_seed(k, f)) for k in range(self.members) for f in range(self.folds)]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for key in ("sparsities", "quantizations", "corruptions", "severities"):
+            data[key] = list(getattr(self, key))
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CurateConfig":
+        data = dict(data)
+        data["train"] = TrainSettings(**data.get("train", {}))
+        for key in ("sparsities", "quantizations", "corruptions", "severities"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+    def fingerprint(self, images: LabeledImages) -> str:
+        """Hash of everything that determines the results: config (less device), images, labels."""
+        config = self.to_dict()
+        config.pop("device")
+        config["run_store_version"] = RUN_STORE_VERSION
+        h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+        h.update("\n".join(images.filepaths).encode())
+        h.update(np.asarray(images.labels, dtype=np.int64).tobytes())
+        h.update("\n".join(images.classes).encode())
+        return h.hexdigest()[:16]

@@ -1,0 +1,127 @@
+"""One population job: train a dense network on its folds, compress it, and predict every image
+(held out and in sample), the probes and the corrupted images. Returns arrays; the assembly
+(:mod:`.pipeline`) places them."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from curate.population.executor import MemberJob
+
+
+from curate.population.config import CurateConfig
+class RowView:
+    """Rows ``rows`` of ``base`` without copying them: a network's training images, read batch by batch.
+
+    Keeps a memory-mapped image cache on disk when the dataset does not fit in memory; ``rows`` is
+    ascending, so every batch reads the memmap in order.
+    """
+
+    def __init__(self, base: np.ndarray, rows: np.ndarray):
+        self.base, self.rows = base, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        return np.asarray(self.base[self.rows[idx]])
+
+
+def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray, n_classes: int,
+                   folds: dict[int, np.ndarray], mean: np.ndarray, std: np.ndarray, probes: np.ndarray,
+                   progress):
+    """The function every job runs: train one network, compress copies of it, predict every image.
+
+    Predictions cover all images; :func:`run_population` files the network's held-out fold as
+    out-of-sample and the rest as in-sample. Robustness uses a seeded sample of the held-out fold only.
+    """
+    import torch
+
+    from curate.population.models import build_model
+    from curate.population.quantize import quantized_copy, runs_on_cpu_only
+    from curate.population.train import (Normalizer, forget_on_second_split, measured_sparsity,
+                              predict_probs, prune_and_finetune, resolve_device, train_dense)
+
+    device = resolve_device(config.device)
+    normalize = Normalizer(mean, std, device)
+    cpu_normalize = Normalizer(mean, std, torch.device("cpu"))
+
+    def run(job: MemberJob) -> dict[str, np.ndarray]:
+        held_out = folds[job.member] == job.fold
+        train_idx = np.flatnonzero(~held_out)
+        train_pixels = RowView(pixels, train_idx)
+        train_labels, probe_rows = label_probes(labels[train_idx], n_classes, config.label_probes, job.seed)
+        torch.manual_seed(job.seed)
+        started = time.perf_counter()
+        model = build_model(config.model, n_classes).to(device).to(memory_format=torch.channels_last)
+        margins = np.zeros((len(train_idx), 2))
+        train_dense(model, train_pixels, train_labels, normalize, config.train, job.seed, progress,
+                    margins=margins)
+        margins[probe_rows] = np.nan  # a probe's margin is about its wrong label, not the image's own
+        aum = np.full(len(labels), np.nan, dtype=np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            aum[train_idx] = margins[:, 0] / margins[:, 1]
+        networks = [(model, normalize)]
+        for level, s in enumerate(config.sparsities):
+            networks.append((prune_and_finetune(model, train_pixels, train_labels, normalize, config.train, s,
+                                                job.seed + 7919 * (level + 1), progress), normalize))
+        for fmt in config.quantizations:
+            networks.append((quantized_copy(model, fmt), cpu_normalize if runs_on_cpu_only(fmt) else normalize))
+        probs = [predict_probs(net, pixels, norm) for net, norm in networks]
+        held_idx = np.flatnonzero(held_out)
+        # The dense network and each pruned copy unlearn on the same held-out images, seeded alike, so
+        # that the copies' forgotten views differ from the dense one's by the pruning alone.
+        forgotten = np.stack([
+            predict_probs(forget_on_second_split(net, RowView(pixels, held_idx), labels[held_idx], normalize,
+                                                 config.train, job.seed + 104723, progress), pixels, normalize)
+            for net, _ in networks[:1 + len(config.sparsities)]
+        ])
+        out = {
+            "dense": probs[0], "compressed": np.stack(probs[1:]), "aum": aum,
+            "forgotten": forgotten[0], "forgotten_compressed": forgotten[1:],
+            "probes": np.stack([predict_probs(net, probes, norm) for net, norm in networks]),
+            "sparsity": np.array([measured_sparsity(net) for net, _ in networks[1:]]),
+            "label_probe_index": train_idx[probe_rows], "label_probe_label": train_labels[probe_rows],
+        }
+        if config.robustness:
+            out.update(_robustness(config, job, networks, pixels, labels, held_out, probs))
+        out["seconds"] = np.array(time.perf_counter() - started)
+        return out
+
+    return run
+
+
+def label_probes(labels: np.ndarray, n_classes: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A network's training labels with ``share`` of them (seeded) moved to a random other class.
+
+    Returns ``(labels_to_train_on, probe_rows)``; the given ``labels`` are not modified.
+    """
+    trained = np.array(labels, copy=True)
+    if share <= 0 or n_classes < 2:
+        return trained, np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng([seed, 104729])  # its own stream: the same job seed also seeds training
+    rows = np.sort(rng.choice(len(trained), size=max(1, int(round(share * len(trained)))), replace=False))
+    trained[rows] = (trained[rows] + rng.integers(1, n_classes, len(rows))) % n_classes
+    return trained, rows
+
+
+def _robustness(config: CurateConfig, job: MemberJob, networks, pixels, labels, held_out, probs):
+    """Accuracy of the network and each compressed copy on corrupted copies of held-out images."""
+    from curate.population.robustness import corrupted_suite
+    from curate.population.train import predict_probs
+
+    rng = np.random.default_rng(job.seed)
+    candidates = np.flatnonzero(held_out)
+    rows = np.sort(rng.choice(candidates, size=min(config.robustness_images, len(candidates)), replace=False))
+    suite = corrupted_suite(np.asarray(pixels[rows]), config.corruptions, config.severities, seed=job.seed)
+    n_corruptions, n_severities, m = suite.shape[:3]
+    flat = suite.reshape(-1, *suite.shape[3:])
+    truth = np.tile(labels[rows], n_corruptions * n_severities)
+    correct = np.stack([
+        (predict_probs(net, flat, norm).argmax(axis=1) == truth).reshape(n_corruptions, n_severities, m).mean(axis=2)
+        for net, norm in networks
+    ])
+    clean = np.array([(p[rows].argmax(axis=1) == labels[rows]).mean() for p in probs])
+    return {"robust_rows": rows, "robust_correct": correct, "robust_clean": clean}

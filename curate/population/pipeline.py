@@ -1,0 +1,341 @@
+"""The run: labelled images -> dense population -> compressed copies -> probabilities -> scores -> store.
+
+Data flows one way. :func:`run_population` produces out-of-sample probabilities (resuming from
+the jobs already in the run directory); :func:`analyse` turns them into scores and tables; the
+FiftyOne push and the CLI read the result.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from curate import __version__
+from curate.science.analysis import analyse, flag_samples, population_warnings, sample_table
+from curate.science.crossfit import check_fold_support, stratified_folds
+from curate.population.executor import Executor, InProcessExecutor, MemberJob
+from curate.data.faults import checkpoint
+from curate.data.images import BadImage, decode_images, load_in_memory
+from curate.science.flags import Categories, in_sample_views
+from curate.science.pies import PieScores
+from curate.science.probes import ProbeSuite, make_probes
+from curate.data.pixels import RAW_PROPERTIES, measure_files
+from curate.science.quality import quality_severity
+from curate.data.safety import check_run_dir, media_folders, run_dir_lock
+from curate.science.findings import robustness_table
+from curate.data.sources import LabeledImages, SourceError
+from curate.data.store import RUN_STORE_VERSION, RunStore
+
+
+from curate.population.config import CurateConfig
+from curate.population.jobs import _member_job_fn
+@dataclass
+class Population:
+    """Probabilities of the whole population, split by whether a network trained on the image.
+
+    ``dense`` ``(K, N, C)`` and ``compressed`` ``(L, K, N, C)`` are out of sample: one network per
+    member that never saw the image. ``dense_in`` ``(K*(F-1), N, C)`` and ``compressed_in`` are in
+    sample: the member networks that did train on it. ``forgotten_in`` ``(K*(F-1), N, C)``: the same
+    networks after training on their held-out images (:func:`curate.population.train.forget_on_second_split`);
+    ``forgotten_compressed_in`` the same for each pruned copy, its zeros kept.
+    """
+
+    dense: np.ndarray
+    compressed: np.ndarray
+    dense_in: np.ndarray
+    compressed_in: np.ndarray
+    measured_sparsity: np.ndarray
+    job_seconds: dict[str, float]
+    aum: np.ndarray | None = None  # (N,) mean area under the margin over the networks that trained on it
+    probes: ProbeSuite | None = None
+    probe_probs: np.ndarray | None = None  # (L+1, K*F, P, C): dense then each level, every network
+    robust_correct: np.ndarray | None = None  # (L+1, K*F, corruptions, severities) accuracy, see robustness
+    robust_clean: np.ndarray | None = None  # (L+1, K*F) accuracy on the same images uncorrupted
+    label_probe_labels: np.ndarray | None = None  # (K*(F-1), N) wrong label an in-sample slot trained with, or -1
+    forgotten_in: np.ndarray | None = None
+    forgotten_compressed_in: np.ndarray | None = None  # (len(sparsities), K*(F-1), N, C) pruned copies, same
+
+
+@dataclass
+class RunResult:
+    """Everything a finished run knows, in memory."""
+
+    config: CurateConfig
+    images: LabeledImages  # the readable images, in the order of every array below
+    bad_images: list[BadImage]
+    population: Population
+    scores: PieScores
+    levels: pd.DataFrame
+    impact: pd.DataFrame
+    samples: pd.DataFrame
+    store: RunStore
+    manifest: dict[str, Any]
+    categories: Categories | None = None
+
+    @property
+    def level_names(self) -> list[str]:
+        return self.config.level_names
+
+    @property
+    def dense_probs(self) -> np.ndarray:
+        """Out-of-sample dense probabilities ``(K, N, C)``."""
+        return self.population.dense
+
+    @property
+    def compressed_probs(self) -> np.ndarray:
+        """Out-of-sample compressed probabilities ``(L, K, N, C)``."""
+        return self.population.compressed
+
+
+def prepare_images(images: LabeledImages, config: CurateConfig, store: RunStore, progress: bool = True):
+    """Decode once; drop unreadable images (reported); check every class can be cross-fitted."""
+    if len(images) == 0:
+        raise SourceError(f"The source {images.description} has no images.")
+    pixels, ok, bad = decode_images(images.filepaths, config.image_size, store.image_cache(config.image_size),
+                                    progress=progress)
+    if not ok.any():
+        raise SourceError(f"None of the {len(images)} images of {images.description} could be read; "
+                          f"first failure: {bad[0].path}: {bad[0].reason}")
+    kept = images.subset(ok)
+    try:
+        check_fold_support(kept.labels, config.folds, kept.classes)
+    except ValueError as error:
+        if not bad:
+            raise
+        # The class may be short only because images could not be read; say which, or the count reads wrong.
+        raise ValueError(f"{error} {len(bad)} of the {len(images)} images could not be read and were left out "
+                         f"(first: {bad[0].path}: {bad[0].reason}).") from None
+    return kept, load_in_memory(pixels), bad
+
+
+def image_quality(filepaths: list[str], store: RunStore, progress: bool = True) -> pd.DataFrame:
+    """Raw pixel-quality properties of every image, measured once per run directory."""
+    path = store.root / "quality.parquet"
+    if path.exists():
+        cached = pd.read_parquet(path)
+        # A run measured by an older curate lacks newer properties: measure again.
+        if cached["filepath"].tolist() == list(filepaths) and set(RAW_PROPERTIES) <= set(cached.columns):
+            return cached
+    raw = measure_files(filepaths, progress=progress)
+    store.save_table("quality.parquet", raw)
+    return raw
+
+
+def run_population(
+    images: LabeledImages,
+    pixels: np.ndarray,
+    config: CurateConfig,
+    store: RunStore,
+    executor: Executor | None = None,
+    progress: bool = True,
+) -> Population:
+    """Train, compress and score the whole population, resuming from jobs already stored."""
+    from tqdm.auto import tqdm
+
+    from curate.population.train import Normalizer, configure_threads, steps_for
+
+    configure_threads()
+    executor = executor or InProcessExecutor()
+    fingerprint = config.fingerprint(images)
+    n, n_classes, n_levels = len(images), len(images.classes), config.n_levels
+    n_networks = config.members * config.folds
+    dense = np.full((config.members, n, n_classes), np.nan, dtype=np.float32)
+    compressed = np.full((n_levels, config.members, n, n_classes), np.nan, dtype=np.float32)
+    n_in = config.members * (config.folds - 1)
+    dense_in = np.full((n_in, n, n_classes), np.nan, dtype=np.float32)
+    forgotten_in = np.full((n_in, n, n_classes), np.nan, dtype=np.float32)
+    forgotten_compressed_in = np.full((len(config.sparsities), n_in, n, n_classes), np.nan, dtype=np.float32)
+    compressed_in = np.full((n_levels, n_in, n, n_classes), np.nan, dtype=np.float32)
+    sparsity_sum = np.zeros(n_levels)
+    aum_sum, aum_count = np.zeros(n), np.zeros(n)
+    probes = make_probes(pixels, images.labels, config.probes_per_kind, seed=config.seed)
+    probe_probs = np.full((n_levels + 1, n_networks, len(probes), n_classes), np.nan, dtype=np.float32)
+    shape = (len(config.corruptions), len(config.severities)) if config.robustness else (0, 0)
+    robust_correct = np.full((n_levels + 1, n_networks, *shape), np.nan)
+    robust_clean = np.full((n_levels + 1, n_networks), np.nan if config.robustness else 0.0)
+    probe_labels = np.full((n_in, n), -1, dtype=np.int64)
+    seconds: dict[str, float] = {}
+
+    jobs = config.jobs()
+    folds = {k: stratified_folds(images.labels, config.folds, config.member_seed(k)) for k in range(config.members)}
+
+    def place(job: MemberJob, out: dict[str, np.ndarray]) -> None:
+        member_folds = folds[job.member]
+        held_out = member_folds == job.fold
+        dense[job.member, held_out] = out["dense"][held_out]
+        compressed[:, job.member, held_out] = out["compressed"][:, held_out]
+        # In-sample slot of this network for each image it trained on: its rank among the
+        # member's F-1 networks that saw that image.
+        trained = np.flatnonzero(~held_out)
+        slot = job.member * (config.folds - 1) + job.fold - (job.fold > member_folds[trained])
+        dense_in[slot, trained] = out["dense"][trained]
+        forgotten_in[slot, trained] = out["forgotten"][trained]
+        forgotten_compressed_in[:, slot, trained] = out["forgotten_compressed"][:, trained]
+        compressed_in[:, slot, trained] = out["compressed"][:, trained]
+        if config.label_probes:
+            slot_of = np.full(n, -1)
+            slot_of[trained] = slot
+            probed = out["label_probe_index"]
+            probe_labels[slot_of[probed], probed] = out["label_probe_label"]
+        sparsity_sum[:] += out["sparsity"]
+        seen = np.isfinite(out["aum"])
+        aum_sum[seen] += out["aum"][seen]
+        aum_count[seen] += 1
+        network = job.member * config.folds + job.fold
+        probe_probs[:, network] = out["probes"]
+        if config.robustness:
+            robust_correct[:, network] = out["robust_correct"]
+            robust_clean[:, network] = out["robust_clean"]
+        seconds[job.name] = float(out["seconds"])
+
+    todo = []
+    for job in jobs:
+        cached = store.load_job(job.name, fingerprint)
+        if cached is None:
+            todo.append(job)
+        else:
+            place(job, cached)
+    if todo:
+        mean, std = Normalizer.channel_stats(pixels)
+        n_train = int(n * (config.folds - 1) / config.folds)
+        total = len(todo) * steps_for(n_train, config.train, len(config.sparsities), n - n_train)
+        done_note = f" ({len(jobs) - len(todo)} of {len(jobs)} resumed from {store.root})" if len(todo) < len(jobs) else ""
+        with tqdm(total=total, desc=f"train+prune {len(todo)} networks{done_note}", unit="step",
+                  disable=not progress, smoothing=0.05, mininterval=0.5 if sys.stderr.isatty() else 30) as bar:
+            job_fn = _member_job_fn(config, pixels, images.labels, n_classes, folds, mean, std, probes.pixels,
+                                    bar.update)
+            for job, out in executor.map(job_fn, todo):
+                store.save_job(job.name, fingerprint, **out)
+                checkpoint("train")
+                place(job, out)
+    if any(np.isnan(a).any() for a in (dense, compressed, dense_in, compressed_in, forgotten_in,
+                                       forgotten_compressed_in, probe_probs, robust_correct,
+                                       robust_clean)):
+        raise RuntimeError("Some images received no out-of-sample prediction; the run directory may be corrupt. "
+                           f"Delete {store.root / 'jobs'} and run again.")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        aum = (aum_sum / aum_count).astype(np.float32)
+    return Population(dense, compressed, dense_in, compressed_in, sparsity_sum / len(jobs), seconds, aum,
+                      probes, probe_probs, robust_correct, robust_clean,
+                      probe_labels if config.label_probes else None, forgotten_in, forgotten_compressed_in)
+
+
+def run_curate(
+    images: LabeledImages,
+    config: CurateConfig,
+    run_dir,
+    executor: Executor | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """The whole computation for one source: decode, populations, scores, tables, run directory.
+
+    ``run_dir`` must be empty, new or an earlier curate run directory, and outside the folders that
+    hold the images (:func:`curate.data.safety.check_run_dir`); one process at a time writes it.
+    """
+    run_dir = check_run_dir(run_dir, media_folders(images.filepaths))
+    with run_dir_lock(run_dir):
+        return _run_curate(images, config, run_dir, executor, progress)
+
+
+def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: Executor | None,
+                progress: bool) -> RunResult:
+    store = RunStore(run_dir)
+    store.check_version()
+    started = time.time()
+    previous = store.read_json("manifest.json") or {}
+    manifest: dict[str, Any] = {
+        "curate_version": __version__,
+        "run_store_version": RUN_STORE_VERSION,
+        "status": "running",
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": images.description,
+        "source_root": images.root,
+        "config": config.to_dict(),
+        "python": platform.python_version(),
+    }
+    if previous.get("status") == "running":
+        manifest["resumed_from"] = previous.get("started")
+    store.write_json("manifest.json", manifest)
+
+    kept, pixels, bad = prepare_images(images, config, store, progress)
+    fingerprint = config.fingerprint(kept)
+    population = run_population(kept, pixels, config, store, executor, progress)
+    checkpoint("score")
+    dense, compressed, seconds = population.dense, population.compressed, population.job_seconds
+    scores, levels, impact = analyse(dense, compressed, kept.labels, kept.classes, config.level_names,
+                                     config.level_sparsities, config.alpha, population.measured_sparsity,
+                                     config.level_kinds, config.level_bits)
+    severity = quality_severity(image_quality(kept.filepaths, store, progress))
+    # The flags pool the dense networks with their pruned copies (measured in bench_flags); quantized
+    # copies are near-duplicates of the dense networks and would only re-weight them. Networks trained
+    # long enough memorise their training labels, wrong ones included, and the plain in-sample view then
+    # hides the errors it is meant to find; where they have (curate.science.flags.memorisation), the in-sample
+    # view is read after second-split forgetting, which costs a little where they have not
+    # (docs/benchmarks.md, "Second-split forgetting").
+    pruned = slice(0, len(config.sparsities))
+    categories, reasons = flag_samples(dense, compressed[pruned], kept.labels, kept.classes, config.level_names,
+                                       scores, population.probe_probs[:1 + len(config.sparsities)],
+                                       population.probes.kinds, severity,
+                                       in_sample_views(population.dense_in, population.compressed_in[pruned]),
+                                       population.label_probe_labels,
+                                       in_sample_views(population.forgotten_in, population.forgotten_compressed_in))
+    samples = sample_table(scores, kept.labels, kept.classes, config.level_names, kept.filepaths, kept.splits,
+                           kept.sample_ids, categories, reasons)
+    samples = pd.concat([samples, severity.add_prefix("quality_")], axis=1)
+    store.save_probs(config.level_names, dense=dense, compressed=compressed,
+                     dense_in=population.dense_in, compressed_in=population.compressed_in,
+                     forgotten_in=population.forgotten_in,
+                     forgotten_compressed_in=population.forgotten_compressed_in, aum=population.aum,
+                     probe_probs=population.probe_probs, probe_kinds=population.probes.kinds,
+                     probe_class_a=population.probes.class_a, probe_class_b=population.probes.class_b,
+                     robust_correct=population.robust_correct, robust_clean=population.robust_clean,
+                     **({} if population.label_probe_labels is None
+                        else {"label_probe_labels": population.label_probe_labels}))
+    checkpoint("store")
+    store.save_table("samples.parquet", samples)
+    store.save_table("classes.csv", impact)
+    store.save_table("levels.csv", levels)
+    if config.robustness:
+        store.save_table("robustness.csv", robustness_table(population.robust_correct, population.robust_clean,
+                                                            config.level_names, config.corruptions,
+                                                            config.severities))
+
+    import torch
+
+    manifest.update({
+        "status": "complete",
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.time() - started, 1),
+        "fingerprint": fingerprint,
+        "torch": torch.__version__,
+        "n_images": len(kept),
+        "classes": kept.classes,
+        "bad_images": [b.__dict__ for b in bad],
+        "job_seconds": seconds,
+        "job_seeds": {job.name: job.seed for job in config.jobs()},
+        "out_of_sample_predictions_per_image": config.members,
+        "levels": levels.to_dict(orient="records"),
+        "flag_thresholds": categories.thresholds,
+        "flags": {name: int((categories.category == name).sum()) for name in categories.names},
+        "label_noise_any": int(categories.label_noise.sum()),
+        "in_sample_view": {
+            "view": "after forgetting" if categories.thresholds["in_sample_after_forgetting"] else "as trained",
+            "fitted": categories.thresholds["in_sample_fitted"], "labels_right": categories.thresholds["labels_right"]},
+        "label_noise_count": {
+            "confident_learning": categories.thresholds["label_noise_confident_learning_count"],
+            **({"label_probes": categories.thresholds["label_noise_estimated_count"],
+                "probes": categories.thresholds["label_noise_probes"]} if config.label_probes else {}),
+        },
+        "warnings": population_warnings(kept.labels, scores.dense_modal, categories.label_noise, kept.classes),
+        "files": ["manifest.json", "probs.npz", "samples.parquet", "classes.csv", "levels.csv", "quality.parquet",
+                  *(["robustness.csv"] if config.robustness else []), "jobs/"],
+    })
+    store.write_json("manifest.json", manifest)
+    return RunResult(config, kept, bad, population, scores, levels, impact, samples, store, manifest, categories)
