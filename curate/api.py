@@ -166,7 +166,8 @@ def export(dataset, out: str | os.PathLike, *, fmt: str = "folder", policy: Expo
     """The reviewed dataset, cleaned, to the new directory ``out``; returns the export manifest."""
     from curate.fiftyone.export import export_dataset
 
-    return export_dataset(load_dataset(dataset), out, fmt, policy, splits, seed, run_key, force)
+    return export_dataset(load_dataset(dataset), out, fmt=fmt, policy=policy, splits=splits, seed=seed,
+                          run_key=run_key, force=force)
 
 
 def weights(dataset, out: str | os.PathLike, *, scheme: str = "factor", factor: float = 2.0,
@@ -174,7 +175,8 @@ def weights(dataset, out: str | os.PathLike, *, scheme: str = "factor", factor: 
     """Per-sample training weights to ``out`` (.csv or .parquet); returns the table."""
     from curate.fiftyone.export import write_weights
 
-    return write_weights(load_dataset(dataset), out, scheme, factor, policy, run_key, force)
+    return write_weights(load_dataset(dataset), out, scheme=scheme, factor=factor, policy=policy, run_key=run_key,
+                         force=force)
 
 
 @dataclass

@@ -103,7 +103,7 @@ def _population():
 def test_categorise_assigns_one_category_per_pie_by_hand():
     labels, probs, is_pie, severity = _population()
     cats = categorise(labels, probs, is_pie, np.linspace(0, 0.8, 9), TWO_CLASS_PROBES, CORRUPTED_PROBES,
-                      severity, ("blurry", "dark"))
+                      pixel_severity=severity, check_names=("blurry", "dark"))
     assert list(cats.category) == ["", "label_noise", "", "multi_object", "", "corruption", "", "atypical", ""]
     # Non-PIE confident mislabels are still label noise (tagged, not categorised).
     np.testing.assert_array_equal(np.flatnonzero(cats.label_noise), [1, 8])
@@ -126,8 +126,8 @@ def test_categorise_assigns_one_category_per_pie_by_hand():
 def test_a_pie_with_a_pixel_issue_is_corruption_even_when_the_models_are_sure():
     labels, probs, is_pie, severity = _population()
     is_pie[0] = True
-    cats = categorise(labels, probs, is_pie, np.zeros(9), TWO_CLASS_PROBES, CORRUPTED_PROBES, severity,
-                      ("blurry", "dark"))
+    cats = categorise(labels, probs, is_pie, np.zeros(9), TWO_CLASS_PROBES, CORRUPTED_PROBES,
+                      pixel_severity=severity, check_names=("blurry", "dark"))
     assert cats.category[0] == "corruption" and cats.corruption[0]
     without_pixels = categorise(labels, probs, is_pie, np.zeros(9), TWO_CLASS_PROBES, CORRUPTED_PROBES)
     assert not without_pixels.corruption.any() and without_pixels.category[5] == "multi_object"  # 0.35 vs 0.30
@@ -154,8 +154,8 @@ def test_no_probe_predictions_is_a_clear_error():
 
 def test_reasons_read_like_sentences():
     labels, probs, is_pie, severity = _population()
-    cats = categorise(labels, probs, is_pie, np.zeros(9), TWO_CLASS_PROBES, CORRUPTED_PROBES, severity,
-                      ("blurry", "dark"))
+    cats = categorise(labels, probs, is_pie, np.zeros(9), TWO_CLASS_PROBES, CORRUPTED_PROBES,
+                      pixel_severity=severity, check_names=("blurry", "dark"))
     member_probs = np.stack([probs] * 3 + [np.roll(probs, 1, axis=1)])  # 4 networks, 3 agree with the mean
     votes = votes_for(member_probs, cats.suggested)
     dense_modal = probs.argmax(axis=1)

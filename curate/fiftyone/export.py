@@ -160,7 +160,7 @@ def dataset_media_folders(dataset, run_dir: Path | None = None) -> set[Path]:
     return folders
 
 
-def export_dataset(dataset, out: str | os.PathLike, fmt: str = "folder", policy: ExportPolicy = ExportPolicy(),
+def export_dataset(dataset, out: str | os.PathLike, *, fmt: str = "folder", policy: ExportPolicy = ExportPolicy(),
                    splits: tuple[float, ...] | None = None, seed: int = 0, run_key: str = METHOD,
                    force: bool = False) -> dict[str, Any]:
     """Export the cleaned dataset to ``out`` (a new directory) and return the export manifest.
@@ -257,7 +257,7 @@ def _export_with_fiftyone(fo, kept: pd.DataFrame, tmp: Path, fmt: str) -> None:
         scratch.delete()
 
 
-def write_weights(dataset, out: str | os.PathLike, scheme: str = "factor", factor: float = 2.0,
+def write_weights(dataset, out: str | os.PathLike, *, scheme: str = "factor", factor: float = 2.0,
                   policy: ExportPolicy = ExportPolicy(), run_key: str = METHOD, force: bool = False) -> pd.DataFrame:
     """Per-sample weights (:func:`curate.science.review.sample_weights`) to a CSV or parquet file."""
     out = Path(out).expanduser().absolute()

@@ -270,8 +270,9 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
     checkpoint("score")
     dense, compressed, seconds = population.dense, population.compressed, population.job_seconds
     scores, levels, impact = analyse(dense, compressed, kept.labels, kept.classes, config.level_names,
-                                     config.level_sparsities, config.alpha, population.measured_sparsity,
-                                     config.level_kinds, config.level_bits)
+                                     config.level_sparsities, alpha=config.alpha,
+                                     measured_sparsity=population.measured_sparsity, kinds=config.level_kinds,
+                                     bits=config.level_bits)
     severity = quality_severity(image_quality(kept.filepaths, store, progress))
     # The flags pool the dense networks with their pruned copies (measured in bench_flags); quantized
     # copies are near-duplicates of the dense networks and would only re-weight them. Networks trained
@@ -282,12 +283,14 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
     pruned = slice(0, len(config.sparsities))
     categories, reasons = flag_samples(dense, compressed[pruned], kept.labels, kept.classes, config.level_names,
                                        scores, population.probe_probs[:1 + len(config.sparsities)],
-                                       population.probes.kinds, severity,
-                                       in_sample_views(population.dense_in, population.compressed_in[pruned]),
-                                       population.label_probe_labels,
-                                       in_sample_views(population.forgotten_in, population.forgotten_compressed_in))
+                                       population.probes.kinds, severity=severity,
+                                       in_sample_probs=in_sample_views(population.dense_in,
+                                                                       population.compressed_in[pruned]),
+                                       label_probe_labels=population.label_probe_labels,
+                                       forgotten_probs=in_sample_views(population.forgotten_in,
+                                                                       population.forgotten_compressed_in))
     samples = sample_table(scores, kept.labels, kept.classes, config.level_names, kept.filepaths, kept.splits,
-                           kept.sample_ids, categories, reasons)
+                           sample_ids=kept.sample_ids, categories=categories, flag_reasons=reasons)
     samples = pd.concat([samples, severity.add_prefix("quality_")], axis=1)
     store.save_probs(config.level_names, dense=dense, compressed=compressed,
                      dense_in=population.dense_in, compressed_in=population.compressed_in,

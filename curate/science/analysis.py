@@ -62,7 +62,7 @@ def level_table(
 
 
 def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, scores: PieScores,
-                 probe_probs: np.ndarray, probe_kinds: np.ndarray, severity: pd.DataFrame | None = None,
+                 probe_probs: np.ndarray, probe_kinds: np.ndarray, *, severity: pd.DataFrame | None = None,
                  in_sample_probs: np.ndarray | None = None, label_probe_labels: np.ndarray | None = None,
                  forgotten_probs: np.ndarray | None = None):
     """Categories (:func:`curate.science.flags.categorise`) and one reason per sample. Returns ``(categories, reasons)``.
@@ -98,11 +98,12 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
     categories = categorise(
         labels, probs, scores.is_pie_any, scores.pie_score,
         probe_mean[kinds == TWO_CLASS], probe_mean[np.isin(kinds, CORRUPTIONS)],
-        None if severity is None else severity.to_numpy(), tuple(severity.columns) if severity is not None else (),
-        in_sample,
-        None if probed is None else probed.count,
-        None if probed is None else probed.p_wrong,
-        as_trained,
+        pixel_severity=None if severity is None else severity.to_numpy(),
+        check_names=tuple(severity.columns) if severity is not None else (),
+        in_sample_probs=in_sample,
+        label_noise_count=None if probed is None else probed.count,
+        label_wrong_probability=None if probed is None else probed.p_wrong,
+        suggestion_in_sample=as_trained,
     )
     if probed is not None:
         categories.thresholds.update({"label_noise_probes": probed.n_probes, "label_noise_probe_c": probed.c})
@@ -123,6 +124,7 @@ def sample_table(
     level_names: list[str],
     filepaths: list[str],
     splits: list[str | None],
+    *,
     sample_ids: list[str] | None = None,
     categories: Categories | None = None,
     flag_reasons: list[str] | None = None,
@@ -163,7 +165,7 @@ def sample_table(
     return pd.DataFrame(table)
 
 
-def analyse(dense_probs, compressed_probs, labels, classes, level_names, sparsities, alpha=0.05,
+def analyse(dense_probs, compressed_probs, labels, classes, level_names, sparsities, *, alpha=0.05,
             measured_sparsity=None, kinds=None, bits=None):
     """Scores and the per-level and per-class tables for one run. Returns ``(scores, levels, impact)``.
 

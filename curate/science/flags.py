@@ -661,6 +661,7 @@ def categorise(
     pie_score: np.ndarray,
     two_class_probe_probs: np.ndarray,
     corrupted_probe_probs: np.ndarray,
+    *,
     pixel_severity: np.ndarray | None = None,
     check_names: tuple[str, ...] = (),
     in_sample_probs: np.ndarray | None = None,
