@@ -67,18 +67,18 @@ def run_field_clashes(run_key: str, columns) -> list[str]:
     return [c for c in columns if c.startswith(f"{run_key}_") or c in (names["hardness"], names["mistakenness"])]
 
 
-def _all_fields(names: dict[str, Any]) -> list[str]:
+def all_fields(names: dict[str, Any]) -> list[str]:
     """The per-sample fields curate writes itself (the brain fields are written by FiftyOne Brain)."""
     return [names["dense"], *names["levels"].values(), names["pie"], names["pie_score"], names["pie_level"],
             names["pie_levels"], names["category"], names["label_noise"], names["corruption"],
             names["corruption_score"], names["suggested"], names["flag_score"], names["reason"]]
 
 
-def _all_tags(names: dict[str, Any]) -> list[str]:
+def all_tags(names: dict[str, Any]) -> list[str]:
     return [names["tag"], *names["category_tags"].values(), names["label_noise_tag"], names["corruption_tag"]]
 
 
-def _all_views(names: dict[str, Any]) -> list[str]:
+def all_views(names: dict[str, Any]) -> list[str]:
     return [*names["views"].values(), *names["category_views"].values(), names["label_noise_view"],
             names["corruption_view"]]
 
@@ -133,28 +133,15 @@ def remove_run(dataset, run_key: str) -> bool:
 
     Works on a run that was interrupted while it was written (its record lists what it was about to
     write before any of it was written), so a kill at any point leaves nothing this cannot remove.
+    FiftyOne's own ``dataset.delete_run(run_key)`` does the same (:class:`curate.fiftyone.runs.CurateRun`).
     """
     if not dataset.has_run(run_key):
         return False
-    config = dataset.get_run_info(run_key).config
-    fields = getattr(config, "fields", None) or []
-    tags = getattr(config, "tags", None) or [getattr(config, "tag", None)]
-    views = getattr(config, "views", None) or []
-    for view_name in views:
-        if dataset.has_saved_view(view_name):
-            dataset.delete_saved_view(view_name)
-    present_tags = [t for t in tags if t]
-    if present_tags:
-        dataset.untag_samples(present_tags)
-    for brain_key in getattr(config, "brain_runs", None) or []:
-        if dataset.has_brain_run(brain_key):
-            dataset.delete_brain_run(brain_key)  # also deletes the field it wrote
-        elif dataset.has_sample_field(brain_key):
-            dataset.delete_sample_field(brain_key)  # killed after the field, before the Brain run's record
-    present = [f for f in fields if dataset.has_sample_field(f)]
-    if present:
-        dataset.delete_sample_fields(present)
-    update_run_info(dataset, run_key, None)
+    from curate.fiftyone.runs import remove_written
+
+    # Explicitly first: FiftyOne's delete_run logs a failed cleanup and deletes the record anyway,
+    # which would leave fields no record lists.
+    remove_written(dataset, dataset.get_run_info(run_key).config, run_key)
     dataset.delete_run(run_key)
     return True
 
@@ -213,8 +200,9 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
         names = names_for(run_key, result.level_names, result.categories.names)
         brain_keys = brain_keys_for(dataset, names)
         label_field = result.images.label_field or LABEL_FIELD
-        config = dataset.init_run(
-            method=METHOD,
+        from curate.fiftyone.runs import CurateRunConfig
+
+        config = CurateRunConfig(
             status="writing",
             curate_version=__version__,
             date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -222,10 +210,11 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
             curate_config=result.config.to_dict(),
             label_field=label_field,
             levels=result.level_names,
-            fields=_all_fields(names),
+            categories=list(result.categories.names),
+            fields=all_fields(names),
             tag=names["tag"],
-            tags=_all_tags(names),
-            views=_all_views(names),
+            tags=all_tags(names),
+            views=all_views(names),
             brain_runs=list(brain_keys.values()),
             flag_thresholds=result.categories.thresholds,
         )
@@ -235,7 +224,7 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
         counts = _write_tags(dataset, ids, result, names)
         checkpoint("fiftyone:tags")
         write_brain_fields(dataset.select(ids), names, label_field, brain_keys)
-        _save_views(dataset, run_key, names, result.level_names)
+        save_views(dataset, run_key, names, result.level_names)
         checkpoint("fiftyone:complete")
         categories = result.categories
         results = dataset.init_run_results(
@@ -267,7 +256,7 @@ def _write_fields(fo, dataset, ids: list[str], result, names: dict[str, Any]) ->
 
     with np.errstate(divide="ignore"):
         dense_logits = np.log(np.clip(scores.dense_mean_probs, 1e-12, 1.0))
-    values: dict[str, list] = {field: [] for field in _all_fields(names)}
+    values: dict[str, list] = {field: [] for field in all_fields(names)}
     for i in range(len(ids)):
         values[names["dense"]].append(fo.Classification(
             label=str(classes[scores.dense_modal[i]]), confidence=float(scores.dense_confidence[i]),
@@ -337,7 +326,7 @@ def _write_tags(dataset, ids: list[str], result, names: dict[str, Any]) -> dict[
     return {"n_pies": len(pie_ids), "n_label_noise": len(noisy_ids), "n_corruption": len(corrupt_ids)}
 
 
-def _save_views(dataset, run_key: str, names: dict[str, Any], level_names: list[str]) -> None:
+def save_views(dataset, run_key: str, names: dict[str, Any], level_names: list[str]) -> None:
     from fiftyone import ViewField as F
 
     dataset.save_view(

@@ -1,0 +1,82 @@
+"""curate's run, recorded through FiftyOne's own run classes (as FiftyOne Brain's methods are), so that
+FiftyOne itself can delete and rename it: ``dataset.delete_run(key)`` removes every field, tag, view and
+Brain run the run wrote, and ``dataset.rename_run(key, new_key)`` renames them."""
+
+from __future__ import annotations
+
+import fiftyone.core.runs as fors
+
+from curate.fiftyone.write import (METHOD, all_fields, all_tags, all_views, names_for, save_views,
+                                   update_run_info)
+
+
+class CurateRunConfig(fors.RunConfig):
+    """The record of one curate run: its settings, its status (``writing`` until every field, tag and
+    view is written, then ``complete``) and the names of everything it wrote."""
+
+    def __init__(self, **kwargs):
+        kwargs.pop("method", None)
+        super().__init__(method=METHOD, **kwargs)
+
+
+class CurateRun(fors.Run):
+    """What FiftyOne calls when it deletes or renames a curate run."""
+
+    def get_fields(self, samples, key):
+        return [*(getattr(self.config, "fields", None) or []), *(getattr(self.config, "brain_runs", None) or [])]
+
+    def cleanup(self, samples, key):
+        remove_written(samples._root_dataset, self.config, key)
+
+    def rename(self, samples, key, new_key):
+        rename_written(samples._root_dataset, self.config, key, new_key)
+
+
+def remove_written(dataset, config, run_key: str) -> None:
+    """Remove the fields, tags, saved views and Brain runs that ``config`` lists; idempotent."""
+    for view_name in getattr(config, "views", None) or []:
+        if dataset.has_saved_view(view_name):
+            dataset.delete_saved_view(view_name)
+    tags = [t for t in (getattr(config, "tags", None) or [getattr(config, "tag", None)]) if t]
+    if tags:
+        dataset.untag_samples(tags)
+    for brain_key in getattr(config, "brain_runs", None) or []:
+        if dataset.has_brain_run(brain_key):
+            dataset.delete_brain_run(brain_key)  # also deletes the field it wrote
+        elif dataset.has_sample_field(brain_key):
+            dataset.delete_sample_field(brain_key)  # killed after the field, before the Brain run's record
+    present = [f for f in getattr(config, "fields", None) or [] if dataset.has_sample_field(f)]
+    if present:
+        dataset.delete_sample_fields(present)
+    update_run_info(dataset, run_key, None)
+
+
+def rename_written(dataset, config, key: str, new_key: str) -> None:
+    """Rename the run's fields, tags and saved views from ``key`` to ``new_key`` and update its record.
+
+    Brain runs keep their keys (they are listed in the record, which is what removal reads).
+    """
+    if not new_key.isidentifier():
+        raise ValueError(f"Run key {new_key!r} must be a Python identifier (letters, digits, underscores).")
+    levels, categories = list(config.levels), tuple(getattr(config, "categories", None) or ())
+    old, new = names_for(key, levels, categories or None), names_for(new_key, levels, categories or None)
+    taken = [n for n in all_fields(new) if dataset.has_sample_field(n)]
+    if taken:
+        raise ValueError(f"Cannot rename run {key!r} to {new_key!r}: the dataset already has field(s) {taken[:5]}.")
+    dataset.rename_sample_fields({o: n for o, n in zip(all_fields(old), all_fields(new))
+                                  if dataset.has_sample_field(o)})
+    for old_tag, new_tag in zip(all_tags(old), all_tags(new)):
+        tagged = dataset.match_tags(old_tag)
+        if len(tagged):
+            tagged.tag_samples(new_tag)
+            dataset.untag_samples(old_tag)
+    for view_name in all_views(old):
+        if dataset.has_saved_view(view_name):
+            dataset.delete_saved_view(view_name)
+    save_views(dataset, new_key, new, levels)
+    config.fields, config.tags, config.tag, config.views = all_fields(new), all_tags(new), new["tag"], all_views(new)
+    fors.Run.update_run_config(dataset, key, config)
+    info = (dataset.info.get("curate") or {}).get(key)
+    update_run_info(dataset, key, None)
+    if info is not None:
+        update_run_info(dataset, new_key, info)
