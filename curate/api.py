@@ -136,7 +136,11 @@ def load_dataset(name_or_dataset):
     if not fo.dataset_exists(name_or_dataset):
         raise SourceError(f"FiftyOne dataset {name_or_dataset!r} does not exist; run "
                           f"`curate run SOURCE --dataset {name_or_dataset}` first.")
-    return fo.load_dataset(name_or_dataset)
+    dataset = fo.load_dataset(name_or_dataset)
+    # FiftyOne keeps one Dataset object per name in a process; in a long-lived one (the App's server)
+    # it may predate another process's run, so read the run records and schema afresh.
+    dataset.reload()
+    return dataset
 
 
 @dataclass

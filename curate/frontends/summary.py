@@ -128,7 +128,7 @@ def status_lines(status) -> list[Line]:
     lines += [(f"Warning: {warning}", "warning") for warning in status.warnings]
     lines.append((table([[flag, *row] for flag, row in zip(counts.index, counts.to_numpy().tolist())],
                         ["flag", *counts.columns]), None))
-    reasons = plan[plan["action"] != "keep"]["reason"].str.replace(r" [^ ]+ -> [^ ]+ ", " ", regex=True)
+    reasons = plan[plan["action"] != "keep"]["reason"].fillna("").astype(str).str.replace(r" [^ ]+ -> [^ ]+ ", " ", regex=True)
     notes = plan[(plan["action"] == "keep") & (plan["reason"] != "")]["reason"].value_counts()
     lines.append(("\n" + export_now_sentence(plan) + (":" if len(reasons) or len(notes) else "."), None))
     lines += [(f"  {count:6d}  {reason}", None) for reason, count in reasons.value_counts().items()]
