@@ -36,7 +36,7 @@ from curate.data.store import RUN_STORE_VERSION, RunStore
 
 from curate.population.config import CurateConfig
 from curate.population.jobs import _member_job_fn
-@dataclass
+@dataclass(kw_only=True)
 class Population:
     """Probabilities of the whole population, split by whether a network trained on the image.
 
@@ -63,7 +63,7 @@ class Population:
     forgotten_compressed_in: np.ndarray | None = None  # (len(sparsities), K*(F-1), N, C) pruned copies, same
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunResult:
     """Everything a finished run knows, in memory."""
 
@@ -222,9 +222,11 @@ def run_population(
                            f"Delete {store.root / 'jobs'} and run again.")
     with np.errstate(invalid="ignore", divide="ignore"):
         aum = (aum_sum / aum_count).astype(np.float32)
-    return Population(dense, compressed, dense_in, compressed_in, sparsity_sum / len(jobs), seconds, aum,
-                      probes, probe_probs, robust_correct, robust_clean,
-                      probe_labels if config.label_probes else None, forgotten_in, forgotten_compressed_in)
+    return Population(dense=dense, compressed=compressed, dense_in=dense_in, compressed_in=compressed_in,
+                      measured_sparsity=sparsity_sum / len(jobs), job_seconds=seconds, aum=aum, probes=probes,
+                      probe_probs=probe_probs, robust_correct=robust_correct, robust_clean=robust_clean,
+                      label_probe_labels=probe_labels if config.label_probes else None, forgotten_in=forgotten_in,
+                      forgotten_compressed_in=forgotten_compressed_in)
 
 
 def run_curate(
@@ -341,4 +343,5 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
                   *(["robustness.csv"] if config.robustness else []), "jobs/"],
     })
     store.write_json("manifest.json", manifest)
-    return RunResult(config, kept, bad, population, scores, levels, impact, samples, store, manifest, categories)
+    return RunResult(config=config, images=kept, bad_images=bad, population=population, scores=scores, levels=levels,
+                     impact=impact, samples=samples, store=store, manifest=manifest, categories=categories)
