@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
@@ -105,11 +107,13 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
         label_wrong_probability=None if probed is None else probed.p_wrong,
         suggestion_in_sample=as_trained,
     )
-    if probed is not None:
-        categories.thresholds.update({"label_noise_probes": probed.n_probes, "label_noise_probe_c": probed.c})
-    if check is not None:
-        categories.thresholds.update({"in_sample_fitted": check.fitted, "labels_right": check.right,
-                                      "in_sample_after_forgetting": int(check.memorised)})
+    # What the label-noise score read, beside the categories' own thresholds, for the run record.
+    categories = dataclasses.replace(categories, thresholds={
+        **categories.thresholds,
+        **({"label_noise_probes": probed.n_probes, "label_noise_probe_c": probed.c} if probed is not None else {}),
+        **({"in_sample_fitted": check.fitted, "labels_right": check.right,
+            "in_sample_after_forgetting": int(check.memorised)} if check is not None else {}),
+    })
     networks = np.concatenate([dense_probs[None], compressed_probs])
     votes = votes_for(networks, categories.suggested)
     text = reasons(categories, labels, probs, classes, votes, networks.shape[0] * networks.shape[1],
