@@ -199,8 +199,8 @@ def report(dataset=None, *, run_key: str = DEFAULT_RUN_KEY, run_dir: str | os.Pa
     """
     from curate.fiftyone.export import run_record
     from curate.fiftyone.write import update_run_info
-    from curate.report.html import run_media_folders, write_report
-    from curate.data.safety import check_not_media
+    from curate.data.safety import check_not_media, run_media_folders
+    from curate.report.html import write_report
 
     if (dataset is None) == (run_dir is None):
         raise ValueError("Give a dataset NAME or --run-dir DIR (one of them).")

@@ -58,6 +58,19 @@ class RunOptions:
         )
 
 
+def parse_fractions(text: str, what: str, example: str) -> tuple[float, ...]:
+    """``"0.3,0.5"`` -> ``(0.3, 0.5)``; a ValueError naming ``what`` and an ``example`` otherwise."""
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated fractions such as {example}, got {text!r}.") from None
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    """``"fp16, int8"`` -> ``("fp16", "int8")``; ``none`` (or nothing) is the empty tuple."""
+    return tuple(v.strip() for v in text.split(",") if v.strip() and v.strip() != "none")
+
+
 def run_option_defaults() -> dict[str, Any]:
     """Every :class:`RunOptions` field and its default."""
     return {f.name: f.default for f in dataclasses.fields(RunOptions)}

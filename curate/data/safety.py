@@ -41,7 +41,25 @@ class LockHeld(RuntimeError):
 
 def media_folders(filepaths: Iterable[str]) -> set[Path]:
     """The folders that directly hold the given images (resolved, so symlinked paths compare equal)."""
-    return {Path(os.path.realpath(os.path.dirname(p))) for p in filepaths}
+    # realpath once per folder, not per image: a million images sit in a few thousand folders.
+    return {Path(os.path.realpath(folder)) for folder in {os.path.dirname(p) for p in filepaths}}
+
+
+def run_media_folders(run_dir: str | os.PathLike) -> set[Path]:
+    """The folders holding the images a run scored, and the source folder it read them from."""
+    import pandas as pd
+
+    root = Path(run_dir)
+    folders = set()
+    if (root / "samples.parquet").exists():
+        folders = media_folders(pd.read_parquet(root / "samples.parquet", columns=["filepath"])["filepath"])
+    try:
+        source_root = json.loads((root / "manifest.json").read_text()).get("source_root")
+    except (OSError, ValueError):
+        source_root = None
+    if source_root:
+        folders.add(Path(os.path.realpath(source_root)))
+    return folders
 
 
 def _relation(out: Path, folder: Path) -> str | None:
@@ -109,9 +127,9 @@ def check_replaceable_file(out: Path, kind: str) -> None:
     ``kind``: ``weights`` (a table with curate's columns), ``report`` (HTML with curate's generator
     tag) or ``screenshot`` (a PNG).
     """
-    if out.is_dir() or not out.exists():
-        if out.is_dir():
-            raise OutputError(f"{out} is a directory; give a file path.")
+    if out.is_dir():
+        raise OutputError(f"{out} is a directory; give a file path.")
+    if not out.exists():
         return
     try:
         with open(out, "rb") as f:
@@ -142,9 +160,9 @@ def check_run_dir(run_dir: str | os.PathLike, folders: Iterable[Path]) -> Path:
     check_not_media(path, folders, "Run directory")
     if path.exists() and not path.is_dir():
         raise OutputError(f"Run directory {path} exists and is not a directory; choose another --run-dir.")
-    if path.is_dir():
+    if path.is_dir() and not _is_run_dir(path):
         present = [p for p in files_under(path) if p != RUN_LOCK]
-        if present and not _is_run_dir(path):
+        if present:
             raise OutputError(f"--run-dir {path} already holds files curate did not write ({_listing(present)}); "
                               "curate keeps a run directory to itself. Choose a new or empty directory.")
     return path

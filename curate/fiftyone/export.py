@@ -20,20 +20,17 @@ import pandas as pd
 
 from curate import __version__
 from curate.science.flags import flag_of
-from curate.fiftyone.write import LABEL_FIELD, METHOD, names_for
+from curate.fiftyone.write import COMPLETE, LABEL_FIELD, METHOD, names_for, run_status
 from curate.science.review import ExportPolicy, plan_export, sample_weights, split_of, stratified_splits
 from curate.data.store import RunStore, RunStoreVersionError
 from curate.data.safety import (EXPORT_MARKER, OutputError, check_not_media, check_replaceable_export,
-                           check_replaceable_file, files_under, media_folders)
+                                check_replaceable_file, files_under, media_folders, run_media_folders)
 
 FORMATS = ("folder", "fiftyone", "csv")
 
 
 class ExportError(RuntimeError):
     """An export that cannot proceed (existing output, unknown run)."""
-
-
-INCOMPLETE = "writing"
 
 
 def run_record(dataset, run_key: str = METHOD):
@@ -43,7 +40,7 @@ def run_record(dataset, run_key: str = METHOD):
         raise ExportError(f"Dataset {dataset.name!r} has no curate run {run_key!r}; its runs: {runs or 'none'}. "
                           f"Run `curate run ... --dataset {dataset.name}` first or pass --run-key.")
     config = dataset.get_run_info(run_key).config
-    if getattr(config, "status", "complete") != "complete":
+    if run_status(config) != COMPLETE:
         raise ExportError(f"Run {run_key!r} of dataset {dataset.name!r} was interrupted while it was written to "
                           f"FiftyOne, so its fields are incomplete. Run the same `curate run ... --dataset "
                           f"{dataset.name} --run-key {run_key}` again to finish it (finished networks are reused), "
@@ -62,12 +59,12 @@ def _results_dir(config, dataset, run_key: str) -> Path:
     if not (run_dir / "samples.parquet").exists():
         raise ExportError(f"Run {run_key!r} recorded its results in {run_dir}, which is gone; run "
                           f"`curate run ... --dataset {dataset.name} --run-key {run_key}` again to rebuild it.")
+    store = RunStore(run_dir)
     try:
-        RunStore(run_dir).check_version()
+        store.check_version()
     except RunStoreVersionError as exc:
         raise ExportError(str(exc)) from None
-    status = (json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").exists()
-              else {}).get("status")
+    status = (store.read_json("manifest.json") or {}).get("status")
     if status != "complete":
         raise ExportError(f"Run directory {run_dir} of run {run_key!r} is being rewritten or was interrupted "
                           f"(status {status!r}); let that run finish, or run `curate run ... --dataset "
@@ -150,14 +147,10 @@ def _check_out(out: Path, force: bool, folders) -> None:
         raise ExportError(str(exc)) from None
 
 
-def dataset_media_folders(dataset, run_dir: Path | None = None) -> set[Path]:
-    """The folders holding the dataset's images, and the source folder a run read them from."""
-    folders = media_folders(dataset.distinct("filepath"))
-    if run_dir is not None and (run_dir / "manifest.json").exists():
-        root = json.loads((run_dir / "manifest.json").read_text()).get("source_root")
-        if root:
-            folders.add(Path(os.path.realpath(root)))
-    return folders
+def dataset_media_folders(dataset, run_key: str) -> set[Path]:
+    """The folders holding the dataset's images, and those of the run's own source."""
+    run_dir = _results_dir(run_record(dataset, run_key), dataset, run_key)
+    return media_folders(dataset.distinct("filepath")) | run_media_folders(run_dir)
 
 
 def export_dataset(dataset, out: str | os.PathLike, *, fmt: str = "folder", policy: ExportPolicy = ExportPolicy(),
@@ -173,8 +166,8 @@ def export_dataset(dataset, out: str | os.PathLike, *, fmt: str = "folder", poli
     if fmt not in FORMATS:
         raise ExportError(f"Unknown format {fmt!r}; choose one of {FORMATS}.")
     out = Path(out).expanduser().absolute()
+    _check_out(out, force, dataset_media_folders(dataset, run_key))
     plan = review_plan(dataset, run_key, policy, splits, seed)
-    _check_out(out, force, dataset_media_folders(dataset, _results_dir(run_record(dataset, run_key), dataset, run_key)))
     kept = plan[plan["action"] != "drop"].copy()
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -265,13 +258,12 @@ def write_weights(dataset, out: str | os.PathLike, *, scheme: str = "factor", fa
         raise ExportError(f"Weights go to a .csv or .parquet file, got {out.name!r}.")
     if out.exists() and not force:
         raise ExportError(f"{out} already exists; choose a new file or pass --force to replace it.")
-    plan = review_plan(dataset, run_key, policy)
     try:
-        check_not_media(out, dataset_media_folders(dataset, _results_dir(run_record(dataset, run_key), dataset,
-                                                                           run_key)), "Weights file")
+        check_not_media(out, dataset_media_folders(dataset, run_key), "Weights file")
         check_replaceable_file(out, "weights")
     except OutputError as exc:
         raise ExportError(str(exc)) from None
+    plan = review_plan(dataset, run_key, policy)
     weights = sample_weights(plan, plan["pie_score"].to_numpy(), plan["pie"].to_numpy(), scheme, factor)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")

@@ -21,6 +21,8 @@ from curate.science.pies import NO_LEVEL
 
 METHOD = "curate"
 LABEL_FIELD = "ground_truth"
+# A run's record says "writing" from before its first field is written until after its last.
+WRITING, COMPLETE = "writing", "complete"
 
 
 def names_for(run_key: str, level_names: list[str], categories: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -137,12 +139,14 @@ def remove_run(dataset, run_key: str) -> bool:
     """
     if not dataset.has_run(run_key):
         return False
+    import fiftyone.core.runs as fors
+
     from curate.fiftyone.runs import remove_written
 
-    # Explicitly first: FiftyOne's delete_run logs a failed cleanup and deletes the record anyway,
-    # which would leave fields no record lists.
+    # Not through dataset.delete_run's cleanup: FiftyOne logs a failed cleanup and deletes the record
+    # anyway, which would leave fields no record lists. Cleaned up here, the record goes only after.
     remove_written(dataset, dataset.get_run_info(run_key).config, run_key)
-    dataset.delete_run(run_key)
+    fors.Run.delete_run(dataset, run_key, cleanup=False)
     return True
 
 
@@ -165,9 +169,9 @@ def update_run_info(dataset, run_key: str, values: dict[str, Any] | None) -> Non
     dataset.save()
 
 
-def run_status(dataset, run_key: str) -> str:
-    """``complete``, or ``writing`` for a run whose write to FiftyOne was interrupted."""
-    return getattr(dataset.get_run_info(run_key).config, "status", "complete")
+def run_status(config) -> str:
+    """:data:`COMPLETE`, or :data:`WRITING` for a run whose write to FiftyOne was interrupted."""
+    return getattr(config, "status", COMPLETE)
 
 
 def _dataset_and_ids(fo, images, dataset_name: str):
@@ -203,7 +207,7 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
         from curate.fiftyone.runs import CurateRunConfig
 
         config = CurateRunConfig(
-            status="writing",
+            status=WRITING,
             curate_version=__version__,
             date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             run_dir=str(result.store.root),
@@ -241,7 +245,7 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
             "warnings": list(result.manifest.get("warnings", [])),
             "label_noise_count": dict(result.manifest.get("label_noise_count", {})),
             "in_sample_view": result.manifest.get("in_sample_view")})
-        config.status = "complete"
+        config.status = COMPLETE
         dataset.update_run_config(run_key, config)
     return dataset
 
@@ -414,7 +418,7 @@ def list_curate_runs(dataset) -> list[dict[str, Any]]:
             "version": getattr(config, "curate_version", None),
             "levels": ",".join(getattr(config, "levels", []) or []),
             "pies": n_pies,
-            "status": getattr(config, "status", "complete"),
+            "status": run_status(config),
             "run_dir": getattr(config, "run_dir", None),
         })
     return rows

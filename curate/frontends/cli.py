@@ -13,7 +13,8 @@ from typing import NoReturn
 import click
 
 from curate import __version__
-from curate.options import DEFAULT_LABEL_FIELD, DEFAULT_RUN_KEY, DEMO_DATASET, RunOptions
+from curate.options import (DEFAULT_LABEL_FIELD, DEFAULT_RUN_KEY, DEMO_DATASET, RunOptions, parse_fractions,
+                            parse_names)
 from curate.frontends.summary import table as _table
 
 _STYLES = {"bold": {"bold": True}, "warning": {"fg": "yellow"}, "command": {"fg": "green"}, None: {}}
@@ -32,9 +33,9 @@ def _user_errors():
 
 def _parse_sparsities(_ctx, _param, value: str):
     try:
-        return tuple(float(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: give comma-separated fractions, e.g. 0.3,0.5,0.7,0.9.")
+        return parse_fractions(value, "--sparsities", "0.3,0.5,0.7,0.9")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc))
 
 
 def _check_device(_ctx, _param, value: str):
@@ -47,7 +48,7 @@ def _check_device(_ctx, _param, value: str):
 
 
 def _parse_list(_ctx, _param, value: str):
-    return tuple(v.strip() for v in value.split(",") if v.strip() and v.strip() != "none")
+    return parse_names(value)
 
 
 class CurateUsageError(click.ClickException):
@@ -117,7 +118,6 @@ def _run(source: str, dataset: str | None, label_field: str, opts: dict) -> None
     from curate import api
 
     settings = {name: opts[name] for name in api.run_option_defaults()}
-    settings["quantize"] = opts["quantize"]
     try:
         outcome = api.run(source, dataset=dataset, label_field=label_field, run_key=opts["run_key"],
                           run_dir=opts["run_dir"], to_fiftyone=not opts["no_fiftyone"], progress=not opts["quiet"],
@@ -225,6 +225,7 @@ def app(name: str, view: str | None, port: int, address: str, remote: bool) -> N
 def runs(name: str, delete_key: str | None) -> None:
     """List the curate runs recorded on FiftyOne dataset NAME (or delete one)."""
     from curate import api
+    from curate.fiftyone.write import COMPLETE, WRITING
 
     try:
         if delete_key:
@@ -238,8 +239,8 @@ def runs(name: str, delete_key: str | None) -> None:
         click.echo(f"No curate runs on {name!r}.")
         return
     click.echo(_table([list(r.values()) for r in rows], list(rows[0].keys())))
-    if any(r["status"] != "complete" for r in rows):
-        click.secho("A run with status 'writing' was interrupted while it was written to FiftyOne: run the same "
+    if any(r["status"] != COMPLETE for r in rows):
+        click.secho(f"A run with status {WRITING!r} was interrupted while it was written to FiftyOne: run the same "
                     "`curate run` again to finish it, or delete it with --delete RUN_KEY.", fg="yellow")
 
 
@@ -361,9 +362,9 @@ def export(name: str, out: str, fmt: str, splits: str | None, seed: int, force: 
     fractions = None
     if splits:
         try:
-            fractions = tuple(float(x) for x in splits.split(","))
-        except ValueError:
-            _fail(f"--splits must be comma-separated fractions such as 0.8,0.1,0.1, got {splits!r}.")
+            fractions = parse_fractions(splits, "--splits", "0.8,0.1,0.1")
+        except ValueError as exc:
+            _fail(str(exc))
     policy = _policy(keep_confirmed, no_relabel, keep_removed, drop_unreviewed, include_eval_splits)
     try:
         manifest = api.export(name, out, fmt=fmt, policy=policy, splits=fractions, seed=seed, run_key=run_key,

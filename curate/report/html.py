@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from curate.science.findings import comparable_pairs, compression_comparison, mo
 from curate.science.flags import REGISTRY, category_names
 from curate.data.faults import checkpoint
 from curate.science.findings import robustness_summary
-from curate.data.safety import REPORT_GENERATOR, OutputError, check_not_media, check_replaceable_file, media_folders
+from curate.data.safety import REPORT_GENERATOR, OutputError, check_not_media, check_replaceable_file, run_media_folders
 from curate.data.store import RunStore
 
 GALLERY_SIZE = 8
@@ -393,15 +392,3 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, title: str 
         f.write(text[half:])
     tmp.replace(out)
     return out
-
-
-def run_media_folders(run_dir: str | Path) -> set[Path]:
-    """The folders holding the images run ``run_dir`` scored (and the source folder it read)."""
-    store = RunStore(run_dir)
-    folders = set()
-    if (store.root / "samples.parquet").exists():
-        folders = media_folders(pd.read_parquet(store.root / "samples.parquet", columns=["filepath"])["filepath"])
-    root = (store.read_json("manifest.json") or {}).get("source_root")
-    if root:
-        folders.add(Path(os.path.realpath(root)))
-    return folders

@@ -226,16 +226,13 @@ def run_defaults() -> dict:
 
 def run_options(params: dict):
     """The form's values as :class:`curate.options.RunOptions`, each checked as the CLI checks it."""
-    from curate.options import RunOptions
+    from curate.options import RunOptions, parse_fractions, parse_names
 
     values = {k: v for k, v in params.items() if k in (*FORM_OPTIONS, "image_size") and v not in (None, "")}
-    for name in ("sparsities", "quantize"):
-        if isinstance(values.get(name), str):
-            parts = [v.strip() for v in values[name].split(",") if v.strip() and v.strip() != "none"]
-            try:
-                values[name] = tuple(float(v) for v in parts) if name == "sparsities" else tuple(parts)
-            except ValueError:
-                raise ValueError(f"Pruning levels must be comma-separated fractions, got {values[name]!r}.") from None
+    if isinstance(values.get("sparsities"), str):
+        values["sparsities"] = parse_fractions(values["sparsities"], "Pruning levels", "0.3,0.5,0.7,0.9")
+    if isinstance(values.get("quantize"), str):
+        values["quantize"] = parse_names(values["quantize"])
     return RunOptions(**values)
 
 
@@ -384,13 +381,9 @@ class ExportDataset(foo.Operator):
 
         run_key = ctx.params.get("run_key") or curate_run_keys(ctx.dataset)[0]
         fmt = ctx.params.get("format") or "folder"
-        splits = None
-        if ctx.params.get("splits"):
-            try:
-                splits = tuple(float(x) for x in ctx.params["splits"].split(","))
-            except ValueError:
-                raise ValueError(f"Splits must be comma-separated fractions such as 0.8,0.1,0.1, got "
-                                 f"{ctx.params['splits']!r}.") from None
+        from curate.options import parse_fractions
+
+        splits = parse_fractions(ctx.params["splits"], "Splits", "0.8,0.1,0.1") if ctx.params.get("splits") else None
         out = ctx.params["out"]
         try:
             manifest = api.export(ctx.dataset, out, fmt=fmt, splits=splits, run_key=run_key,
