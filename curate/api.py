@@ -74,12 +74,15 @@ def run(source: str, *, dataset: str | None = None, label_field: str = DEFAULT_L
     """
     from curate.population.pipeline import run_curate
     from curate.data.safety import check_run_dir, dataset_lock, media_folders, run_dir_lock
+    from curate.data.images import native_size
     from curate.fiftyone.source import load_source
+    from curate.options import is_pretrained
 
     options = dataclasses.replace(options or RunOptions(), **option_values)
     started = time.time()
     images = load_source(source, label_field)
-    config = options.config_for(source, len(images))
+    native = native_size(images.filepaths)
+    config = options.config_for(source, len(images), native)
     if images.sample_ids is not None and dataset and dataset != source:
         raise SourceError(f"Source {source!r} is a FiftyOne dataset: its fields are written to it, so "
                           f"--dataset must be {source!r} or left out, not {dataset!r}.")
@@ -92,13 +95,20 @@ def run(source: str, *, dataset: str | None = None, label_field: str = DEFAULT_L
     say(f"Source: {images.description} ({len(images)} images, {len(images.classes)} classes)", "info")
     for note in images.notes:
         say(note, "note")
+    if native and native >= 64 and config.image_size < native and not (config.weights or is_pretrained(config.model)):
+        say(f"The images are about {native} px; {config.model} trains from scratch on them at {config.image_size} px. "
+            f"Networks trained from scratch on {len(images):,} photos are weak, and a weak population flags more "
+            "images by chance. A pretrained backbone does better: --model tv:resnet18:pretrained (downloads its "
+            "weights once) or --weights PATH (a local checkpoint).", "note")
     # Both locks before training, not only before writing: a second run would otherwise train for an
     # hour and then be refused. The kernel releases them if this process dies.
     with contextlib.ExitStack() as locks:
         locks.enter_context(run_dir_lock(run_dir))
         if to_fiftyone:
             locks.enter_context(dataset_lock(dataset, run_key))
-        result = run_curate(images, config, run_dir, progress=progress)
+        # The cost estimate goes where the caller's messages go; without a caller's, to stderr with progress.
+        result = run_curate(images, config, run_dir, progress=progress,
+                            say=None if say is _say_nothing or not progress else say)
         if to_fiftyone:
             from curate.fiftyone.write import push_run
 

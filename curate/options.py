@@ -20,11 +20,12 @@ class RunOptions:
 
     :class:`curate.population.pipeline.CurateConfig` and :class:`curate.population.train.TrainSettings` take their defaults
     from here, and so do the CLI's options, the App's form and the README's table (a test checks it). ``None`` means
-    "derived from the data": ``batch_size`` is the images per network / 16, clipped to 32..256;
-    ``image_size`` is 32 (16 for digits); ``hflip`` is on (off for digits).
+    "derived from the data": ``batch_size`` (:func:`default_batch_size`), ``image_size``
+    (:func:`default_image_size`; 16 for digits); ``hflip`` is on (off for digits).
     """
 
     model: str = "resnet-small"
+    weights: str | None = None
     members: int = 4
     folds: int = 2
     sparsities: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9)
@@ -33,29 +34,58 @@ class RunOptions:
     label_probes: float = 0.0
     epochs: int = 16
     finetune_epochs: int = 6
+    prune_schedule: str = "independent"
     batch_size: int | None = None
     image_size: int | None = None
     hflip: bool | None = None
     seed: int = 0
     device: str = "auto"
 
-    def config_for(self, source: str, n_images: int):
-        """The run's full :class:`curate.population.pipeline.CurateConfig` for ``n_images`` images of ``source``."""
+    def config_for(self, source: str, n_images: int, native_size: int | None = None):
+        """The run's full :class:`curate.population.pipeline.CurateConfig` for ``n_images`` images of
+        ``source`` whose shorter side is typically ``native_size`` pixels."""
         from curate.population.config import CurateConfig
         from curate.population.train import TrainSettings
 
         preset = DIGITS_PRESET if source == "digits" else {}
-        image_size = self.image_size if self.image_size is not None else preset.get("image_size", 32)
+        image_size = (self.image_size if self.image_size is not None
+                      else preset.get("image_size") or default_image_size(self.model, native_size))
         hflip = self.hflip if self.hflip is not None else preset.get("hflip", True)
         n_train = n_images * (self.folds - 1) // max(1, self.folds)
-        batch_size = self.batch_size if self.batch_size is not None else int(min(256, max(32, n_train // 16)))
+        batch_size = self.batch_size if self.batch_size is not None else default_batch_size(n_train)
         return CurateConfig(
-            model=self.model, members=self.members, folds=self.folds, sparsities=self.sparsities,
+            model=self.model, weights=self.weights, members=self.members, folds=self.folds, sparsities=self.sparsities,
             quantizations=self.quantize, robustness_images=self.robustness_images, image_size=image_size,
             seed=self.seed, device=self.device, label_probes=self.label_probes,
             train=TrainSettings(epochs=self.epochs, finetune_epochs=self.finetune_epochs, batch_size=batch_size,
-                                hflip=hflip),
+                                hflip=hflip, prune_schedule=self.prune_schedule),
         )
+
+
+def is_pretrained(model: str) -> bool:
+    return model.endswith(":pretrained")
+
+
+def default_image_size(model: str, native_size: int | None) -> int:
+    """The square size images are decoded to when the user does not say.
+
+    A pretrained backbone sees images at the size its weights were trained at (224, ImageNet). A network
+    trained from scratch sees them at their own size up to 32 pixels: beyond that, on the few thousand
+    images a dataset owner has, the cost grows with the square of the size and the accuracy barely does.
+    """
+    if is_pretrained(model):
+        return 224
+    return int(min(32, max(8, native_size or 32)))
+
+
+def default_batch_size(n_train: int) -> int:
+    """Images a batch when the user does not say: images per network / 16, clipped to 32..64.
+
+    Small batches take more optimiser steps per epoch; on the few thousand images a network of a
+    population trains on, that buys more accuracy per second than larger, more efficient batches
+    (docs/benchmarks.md, "Training recipe").
+    """
+    return int(min(64, max(32, n_train // 16)))
 
 
 def parse_fractions(text: str, what: str, example: str) -> tuple[float, ...]:

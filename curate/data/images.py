@@ -152,3 +152,20 @@ def load_in_memory(pixels: np.ndarray, budget_bytes: int | None = None) -> np.nd
         except (ValueError, OSError):
             budget_bytes = 2 << 30
     return np.array(pixels) if pixels.nbytes <= budget_bytes else pixels
+
+
+def native_size(filepaths: list[str], sample: int = 256) -> int | None:
+    """The median shorter side of (a seeded sample of) the images, read from their headers; None if none can be read."""
+    if not filepaths:
+        return None
+    rng = np.random.default_rng(0)
+    picked = filepaths if len(filepaths) <= sample else [filepaths[i] for i in rng.choice(len(filepaths), sample,
+                                                                                            replace=False)]
+    sides = []
+    for path in picked:
+        try:
+            with Image.open(path) as image:  # the header only: no pixels are decoded
+                sides.append(min(image.size))
+        except Exception:  # unreadable images are reported when they are decoded
+            continue
+    return int(np.median(sides)) if sides else None

@@ -93,10 +93,10 @@ def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str
     run_dir = _results_dir(config, dataset, run_key)
     run_samples = pd.read_parquet(run_dir / "samples.parquet")
     classes = _classes_in(run_dir)
-    scored = dataset.exists(names["pie"])
+    scored = dataset.exists(names.pie)
     ids, paths, labels, tags, category, noisy, suggested, pie, pie_score, corrupt = scored.values([
-        "id", "filepath", f"{label_field}.label", "tags", names["category"], names["label_noise"],
-        f"{names['suggested']}.label", names["pie"], names["pie_score"], names["corruption"]])
+        "id", "filepath", f"{label_field}.label", "tags", names.category, names.label_noise,
+        f"{names.suggested}.label", names.pie, names.pie_score, names.corruption])
     by_path = run_samples.set_index("filepath")["label"]
     run_labels = [by_path.get(p, label) for p, label in zip(paths, labels)]
     flags = [flag_of(c, n, x) for c, n, x in zip(category, noisy, corrupt)]

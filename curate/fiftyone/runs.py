@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import fiftyone.core.runs as fors
 
-from curate.fiftyone.write import (METHOD, all_fields, all_tags, all_views, names_for, save_views,
-                                   update_run_info)
+from curate.fiftyone.write import METHOD, names_for, save_views, update_run_info
 
 
 class CurateRunConfig(fors.RunConfig):
@@ -60,21 +59,21 @@ def rename_written(dataset, config, key: str, new_key: str) -> None:
         raise ValueError(f"Run key {new_key!r} must be a Python identifier (letters, digits, underscores).")
     levels, categories = list(config.levels), tuple(getattr(config, "categories", None) or ())
     old, new = names_for(key, levels, categories or None), names_for(new_key, levels, categories or None)
-    taken = [n for n in all_fields(new) if dataset.has_sample_field(n)]
+    taken = [n for n in new.fields if dataset.has_sample_field(n)]
     if taken:
         raise ValueError(f"Cannot rename run {key!r} to {new_key!r}: the dataset already has field(s) {taken[:5]}.")
-    dataset.rename_sample_fields({o: n for o, n in zip(all_fields(old), all_fields(new))
+    dataset.rename_sample_fields({o: n for o, n in zip(old.fields, new.fields)
                                   if dataset.has_sample_field(o)})
-    for old_tag, new_tag in zip(all_tags(old), all_tags(new)):
+    for old_tag, new_tag in zip(old.tags, new.tags):
         tagged = dataset.match_tags(old_tag)
         if len(tagged):
             tagged.tag_samples(new_tag)
             dataset.untag_samples(old_tag)
-    for view_name in all_views(old):
+    for view_name in old.all_views:
         if dataset.has_saved_view(view_name):
             dataset.delete_saved_view(view_name)
     save_views(dataset, new_key, new, levels)
-    config.fields, config.tags, config.tag, config.views = all_fields(new), all_tags(new), new["tag"], all_views(new)
+    config.fields, config.tags, config.tag, config.views = new.fields, new.tags, new.tag, new.all_views
     fors.Run.update_run_config(dataset, key, config)
     info = (dataset.info.get("curate") or {}).get(key)
     update_run_info(dataset, key, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from datetime import datetime, timezone
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,38 +26,82 @@ LABEL_FIELD = "ground_truth"
 WRITING, COMPLETE = "writing", "complete"
 
 
-def names_for(run_key: str, level_names: list[str], categories: tuple[str, ...] | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunNames:
+    """Field, tag and view names a run writes under one run key (:func:`names_for`)."""
+
+    category: str
+    label_noise: str
+    corruption: str
+    corruption_score: str
+    suggested: str
+    flag_score: str
+    reason: str
+    hardness: str  # FiftyOne Brain's fields
+    mistakenness: str
+    category_tags: dict[str, str]
+    label_noise_tag: str
+    corruption_tag: str
+    category_views: dict[str, str]
+    label_noise_view: str
+    corruption_view: str
+    dense: str
+    levels: dict[str, str]  # level name -> field of its predictions
+    pie: str
+    pie_score: str
+    pie_level: str
+    pie_levels: str
+    tag: str
+    views: dict[str, str]  # "all" and each level name -> saved view
+
+    @property
+    def fields(self) -> list[str]:
+        """The per-sample fields curate writes itself (the brain fields are written by FiftyOne Brain)."""
+        return [self.dense, *self.levels.values(), self.pie, self.pie_score, self.pie_level, self.pie_levels,
+                self.category, self.label_noise, self.corruption, self.corruption_score, self.suggested,
+                self.flag_score, self.reason]
+
+    @property
+    def tags(self) -> list[str]:
+        return [self.tag, *self.category_tags.values(), self.label_noise_tag, self.corruption_tag]
+
+    @property
+    def all_views(self) -> list[str]:
+        return [*self.views.values(), *self.category_views.values(), self.label_noise_view, self.corruption_view]
+
+
+def names_for(run_key: str, level_names: list[str], categories: tuple[str, ...] | None = None) -> RunNames:
     """Field, tag and view names a run writes under ``run_key`` (``categories``: the flag categories,
     default every registered one)."""
     categories = category_names() if categories is None else categories
     tag = "pie" if run_key == METHOD else f"{run_key}:pie"
     prefix = "" if run_key == METHOD else f"{run_key}-"
     brain_prefix = "" if run_key == METHOD else f"{run_key}_"
-    return {
-        "category": f"{run_key}_category",
-        "label_noise": f"{run_key}_label_noise",
-        "corruption": f"{run_key}_corruption",
-        "corruption_score": f"{run_key}_corruption_score",
-        "suggested": f"{run_key}_suggested",
-        "flag_score": f"{run_key}_flag_score",
-        "reason": f"{run_key}_reason",
-        "hardness": f"{brain_prefix}hardness",
-        "mistakenness": f"{brain_prefix}mistakenness",
-        "category_tags": {c: f"{tag}:{c}" for c in categories},
-        "label_noise_tag": "label_noise" if run_key == METHOD else f"{run_key}:label_noise",
-        "corruption_tag": "corruption" if run_key == METHOD else f"{run_key}:corruption",
-        "category_views": {c: f"{prefix}pies-{c}" for c in categories},
-        "label_noise_view": f"{prefix}label-noise",
-        "corruption_view": f"{prefix}corruption",
-        "dense": f"{run_key}_dense",
-        "levels": {name: f"{run_key}_{name}" for name in level_names},
-        "pie": f"{run_key}_pie",
-        "pie_score": f"{run_key}_pie_score",
-        "pie_level": f"{run_key}_pie_level",
-        "pie_levels": f"{run_key}_pie_levels",
-        "tag": tag,
-        "views": {"all": f"{prefix}pies", **{name: f"{prefix}pies-{name}" for name in level_names}},
-    }
+    return RunNames(
+        category=f"{run_key}_category",
+        label_noise=f"{run_key}_label_noise",
+        corruption=f"{run_key}_corruption",
+        corruption_score=f"{run_key}_corruption_score",
+        suggested=f"{run_key}_suggested",
+        flag_score=f"{run_key}_flag_score",
+        reason=f"{run_key}_reason",
+        hardness=f"{brain_prefix}hardness",
+        mistakenness=f"{brain_prefix}mistakenness",
+        category_tags={c: f"{tag}:{c}" for c in categories},
+        label_noise_tag="label_noise" if run_key == METHOD else f"{run_key}:label_noise",
+        corruption_tag="corruption" if run_key == METHOD else f"{run_key}:corruption",
+        category_views={c: f"{prefix}pies-{c}" for c in categories},
+        label_noise_view=f"{prefix}label-noise",
+        corruption_view=f"{prefix}corruption",
+        dense=f"{run_key}_dense",
+        levels={name: f"{run_key}_{name}" for name in level_names},
+        pie=f"{run_key}_pie",
+        pie_score=f"{run_key}_pie_score",
+        pie_level=f"{run_key}_pie_level",
+        pie_levels=f"{run_key}_pie_levels",
+        tag=tag,
+        views={"all": f"{prefix}pies", **{name: f"{prefix}pies-{name}" for name in level_names}},
+    )
 
 
 def run_field_clashes(run_key: str, columns) -> list[str]:
@@ -66,23 +111,7 @@ def run_field_clashes(run_key: str, columns) -> list[str]:
     hardness and mistakenness fields.
     """
     names = names_for(run_key, [])
-    return [c for c in columns if c.startswith(f"{run_key}_") or c in (names["hardness"], names["mistakenness"])]
-
-
-def all_fields(names: dict[str, Any]) -> list[str]:
-    """The per-sample fields curate writes itself (the brain fields are written by FiftyOne Brain)."""
-    return [names["dense"], *names["levels"].values(), names["pie"], names["pie_score"], names["pie_level"],
-            names["pie_levels"], names["category"], names["label_noise"], names["corruption"],
-            names["corruption_score"], names["suggested"], names["flag_score"], names["reason"]]
-
-
-def all_tags(names: dict[str, Any]) -> list[str]:
-    return [names["tag"], *names["category_tags"].values(), names["label_noise_tag"], names["corruption_tag"]]
-
-
-def all_views(names: dict[str, Any]) -> list[str]:
-    return [*names["views"].values(), *names["category_views"].values(), names["label_noise_view"],
-            names["corruption_view"]]
+    return [c for c in columns if c.startswith(f"{run_key}_") or c in (names.hardness, names.mistakenness)]
 
 
 def get_or_create_dataset(fo, name: str, filepaths: list[str], labels: list[str], splits: list[str | None],
@@ -215,10 +244,10 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
             label_field=label_field,
             levels=result.level_names,
             categories=list(result.categories.names),
-            fields=all_fields(names),
-            tag=names["tag"],
-            tags=all_tags(names),
-            views=all_views(names),
+            fields=names.fields,
+            tag=names.tag,
+            tags=names.tags,
+            views=names.all_views,
             brain_runs=list(brain_keys.values()),
             flag_thresholds=result.categories.thresholds,
         )
@@ -250,7 +279,7 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
     return dataset
 
 
-def _write_fields(fo, dataset, ids: list[str], result, names: dict[str, Any]) -> None:
+def _write_fields(fo, dataset, ids: list[str], result, names: RunNames) -> None:
     """The run's per-sample fields (predictions per level, PIE marks, flags and reasons)."""
     classes = np.asarray(result.images.classes, dtype=object)
     scores = result.scores
@@ -260,48 +289,48 @@ def _write_fields(fo, dataset, ids: list[str], result, names: dict[str, Any]) ->
 
     with np.errstate(divide="ignore"):
         dense_logits = np.log(np.clip(scores.dense_mean_probs, 1e-12, 1.0))
-    values: dict[str, list] = {field: [] for field in all_fields(names)}
+    values: dict[str, list] = {field: [] for field in names.fields}
     for i in range(len(ids)):
-        values[names["dense"]].append(fo.Classification(
+        values[names.dense].append(fo.Classification(
             label=str(classes[scores.dense_modal[i]]), confidence=float(scores.dense_confidence[i]),
             logits=dense_logits[i].astype(float).tolist(),
         ))
-        for level, (name, field) in enumerate(names["levels"].items()):
+        for level, (name, field) in enumerate(names.levels.items()):
             values[field].append(fo.Classification(
                 label=str(classes[scores.compressed_modal[level, i]]),
                 confidence=float(scores.compressed_confidence[level, i]),
                 tags=["pie"] if scores.is_pie[level, i] else [],
             ))
         lowest = int(scores.lowest_level[i])
-        values[names["pie"]].append(bool(is_pie_any[i]))
-        values[names["pie_score"]].append(float(scores.pie_score[i]))
-        values[names["pie_level"]].append(float(sparsities[lowest]) if lowest != NO_LEVEL else None)
-        values[names["pie_levels"]].append([level_names[t] for t in np.flatnonzero(scores.is_pie[:, i])])
+        values[names.pie].append(bool(is_pie_any[i]))
+        values[names.pie_score].append(float(scores.pie_score[i]))
+        values[names.pie_level].append(float(sparsities[lowest]) if lowest != NO_LEVEL else None)
+        values[names.pie_levels].append([level_names[t] for t in np.flatnonzero(scores.is_pie[:, i])])
     categories = result.categories
     samples = result.samples
     for i in range(len(ids)):
         category = categories.category[i]
         noisy, corrupt = bool(categories.label_noise[i]), bool(categories.corruption[i])
-        values[names["category"]].append(category or None)
-        values[names["label_noise"]].append(noisy)
-        values[names["corruption"]].append(corrupt)
+        values[names.category].append(category or None)
+        values[names.label_noise].append(noisy)
+        values[names.corruption].append(corrupt)
         # The corruption view's own order: a corrupted image also flagged as label noise has the
         # label-noise score as its flag score.
-        values[names["corruption_score"]].append(float(categories.scores["corruption"][i]) if corrupt else None)
-        values[names["suggested"]].append(fo.Classification(
+        values[names.corruption_score].append(float(categories.scores["corruption"][i]) if corrupt else None)
+        values[names.suggested].append(fo.Classification(
             label=str(classes[categories.suggested[i]]), confidence=float(categories.suggested_confidence[i]),
         ) if noisy else None)
         score_of = flag_of(category, noisy, corrupt)
-        values[names["flag_score"]].append(float(categories.scores[score_of][i]) if score_of else None)
-        values[names["reason"]].append(samples["reason"].iat[i] or None)
+        values[names.flag_score].append(float(categories.scores[score_of][i]) if score_of else None)
+        values[names.reason].append(samples["reason"].iat[i] or None)
     # A run can find no PIE or flag at all; FiftyOne cannot infer a field's type from all-None values.
     import fiftyone.core.fields as fof
 
-    declared = {names["pie_level"]: (fof.FloatField, {}), names["flag_score"]: (fof.FloatField, {}),
-                names["corruption_score"]: (fof.FloatField, {}),
-                names["category"]: (fof.StringField, {}), names["reason"]: (fof.StringField, {}),
-                names["pie_levels"]: (fof.ListField, {"subfield": fof.StringField}),
-                names["suggested"]: (fof.EmbeddedDocumentField, {"embedded_doc_type": fo.Classification})}
+    declared = {names.pie_level: (fof.FloatField, {}), names.flag_score: (fof.FloatField, {}),
+                names.corruption_score: (fof.FloatField, {}),
+                names.category: (fof.StringField, {}), names.reason: (fof.StringField, {}),
+                names.pie_levels: (fof.ListField, {"subfield": fof.StringField}),
+                names.suggested: (fof.EmbeddedDocumentField, {"embedded_doc_type": fo.Classification})}
     for field, (kind, kwargs) in declared.items():
         if not dataset.has_sample_field(field):
             dataset.add_sample_field(field, kind, **kwargs)
@@ -311,64 +340,64 @@ def _write_fields(fo, dataset, ids: list[str], result, names: dict[str, Any]) ->
         dataset.set_values(field, dict(zip(ids, field_values)), key_field="id")
 
 
-def _write_tags(dataset, ids: list[str], result, names: dict[str, Any]) -> dict[str, int]:
+def _write_tags(dataset, ids: list[str], result, names: RunNames) -> dict[str, int]:
     """The run's sample tags; returns the counts the run results record."""
     categories = result.categories
     pie_ids = [sid for sid, pie in zip(ids, result.scores.is_pie_any) if pie]
     if pie_ids:
-        dataset.select(pie_ids).tag_samples(names["tag"])
-    for name, tag in names["category_tags"].items():
+        dataset.select(pie_ids).tag_samples(names.tag)
+    for name, tag in names.category_tags.items():
         chosen = [sid for sid, c in zip(ids, categories.category) if c == name]
         if chosen:
             dataset.select(chosen).tag_samples(tag)
     noisy_ids = [sid for sid, noisy in zip(ids, categories.label_noise) if noisy]
     if noisy_ids:
-        dataset.select(noisy_ids).tag_samples(names["label_noise_tag"])
+        dataset.select(noisy_ids).tag_samples(names.label_noise_tag)
     corrupt_ids = [sid for sid, corrupt in zip(ids, categories.corruption) if corrupt]
     if corrupt_ids:
-        dataset.select(corrupt_ids).tag_samples(names["corruption_tag"])
+        dataset.select(corrupt_ids).tag_samples(names.corruption_tag)
     return {"n_pies": len(pie_ids), "n_label_noise": len(noisy_ids), "n_corruption": len(corrupt_ids)}
 
 
-def save_views(dataset, run_key: str, names: dict[str, Any], level_names: list[str]) -> None:
+def save_views(dataset, run_key: str, names: RunNames, level_names: list[str]) -> None:
     from fiftyone import ViewField as F
 
     dataset.save_view(
-        names["views"]["all"],
-        dataset.match_tags(names["tag"]).sort_by(names["pie_score"], reverse=True),
+        names.views["all"],
+        dataset.match_tags(names.tag).sort_by(names.pie_score, reverse=True),
         description=f"PIEs of run {run_key!r} at any compression level, highest PIE score first",
         overwrite=True,
     )
     checkpoint("fiftyone:views")
     for name in level_names:
         dataset.save_view(
-            names["views"][name],
-            dataset.match(F(names["pie_levels"]).contains(name)).sort_by(names["pie_score"], reverse=True),
+            names.views[name],
+            dataset.match(F(names.pie_levels).contains(name)).sort_by(names.pie_score, reverse=True),
             description=f"PIEs of run {run_key!r} at level {name}",
             overwrite=True,
         )
-    for name, view_name in names["category_views"].items():
+    for name, view_name in names.category_views.items():
         dataset.save_view(
             view_name,
-            dataset.match(F(names["category"]) == name).sort_by(names["flag_score"], reverse=True),
+            dataset.match(F(names.category) == name).sort_by(names.flag_score, reverse=True),
             description=f"PIEs of run {run_key!r} in category {name}, highest score first",
             overwrite=True,
         )
     dataset.save_view(
-        names["label_noise_view"],
-        dataset.match(F(names["label_noise"]) == True).sort_by(names["flag_score"], reverse=True),  # noqa: E712
+        names.label_noise_view,
+        dataset.match(F(names.label_noise) == True).sort_by(names.flag_score, reverse=True),  # noqa: E712
         description=f"Every suspected label error of run {run_key!r} (PIE or not), most likely first",
         overwrite=True,
     )
     dataset.save_view(
-        names["corruption_view"],
-        dataset.match(F(names["corruption"]) == True).sort_by(names["corruption_score"], reverse=True),  # noqa: E712
+        names.corruption_view,
+        dataset.match(F(names.corruption) == True).sort_by(names.corruption_score, reverse=True),  # noqa: E712
         description=f"Every image of run {run_key!r} that a pixel check flags (PIE or not), worst first",
         overwrite=True,
     )
 
 
-def brain_keys_for(dataset, names: dict[str, Any]) -> dict[str, str]:
+def brain_keys_for(dataset, names: RunNames) -> dict[str, str]:
     """The Brain keys this run will write ``hardness`` and ``mistakenness`` under.
 
     Called after the run's previous record was removed, so any Brain run or field still there is
@@ -377,11 +406,11 @@ def brain_keys_for(dataset, names: dict[str, Any]) -> dict[str, str]:
     """
     keys = {}
     for base in ("hardness", "mistakenness"):
-        key = names[base]
+        key = getattr(names, base)
         if dataset.has_sample_field(key) or dataset.has_brain_run(key):
-            key = f"{names['dense'].rsplit('_', 1)[0]}_{base}"
+            key = f"{names.dense.rsplit('_', 1)[0]}_{base}"
             if dataset.has_sample_field(key) or dataset.has_brain_run(key):
-                raise ValueError(f"Dataset {dataset.name!r} already has a field or Brain run {names[base]!r} and "
+                raise ValueError(f"Dataset {dataset.name!r} already has a field or Brain run {getattr(names, base)!r} and "
                                  f"{key!r} that this run did not write; curate will not overwrite them. Delete "
                                  f"one (dataset.delete_brain_run({key!r}) or dataset.delete_sample_field({key!r})) "
                                  "or pick another --run-key.")
@@ -389,14 +418,14 @@ def brain_keys_for(dataset, names: dict[str, Any]) -> dict[str, str]:
     return keys
 
 
-def write_brain_fields(samples, names: dict[str, Any], label_field: str, keys: dict[str, str]) -> list[str]:
+def write_brain_fields(samples, names: RunNames, label_field: str, keys: dict[str, str]) -> list[str]:
     """FiftyOne Brain's ``hardness`` and ``mistakenness`` from the dense population's mean prediction,
     under the keys :func:`brain_keys_for` chose. Returns the keys written."""
     import fiftyone.brain as fob
 
-    fob.compute_hardness(samples, names["dense"], hardness_field=keys["hardness"], progress=False)
+    fob.compute_hardness(samples, names.dense, hardness_field=keys["hardness"], progress=False)
     checkpoint("fiftyone:brain")
-    fob.compute_mistakenness(samples, names["dense"], label_field, mistakenness_field=keys["mistakenness"],
+    fob.compute_mistakenness(samples, names.dense, label_field, mistakenness_field=keys["mistakenness"],
                              use_logits=True, progress=False)
     return list(keys.values())
 

@@ -71,7 +71,11 @@ def _fail(message: str) -> NoReturn:
 def population_options(f):
     options = [
         click.option("--model", default=RunOptions.model, show_default=True,
-                     help="resnet-small[:WIDTH], tv:<torchvision model>, or package.module:factory."),
+                     help="resnet-small[:WIDTH], tv:<torchvision model>[:pretrained], timm:<timm model>[:pretrained], "
+                          "or package.module:factory."),
+        click.option("--weights", default=RunOptions.weights, type=click.Path(dir_okay=False, exists=True),
+                     help="A local checkpoint (a state_dict saved with torch.save) every network starts from; "
+                          "weights of another shape, such as a head for other classes, stay as initialised."),
         click.option("--members", "-k", default=RunOptions.members, show_default=True, type=click.IntRange(min=2),
                      help="Population size K: every image gets exactly K out-of-sample predictions per level."),
         click.option("--folds", "-f", default=RunOptions.folds, show_default=True, type=click.IntRange(min=2),
@@ -91,9 +95,14 @@ def population_options(f):
         click.option("--epochs", default=RunOptions.epochs, show_default=True, type=click.IntRange(min=1), help="Dense training epochs."),
         click.option("--finetune-epochs", default=RunOptions.finetune_epochs, show_default=True, type=click.IntRange(min=1),
                      help="Fine-tuning epochs per pruning level (sparsity ramps up over the first 60%)."),
+        click.option("--prune-schedule", default=RunOptions.prune_schedule, show_default=True,
+                     type=click.Choice(["independent", "chained"]),
+                     help="independent: every level is its own copy of the dense network; chained: each level "
+                          "continues from the previous one (30% -> 50% -> ...), one gradual schedule."),
         click.option("--batch-size", default=None, type=click.IntRange(min=2),
-                     help="Batch size [default: images per network / 16, clipped to 32..256]."),
-        click.option("--image-size", default=None, type=click.IntRange(min=8), help="Decode images to this square size [default: 32; digits 16]."),
+                     help="Batch size [default: images per network / 16, clipped to 32..64]."),
+        click.option("--image-size", default=None, type=click.IntRange(min=8), help="Decode images to this square size [default: the images' own size up to 32 px; 224 for "
+                          "pretrained models; digits 16]."),
         click.option("--hflip/--no-hflip", default=None, help="Random horizontal flips [default: on; off for digits]."),
         click.option("--seed", default=RunOptions.seed, show_default=True, help="Base seed of partitions and initialisations."),
         click.option("--device", default=RunOptions.device, show_default=True, callback=_check_device, help="auto, cpu or cuda[:i]."),

@@ -104,7 +104,7 @@ def run_lines(outcome, launcher: str = "curate") -> list[Line]:
     if outcome.dataset:
         from curate.fiftyone.write import names_for
 
-        view = names_for(outcome.run_key, [])["views"]["all"]
+        view = names_for(outcome.run_key, []).views["all"]
         lines.append((f"FiftyOne dataset: {outcome.dataset} (run key {outcome.run_key!r}, tag, saved view {view!r})",
                       None))
         lines.append((f"Review in the App:  {launcher} app {outcome.dataset} --view {view}", "command"))

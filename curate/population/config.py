@@ -25,6 +25,8 @@ class CurateConfig:
 
     Attributes:
         model: model spec, see :mod:`curate.population.models`.
+        weights: a local checkpoint every network starts from (:func:`curate.population.models.load_weights`);
+            its contents, not its path, enter the fingerprint.
         members: population size K; every image gets exactly K out-of-sample predictions per level.
         folds: cross-fitting folds F; each member trains F networks on (F-1)/F of the images.
         sparsities: global magnitude pruning levels, ascending, each in (0, 1).
@@ -46,6 +48,7 @@ class CurateConfig:
     """
 
     model: str = RunOptions.model
+    weights: str | None = RunOptions.weights
     members: int = RunOptions.members
     folds: int = RunOptions.folds
     sparsities: tuple[float, ...] = RunOptions.sparsities
@@ -86,6 +89,12 @@ class CurateConfig:
         if self.image_size < 8:
             raise ValueError(f"image_size must be at least 8 pixels, got {self.image_size}.")
         check_device(self.device)
+        if self.weights is not None:
+            from pathlib import Path
+
+            if not Path(self.weights).is_file():
+                raise ValueError(f"--weights {self.weights}: no such file.")
+            object.__setattr__(self, "weights", str(Path(self.weights).resolve()))
 
     @property
     def level_names(self) -> list[str]:
@@ -142,9 +151,19 @@ class CurateConfig:
         """Hash of everything that determines the results: config (less device), images, labels."""
         config = self.to_dict()
         config.pop("device")
+        if self.weights:
+            config["weights"] = _file_digest(self.weights)
         config["run_store_version"] = RUN_STORE_VERSION
         h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
         h.update("\n".join(images.filepaths).encode())
         h.update(np.asarray(images.labels, dtype=np.int64).tobytes())
         h.update("\n".join(images.classes).encode())
         return h.hexdigest()[:16]
+
+
+def _file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -4,14 +4,67 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
+from curate.population.config import CurateConfig
 from curate.population.executor import MemberJob
 
 
-from curate.population.config import CurateConfig
+@dataclass(kw_only=True)
+class NetworkResult:
+    """What one job returns: one dense network's predictions and those of its compressed copies.
+
+    Every prediction covers all N images; :func:`curate.population.pipeline.run_population` files the
+    network's held-out fold as out-of-sample and the rest as in-sample.
+
+    Attributes:
+        dense: ``(N, C)`` the dense network's probabilities.
+        compressed: ``(L, N, C)`` each compressed copy's (pruning levels, then quantization formats).
+        forgotten, forgotten_compressed: ``(N, C)`` and ``(len(sparsities), N, C)``: the dense network
+            and each pruned copy after second-split forgetting.
+        aum: ``(N,)`` area under the margin of each training image, NaN for held-out images and probes.
+        probes: ``(L+1, P, C)`` the dense network's and every copy's probabilities on the probe images.
+        sparsity: ``(L,)`` measured sparsity of each compressed copy.
+        label_probe_index, label_probe_label: the training images given a random wrong label, and it.
+        robust_rows, robust_correct, robust_clean: held-out images corrupted for robustness, and the
+            accuracy of every version of the network on them (``None`` with robustness off).
+        seconds: wall time of the job.
+    """
+
+    dense: np.ndarray
+    compressed: np.ndarray
+    forgotten: np.ndarray
+    forgotten_compressed: np.ndarray
+    aum: np.ndarray
+    probes: np.ndarray
+    sparsity: np.ndarray
+    label_probe_index: np.ndarray
+    label_probe_label: np.ndarray
+    robust_rows: np.ndarray | None = None
+    robust_correct: np.ndarray | None = None
+    robust_clean: np.ndarray | None = None
+    seconds: float = 0.0
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The fields as named arrays, for :meth:`curate.data.store.RunStore.save_job`."""
+        return {f.name: np.asarray(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None}
+
+    @classmethod
+    def complete(cls, arrays: dict[str, np.ndarray]) -> bool:
+        """Whether ``arrays`` hold every field a result needs (a file from an older curate may not)."""
+        return all(f.name in arrays for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING)
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "NetworkResult":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: (float(v) if k == "seconds" else v) for k, v in arrays.items() if k in names})
+
+
 class RowView:
     """Rows ``rows`` of ``base`` without copying them: a network's training images, read batch by batch.
 
@@ -39,23 +92,32 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
     """
     import torch
 
-    from curate.population.models import build_model
+    from curate.population.models import build_model, load_weights
     from curate.population.quantize import quantized_copy, runs_on_cpu_only
-    from curate.population.train import (Normalizer, forget_on_second_split, measured_sparsity,
-                              predict_probs, prune_and_finetune, resolve_device, train_dense)
+    from curate.population.train import (Normalizer, forget_on_second_split, measured_sparsity, predict_probs,
+                                         prune_and_finetune, resolve_device, train_dense)
 
     device = resolve_device(config.device)
+    # Mirror-image averaging only where mirror images share the label (hflip training says they do).
+    flip = config.train.flip_test and config.train.hflip
+
+    def predict(net, images, norm):
+        return predict_probs(net, images, norm, flip=flip)
+
     normalize = Normalizer(mean, std, device)
     cpu_normalize = Normalizer(mean, std, torch.device("cpu"))
 
-    def run(job: MemberJob) -> dict[str, np.ndarray]:
+    def run(job: MemberJob) -> NetworkResult:
         held_out = folds[job.member] == job.fold
         train_idx = np.flatnonzero(~held_out)
         train_pixels = RowView(pixels, train_idx)
         train_labels, probe_rows = label_probes(labels[train_idx], n_classes, config.label_probes, job.seed)
         torch.manual_seed(job.seed)
         started = time.perf_counter()
-        model = build_model(config.model, n_classes).to(device).to(memory_format=torch.channels_last)
+        model = build_model(config.model, n_classes)
+        if config.weights:
+            load_weights(model, config.weights)
+        model = model.to(device).to(memory_format=torch.channels_last)
         margins = np.zeros((len(train_idx), 2))
         train_dense(model, train_pixels, train_labels, normalize, config.train, job.seed, progress,
                     margins=margins)
@@ -65,30 +127,28 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
             aum[train_idx] = margins[:, 0] / margins[:, 1]
         networks = [(model, normalize)]
         for level, s in enumerate(config.sparsities):
-            networks.append((prune_and_finetune(model, train_pixels, train_labels, normalize, config.train, s,
+            start = networks[-1][0] if config.train.prune_schedule == "chained" else model
+            networks.append((prune_and_finetune(start, train_pixels, train_labels, normalize, config.train, s,
                                                 job.seed + 7919 * (level + 1), progress), normalize))
         for fmt in config.quantizations:
             networks.append((quantized_copy(model, fmt), cpu_normalize if runs_on_cpu_only(fmt) else normalize))
-        probs = [predict_probs(net, pixels, norm) for net, norm in networks]
+        probs = [predict(net, pixels, norm) for net, norm in networks]
         held_idx = np.flatnonzero(held_out)
         # The dense network and each pruned copy unlearn on the same held-out images, seeded alike, so
         # that the copies' forgotten views differ from the dense one's by the pruning alone.
         forgotten = np.stack([
-            predict_probs(forget_on_second_split(net, RowView(pixels, held_idx), labels[held_idx], normalize,
-                                                 config.train, job.seed + 104723, progress), pixels, normalize)
+            predict(forget_on_second_split(net, RowView(pixels, held_idx), labels[held_idx], normalize,
+                                           config.train, job.seed + 104723, progress), pixels, normalize)
             for net, _ in networks[:1 + len(config.sparsities)]
         ])
-        out = {
-            "dense": probs[0], "compressed": np.stack(probs[1:]), "aum": aum,
-            "forgotten": forgotten[0], "forgotten_compressed": forgotten[1:],
-            "probes": np.stack([predict_probs(net, probes, norm) for net, norm in networks]),
-            "sparsity": np.array([measured_sparsity(net) for net, _ in networks[1:]]),
-            "label_probe_index": train_idx[probe_rows], "label_probe_label": train_labels[probe_rows],
-        }
-        if config.robustness:
-            out.update(_robustness(config, job, networks, pixels, labels, held_out, probs))
-        out["seconds"] = np.array(time.perf_counter() - started)
-        return out
+        robust = _robustness(config, job, networks, pixels, labels, held_out, probs) if config.robustness else {}
+        return NetworkResult(
+            dense=probs[0], compressed=np.stack(probs[1:]), aum=aum,
+            forgotten=forgotten[0], forgotten_compressed=forgotten[1:],
+            probes=np.stack([predict(net, probes, norm) for net, norm in networks]),
+            sparsity=np.array([measured_sparsity(net) for net, _ in networks[1:]]),
+            label_probe_index=train_idx[probe_rows], label_probe_label=train_labels[probe_rows],
+            **robust, seconds=time.perf_counter() - started)
 
     return run
 

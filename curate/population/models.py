@@ -7,7 +7,13 @@ A model spec is a string:
 - ``tv:NAME``: a torchvision classification model by name (``tv:resnet18``, ``tv:mobilenet_v3_small``),
   trained from scratch (pass ``tv:NAME:pretrained`` to start from torchvision's default weights,
   which needs internet access on first use).
+- ``timm:NAME``: a `timm <https://github.com/huggingface/pytorch-image-models>`_ model (``timm`` must be
+  installed); ``timm:NAME:pretrained`` starts from its default pretrained weights (internet on first use).
 - ``package.module:factory``: a callable ``factory(num_classes: int) -> torch.nn.Module``.
+
+Any of them can start from a local checkpoint instead (:func:`load_weights`, ``--weights PATH``): an
+offline machine, or a private model. Every weight of the network is then fine-tuned and pruned, as the
+paper prunes the whole trained network.
 """
 
 from __future__ import annotations
@@ -74,11 +80,23 @@ def build_model(spec: str, num_classes: int) -> nn.Module:
             _replace_head(model, num_classes)
             return model
         return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    if spec.startswith("timm:"):
+        parts = spec.split(":")
+        try:
+            import timm
+        except ImportError:
+            raise ValueError(f"Model spec {spec!r} needs timm: pip install timm (or use tv:NAME).") from None
+        if len(parts) < 2 or not parts[1]:
+            raise ValueError(f"Model spec {spec!r}: name the timm model, e.g. timm:resnet18.")
+        if parts[1] not in timm.list_models():
+            raise ValueError(f"Unknown timm model {parts[1]!r}; see timm.list_models().")
+        return timm.create_model(parts[1], pretrained=len(parts) > 2 and parts[2] == "pretrained",
+                                 num_classes=num_classes)
     module_name, sep, attr = spec.partition(":")
     if not sep or not attr:
         raise ValueError(
-            f"Model spec {spec!r} not understood. Use 'resnet-small', 'tv:<torchvision name>' "
-            "or 'package.module:factory'."
+            f"Model spec {spec!r} not understood. Use 'resnet-small', 'tv:<torchvision name>', "
+            "'timm:<timm name>' or 'package.module:factory'."
         )
     try:
         factory = getattr(importlib.import_module(module_name), attr)
@@ -112,3 +130,36 @@ def prunable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
         for module_name, module in model.named_modules()
         if isinstance(module, (nn.Conv2d, nn.Linear))
     ]
+
+
+def load_weights(model: nn.Module, path) -> list[str]:
+    """Load the checkpoint at ``path`` into ``model``; returns the names of the weights it left as initialised.
+
+    The checkpoint is a ``state_dict`` saved with ``torch.save`` (or a dict holding one under
+    ``state_dict`` or ``model``, as training scripts often save). Weights whose shape differs from the
+    model's are left out: the classification head of a network trained on other classes is the usual
+    case. A checkpoint that matches none of the model's weights is an error naming the file.
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--weights {path}: no such file.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a file that is not a checkpoint
+        raise ValueError(f"--weights {path} is not a PyTorch checkpoint torch.load can read: {exc}") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"--weights {path} holds a {type(state).__name__}, not a state_dict.")
+    state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel/DDP
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not usable:
+        raise ValueError(f"--weights {path} matches none of the weights of the model (its first keys: "
+                         f"{', '.join(list(state)[:3])}; the model's: {', '.join(list(own)[:3])}); "
+                         "check --model.")
+    model.load_state_dict(usable, strict=False)
+    return [k for k in own if k not in usable]

@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -32,10 +32,10 @@ from curate.data.safety import check_run_dir, media_folders, run_dir_lock
 from curate.science.findings import robustness_table
 from curate.data.sources import LabeledImages, SourceError
 from curate.data.store import RUN_STORE_VERSION, RunStore
-
-
 from curate.population.config import CurateConfig
-from curate.population.jobs import _member_job_fn
+from curate.population.jobs import NetworkResult, _member_job_fn
+
+
 @dataclass(kw_only=True)
 class Population:
     """Probabilities of the whole population, split by whether a network trained on the image.
@@ -61,6 +61,8 @@ class Population:
     label_probe_labels: np.ndarray | None = None  # (K*(F-1), N) wrong label an in-sample slot trained with, or -1
     forgotten_in: np.ndarray | None = None
     forgotten_compressed_in: np.ndarray | None = None  # (len(sparsities), K*(F-1), N, C) pruned copies, same
+    estimated_seconds: float | None = None  # the cost estimate of the networks trained now (None: all resumed)
+    seconds: float | None = None  # what they took
 
 
 @dataclass(kw_only=True)
@@ -135,13 +137,21 @@ def run_population(
     store: RunStore,
     executor: Executor | None = None,
     progress: bool = True,
+    *,
+    say: Callable[[str, str], None] | None = None,
 ) -> Population:
-    """Train, compress and score the whole population, resuming from jobs already stored."""
+    """Train, compress and score the whole population, resuming from jobs already stored.
+
+    Before training, ``say(line, "info")`` receives the cost estimate (:mod:`curate.population.cost`);
+    by default it goes to stderr when ``progress`` is on.
+    """
     from tqdm.auto import tqdm
 
-    from curate.population.train import Normalizer, configure_threads, steps_for
+    from curate.population.cost import estimate_cost
+    from curate.population.train import Normalizer, configure_threads
 
     configure_threads()
+    say = say or (_to_stderr if progress else _silent)
     executor = executor or InProcessExecutor()
     fingerprint = config.fingerprint(images)
     n, n_classes, n_levels = len(images), len(images.classes), config.n_levels
@@ -162,59 +172,67 @@ def run_population(
     robust_clean = np.full((n_levels + 1, n_networks), np.nan if config.robustness else 0.0)
     probe_labels = np.full((n_in, n), -1, dtype=np.int64)
     seconds: dict[str, float] = {}
+    estimated_seconds = population_seconds = None
 
     jobs = config.jobs()
     folds = {k: stratified_folds(images.labels, config.folds, config.member_seed(k)) for k in range(config.members)}
 
-    def place(job: MemberJob, out: dict[str, np.ndarray]) -> None:
+    def place(job: MemberJob, out: NetworkResult) -> None:
         member_folds = folds[job.member]
         held_out = member_folds == job.fold
-        dense[job.member, held_out] = out["dense"][held_out]
-        compressed[:, job.member, held_out] = out["compressed"][:, held_out]
+        dense[job.member, held_out] = out.dense[held_out]
+        compressed[:, job.member, held_out] = out.compressed[:, held_out]
         # In-sample slot of this network for each image it trained on: its rank among the
         # member's F-1 networks that saw that image.
         trained = np.flatnonzero(~held_out)
         slot = job.member * (config.folds - 1) + job.fold - (job.fold > member_folds[trained])
-        dense_in[slot, trained] = out["dense"][trained]
-        forgotten_in[slot, trained] = out["forgotten"][trained]
-        forgotten_compressed_in[:, slot, trained] = out["forgotten_compressed"][:, trained]
-        compressed_in[:, slot, trained] = out["compressed"][:, trained]
+        dense_in[slot, trained] = out.dense[trained]
+        forgotten_in[slot, trained] = out.forgotten[trained]
+        forgotten_compressed_in[:, slot, trained] = out.forgotten_compressed[:, trained]
+        compressed_in[:, slot, trained] = out.compressed[:, trained]
         if config.label_probes:
             slot_of = np.full(n, -1)
             slot_of[trained] = slot
-            probed = out["label_probe_index"]
-            probe_labels[slot_of[probed], probed] = out["label_probe_label"]
-        sparsity_sum[:] += out["sparsity"]
-        seen = np.isfinite(out["aum"])
-        aum_sum[seen] += out["aum"][seen]
+            probed = out.label_probe_index
+            probe_labels[slot_of[probed], probed] = out.label_probe_label
+        sparsity_sum[:] += out.sparsity
+        seen = np.isfinite(out.aum)
+        aum_sum[seen] += out.aum[seen]
         aum_count[seen] += 1
         network = job.member * config.folds + job.fold
-        probe_probs[:, network] = out["probes"]
+        probe_probs[:, network] = out.probes
         if config.robustness:
-            robust_correct[:, network] = out["robust_correct"]
-            robust_clean[:, network] = out["robust_clean"]
-        seconds[job.name] = float(out["seconds"])
+            robust_correct[:, network] = out.robust_correct
+            robust_clean[:, network] = out.robust_clean
+        seconds[job.name] = out.seconds
 
     todo = []
     for job in jobs:
-        cached = store.load_job(job.name, fingerprint)
-        if cached is None:
-            todo.append(job)
+        cached = store.load_job(job.name, fingerprint)  # None when absent or from another configuration
+        if cached is not None and NetworkResult.complete(cached):
+            place(job, NetworkResult.from_arrays(cached))
         else:
-            place(job, cached)
+            todo.append(job)
     if todo:
         mean, std = Normalizer.channel_stats(pixels)
         n_train = int(n * (config.folds - 1) / config.folds)
-        total = len(todo) * steps_for(n_train, config.train, len(config.sparsities), n - n_train)
+        cost = estimate_cost(config, pixels, n_classes, mean, std, networks=len(todo), n_train=n_train,
+                             n_probes=len(probes), resumed=len(jobs) - len(todo))
+        for line in cost.lines(config):
+            say(line, "info")
+        estimated_seconds = cost.seconds
+        total = len(todo) * cost.steps
         done_note = f" ({len(jobs) - len(todo)} of {len(jobs)} resumed from {store.root})" if len(todo) < len(jobs) else ""
         with tqdm(total=total, desc=f"train+prune {len(todo)} networks{done_note}", unit="step",
                   disable=not progress, smoothing=0.05, mininterval=0.5 if sys.stderr.isatty() else 30) as bar:
             job_fn = _member_job_fn(config, pixels, images.labels, n_classes, folds, mean, std, probes.pixels,
                                     bar.update)
+            started = time.perf_counter()
             for job, out in executor.map(job_fn, todo):
-                store.save_job(job.name, fingerprint, **out)
+                store.save_job(job.name, fingerprint, **out.arrays())
                 checkpoint("train")
                 place(job, out)
+            population_seconds = time.perf_counter() - started
     if any(np.isnan(a).any() for a in (dense, compressed, dense_in, compressed_in, forgotten_in,
                                        forgotten_compressed_in, probe_probs, robust_correct,
                                        robust_clean)):
@@ -226,7 +244,16 @@ def run_population(
                       measured_sparsity=sparsity_sum / len(jobs), job_seconds=seconds, aum=aum, probes=probes,
                       probe_probs=probe_probs, robust_correct=robust_correct, robust_clean=robust_clean,
                       label_probe_labels=probe_labels if config.label_probes else None, forgotten_in=forgotten_in,
-                      forgotten_compressed_in=forgotten_compressed_in)
+                      forgotten_compressed_in=forgotten_compressed_in, estimated_seconds=estimated_seconds,
+                      seconds=population_seconds)
+
+
+def _to_stderr(message: str, kind: str = "info") -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _silent(message: str, kind: str = "info") -> None:
+    pass
 
 
 def run_curate(
@@ -235,6 +262,8 @@ def run_curate(
     run_dir,
     executor: Executor | None = None,
     progress: bool = True,
+    *,
+    say: Callable[[str, str], None] | None = None,
 ) -> RunResult:
     """The whole computation for one source: decode, populations, scores, tables, run directory.
 
@@ -243,11 +272,11 @@ def run_curate(
     """
     run_dir = check_run_dir(run_dir, media_folders(images.filepaths))
     with run_dir_lock(run_dir):
-        return _run_curate(images, config, run_dir, executor, progress)
+        return _run_curate(images, config, run_dir, executor, progress, say)
 
 
 def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: Executor | None,
-                progress: bool) -> RunResult:
+                progress: bool, say) -> RunResult:
     store = RunStore(run_dir)
     store.check_version()
     started = time.time()
@@ -268,7 +297,7 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
 
     kept, pixels, bad = prepare_images(images, config, store, progress)
     fingerprint = config.fingerprint(kept)
-    population = run_population(kept, pixels, config, store, executor, progress)
+    population = run_population(kept, pixels, config, store, executor, progress, say=say)
     checkpoint("score")
     dense, compressed, seconds = population.dense, population.compressed, population.job_seconds
     scores, levels, impact = analyse(dense, compressed, kept.labels, kept.classes, config.level_names,
@@ -324,6 +353,7 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
         "classes": kept.classes,
         "bad_images": [b.__dict__ for b in bad],
         "job_seconds": seconds,
+        "population_seconds": {"estimated": population.estimated_seconds, "measured": population.seconds},
         "job_seeds": {job.name: job.seed for job in config.jobs()},
         "out_of_sample_predictions_per_image": config.members,
         "levels": levels.to_dict(orient="records"),

@@ -20,6 +20,9 @@ from curate.options import RunOptions
 from curate.population.models import prunable_parameters
 
 
+PRUNE_SCHEDULES = ("independent", "chained")
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Optimisation settings shared by dense training and pruning fine-tuning.
@@ -34,6 +37,13 @@ class TrainSettings:
         crop_padding: random translation by up to this many pixels (reflect padding).
         ramp_fraction: share of fine-tuning steps over which sparsity ramps up.
         mask_updates: how many times the pruning mask is recomputed during the ramp.
+        prune_schedule: ``independent``: every pruning level is its own copy of the dense network, ramped
+            from 0; ``chained``: each level continues from the previous level's copy (30% -> 50% -> ...),
+            ramping from its sparsity, one gradual schedule with fine-tuning between (Zhu & Gupta 2017).
+        label_smoothing: share of each training target spread evenly over the classes (Szegedy et al.
+            2016), as airbench trains.
+        flip_test: predictions average each image with its mirror image (test-time augmentation; only
+            with ``hflip``, for images whose mirror is the same class).
         forget_epochs: epochs a copy of each dense network and pruned copy trains on its held-out images, whose
             predictions on its training images are the in-sample view of the label-noise score where
             the networks memorised their labels (:func:`forget_on_second_split`,
@@ -52,6 +62,9 @@ class TrainSettings:
     ramp_fraction: float = 0.6
     mask_updates: int = 8
     forget_epochs: int = 1
+    label_smoothing: float = 0.2
+    flip_test: bool = True
+    prune_schedule: str = RunOptions.prune_schedule
 
     def __post_init__(self) -> None:
         for name, low in (("epochs", 1), ("finetune_epochs", 1), ("batch_size", 2), ("mask_updates", 1),
@@ -64,6 +77,10 @@ class TrainSettings:
         for name in ("lr", "finetune_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}.")
+        if self.prune_schedule not in PRUNE_SCHEDULES:
+            raise ValueError(f"prune_schedule must be one of {', '.join(PRUNE_SCHEDULES)}, got {self.prune_schedule!r}.")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing!r}.")
         if not 0.0 < self.ramp_fraction <= 1.0:
             raise ValueError(f"ramp_fraction must lie in (0, 1], got {self.ramp_fraction!r}.")
 
@@ -135,10 +152,11 @@ def _lr_at(step: int, total: int, peak: float, warmup_fraction: float = 0.15) ->
     return peak * max(0.0, (total - step) / max(1, total - warmup))
 
 
-def cubic_sparsity(step: int, ramp_steps: int, final_sparsity: float) -> float:
-    """Zhu & Gupta (2017): s_t = s_f * (1 - (1 - t / T)^3), reaching ``final_sparsity`` at ``ramp_steps``."""
+def cubic_sparsity(step: int, ramp_steps: int, final_sparsity: float, initial_sparsity: float = 0.0) -> float:
+    """Zhu & Gupta (2017): s_t = s_f + (s_i - s_f) * (1 - t / T)^3, from ``initial_sparsity`` to
+    ``final_sparsity`` at ``ramp_steps``."""
     progress = min(1.0, step / max(1, ramp_steps))
-    return final_sparsity * (1.0 - (1.0 - progress) ** 3)
+    return final_sparsity + (initial_sparsity - final_sparsity) * (1.0 - progress) ** 3
 
 
 def global_magnitude_masks(model: nn.Module, sparsity: float) -> dict[str, torch.Tensor]:
@@ -183,8 +201,8 @@ def _fit(
     generator = torch.Generator().manual_seed(seed)
     n = len(labels)
     batch = min(settings.batch_size, n)
-    steps_per_epoch = max(1, n // batch)
-    total = steps_per_epoch * epochs
+    per_epoch = steps_per_epoch(n, settings.batch_size)
+    total = per_epoch * epochs
     decay, no_decay = [], []
     for p in model.parameters():
         (decay if p.ndim > 1 else no_decay).append(p)
@@ -196,6 +214,8 @@ def _fit(
     ramp_steps = int(total * settings.ramp_fraction)
     update_every = max(1, ramp_steps // max(1, settings.mask_updates))
     masks = fixed_masks
+    # A copy that is already pruned (the previous level of a chained schedule) ramps on from its sparsity.
+    initial_sparsity = measured_sparsity(model) if final_sparsity > 0 else 0.0
     use_amp = device.type == "cuda"
     model.train()
     step = 0
@@ -204,7 +224,7 @@ def _fit(
         # Weighted training draws each epoch's n images with replacement, as WeightedRandomSampler does.
         order = torch.randperm(n, generator=generator) if draw is None else torch.multinomial(
             draw, n, replacement=True, generator=generator)
-        for b in range(steps_per_epoch):
+        for b in range(per_epoch):
             idx = order[b * batch:(b + 1) * batch].numpy()
             idx.sort()  # sorted reads are much faster on a memmap
             x = augment(normalize(pixels[idx]), generator, settings.crop_padding, settings.hflip)
@@ -212,11 +232,12 @@ def _fit(
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(step, total, peak_lr)
             if final_sparsity > 0 and (masks is None or (step <= ramp_steps and step % update_every == 0)):
-                masks = global_magnitude_masks(model, cubic_sparsity(step + update_every, ramp_steps, final_sparsity))
+                masks = global_magnitude_masks(model, cubic_sparsity(step + update_every, ramp_steps, final_sparsity,
+                                                                     initial_sparsity))
                 apply_masks(model, masks)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = model(x)
-                loss = F.cross_entropy(logits, y)
+                loss = F.cross_entropy(logits, y, label_smoothing=settings.label_smoothing)
             if margins is not None:
                 margins[idx, 0] += assigned_margins(logits.detach().float(), y).cpu().numpy()
                 margins[idx, 1] += 1
@@ -257,7 +278,11 @@ def train_dense(model, pixels, labels, normalize, settings: TrainSettings, seed:
 
 def prune_and_finetune(dense: nn.Module, pixels, labels, normalize, settings: TrainSettings,
                        sparsity: float, seed: int, progress=None) -> nn.Module:
-    """A pruned copy of ``dense`` at ``sparsity``, ramped up gradually while fine-tuning."""
+    """A pruned copy of ``dense`` at ``sparsity``, ramped up gradually while fine-tuning.
+
+    ``dense`` may itself be a pruned copy at a lower sparsity (the chained schedule,
+    ``settings.prune_schedule``): the ramp starts from its sparsity and its zeros stay zero.
+    """
     model = copy.deepcopy(dense)
     _fit(model, pixels, labels, normalize, settings, settings.finetune_epochs, settings.finetune_lr, seed,
          final_sparsity=sparsity, progress=progress)
@@ -283,8 +308,10 @@ def forget_on_second_split(dense: nn.Module, pixels, labels, normalize, settings
 
 
 @torch.no_grad()
-def predict_probs(model: nn.Module, pixels: np.ndarray, normalize: Normalizer, batch_size: int = 512) -> np.ndarray:
-    """Softmax probabilities ``(n, n_classes)`` as float32."""
+def predict_probs(model: nn.Module, pixels: np.ndarray, normalize: Normalizer, batch_size: int = 512,
+                  flip: bool = False) -> np.ndarray:
+    """Softmax probabilities ``(n, n_classes)`` as float32; with ``flip``, of the logits averaged over
+    each image and its mirror image."""
     model.eval()
     use_amp = normalize.device.type == "cuda"
     out = []
@@ -292,17 +319,15 @@ def predict_probs(model: nn.Module, pixels: np.ndarray, normalize: Normalizer, b
         x = normalize(pixels[start:start + batch_size])
         with torch.autocast(normalize.device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits = model(x)
+            if flip:
+                logits = (logits + model(x.flip(3))) / 2
         out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 
 
-def steps_for(n_train: int, settings: TrainSettings, n_levels: int, n_held_out: int = 0) -> int:
-    """Optimiser steps one job takes: dense training, fine-tuning at every pruning level, and the
-    forgetting epochs of the dense network and each pruned copy on the ``n_held_out`` images it never
-    saw (for progress bars)."""
-    per_epoch = max(1, n_train // min(settings.batch_size, n_train))
-    forgetting = max(1, n_held_out // min(settings.batch_size, n_held_out)) * settings.forget_epochs if n_held_out else 0
-    return per_epoch * (settings.epochs + n_levels * settings.finetune_epochs) + forgetting * (1 + n_levels)
+def steps_per_epoch(n_images: int, batch_size: int) -> int:
+    """Optimiser steps of one epoch over ``n_images`` (the last partial batch is dropped)."""
+    return max(1, n_images // max(1, min(batch_size, n_images)))
 
 
 def is_finite_model(model: nn.Module) -> bool:

@@ -76,10 +76,10 @@ def selection_summary(view, run_key: str) -> str:
 
     names = names_for(run_key, [])
     if len(view) == 1:
-        reason = view.values(names["reason"])[0] if view.has_field(names["reason"]) else None
+        reason = view.values(names.reason)[0] if view.has_field(names.reason) else None
         return f"curate: {reason}" if reason else "curate did not flag this sample."
-    flags = Counter(c or "no flag" for c in view.values(names["category"])) if view.has_field(
-        names["category"]) else Counter()
+    flags = Counter(c or "no flag" for c in view.values(names.category)) if view.has_field(
+        names.category) else Counter()
     return f"{len(view)} samples: " + ", ".join(f"{n} {flag}" for flag, n in flags.most_common())
 
 
@@ -87,7 +87,7 @@ def missing_suggestions(view, run_key: str) -> int:
     """How many samples of ``view`` have no suggested label from run ``run_key``."""
     from curate.fiftyone.write import names_for
 
-    field = names_for(run_key, [])["suggested"]
+    field = names_for(run_key, []).suggested
     if not view.has_field(field):
         return len(view)
     return sum(s is None for s in view.values(f"{field}.label"))
@@ -215,6 +215,8 @@ class ReviewStatus(foo.Operator):
 
 FORM_OPTIONS = ("members", "folds", "epochs", "finetune_epochs", "sparsities", "quantize", "robustness_images",
                 "label_probes", "model")
+# Options the form offers empty: left empty, the run derives them (image size) or goes without (weights).
+OPTIONAL_FORM_OPTIONS = ("image_size", "weights")
 
 
 def run_defaults() -> dict:
@@ -228,7 +230,7 @@ def run_options(params: dict):
     """The form's values as :class:`curate.options.RunOptions`, each checked as the CLI checks it."""
     from curate.options import RunOptions, parse_fractions, parse_names
 
-    values = {k: v for k, v in params.items() if k in (*FORM_OPTIONS, "image_size") and v not in (None, "")}
+    values = {k: v for k, v in params.items() if k in (*FORM_OPTIONS, *OPTIONAL_FORM_OPTIONS) and v not in (None, "")}
     if isinstance(values.get("sparsities"), str):
         values["sparsities"] = parse_fractions(values["sparsities"], "Pruning levels", "0.3,0.5,0.7,0.9")
     if isinstance(values.get("quantize"), str):
@@ -239,7 +241,7 @@ def run_options(params: dict):
 def run_command(dataset_name: str, label_field: str, run_key: str, options) -> str:
     """The ``curate run`` command line that does what the form asked, so a user can repeat it."""
     args = ["curate", "run", dataset_name, "--label-field", label_field, "--run-key", run_key]
-    for name in (*FORM_OPTIONS, "image_size"):
+    for name in (*FORM_OPTIONS, *OPTIONAL_FORM_OPTIONS):
         value = getattr(options, name)
         if value is None:
             continue
@@ -323,7 +325,9 @@ class ComputePies(foo.Operator):
                      label="Random-label probes (share of training images; 0: off)",
                      description="They set the label-noise count and each flag's P(label wrong).")
         inputs.str("model", default=defaults["model"], label="Model")
-        inputs.int("image_size", label="Image size (pixels; default 32)", min=4)
+        inputs.int("image_size", label="Image size (pixels; default from the images and the model)", min=8)
+        inputs.str("weights", label="Checkpoint every network starts from (optional)",
+                   description="A state_dict saved with torch.save, on the machine the App runs on.")
         return types.Property(inputs, view=types.View(label="curate: find PIEs and flags"))
 
     def execute(self, ctx):

@@ -1,0 +1,153 @@
+"""What a population will cost, predicted before paying for it from a short timed warm-up.
+
+The count of optimiser steps and predicted images is exact (it follows from the configuration and the
+folds); the seconds are that count times the speed measured on this machine with the run's own model,
+batch size and images, so the estimate is only as good as the warm-up is typical: the first steps of a
+CUDA run include kernel selection, and a machine shared with other work runs slower than it measured.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from curate.population.config import CurateConfig
+
+WARMUP_STEPS = 4
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """Networks, steps and predictions a population needs, and the seconds they are expected to take."""
+
+    networks: int
+    dense_steps: int           # per network
+    finetune_steps: int        # per network, every pruning level together
+    forget_steps: int          # per network, the dense network's and every pruned copy's
+    predicted_images: int      # per network, every version of it, mirror images included
+    seconds_per_step: float
+    seconds_per_image: float   # prediction
+    device: str
+    resumed: int = 0           # networks already in the run directory
+
+    @property
+    def steps(self) -> int:
+        return self.dense_steps + self.finetune_steps + self.forget_steps
+
+    @property
+    def parts(self) -> dict[str, float]:
+        """Estimated seconds of each kind of work, all networks together."""
+        return {
+            "dense training": self.networks * self.dense_steps * self.seconds_per_step,
+            "pruning fine-tuning": self.networks * self.finetune_steps * self.seconds_per_step,
+            "second-split forgetting": self.networks * self.forget_steps * self.seconds_per_step,
+            "predictions": self.networks * self.predicted_images * self.seconds_per_image,
+        }
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.parts.values())
+
+    def lines(self, config: CurateConfig) -> list[str]:
+        """The estimate in plain words, with the cheapest ways to make it smaller."""
+        resumed = f" ({self.resumed} more already in the run directory)" if self.resumed else ""
+        parts = self.parts
+        share = ", ".join(f"{name} {100 * s / max(self.seconds, 1e-9):.0f}%" for name, s in parts.items())
+        lines = [
+            f"Population: {self.networks} networks to train{resumed}, {self.steps:,} optimiser steps and "
+            f"{self.predicted_images:,} image predictions each.",
+            f"Estimated {format_seconds(self.seconds)} on {self.device} ({share}; timed on {WARMUP_STEPS} "
+            f"warm-up steps).",
+        ]
+        hints = []
+        biggest = max(parts, key=parts.get)
+        if biggest == "dense training" and config.train.epochs > 4:
+            hints.append(f"--epochs {config.train.epochs // 2} (halves dense training; weaker networks, noisier PIEs)")
+        if biggest == "pruning fine-tuning" and config.train.finetune_epochs > 1:
+            hints.append(f"--finetune-epochs {max(1, config.train.finetune_epochs // 2)}")
+        if biggest == "predictions" and config.robustness:
+            hints.append("--robustness-images 0 (no corrupted copies to predict)")
+        if config.members > 2:
+            hints.append("--members 2 (half the networks; PIEs need several members per image)")
+        if self.device == "cpu":
+            hints.append("--device cuda on a machine with a GPU")
+        if hints:
+            lines.append("Cheaper: " + "; ".join(hints) + ".")
+        return lines
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def work_per_network(config: CurateConfig, n_images: int, n_train: int, n_probes: int) -> dict[str, int]:
+    """Optimiser steps of each kind, and images predicted, for one network and its compressed copies."""
+    from curate.population.train import steps_per_epoch
+
+    settings = config.train
+    n_held_out = n_images - n_train
+    pruned = len(config.sparsities)
+    versions = 1 + config.n_levels
+    flips = 2 if settings.flip_test and settings.hflip else 1
+    robust = (config.robustness_images * len(config.corruptions) * len(config.severities)
+              if config.robustness else 0)
+    return {
+        "dense": steps_per_epoch(n_train, settings.batch_size) * settings.epochs,
+        "finetune": steps_per_epoch(n_train, settings.batch_size) * settings.finetune_epochs * pruned,
+        "forget": steps_per_epoch(n_held_out, settings.batch_size) * settings.forget_epochs * (1 + pruned)
+        if n_held_out and settings.forget_epochs else 0,
+        "predicted": flips * (versions * (n_images + n_probes) + (1 + pruned) * n_images) + versions * robust,
+    }
+
+
+def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean: np.ndarray, std: np.ndarray, *,
+                  networks: int, n_train: int, n_probes: int, resumed: int = 0) -> CostEstimate:
+    """Time :data:`WARMUP_STEPS` training steps and a batch of predictions with the run's own model on
+    its own images, then scale by the work the population needs."""
+    import torch
+
+    from curate.population.models import build_model
+    from curate.population.train import Normalizer, _fit, predict_probs, resolve_device
+
+    device = resolve_device(config.device)
+    normalize = Normalizer(mean, std, device)
+    batch = min(config.train.batch_size, n_train)
+    rows = np.arange(min(len(pixels), batch * WARMUP_STEPS))
+    labels = np.arange(len(rows)) % n_classes
+    rng_state = torch.random.get_rng_state()
+    try:
+        model = build_model(config.model, n_classes).to(device).to(memory_format=torch.channels_last)
+        one = dict(normalize=normalize, settings=config.train, epochs=1, peak_lr=config.train.lr, seed=0)
+        _fit(model, pixels[rows[:batch]], labels[:batch], **one)  # untimed: one-time setup of the kernels
+        _sync(device)
+        started = time.perf_counter()
+        _fit(model, pixels[rows], labels, **one)
+        _sync(device)
+        per_step = (time.perf_counter() - started) / max(1, len(rows) // batch)
+        predicted = pixels[:min(len(pixels), 1024)]
+        started = time.perf_counter()
+        predict_probs(model, predicted, normalize)
+        _sync(device)
+        per_image = (time.perf_counter() - started) / len(predicted)
+    finally:
+        torch.random.set_rng_state(rng_state)
+    work = work_per_network(config, len(pixels), n_train, n_probes)
+    return CostEstimate(networks=networks, dense_steps=work["dense"], finetune_steps=work["finetune"],
+                        forget_steps=work["forget"], predicted_images=work["predicted"], seconds_per_step=per_step,
+                        seconds_per_image=per_image, device=str(device), resumed=resumed)
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

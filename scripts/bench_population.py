@@ -1,0 +1,139 @@
+#!/usr/bin/env python
+"""Benchmark: the population against the reference commit, side by side on this machine, in one invocation.
+
+Machines differ by 3x, so a figure from another day says little about speed. This script checks out the
+reference commit (07cb563 unless ``--ref``) as a git worktree, runs the same ``curate`` command with it and
+with this checkout, one after the other, each in a fresh ``CURATE_HOME`` and FiftyOne database, and prints
+wall time, held-out accuracy of the dense networks and of every pruning level, and the PIE fraction per level.
+
+    python scripts/bench_population.py demo --out out/bench_population_demo.json
+    python scripts/bench_population.py cifar10n --n 10000 --out out/bench_population_cifar10n.json
+
+``demo`` is ``curate demo`` (digits, into FiftyOne), as a new user runs it. ``cifar10n`` is ``curate run`` on a
+CSV manifest of a seeded, stratified CIFAR-10N subset with its clean labels, with every default, without
+FiftyOne.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def worktree(ref: str) -> Path:
+    path = Path(tempfile.gettempdir()) / f"curate-ref-{ref}"
+    if not (path / "curate").exists():
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "-f", "--detach", str(path), ref], check=True,
+                       capture_output=True)
+    return path
+
+
+def remove_worktree(path: Path) -> None:
+    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)], capture_output=True)
+
+
+def run_curate(code: Path, module: str, args: list[str], home: Path) -> tuple[float, str]:
+    """Run ``python -m module args`` with ``code`` first on the import path; (wall seconds, output)."""
+    env = dict(os.environ, PYTHONPATH=str(code), CURATE_HOME=str(home / "curate"),
+               FIFTYONE_DATABASE_DIR=str(home / "db"), FIFTYONE_DO_NOT_TRACK="true", CURATE_LAUNCHER="curate")
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", module, *args], env=env, cwd=home, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"{module} {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return seconds, done.stdout
+
+
+def summary(run_dir: Path) -> dict:
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    levels = {row["level"]: row for row in manifest["levels"]}
+    return {
+        "accuracy": {name: row["accuracy"] for name, row in levels.items()},
+        "pie_fraction": {name: row.get("pie_fraction", 0.0) for name, row in levels.items() if name != "dense"},
+        "population_seconds": sum(manifest.get("job_seconds", {}).values()),
+        "config": manifest["config"],
+    }
+
+
+def cifar_manifest(n: int, seed: int, where: Path) -> Path:
+    from bench_pies import cifar10n_subset
+
+    images, _ = cifar10n_subset(n, seed)
+    path = where / f"cifar10n-{n}-{seed}.csv"
+    with open(path, "w") as f:
+        f.write("filepath,label\n")
+        for p, y in zip(images.filepaths, images.labels):
+            f.write(f"{p},{images.classes[y]}\n")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["demo", "cifar10n"])
+    parser.add_argument("--ref", default="07cb563")
+    parser.add_argument("--n", type=int, default=10000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=["reference", "current"], help="run one side only (no ratio)")
+    parser.add_argument("--out")
+    args = parser.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="curate-bench-population-"))
+    ref = worktree(args.ref)
+    sides = {"reference": (ref, "curate.cli"), "current": (REPO, "curate")}
+    if args.only:
+        sides = {args.only: sides[args.only]}
+    results = {}
+    try:
+        if args.what == "cifar10n":
+            csv = cifar_manifest(args.n, args.seed, scratch)
+        for name, (code, module) in sides.items():
+            home = scratch / name
+            home.mkdir()
+            if args.what == "demo":
+                seconds, _ = run_curate(code, module, ["demo"], home)
+                run_dir = home / "curate" / "runs" / "curate-digits" / "curate"
+            else:
+                run_dir = home / "run"
+                seconds, _ = run_curate(code, module, ["run", str(csv), "--no-fiftyone", "--run-dir", str(run_dir),
+                                                      "-q"], home)
+            results[name] = {"wall_seconds": seconds, **summary(run_dir)}
+            print(f"{name}: {seconds:.0f} s wall, dense held-out accuracy {results[name]['accuracy']['dense']:.3f}",
+                  flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        remove_worktree(ref)
+
+    levels = list(next(iter(results.values()))["accuracy"])
+    print(f"\n{args.what}: {' vs '.join(results)} ({args.ref} is the reference)")
+    print(f"{'':<22}" + "".join(f"{name:>12}" for name in results))
+    print(f"{'wall seconds':<22}" + "".join(f"{r['wall_seconds']:>12.0f}" for r in results.values()))
+    for level in levels:
+        print(f"{'accuracy ' + level:<22}" + "".join(f"{r['accuracy'].get(level, float('nan')):>12.3f}"
+                                                    for r in results.values()))
+    for level in levels[1:]:
+        print(f"{'PIE % ' + level:<22}" + "".join(f"{100 * r['pie_fraction'].get(level, float('nan')):>12.2f}"
+                                                 for r in results.values()))
+    report = {"what": args.what, "ref": args.ref, "n": args.n if args.what == "cifar10n" else 1797,
+              "results": results}
+    if len(results) == 2:
+        ratio = results["current"]["wall_seconds"] / results["reference"]["wall_seconds"]
+        delta = results["current"]["accuracy"]["dense"] - results["reference"]["accuracy"]["dense"]
+        print(f"wall time ratio (current / reference): {ratio:.2f}; dense accuracy change: {100 * delta:+.1f} points")
+        report.update(wall_time_ratio=ratio, dense_accuracy_change=delta)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
