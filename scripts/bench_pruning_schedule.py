@@ -53,6 +53,8 @@ def main() -> None:
     parser.add_argument("--chained-epochs", default="1,2,3", help="per level, chained schedule")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--sparsities", default="0.3,0.5,0.7,0.9")
+    parser.add_argument("--no-second-seed", action="store_true",
+                        help="skip independent-B (same seeds on the same machine reproduce an earlier run's A)")
     parser.add_argument("--out")
     args = parser.parse_args()
     configure_threads()
@@ -70,7 +72,9 @@ def main() -> None:
     sparsities = [float(s) for s in args.sparsities.split(",")]
     base = TrainSettings(epochs=args.epochs, finetune_epochs=args.finetune_epochs, batch_size=args.batch_size,
                          hflip=hflip)
-    variants = {"independent-A": (dataclasses.replace(base), 0), "independent-B": (dataclasses.replace(base), 1)}
+    variants = {"independent-A": (dataclasses.replace(base), 0)}
+    if not args.no_second_seed:
+        variants["independent-B"] = (dataclasses.replace(base), 1)
     for e in (int(v) for v in args.chained_epochs.split(",")):
         variants[f"chained-{e}"] = (dataclasses.replace(base, finetune_epochs=e, prune_schedule="chained"), 0)
     normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))

@@ -193,3 +193,23 @@ def test_photos_trained_from_scratch_come_with_a_note_on_what_pretraining_would_
     assert outcome.result.config.image_size == 32
     notes = [m for kind, m in said if kind == "note"]
     assert any("about 96 px" in m and "tv:resnet18:pretrained" in m and "--weights PATH" in m for m in notes), said
+
+
+def test_a_torchvision_checkpoint_for_1000_classes_loads_into_a_model_for_3(tmp_path):
+    import torchvision
+
+    path = tmp_path / "r18.pt"
+    imagenet_shaped = torchvision.models.resnet18(num_classes=1000)
+    torch.save(imagenet_shaped.state_dict(), path)
+    model = build_model("tv:resnet18", 3)
+    assert load_weights(model, path) == ["fc.weight", "fc.bias"]
+    assert torch.equal(model.conv1.weight, imagenet_shaped.conv1.weight)
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
+
+
+def test_the_digits_preset_picks_a_narrower_network_unless_the_user_names_one():
+    from curate.options import RunOptions
+
+    assert RunOptions().config_for("digits", 1797).model == "resnet-small:16"
+    assert RunOptions(model="resnet-small:32").config_for("digits", 1797).model == "resnet-small:32"
+    assert RunOptions().config_for("photos/", 1797, 32).model == "resnet-small"

@@ -72,21 +72,29 @@ def block_variance(gray: np.ndarray) -> float:
     if total <= 0:
         return 1.0
 
-    def best_along_rows(x: np.ndarray, k: int) -> float:
-        n = x.shape[1]
+    def prefix_sums(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        zero = np.zeros((x.shape[0], 1))
+        return np.concatenate([zero, x.cumsum(axis=1)], axis=1), np.concatenate([zero, (x * x).cumsum(axis=1)], axis=1)
+
+    def best_along_rows(sums: tuple[np.ndarray, np.ndarray], k: int) -> float:
+        # Variance inside each run from prefix sums: one pass per offset instead of one per run length.
+        c1, c2 = sums
+        n = c1.shape[1] - 1
         shares = []
         for offset in range(k):
             runs = (n - offset) // k
             if runs >= 2:
-                segments = x[:, offset:offset + runs * k].reshape(x.shape[0], runs, k)
-                shares.append(segments.var(axis=2).mean() / total)
+                starts = offset + k * np.arange(runs)
+                mean = (c1[:, starts + k] - c1[:, starts]) / k
+                shares.append(max(0.0, float(((c2[:, starts + k] - c2[:, starts]) / k - mean * mean).mean())) / total)
         return min(shares) if shares else 1.0
 
+    rows, columns = prefix_sums(g), prefix_sums(g.T)
     best = 1.0
     for k in _BLOCK_SIDES:
         if min(g.shape) < 2 * k:
             break
-        best = min(best, 0.5 * (best_along_rows(g, k) + best_along_rows(g.T, k)))
+        best = min(best, 0.5 * (best_along_rows(rows, k) + best_along_rows(columns, k)))
     return float(best)
 
 
