@@ -11,8 +11,8 @@ DEFAULT_RUN_KEY = "curate"
 DEFAULT_LABEL_FIELD = "ground_truth"
 DEMO_DATASET = "curate-digits"
 # Digits are 8x8, grey and chiral: decode them at 16 px, never flip them, and give the default network a
-# quarter of its channels (held-out accuracy 0.991 against 0.987 at full width, in half the time;
-# docs/benchmarks.md, "Demo").
+# quarter of its channels (as accurate held out as full width, in about half the time;
+# docs/benchmarks.md, "Demo wall time").
 DIGITS_PRESET = {"image_size": 16, "hflip": False, "model": "resnet-small:16"}
 
 

@@ -99,13 +99,13 @@ def main() -> None:
             home = scratch / name
             home.mkdir()
             if args.what == "demo":
-                seconds, _ = run_curate(code, module, ["demo"], home)
+                seconds, output = run_curate(code, module, ["demo"], home)
                 run_dir = home / "curate" / "runs" / "curate-digits" / "curate"
             else:
                 run_dir = home / "run"
-                seconds, _ = run_curate(code, module, ["run", str(csv), "--no-fiftyone", "--run-dir", str(run_dir),
-                                                      "-q"], home)
-            results[name] = {"wall_seconds": seconds, **summary(run_dir)}
+                seconds, output = run_curate(code, module, ["run", str(csv), "--no-fiftyone", "--run-dir",
+                                                           str(run_dir), "-q"], home)
+            results[name] = {"wall_seconds": seconds, **summary(run_dir), "stdout": output}
             print(f"{name}: {seconds:.0f} s wall, dense held-out accuracy {results[name]['accuracy']['dense']:.3f}",
                   flush=True)
     finally:

@@ -41,7 +41,8 @@ class TrainSettings:
             from 0; ``chained``: each level continues from the previous level's copy (30% -> 50% -> ...),
             ramping from its sparsity, one gradual schedule with fine-tuning between (Zhu & Gupta 2017).
         label_smoothing: share of each training target spread evenly over the classes (Szegedy et al.
-            2016), as airbench trains.
+            2016), as airbench trains. Off by default: it adds accuracy but lowers the recall of the
+            label-noise flags (docs/benchmarks.md, "Training recipe").
         flip_test: predictions average each image with its mirror image (test-time augmentation; only
             with ``hflip``, for images whose mirror is the same class).
         forget_epochs: epochs a copy of each dense network and pruned copy trains on its held-out images, whose
@@ -62,7 +63,7 @@ class TrainSettings:
     ramp_fraction: float = 0.6
     mask_updates: int = 8
     forget_epochs: int = 1
-    label_smoothing: float = 0.2
+    label_smoothing: float = 0.0
     flip_test: bool = True
     prune_schedule: str = RunOptions.prune_schedule
 
