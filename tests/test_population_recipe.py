@@ -80,9 +80,9 @@ def test_a_run_starts_every_network_from_the_checkpoint(tmp_path):
 
 
 def test_timm_models_are_built_or_the_missing_package_is_named():
-    try:
-        import timm  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("timm") is None:
         with pytest.raises(ValueError, match="pip install timm"):
             build_model("timm:resnet18", 3)
     else:
