@@ -22,7 +22,8 @@ from typing import Any, Callable
 
 from curate.fiftyone.export import ExportError
 from curate.fiftyone.db import DatabaseUnavailable
-from curate.options import DEFAULT_LABEL_FIELD, DEFAULT_RUN_KEY, DEMO_DATASET, RunOptions, run_option_defaults
+from curate.options import (DEFAULT_LABEL_FIELD, DEFAULT_RUN_KEY, DEMO_DATASET, RunOptions, is_pretrained,
+                            run_option_defaults)
 from curate.report.html import ReportError
 from curate.science.review import ExportPolicy, ReviewError
 from curate.data.safety import LockHeld, OutputError
@@ -76,7 +77,6 @@ def run(source: str, *, dataset: str | None = None, label_field: str = DEFAULT_L
     from curate.data.safety import check_run_dir, dataset_lock, media_folders, run_dir_lock
     from curate.data.images import native_size
     from curate.fiftyone.source import load_source
-    from curate.options import is_pretrained
 
     options = dataclasses.replace(options or RunOptions(), **option_values)
     started = time.time()

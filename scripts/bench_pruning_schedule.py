@@ -38,8 +38,8 @@ def main() -> None:
     from curate.data.images import decode_images, load_in_memory
     from curate.data.sources import default_cache_dir, digits
     from curate.population.models import build_model
-    from curate.population.train import (Normalizer, TrainSettings, configure_threads, predict_probs,
-                                         prune_and_finetune, train_dense)
+    from curate.population.train import (Normalizer, TrainSettings, configure_threads, predict_probs, prune_levels,
+                                         train_dense)
     from curate.science.crossfit import stratified_folds
     from curate.science.pies import mark_pies
 
@@ -95,12 +95,10 @@ def main() -> None:
             dense[member, held] = predict_probs(model, pixels[held], normalize)
             for name, (settings, offset) in variants.items():
                 started = time.perf_counter()
-                previous = model
-                for level, s in enumerate(sparsities):
-                    start = previous if settings.prune_schedule == "chained" else model
-                    previous = prune_and_finetune(start, pixels[train], labels[train], normalize, settings, s,
-                                                  seed + 7919 * (level + 1) + 15485863 * offset)
-                    compressed[name][level, member, held] = predict_probs(previous, pixels[held], normalize)
+                pruned = prune_levels(model, pixels[train], labels[train], normalize, settings, sparsities,
+                                      seed + 15485863 * offset)
+                for level, copy in enumerate(pruned):
+                    compressed[name][level, member, held] = predict_probs(copy, pixels[held], normalize)
                 seconds[name] += time.perf_counter() - started
             print(f"member {member} fold {fold} done", flush=True)
 

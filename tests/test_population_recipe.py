@@ -13,7 +13,7 @@ from curate.population.jobs import _member_job_fn
 from curate.population.executor import MemberJob
 from curate.population.models import SmallResNet, build_model, load_weights
 from curate.population.train import (Normalizer, TrainSettings, cubic_sparsity, measured_sparsity, predict_probs,
-                                     prune_and_finetune, train_dense)
+                                     prune_and_finetune, prune_levels, train_dense)
 from curate.science.crossfit import stratified_folds
 from helpers import PRUNE_ONLY, invoke
 
@@ -104,6 +104,11 @@ def test_chained_pruning_ramps_on_from_the_previous_level_and_keeps_its_zeros():
     for a, b in zip(half.parameters(), most.parameters()):
         if a.ndim > 1:
             assert not (b[a == 0] != 0).any(), "a weight pruned at 50% grew back at 80%"
+    levels = prune_levels(dense, pixels, labels, normalize, settings, (0.5, 0.8), seed=1)
+    assert [round(measured_sparsity(m), 2) for m in levels] == [0.5, 0.8]
+    for a, b in zip(levels[0].parameters(), levels[1].parameters()):
+        if a.ndim > 1:
+            assert not (b[a == 0] != 0).any(), "prune_levels did not chain the levels"
     with pytest.raises(ValueError, match="prune_schedule must be one of independent, chained"):
         TrainSettings(prune_schedule="one-shot")
 
@@ -134,7 +139,7 @@ def test_the_cost_estimate_counts_the_steps_a_network_takes():
     run(MemberJob(0, 0, config.job_seed(0, 0)))
     n_train = int((folds[0] != 0).sum())
     work = work_per_network(config, len(pixels), n_train, 6)
-    assert sum(steps) == work["dense"] + work["finetune"] + work["forget"]
+    assert sum(steps) == work["dense_steps"] + work["finetune_steps"] + work["forget_steps"]
     estimate = estimate_cost(config, pixels, 2, mean, std, networks=4, n_train=n_train, n_probes=6)
     assert estimate.steps == sum(steps) and estimate.seconds > 0
     assert estimate.seconds == pytest.approx(sum(estimate.parts.values()))

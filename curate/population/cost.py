@@ -90,7 +90,8 @@ def format_seconds(seconds: float) -> str:
 
 
 def work_per_network(config: CurateConfig, n_images: int, n_train: int, n_probes: int) -> dict[str, int]:
-    """Optimiser steps of each kind, and images predicted, for one network and its compressed copies."""
+    """Optimiser steps of each kind, and images predicted, for one network and its compressed copies
+    (named as :class:`CostEstimate`'s fields)."""
     from curate.population.train import steps_per_epoch
 
     settings = config.train
@@ -100,12 +101,13 @@ def work_per_network(config: CurateConfig, n_images: int, n_train: int, n_probes
     flips = 2 if settings.flip_test and settings.hflip else 1
     robust = (config.robustness_images * len(config.corruptions) * len(config.severities)
               if config.robustness else 0)
+    per_epoch = steps_per_epoch(n_train, settings.batch_size)
     return {
-        "dense": steps_per_epoch(n_train, settings.batch_size) * settings.epochs,
-        "finetune": steps_per_epoch(n_train, settings.batch_size) * settings.finetune_epochs * pruned,
-        "forget": steps_per_epoch(n_held_out, settings.batch_size) * settings.forget_epochs * (1 + pruned)
+        "dense_steps": per_epoch * settings.epochs,
+        "finetune_steps": per_epoch * settings.finetune_epochs * pruned,
+        "forget_steps": steps_per_epoch(n_held_out, settings.batch_size) * settings.forget_epochs * (1 + pruned)
         if n_held_out and settings.forget_epochs else 0,
-        "predicted": flips * (versions * (n_images + n_probes) + (1 + pruned) * n_images) + versions * robust,
+        "predicted_images": flips * (versions * (n_images + n_probes) + (1 + pruned) * n_images) + versions * robust,
     }
 
 
@@ -140,10 +142,8 @@ def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean
         per_image = (time.perf_counter() - started) / len(predicted)
     finally:
         torch.random.set_rng_state(rng_state)
-    work = work_per_network(config, len(pixels), n_train, n_probes)
-    return CostEstimate(networks=networks, dense_steps=work["dense"], finetune_steps=work["finetune"],
-                        forget_steps=work["forget"], predicted_images=work["predicted"], seconds_per_step=per_step,
-                        seconds_per_image=per_image, device=str(device), resumed=resumed)
+    return CostEstimate(networks=networks, **work_per_network(config, len(pixels), n_train, n_probes),
+                        seconds_per_step=per_step, seconds_per_image=per_image, device=str(device), resumed=resumed)
 
 
 def _sync(device) -> None:

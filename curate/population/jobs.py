@@ -95,7 +95,7 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
     from curate.population.models import build_model, load_weights
     from curate.population.quantize import quantized_copy, runs_on_cpu_only
     from curate.population.train import (Normalizer, forget_on_second_split, measured_sparsity, predict_probs,
-                                         prune_and_finetune, resolve_device, train_dense)
+                                         prune_levels, resolve_device, train_dense)
 
     device = resolve_device(config.device)
     # Mirror-image averaging only where mirror images share the label (hflip training says they do).
@@ -125,11 +125,9 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
         aum = np.full(len(labels), np.nan, dtype=np.float32)
         with np.errstate(invalid="ignore", divide="ignore"):
             aum[train_idx] = margins[:, 0] / margins[:, 1]
-        networks = [(model, normalize)]
-        for level, s in enumerate(config.sparsities):
-            start = networks[-1][0] if config.train.prune_schedule == "chained" else model
-            networks.append((prune_and_finetune(start, train_pixels, train_labels, normalize, config.train, s,
-                                                job.seed + 7919 * (level + 1), progress), normalize))
+        networks = [(model, normalize)] + [
+            (pruned, normalize) for pruned in prune_levels(model, train_pixels, train_labels, normalize, config.train,
+                                                           config.sparsities, job.seed, progress)]
         for fmt in config.quantizations:
             networks.append((quantized_copy(model, fmt), cpu_normalize if runs_on_cpu_only(fmt) else normalize))
         probs = [predict(net, pixels, norm) for net, norm in networks]

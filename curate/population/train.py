@@ -290,6 +290,19 @@ def prune_and_finetune(dense: nn.Module, pixels, labels, normalize, settings: Tr
     return model.eval()
 
 
+def prune_levels(dense: nn.Module, pixels, labels, normalize, settings: TrainSettings, sparsities, seed: int,
+                 progress=None) -> list[nn.Module]:
+    """A pruned copy of ``dense`` at each of ``sparsities`` (ascending), level ``i`` fine-tuned with seed
+    ``seed + 7919 * (i + 1)``: each from ``dense`` itself, or from the previous level's copy when
+    ``settings.prune_schedule`` is ``chained``."""
+    copies: list[nn.Module] = []
+    for level, sparsity in enumerate(sparsities):
+        start = copies[-1] if copies and settings.prune_schedule == "chained" else dense
+        copies.append(prune_and_finetune(start, pixels, labels, normalize, settings, sparsity,
+                                         seed + 7919 * (level + 1), progress))
+    return copies
+
+
 def forget_on_second_split(dense: nn.Module, pixels, labels, normalize, settings: TrainSettings, seed: int,
                            progress=None) -> nn.Module:
     """A copy of ``dense`` trained ``settings.forget_epochs`` more on images it never saw, with their labels.
