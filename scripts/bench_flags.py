@@ -51,7 +51,7 @@ def population_config(args) -> CurateConfig:
     return CurateConfig(
         model=args.model, members=args.members, folds=args.folds, image_size=32, seed=args.seed,
         device=args.device, quantizations=(), robustness_images=0,  # the flags use dense and pruned networks only
-        label_probes=args.label_probes,
+        label_probes=args.label_probes, sparsities=tuple(args.sparsities),
         train=TrainSettings(epochs=args.epochs, finetune_epochs=args.finetune_epochs, batch_size=args.batch_size,
                             hflip=True),
     )
@@ -458,7 +458,7 @@ def print_label_set(column: str, entry: dict) -> None:
 def argument_parser(description: str) -> argparse.ArgumentParser:
     """The population options (also read by scripts that score bench_flags' stored populations)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--labels", nargs="+", default=["aggre", "worse"], choices=["aggre", "worse", "random1"])
+    parser.add_argument("--labels", nargs="+", default=["aggre", "worse"], choices=["aggre", "worse", "random1", "clean"])
     parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--members", type=int, default=4)
@@ -467,6 +467,7 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--finetune-epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--model", default="resnet-small")
+    parser.add_argument("--sparsities", type=float, nargs="+", default=list(CurateConfig().sparsities))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--label-probes", type=float, default=0.0,
                         help="curate run's --label-probes: share of each network's training images given a random "

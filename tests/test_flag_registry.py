@@ -27,8 +27,8 @@ class LowMargin(FlagCategory):
 
 
 def test_the_built_in_order_is_data():
-    assert category_names() == ("label_noise", "corruption", "multi_object", "atypical")
-    assert [c.beyond_pies for c in REGISTRY] == [True, True, False, False]
+    assert category_names() == ("label_noise", "corruption", "multi_object", "ambiguous", "atypical")
+    assert [c.beyond_pies for c in REGISTRY] == [True, True, False, False, False]
 
 
 def test_registry_refuses_what_it_cannot_keep():

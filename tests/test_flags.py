@@ -100,16 +100,22 @@ def _population():
     return labels, probs, is_pie, severity
 
 
+# P(label wrong) per sample of _population(), as the noise model would give it on a larger population.
+P_WRONG = np.array([0.0, 0.9, 0.0, 0.3, 0.0, 0.2, 0.0, 0.1, 0.8])
+
+
 def test_categorise_assigns_one_category_per_pie_by_hand():
     labels, probs, is_pie, severity = _population()
     cats = categorise(labels, probs, is_pie, np.linspace(0, 0.8, 9), TWO_CLASS_PROBES, CORRUPTED_PROBES,
-                      pixel_severity=severity, check_names=("blurry", "dark"))
-    assert list(cats.category) == ["", "label_noise", "", "multi_object", "", "corruption", "", "atypical", ""]
-    # Non-PIE confident mislabels are still label noise (tagged, not categorised).
+                      pixel_severity=severity, check_names=("blurry", "dark"), label_wrong_probability=P_WRONG)
+    assert list(cats.category) == ["", "label_noise", "", "ambiguous", "", "corruption", "", "atypical", ""]
+    # Labels more likely wrong than right, PIE or not, are label noise (non-PIEs tagged, not categorised).
     np.testing.assert_array_equal(np.flatnonzero(cats.label_noise), [1, 8])
     assert cats.suggested[1] == 1 and cats.suggested[8] == 1
+    assert cats.scores["label_noise"] == pytest.approx(P_WRONG)
+    assert cats.expected_wrong_among(cats.label_noise) == pytest.approx(1.7)
     # Calibrated thresholds: median evenness of composites (0.5, 0.5, 1.0) and median top p (0.4).
-    assert cats.thresholds["multi_object_evenness"] == pytest.approx(0.5)
+    assert cats.thresholds["ambiguous_evenness"] == pytest.approx(0.5)
     assert cats.thresholds["corruption_top_probability"] == pytest.approx(0.4)
     # Corruption score of sample 5: mean of severity 0.6 and uncertainty min(1, 0.65 / 0.6) = 1.
     assert cats.scores["corruption"][5] == pytest.approx(0.8)
@@ -118,7 +124,8 @@ def test_categorise_assigns_one_category_per_pie_by_hand():
     assert cats.category[0] == "" and np.flatnonzero(cats.corruption).tolist() == [0, 5]
     assert cats.scores["corruption"][0] == pytest.approx((0.9 + 0.1 / 0.6) / 2)
     assert cats.corruption_check[5] == "dark" and cats.corruption_check[0] == "blurry"
-    assert cats.scores["multi_object"][3] == pytest.approx(1.0)
+    assert cats.scores["ambiguous"][3] == pytest.approx(1.0)
+    assert not cats.scores["multi_object"].any()  # no region predictions: nothing is multi-object
     for score in cats.scores.values():
         assert ((score >= 0) & (score <= 1)).all()
 
@@ -127,23 +134,30 @@ def test_a_pie_with_a_pixel_issue_is_corruption_even_when_the_models_are_sure():
     labels, probs, is_pie, severity = _population()
     is_pie[0] = True
     cats = categorise(labels, probs, is_pie, np.zeros(9), TWO_CLASS_PROBES, CORRUPTED_PROBES,
-                      pixel_severity=severity, check_names=("blurry", "dark"))
+                      pixel_severity=severity, check_names=("blurry", "dark"), label_wrong_probability=P_WRONG)
     assert cats.category[0] == "corruption" and cats.corruption[0]
-    without_pixels = categorise(labels, probs, is_pie, np.zeros(9), TWO_CLASS_PROBES, CORRUPTED_PROBES)
-    assert not without_pixels.corruption.any() and without_pixels.category[5] == "multi_object"  # 0.35 vs 0.30
+    without_pixels = categorise(labels, probs, is_pie, np.zeros(9), TWO_CLASS_PROBES, CORRUPTED_PROBES,
+                                label_wrong_probability=P_WRONG)
+    assert not without_pixels.corruption.any() and without_pixels.category[5] == "ambiguous"  # 0.35 vs 0.30
 
 
-def test_confident_mislabel_split_evenly_with_its_label_is_multi_object():
-    labels = np.array([1, 1, 0, 0, 0])
-    probs = np.array([[0.45, 0.55], [0.2, 0.8], [0.9, 0.1], [0.3, 0.7], [0.2, 0.8]])
-    # t0 = (0.9 + 0.3 + 0.2) / 3 = 0.467, t1 = (0.55 + 0.8) / 2 = 0.675.
-    # Samples 3 and 4 are labelled 0 with p1 >= t1 and p0 < t0: confident mislabels.
-    # The composite probe's evenness is 0.3 / 0.7 = 0.43. Sample 3 splits 0.3 / 0.7 = 0.43 between
-    # its label and class 1: ambiguous, so multi-object. Sample 4 splits 0.25: label noise.
-    cats = categorise(labels, probs, np.ones(5, dtype=bool), np.zeros(5), np.array([[0.7, 0.3]]),
-                      np.array([[0.5, 0.5]]))
-    assert cats.category[3] == "multi_object" and not cats.label_noise[3]
-    assert cats.category[4] == "label_noise" and cats.label_noise[4]
+def test_halves_that_disagree_confidently_are_multi_object_and_a_near_tie_is_ambiguous():
+    labels = np.array([0, 0, 1, 1])
+    probs = np.array([[0.5, 0.5], [0.5, 0.5], [0.1, 0.9], [0.2, 0.8]])  # samples 0 and 1: even splits
+    # Sample 0's left half is confidently 0 and its right half confidently 1; sample 1's halves agree.
+    regions = np.array([[[0.95, 0.05], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7]],
+                        [[0.1, 0.9], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7]],
+                        [[0.5, 0.5], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7]],
+                        [[0.5, 0.5], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7]]])
+    # Composite probes: halves 0.9 / 0.85 confident and different (score 0.85).
+    probe_regions = np.array([[[0.9, 0.1]], [[0.15, 0.85]], [[0.5, 0.5]], [[0.5, 0.5]]])
+    cats = categorise(labels, probs, np.ones(4, dtype=bool), np.zeros(4), np.array([[0.5, 0.5]]),
+                      np.array([[0.5, 0.5]]), label_wrong_probability=np.zeros(4), region_probs=regions,
+                      two_class_probe_regions=probe_regions)
+    # Youden's threshold between the probe (0.85) and the dataset (0.9, 0, 0, 0) is 0.85.
+    assert cats.thresholds["multi_object_region_confidence"] == pytest.approx(0.85)
+    assert list(cats.category) == ["multi_object", "ambiguous", "atypical", "atypical"]
+    assert cats.scores["multi_object"] == pytest.approx([0.9, 0, 0, 0])
 
 
 def test_no_probe_predictions_is_a_clear_error():
@@ -155,14 +169,14 @@ def test_no_probe_predictions_is_a_clear_error():
 def test_reasons_read_like_sentences():
     labels, probs, is_pie, severity = _population()
     cats = categorise(labels, probs, is_pie, np.zeros(9), TWO_CLASS_PROBES, CORRUPTED_PROBES,
-                      pixel_severity=severity, check_names=("blurry", "dark"))
+                      pixel_severity=severity, check_names=("blurry", "dark"), label_wrong_probability=P_WRONG)
     member_probs = np.stack([probs] * 3 + [np.roll(probs, 1, axis=1)])  # 4 networks, 3 agree with the mean
     votes = votes_for(member_probs, cats.suggested)
     dense_modal = probs.argmax(axis=1)
     compressed_modal = np.stack([np.where(is_pie, (dense_modal + 1) % 4, dense_modal)])
     text = reasons(cats, labels, probs, ["cat", "dog", "car", "ship"], votes, 4, dense_modal, compressed_modal,
                    is_pie[None, :], ["prune90"])
-    assert text[1] == "3 of 4 models say dog (mean p 0.85); labelled cat (mean p 0.05)"
+    assert text[1] == "3 of 4 models say dog (mean p 0.85); labelled cat (mean p 0.05); P(label wrong) ~ 0.90"
     assert text[3] == "models split between cat (p 0.45) and dog (p 0.45); labelled dog"
     assert text[5] == "dark image; models' top class car at p 0.35; labelled car"
     assert text[0] == "blurry image; models' top class cat at p 0.90; labelled cat"  # not a PIE, still said
@@ -369,6 +383,6 @@ def test_flag_samples_reads_the_forgotten_view_only_where_the_networks_memorised
                                  forgotten_probs=forgotten)
     read = forgotten if memorised else plain
     expected = 1 - 0.5 * (held_out[np.arange(6), labels] + read.mean(axis=0)[np.arange(6), labels])
-    np.testing.assert_allclose(categories.scores["label_noise"], expected)
+    np.testing.assert_allclose(categories.evidence.noise.score, expected)
     assert categories.thresholds["in_sample_after_forgetting"] == int(memorised)
     assert categories.thresholds["labels_right"] == pytest.approx(5 / 6)

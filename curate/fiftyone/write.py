@@ -51,6 +51,8 @@ class RunNames:
     pie_score: str
     pie_level: str
     pie_levels: str
+    pie_beyond_control: str
+    p_label_wrong: str
     tag: str
     views: dict[str, str]  # "all" and each level name -> saved view
 
@@ -58,7 +60,7 @@ class RunNames:
     def fields(self) -> list[str]:
         """The per-sample fields curate writes itself (the brain fields are written by FiftyOne Brain)."""
         return [self.dense, *self.levels.values(), self.pie, self.pie_score, self.pie_level, self.pie_levels,
-                self.category, self.label_noise, self.corruption, self.corruption_score, self.suggested,
+                self.pie_beyond_control, self.p_label_wrong, self.category, self.label_noise, self.corruption, self.corruption_score, self.suggested,
                 self.flag_score, self.reason]
 
     @property
@@ -99,6 +101,8 @@ def names_for(run_key: str, level_names: list[str], categories: tuple[str, ...] 
         pie_score=f"{run_key}_pie_score",
         pie_level=f"{run_key}_pie_level",
         pie_levels=f"{run_key}_pie_levels",
+        pie_beyond_control=f"{run_key}_pie_beyond_control",
+        p_label_wrong=f"{run_key}_p_label_wrong",
         tag=tag,
         views={"all": f"{prefix}pies", **{name: f"{prefix}pies-{name}" for name in level_names}},
     )
@@ -306,6 +310,7 @@ def _write_fields(fo, dataset, ids: list[str], result, names: RunNames) -> None:
         values[names.pie_score].append(float(scores.pie_score[i]))
         values[names.pie_level].append(float(sparsities[lowest]) if lowest != NO_LEVEL else None)
         values[names.pie_levels].append([level_names[t] for t in np.flatnonzero(scores.is_pie[:, i])])
+        values[names.pie_beyond_control].append(None if scores.control is None else bool(scores.control.beyond[:, i].any()))
     categories = result.categories
     samples = result.samples
     for i in range(len(ids)):
@@ -323,11 +328,14 @@ def _write_fields(fo, dataset, ids: list[str], result, names: RunNames) -> None:
         score_of = flag_of(category, noisy, corrupt)
         values[names.flag_score].append(float(categories.scores[score_of][i]) if score_of else None)
         values[names.reason].append(samples["reason"].iat[i] or None)
+        wrong = None if categories.label_wrong_probability is None else float(categories.label_wrong_probability[i])
+        values[names.p_label_wrong].append(wrong if wrong is not None and np.isfinite(wrong) else None)
     # A run can find no PIE or flag at all; FiftyOne cannot infer a field's type from all-None values.
     import fiftyone.core.fields as fof
 
     declared = {names.pie_level: (fof.FloatField, {}), names.flag_score: (fof.FloatField, {}),
-                names.corruption_score: (fof.FloatField, {}),
+                names.corruption_score: (fof.FloatField, {}), names.p_label_wrong: (fof.FloatField, {}),
+                names.pie_beyond_control: (fof.BooleanField, {}),
                 names.category: (fof.StringField, {}), names.reason: (fof.StringField, {}),
                 names.pie_levels: (fof.ListField, {"subfield": fof.StringField}),
                 names.suggested: (fof.EmbeddedDocumentField, {"embedded_doc_type": fo.Classification})}

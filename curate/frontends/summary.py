@@ -22,6 +22,29 @@ def plain(lines: Iterable[Line]) -> str:
     return "\n".join(text for text, _ in lines)
 
 
+CONTROL_SENTENCE = ("The control copies are fine-tuned exactly like the pruned ones but keep every weight: "
+                    "their PIEs are what fine-tuning alone changes, so only PIEs beyond the control are "
+                    "compression's doing.")
+
+
+def level_table_text(levels) -> str:
+    """The per-level table: accuracy, PIEs and, when the run has a control level, PIEs beyond it with
+    a 95% interval."""
+    with_control = "excess_pie_fraction" in levels
+    rows = []
+    for r in levels.itertuples():
+        row = [r.level, r.kind, r.measured_sparsity, int(r.bits), f"{r.compression:.1f}x",
+               f"{r.accuracy:.3f} ± {r.accuracy_std:.3f}", int(r.pies), f"{100 * r.pie_fraction:.2f}%",
+               int(r.classes_impacted)]
+        if with_control:
+            beyond = r.excess_pie_fraction
+            row.append("" if r.kind in ("dense", "control") or beyond != beyond else
+                       f"{100 * beyond:+.2f}% [{100 * r.excess_low:+.2f}, {100 * r.excess_high:+.2f}]")
+        rows.append(row)
+    headers = ["level", "kind", "sparsity", "bits", "smaller", "accuracy (OOS)", "PIEs", "PIE %", "classes impacted"]
+    return table(rows, headers + (["PIE % beyond control (95% CI)"] if with_control else []))
+
+
 def flag_lines(result) -> list[Line]:
     samples = result.samples
     n_pies = max(1, int(result.scores.is_pie_any.sum()))
@@ -84,14 +107,13 @@ def run_lines(outcome, launcher: str = "curate") -> list[Line]:
     lines: list[Line] = [("", None), (
         f"curate: {len(result.images)} images, {len(result.images.classes)} classes, "
         f"{result.config.members} members x {result.config.folds} folds, {outcome.seconds:.0f} s", "bold")]
-    rows = [[r.level, r.kind, r.measured_sparsity, int(r.bits), f"{r.compression:.1f}x",
-             f"{r.accuracy:.3f} ± {r.accuracy_std:.3f}", int(r.pies), f"{100 * r.pie_fraction:.2f}%",
-             int(r.classes_impacted)] for r in levels.itertuples()]
-    lines.append((table(rows, ["level", "kind", "sparsity", "bits", "smaller", "accuracy (OOS)", "PIEs", "PIE %",
-                               "classes impacted"]), None))
+    lines.append((level_table_text(levels), None))
     n_pies = int(result.scores.is_pie_any.sum())
     lines.append((f"\nPIEs at any level: {n_pies} of {len(result.images)} "
                   f"({100 * n_pies / len(result.images):.2f}%)", None))
+    if "pie_beyond_control" in result.samples:
+        beyond = int(result.samples["pie_beyond_control"].sum())
+        lines.append((f"  {beyond} of them are PIEs the control does not also produce. {CONTROL_SENTENCE}", None))
     lines += flag_lines(result)
     lines.append(("\n" + impact_summary(result.impact, result.config.alpha), None))
     if result.bad_images:

@@ -24,7 +24,7 @@ class CostEstimate:
 
     networks: int
     dense_steps: int           # per network
-    finetune_steps: int        # per network, every pruning level together
+    finetune_steps: int        # per network, every pruning level and the control copy together
     forget_steps: int          # per network, the dense network's and every pruned copy's
     predicted_images: int      # per network, every version of it, mirror images included
     seconds_per_step: float
@@ -104,10 +104,13 @@ def work_per_network(config: CurateConfig, n_images: int, n_train: int, n_probes
     per_epoch = steps_per_epoch(n_train, settings.batch_size)
     return {
         "dense_steps": per_epoch * settings.epochs,
-        "finetune_steps": per_epoch * settings.finetune_epochs * pruned,
+        # The control copy (sparsity 0) is fine-tuned as a pruning level is.
+        "finetune_steps": per_epoch * settings.finetune_epochs * (pruned + 1),
         "forget_steps": steps_per_epoch(n_held_out, settings.batch_size) * settings.forget_epochs * (1 + pruned)
         if n_held_out and settings.forget_epochs else 0,
-        "predicted_images": flips * (versions * (n_images + n_probes) + (1 + pruned) * n_images) + versions * robust,
+        # Region predictions: four halves of each held-out image and probe, by the dense network.
+        "predicted_images": flips * (versions * (n_images + n_probes) + (2 + pruned) * n_images) + versions * robust
+        + 4 * (n_held_out + n_probes),
     }
 
 

@@ -23,7 +23,12 @@ class NetworkResult:
 
     Attributes:
         dense: ``(N, C)`` the dense network's probabilities.
+        control: ``(N, C)`` the control copy's: the dense network fine-tuned exactly as the first pruning
+            level is, seed included, at sparsity 0 (:func:`curate.population.train.control_copy`).
         compressed: ``(L, N, C)`` each compressed copy's (pruning levels, then quantization formats).
+        regions: ``(len(REGIONS), N, C)`` the dense network's probabilities on each image half
+            (:func:`curate.population.train.predict_regions`), for its held-out images only (NaN elsewhere).
+        probe_regions: ``(len(REGIONS), P, C)`` the same on the probe images.
         forgotten, forgotten_compressed: ``(N, C)`` and ``(len(sparsities), N, C)``: the dense network
             and each pruned copy after second-split forgetting.
         aum: ``(N,)`` area under the margin of each training image, NaN for held-out images and probes.
@@ -36,6 +41,9 @@ class NetworkResult:
     """
 
     dense: np.ndarray
+    control: np.ndarray
+    regions: np.ndarray
+    probe_regions: np.ndarray
     compressed: np.ndarray
     forgotten: np.ndarray
     forgotten_compressed: np.ndarray
@@ -94,8 +102,9 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
 
     from curate.population.models import build_model, load_weights
     from curate.population.quantize import quantized_copy, runs_on_cpu_only
-    from curate.population.train import (Normalizer, forget_on_second_split, measured_sparsity, predict_probs,
-                                         prune_levels, resolve_device, train_dense)
+    from curate.population.train import (REGIONS, Normalizer, control_copy, forget_on_second_split,
+                                         measured_sparsity, predict_probs, predict_regions, prune_levels,
+                                         resolve_device, train_dense)
 
     device = resolve_device(config.device)
     # Mirror-image averaging only where mirror images share the label (hflip training says they do).
@@ -131,7 +140,11 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
         for fmt in config.quantizations:
             networks.append((quantized_copy(model, fmt), cpu_normalize if runs_on_cpu_only(fmt) else normalize))
         probs = [predict(net, pixels, norm) for net, norm in networks]
+        control = predict(control_copy(model, train_pixels, train_labels, normalize, config.train, job.seed, progress),
+                          pixels, normalize)
         held_idx = np.flatnonzero(held_out)
+        regions = np.full((len(REGIONS), len(labels), n_classes), np.nan, dtype=np.float32)
+        regions[:, held_idx] = predict_regions(model, RowView(pixels, held_idx), normalize)
         # The dense network and each pruned copy unlearn on the same held-out images, seeded alike, so
         # that the copies' forgotten views differ from the dense one's by the pruning alone.
         forgotten = np.stack([
@@ -141,7 +154,8 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
         ])
         robust = _robustness(config, job, networks, pixels, labels, held_out, probs) if config.robustness else {}
         return NetworkResult(
-            dense=probs[0], compressed=np.stack(probs[1:]), aum=aum,
+            dense=probs[0], control=control, regions=regions,
+            probe_regions=predict_regions(model, probes, normalize), compressed=np.stack(probs[1:]), aum=aum,
             forgotten=forgotten[0], forgotten_compressed=forgotten[1:],
             probes=np.stack([predict(net, probes, norm) for net, norm in networks]),
             sparsity=np.array([measured_sparsity(net) for net, _ in networks[1:]]),

@@ -34,6 +34,7 @@ from curate.data.sources import LabeledImages, SourceError
 from curate.data.store import RUN_STORE_VERSION, RunStore
 from curate.population.config import CurateConfig
 from curate.population.jobs import NetworkResult, _member_job_fn
+from curate.science.regions import REGIONS
 
 
 @dataclass(kw_only=True)
@@ -49,6 +50,9 @@ class Population:
 
     dense: np.ndarray
     compressed: np.ndarray
+    control: np.ndarray  # (K, N, C) out of sample: each dense network's control copy (sparsity 0)
+    regions: np.ndarray  # (K, R, N, C) out of sample: each dense network on each image half (train.REGIONS)
+    probe_regions: np.ndarray  # (K*F, R, P, C) every dense network on each probe's halves
     dense_in: np.ndarray
     compressed_in: np.ndarray
     measured_sparsity: np.ndarray
@@ -158,6 +162,8 @@ def run_population(
     n_networks = config.members * config.folds
     dense = np.full((config.members, n, n_classes), np.nan, dtype=np.float32)
     compressed = np.full((n_levels, config.members, n, n_classes), np.nan, dtype=np.float32)
+    control = np.full((config.members, n, n_classes), np.nan, dtype=np.float32)
+    regions = np.full((config.members, len(REGIONS), n, n_classes), np.nan, dtype=np.float32)
     n_in = config.members * (config.folds - 1)
     dense_in = np.full((n_in, n, n_classes), np.nan, dtype=np.float32)
     forgotten_in = np.full((n_in, n, n_classes), np.nan, dtype=np.float32)
@@ -167,6 +173,7 @@ def run_population(
     aum_sum, aum_count = np.zeros(n), np.zeros(n)
     probes = make_probes(pixels, images.labels, config.probes_per_kind, seed=config.seed)
     probe_probs = np.full((n_levels + 1, n_networks, len(probes), n_classes), np.nan, dtype=np.float32)
+    probe_regions = np.full((n_networks, len(REGIONS), len(probes), n_classes), np.nan, dtype=np.float32)
     shape = (len(config.corruptions), len(config.severities)) if config.robustness else (0, 0)
     robust_correct = np.full((n_levels + 1, n_networks, *shape), np.nan)
     robust_clean = np.full((n_levels + 1, n_networks), np.nan if config.robustness else 0.0)
@@ -182,6 +189,8 @@ def run_population(
         held_out = member_folds == job.fold
         dense[job.member, held_out] = out.dense[held_out]
         compressed[:, job.member, held_out] = out.compressed[:, held_out]
+        control[job.member, held_out] = out.control[held_out]
+        regions[job.member, :, held_out] = out.regions[:, held_out].transpose(1, 0, 2)
         # In-sample slot of this network for each image it trained on: its rank among the
         # member's F-1 networks that saw that image.
         trained = np.flatnonzero(~held_out)
@@ -201,6 +210,7 @@ def run_population(
         aum_count[seen] += 1
         network = job.member * config.folds + job.fold
         probe_probs[:, network] = out.probes
+        probe_regions[network] = out.probe_regions
         if config.robustness:
             robust_correct[:, network] = out.robust_correct
             robust_clean[:, network] = out.robust_clean
@@ -233,14 +243,15 @@ def run_population(
                 checkpoint("train")
                 place(job, out)
             population_seconds = time.perf_counter() - started
-    if any(np.isnan(a).any() for a in (dense, compressed, dense_in, compressed_in, forgotten_in,
+    if any(np.isnan(a).any() for a in (dense, compressed, control, regions, probe_regions, dense_in, compressed_in, forgotten_in,
                                        forgotten_compressed_in, probe_probs, robust_correct,
                                        robust_clean)):
         raise RuntimeError("Some images received no out-of-sample prediction; the run directory may be corrupt. "
                            f"Delete {store.root / 'jobs'} and run again.")
     with np.errstate(invalid="ignore", divide="ignore"):
         aum = (aum_sum / aum_count).astype(np.float32)
-    return Population(dense=dense, compressed=compressed, dense_in=dense_in, compressed_in=compressed_in,
+    return Population(dense=dense, compressed=compressed, control=control, regions=regions,
+                      probe_regions=probe_regions, dense_in=dense_in, compressed_in=compressed_in,
                       measured_sparsity=sparsity_sum / len(jobs), job_seconds=seconds, aum=aum, probes=probes,
                       probe_probs=probe_probs, robust_correct=robust_correct, robust_clean=robust_clean,
                       label_probe_labels=probe_labels if config.label_probes else None, forgotten_in=forgotten_in,
@@ -303,7 +314,7 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
     scores, levels, impact = analyse(dense, compressed, kept.labels, kept.classes, config.level_names,
                                      config.level_sparsities, alpha=config.alpha,
                                      measured_sparsity=population.measured_sparsity, kinds=config.level_kinds,
-                                     bits=config.level_bits)
+                                     bits=config.level_bits, control_probs=population.control)
     severity = quality_severity(image_quality(kept.filepaths, store, progress))
     # The flags pool the dense networks with their pruned copies (measured in bench_flags); quantized
     # copies are near-duplicates of the dense networks and would only re-weight them. Networks trained
@@ -319,11 +330,13 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
                                                                        population.compressed_in[pruned]),
                                        label_probe_labels=population.label_probe_labels,
                                        forgotten_probs=in_sample_views(population.forgotten_in,
-                                                                       population.forgotten_compressed_in))
+                                                                       population.forgotten_compressed_in),
+                                       region_probs=population.regions, probe_region_probs=population.probe_regions)
     samples = sample_table(scores, kept.labels, kept.classes, config.level_names, kept.filepaths, kept.splits,
                            sample_ids=kept.sample_ids, categories=categories, flag_reasons=reasons)
     samples = pd.concat([samples, severity.add_prefix("quality_")], axis=1)
-    store.save_probs(config.level_names, dense=dense, compressed=compressed,
+    store.save_probs(config.level_names, dense=dense, compressed=compressed, control=population.control,
+                     regions=population.regions, probe_regions=population.probe_regions,
                      dense_in=population.dense_in, compressed_in=population.compressed_in,
                      forgotten_in=population.forgotten_in,
                      forgotten_compressed_in=population.forgotten_compressed_in, aum=population.aum,

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from curate.options import RunOptions
+from curate.science.regions import REGIONS
 from curate.population.models import prunable_parameters
 
 
@@ -303,6 +304,17 @@ def prune_levels(dense: nn.Module, pixels, labels, normalize, settings: TrainSet
     return copies
 
 
+def control_copy(dense: nn.Module, pixels, labels, normalize, settings: TrainSettings, seed: int,
+                 progress=None) -> nn.Module:
+    """The control level's copy of ``dense``: fine-tuned exactly as the first pruning level of
+    :func:`prune_levels` (same epochs, learning rate and seed), but at sparsity 0.
+
+    Whatever its predictions change is what fine-tuning and a small population change on their own,
+    the noise floor against which a pruning level's PIEs mean something.
+    """
+    return prune_and_finetune(dense, pixels, labels, normalize, settings, 0.0, seed + 7919, progress)
+
+
 def forget_on_second_split(dense: nn.Module, pixels, labels, normalize, settings: TrainSettings, seed: int,
                            progress=None) -> nn.Module:
     """A copy of ``dense`` trained ``settings.forget_epochs`` more on images it never saw, with their labels.
@@ -337,6 +349,33 @@ def predict_probs(model: nn.Module, pixels: np.ndarray, normalize: Normalizer, b
                 logits = (logits + model(x.flip(3))) / 2
         out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
     return np.concatenate(out).astype(np.float32)
+
+
+def region_views(x: torch.Tensor) -> list[torch.Tensor]:
+    """Each half of a batch ``(n, c, h, w)`` in :data:`REGIONS` order, stretched back to ``h x w``."""
+    _, _, h, w = x.shape
+    halves = [x[..., :, : w // 2], x[..., :, w - w // 2:], x[..., : h // 2, :], x[..., h - h // 2:, :]]
+    return [F.interpolate(half, size=(h, w), mode="bilinear", align_corners=False) for half in halves]
+
+
+@torch.no_grad()
+def predict_regions(model: nn.Module, pixels: np.ndarray, normalize: Normalizer, batch_size: int = 512) -> np.ndarray:
+    """Softmax probabilities of each image half (:data:`REGIONS`), ``(len(REGIONS), n, n_classes)`` float32.
+
+    Two objects side by side or one above the other each fill one half; a single object fills both
+    or neither, so confident halves that disagree say more than one object is there.
+    """
+    model.eval()
+    use_amp = normalize.device.type == "cuda"
+    out = []
+    for start in range(0, len(pixels), batch_size):
+        views = region_views(normalize(pixels[start:start + batch_size]))
+        with torch.autocast(normalize.device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = model(torch.cat(views))
+        out.append(torch.softmax(logits.float(), dim=1).cpu().numpy().reshape(len(REGIONS), len(views[0]), -1))
+    if not out:
+        return np.zeros((len(REGIONS), 0, 0), dtype=np.float32)
+    return np.concatenate(out, axis=1).astype(np.float32)
 
 
 def steps_per_epoch(n_images: int, batch_size: int) -> int:

@@ -70,6 +70,12 @@ def figure_levels(levels: pd.DataFrame) -> str:
             for ax, y in ((axes[0], row["accuracy"]), (axes[1], 100 * row["pie_fraction"])):
                 ax.annotate(row["level"], (xi, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
     axes[0].axhline(dense["accuracy"], color=DENSE_COLOR, lw=1, ls="--", label="dense")
+    control = levels[levels["kind"] == "control"]
+    if len(control):
+        # The noise floor: PIEs a fine-tuned copy with every weight kept makes on its own.
+        axes[1].axhline(100 * control.iloc[0]["pie_fraction"], color=DENSE_COLOR, lw=1, ls=":",
+                        label="control (fine-tuned, no compression)")
+        axes[1].legend(fontsize=8)
     axes[0].set(xscale="log", xlabel="weight memory, x smaller than dense float32", ylabel="held-out accuracy",
                 title="Accuracy per compression level")
     axes[1].set(xscale="log", xlabel="weight memory, x smaller than dense float32", ylabel="PIEs (% of images)",
@@ -242,6 +248,13 @@ def findings_text(levels: pd.DataFrame, pie_acc: pd.DataFrame, robust: pd.DataFr
                            f"instead of {100 * row['dense_accuracy']:.1f}%.")
             else:
                 out.append(f"PIEs are not harder here, unlike in the paper: {compared}.")
+        control = levels[levels["kind"] == "control"]
+        if len(control) and "excess_pie_fraction" in strongest:
+            out.append(
+                f"The control level (each dense network fine-tuned as the pruned copies are, no weight removed) "
+                f"has {100 * control.iloc[0]['pie_fraction']:.1f}% PIEs: the noise floor. {strongest['level']}'s "
+                f"PIEs beyond it: {100 * strongest['excess_pie_fraction']:+.1f} points (95% CI "
+                f"{100 * strongest['excess_low']:+.1f} to {100 * strongest['excess_high']:+.1f}).")
         out.append("Classes significantly impacted by pruning (Welch t-test, Holm-corrected), per level: "
                    + ", ".join(f"{r.level} {int(r.classes_impacted)}" for r in prune.itertuples()) + ".")
     if len(quant):
@@ -287,7 +300,7 @@ def build_report(run_dir: str | Path, title: str | None = None) -> str:
     impact = store.load_table("classes.csv")
     samples = store.load_table("samples.parquet")
     robust = store.load_table("robustness.csv") if (store.root / "robustness.csv").exists() else None
-    level_names = [lv for lv in levels["level"] if lv != "dense"]
+    level_names = [lv for lv, kind in zip(levels["level"], levels["kind"]) if kind not in ("dense", "control")]
     classes = list(manifest["classes"])
     index = {c: i for i, c in enumerate(classes)}
     labels = samples["label"].map(index).to_numpy()

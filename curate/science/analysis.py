@@ -14,6 +14,9 @@ from curate.science.pies import NO_LEVEL, PieScores, score_pies
 from curate.science.probes import CORRUPTIONS, TWO_CLASS
 from curate.science.stats import impact_table, member_accuracies
 
+CONTROL = "control"
+"""Name of the control level (fine-tuned like a pruning level, at sparsity 0) in the tables."""
+
 
 def level_table(
     dense_probs: np.ndarray,
@@ -26,8 +29,10 @@ def level_table(
     measured_sparsity: np.ndarray | None = None,
     kinds: list[str] | None = None,
     bits: list[int] | None = None,
+    control_probs: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """One row for the dense population and one per level: accuracy, PIEs, impacted classes.
+    """One row for the dense population, one for the control level (with ``control_probs``) and one per
+    level: accuracy, PIEs, impacted classes, and with a control, each level's PIEs beyond it.
 
     Accuracy is each member's out-of-sample top-1 accuracy against the given labels, mean and
     standard deviation over members. ``kinds`` (``prune``/``quantize``) and ``bits`` (per weight)
@@ -44,6 +49,17 @@ def level_table(
         "accuracy": dense_acc.mean(), "accuracy_std": dense_acc.std(ddof=1) if len(dense_acc) > 1 else 0.0,
         "pies": 0, "pie_fraction": 0.0, "classes_impacted": 0,
     }]
+    control = scores.control
+    if control is not None and control_probs is not None:
+        control_acc = member_accuracies(control_probs, labels)
+        rows.append({
+            "level": CONTROL, "kind": CONTROL, "sparsity": 0.0, "measured_sparsity": 0.0, "bits": 32,
+            "compression": 1.0, "accuracy": control_acc.mean(),
+            "accuracy_std": control_acc.std(ddof=1) if len(control_acc) > 1 else 0.0,
+            "pies": int(control.is_pie.sum()), "pie_fraction": control.fraction,
+            "classes_impacted": int(impact[impact["level"] == CONTROL]["significant"].sum())
+            if CONTROL in set(impact["level"]) else 0,
+        })
     for i, name in enumerate(level_names):
         acc = member_accuracies(compressed_probs[i], labels)
         level_impact = impact[impact["level"] == name]
@@ -59,6 +75,12 @@ def level_table(
             "pies": int(scores.is_pie[i].sum()),
             "pie_fraction": scores.is_pie[i].sum() / n,
             "classes_impacted": int(level_impact["significant"].sum()),
+            **({} if control is None else {
+                "pies_beyond_control": int(control.beyond[i].sum()),
+                "excess_pie_fraction": float(control.excess[i]),
+                "excess_low": float(control.low[i]), "excess_high": float(control.high[i]),
+                "classes_impacted_beyond_control": int(level_impact["significant_beyond_control"].sum())
+                if "significant_beyond_control" in level_impact else 0}),
         })
     return pd.DataFrame(rows)
 
@@ -66,7 +88,8 @@ def level_table(
 def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, scores: PieScores,
                  probe_probs: np.ndarray, probe_kinds: np.ndarray, *, severity: pd.DataFrame | None = None,
                  in_sample_probs: np.ndarray | None = None, label_probe_labels: np.ndarray | None = None,
-                 forgotten_probs: np.ndarray | None = None):
+                 forgotten_probs: np.ndarray | None = None, region_probs: np.ndarray | None = None,
+                 probe_region_probs: np.ndarray | None = None):
     """Categories (:func:`curate.science.flags.categorise`) and one reason per sample. Returns ``(categories, reasons)``.
 
     ``probe_probs`` ``(L+1, networks, P, C)`` are every network's predictions on the probe suite;
@@ -76,7 +99,9 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
     networks have memorised wrong labels (:func:`curate.science.flags.memorisation`; the check is recorded in
     ``categories.thresholds``); ``label_probe_labels`` ``(slots, N)`` the wrong labels of random-label
     probes per in-sample slot (-1: none), which set the label-noise count
-    (:func:`curate.science.flags.probe_label_noise`).
+    (:func:`curate.science.flags.probe_label_noise`); ``region_probs`` ``(members, R, N, C)`` the held-out
+    predictions of each image half and ``probe_region_probs`` ``(networks, R, P, C)`` the probes' (for
+    ``multi_object``, :mod:`curate.science.regions`).
     """
     probs = population_mean(dense_probs, compressed_probs)
     in_sample = probed = check = as_trained = None
@@ -106,6 +131,9 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
         label_noise_count=None if probed is None else probed.count,
         label_wrong_probability=None if probed is None else probed.p_wrong,
         suggestion_in_sample=as_trained,
+        region_probs=None if region_probs is None else np.asarray(region_probs, dtype=np.float64).mean(axis=0),
+        two_class_probe_regions=None if probe_region_probs is None
+        else np.asarray(probe_region_probs, dtype=np.float64).mean(axis=0)[:, kinds == TWO_CLASS],
     )
     # What the label-noise score read, beside the categories' own thresholds, for the run record.
     categories = dataclasses.replace(categories, thresholds={
@@ -146,6 +174,9 @@ def sample_table(
         "pie_score": scores.pie_score,
         "lowest_pie_level": lowest,
     }
+    if scores.control is not None:
+        table["control_pie"] = scores.control.is_pie
+        table["pie_beyond_control"] = scores.control.beyond.any(axis=0)
     if categories is not None:
         table["category"] = categories.category
         table["label_noise"] = categories.label_noise
@@ -170,17 +201,26 @@ def sample_table(
 
 
 def analyse(dense_probs, compressed_probs, labels, classes, level_names, sparsities, *, alpha=0.05,
-            measured_sparsity=None, kinds=None, bits=None):
+            measured_sparsity=None, kinds=None, bits=None, control_probs=None):
     """Scores and the per-level and per-class tables for one run. Returns ``(scores, levels, impact)``.
 
     The pruning levels (``kinds`` ``prune``, which come first) form the ladder of
-    :func:`curate.science.pies.score_pies`.
+    :func:`curate.science.pies.score_pies`. With ``control_probs`` (the control level,
+    :func:`curate.science.pies.compare_with_control`), the impact table also has a ``control`` level
+    and, for every level, its per-class impact against the control rather than the dense population
+    (``normalized_change_beyond_control``, ``significant_beyond_control``).
     """
     ladder = None if kinds is None else sum(k == "prune" for k in kinds) or None
-    scores = score_pies(dense_probs, compressed_probs, ladder)
+    scores = score_pies(dense_probs, compressed_probs, ladder, control_probs)
     impact = impact_table(dense_probs, compressed_probs, labels, level_names, classes, alpha)
+    if control_probs is not None:
+        beyond = impact_table(control_probs, compressed_probs, labels, level_names, classes, alpha)
+        impact["normalized_change_beyond_control"] = beyond["normalized_change"].to_numpy()
+        impact["significant_beyond_control"] = beyond["significant"].to_numpy()
+        own = impact_table(dense_probs, np.asarray(control_probs)[None], labels, [CONTROL], classes, alpha)
+        impact = pd.concat([own, impact], ignore_index=True)
     levels = level_table(dense_probs, compressed_probs, labels, level_names, sparsities, scores, impact,
-                         measured_sparsity, kinds, bits)
+                         measured_sparsity, kinds, bits, control_probs)
     return scores, levels, impact
 
 

@@ -3,19 +3,23 @@
 Every PIE gets exactly one category, the first that applies in the order of the category registry
 (:data:`REGISTRY`; :func:`register_category` adds one of your own). The built-in order:
 
-1. ``label_noise``: among the samples whose label the population finds least probable, as many as
-   confident learning estimates are wrong (:func:`find_label_noise`), unless the mass is split
-   evenly (as for ``multi_object``) between the given label and another class. Also raised on
-   non-PIEs, since a reviewer wants every suspected mislabel. Carries a suggested label.
+1. ``label_noise``: the label is more likely wrong than right, ``P(label wrong) >= 0.5`` under the
+   noise model fitted to the held-out predictions (:func:`curate.science.noise_model.fit_noise_model`),
+   the Bayes decision between keeping and fixing a label when both mistakes cost the same. Also
+   raised on non-PIEs, since a reviewer wants every suspected mislabel. Carries a suggested label
+   (:func:`find_label_noise`) and its probability, so every flag says how far to trust it.
 2. ``corruption``: a pixel check fires (:mod:`curate.science.quality`). Also raised on non-PIEs, since a
    degraded image is worth a look whether or not the compressed copies forget it; the score ranks
    first those that the population is also unsure of (as unsure as of a corrupted probe image).
-3. ``multi_object``: the population's mass splits between two classes at least as evenly as it
-   does, typically, on a two-class composite probe.
-4. ``atypical``: a PIE that is none of the above: rightly labelled, rare, the long tail.
+3. ``multi_object``: complementary halves of the image are confidently different classes, as on
+   two-class composite probes (:mod:`curate.science.regions`).
+4. ``ambiguous``: the population's mass splits between two classes at least as evenly as it does,
+   typically, on a two-class composite probe: a near tie, from fine-grained classes, a hard image
+   or a doubtful label, where no half of the image is confidently something else.
+5. ``atypical``: a PIE that is none of the above: rightly labelled, rare, the long tail.
 
-No threshold is a constant tuned to a dataset: label-noise thresholds are per class and per
-dataset; the multi-object one (and the corruption score's scale) are medians over probe images of
+No threshold is a constant tuned to a dataset: the label-noise probability comes from a model of
+the dataset's own noise; the multi-object one (and the corruption score's scale) are medians over probe images of
 known category (:mod:`curate.science.probes`) predicted by the same networks; pixel thresholds are
 CleanVision's, or outliers of the dataset's own distribution by CleanVision's IQR rule.
 
@@ -29,6 +33,9 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+
+from curate.science.noise_model import NoiseModel, fit_noise_model
+from curate.science.regions import RegionSplit, region_split, youden_threshold
 
 NO_CATEGORY = ""
 
@@ -433,7 +440,9 @@ class Categories:
         suggested, suggested_confidence: from :func:`find_label_noise`.
         corruption_check: ``(N,)`` the most severe pixel check, ``""`` when none fires.
         thresholds: the calibrated thresholds, for the run record.
-        label_wrong_probability: ``(N,)`` estimated from random-label probes, when the run had them.
+        label_wrong_probability: ``(N,)`` probability that the given label is wrong (the noise model's,
+            or the random-label probes' when the run had them).
+        noise_model: the fitted :class:`curate.science.noise_model.NoiseModel`.
         evidence, registry: what the categories read, and which categories decided (for the reasons).
     """
 
@@ -446,8 +455,13 @@ class Categories:
     corruption_check: np.ndarray
     thresholds: dict[str, float]
     label_wrong_probability: np.ndarray | None = None
+    noise_model: NoiseModel | None = None
     evidence: "FlagEvidence | None" = None
     registry: "CategoryRegistry | None" = None
+
+    def expected_wrong_among(self, mask: np.ndarray) -> float:
+        """Expected number of wrong labels among the samples ``mask`` selects."""
+        return float(np.nansum(self.label_wrong_probability[np.asarray(mask, dtype=bool)]))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -468,9 +482,11 @@ class FlagEvidence:
     is_pie: np.ndarray
     pie_score: np.ndarray
     noise: LabelNoise
-    is_noise: np.ndarray               # label noise, less the even splits that are ambiguity
+    is_noise: np.ndarray               # P(label wrong) >= 0.5
     evenness: np.ndarray               # second / first probability (:func:`split_evenness`)
     split_threshold: float             # the median evenness of two-class composite probes
+    region: RegionSplit | None         # how confidently complementary halves disagree (None: no region predictions)
+    region_threshold: float            # Youden's threshold between composite probes and the dataset
     first: np.ndarray                  # top class, and the runner-up, and their probabilities
     second: np.ndarray
     p_first: np.ndarray
@@ -524,7 +540,7 @@ class LabelNoiseCategory(FlagCategory):
         return evidence.is_noise
 
     def score(self, evidence):
-        return evidence.noise.score
+        return evidence.label_wrong_probability
 
     def reason(self, evidence, i):
         names, label = evidence.class_names, evidence.labels[i]
@@ -557,6 +573,25 @@ class CorruptionCategory(FlagCategory):
 
 class MultiObjectCategory(FlagCategory):
     name = "multi_object"
+    description = "complementary halves of the image are confidently different classes, as on two-class composites"
+
+    def find(self, evidence):
+        if evidence.region is None:
+            return np.zeros(len(evidence.labels), dtype=bool)
+        return evidence.region.score >= evidence.region_threshold
+
+    def score(self, evidence):
+        return np.zeros(len(evidence.labels)) if evidence.region is None else evidence.region.score
+
+    def reason(self, evidence, i):
+        names, region = evidence.class_names, evidence.region
+        halves = ("left", "right") if region.pair[i] == 0 else ("top", "bottom")
+        return (f"{halves[0]} half looks like {names[region.first[i]]} (p {region.p_first[i]:.2f}), {halves[1]} half "
+                f"like {names[region.second[i]]} (p {region.p_second[i]:.2f}); labelled {names[evidence.labels[i]]}")
+
+
+class AmbiguousCategory(FlagCategory):
+    name = "ambiguous"
     description = "the population splits its mass between two classes as evenly as on two-class composites"
 
     def find(self, evidence):
@@ -636,8 +671,9 @@ class CategoryRegistry:
         raise KeyError(name)
 
 
-BUILT_IN = ("label_noise", "corruption", "multi_object", "atypical")
-REGISTRY = CategoryRegistry([LabelNoiseCategory(), CorruptionCategory(), MultiObjectCategory(), AtypicalCategory()])
+BUILT_IN = ("label_noise", "corruption", "multi_object", "ambiguous", "atypical")
+REGISTRY = CategoryRegistry([LabelNoiseCategory(), CorruptionCategory(), MultiObjectCategory(), AmbiguousCategory(),
+                             AtypicalCategory()])
 
 
 def register_category(category: FlagCategory, *, before: str | None = "atypical") -> None:
@@ -668,6 +704,8 @@ def categorise(
     label_noise_count: int | None = None,
     label_wrong_probability: np.ndarray | None = None,
     suggestion_in_sample: np.ndarray | None = None,
+    region_probs: np.ndarray | None = None,
+    two_class_probe_regions: np.ndarray | None = None,
     registry: CategoryRegistry | None = None,
 ) -> Categories:
     """Assign every PIE one category and score every sample for every category.
@@ -682,10 +720,12 @@ def categorise(
         in_sample_probs: mean prediction of the networks that trained on each sample, for the
             label-noise score (:func:`find_label_noise`).
         label_noise_count, label_wrong_probability: from :func:`probe_label_noise` when the run
-            injected random-label probes: the count replaces confident learning's; the probability
-            is kept for the reasons.
+            injected random-label probes: the probability replaces the noise model's.
         suggestion_in_sample: the in-sample mean as trained, for the suggested label
             (:func:`find_label_noise`, step 3).
+        region_probs: ``(len(REGIONS), N, C)`` mean held-out predictions of each image half, and
+            ``two_class_probe_regions`` ``(len(REGIONS), P2, C)`` the same for the composite probes, for
+            ``multi_object`` (:mod:`curate.science.regions`); without them ``multi_object`` finds nothing.
         registry: the categories and their order [default: :data:`REGISTRY`].
     """
     labels, probs = _check(labels, probs)
@@ -712,14 +752,24 @@ def categorise(
     uncertainty = np.clip((1.0 - probs.max(axis=1)) / max(1.0 - corrupted_top, 1e-9), 0.0, 1.0)
     first, second, p_first, p_second = top_two(probs)
     # Mass shared evenly between the given label and another class is ambiguity, not a wrong label.
-    is_multi = evenness >= split_threshold
-    is_noise = noise.is_noise & ~(is_multi & ((first == labels) | (second == labels)))
+    region = region_threshold = None
+    if region_probs is not None:
+        if two_class_probe_regions is None:
+            raise ValueError("region_probs needs two_class_probe_regions to set the multi-object threshold.")
+        region = region_split(region_probs)
+        if region.score.shape != (n,):
+            raise ValueError(f"region_probs covers {region.score.shape[0]} samples; expected {n}.")
+        region_threshold = youden_threshold(region_split(two_class_probe_regions).score, region.score)
+    noise_model = fit_noise_model(labels, probs)
+    p_wrong = noise_model.p_wrong if label_wrong_probability is None else np.asarray(label_wrong_probability, float)
+    is_noise = np.nan_to_num(p_wrong, nan=0.0) >= 0.5
     evidence = FlagEvidence(
         labels=labels, probs=probs, is_pie=is_pie, pie_score=pie_score, noise=noise, is_noise=is_noise,
-        evenness=evenness, split_threshold=split_threshold, first=first, second=second, p_first=p_first,
+        evenness=evenness, split_threshold=split_threshold, region=region,
+        region_threshold=np.inf if region_threshold is None else region_threshold, first=first, second=second, p_first=p_first,
         p_second=p_second, pixel_severity=worst, pixel_check=worst_check,
         corruption_score=np.where(worst > 0, 0.5 * (worst + uncertainty), 0.0),
-        label_wrong_probability=None if label_wrong_probability is None else np.asarray(label_wrong_probability))
+        label_wrong_probability=p_wrong)
 
     category = np.full(n, NO_CATEGORY, dtype=object)
     undecided = is_pie.copy()
@@ -740,8 +790,14 @@ def categorise(
         suggested=noise.suggested,
         suggested_confidence=noise.suggested_confidence,
         corruption_check=worst_check,
-        label_wrong_probability=evidence.label_wrong_probability,
-        thresholds={"multi_object_evenness": split_threshold, "corruption_top_probability": corrupted_top,
+        label_wrong_probability=p_wrong,
+        noise_model=noise_model,
+        thresholds={"ambiguous_evenness": split_threshold, "corruption_top_probability": corrupted_top,
+                    **({} if region_threshold is None else {
+                        "multi_object_region_confidence": region_threshold if np.isfinite(region_threshold) else None}),
+                    "label_noise_expected_wrong": float(np.nansum(p_wrong)),
+                    "label_noise_expected_wrong_among_flags": float(np.nansum(p_wrong[is_noise])),
+                    "noise_model_temperature": noise_model.temperature,
                     "label_noise_estimated_count": noise.n_estimated,
                     "label_noise_confident_learning_count": int(noise.confident.sum()),
                     **{f"label_noise_{j}": float(t) for j, t in enumerate(noise.thresholds)}},

@@ -154,6 +154,62 @@ def lowest_pie_level(is_pie: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class ControlComparison:
+    """PIEs against the control level: what fine-tuning alone changes (:func:`compare_with_control`).
+
+    Attributes:
+        is_pie: ``(n_samples,)`` the control population's modal label differs from the dense one's: a
+            PIE that needs no compression at all.
+        beyond: ``(n_levels, n_samples)`` a PIE at the level that the control does not also produce.
+        excess: ``(n_levels,)`` the level's PIE fraction minus the control's.
+        low, high: ``(n_levels,)`` the ``confidence`` interval of ``excess``.
+    """
+
+    is_pie: np.ndarray
+    beyond: np.ndarray
+    excess: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+    @property
+    def fraction(self) -> float:
+        return float(self.is_pie.mean())
+
+
+def compare_with_control(dense_probs: np.ndarray, control_probs: np.ndarray, is_pie: np.ndarray, *,
+                         confidence: float = 0.95) -> ControlComparison:
+    """How many PIEs each level makes beyond the control level.
+
+    The control copy of each dense network is fine-tuned exactly as a pruning level is, at sparsity
+    0, so the control population's disagreements with the dense one are the noise floor of PIEs:
+    what fine-tuning and a finite population produce with no compression. A level's excess is its
+    PIE fraction minus the control's; both are measured on the same images, so the interval is the
+    paired one (normal approximation of the mean of ``is_pie - control_pie`` per image).
+
+    Args:
+        dense_probs: ``(n_members, n_samples, n_classes)``; ``control_probs``: the same for the control copies.
+        is_pie: ``(n_levels, n_samples)`` from :func:`mark_pies`.
+    """
+    from scipy.stats import norm
+
+    dense_probs = _check_probs(dense_probs, "dense_probs", 3)
+    control_probs = _check_probs(control_probs, "control_probs", 3)
+    if control_probs.shape[1:] != dense_probs.shape[1:]:
+        raise ValueError(f"control_probs has shape {control_probs.shape} but dense_probs has {dense_probs.shape}: "
+                         "the sample and class axes must match.")
+    is_pie = np.asarray(is_pie, dtype=bool)
+    if is_pie.ndim != 2 or is_pie.shape[1] != dense_probs.shape[1]:
+        raise ValueError(f"is_pie must be (n_levels, {dense_probs.shape[1]}), got shape {is_pie.shape}.")
+    control = modal_labels(control_probs) != modal_labels(dense_probs)
+    difference = is_pie.astype(np.float64) - control[None, :]
+    n = difference.shape[1]
+    excess = difference.mean(axis=1)
+    half = norm.ppf(0.5 + confidence / 2) * difference.std(axis=1, ddof=1 if n > 1 else 0) / np.sqrt(n)
+    return ControlComparison(is_pie=control, beyond=is_pie & ~control[None, :], excess=excess,
+                             low=excess - half, high=excess + half)
+
+
+@dataclass(frozen=True)
 class PieScores:
     """Everything curate computes per sample from the two populations.
 
@@ -170,6 +226,7 @@ class PieScores:
         pie_score: ``(n_samples,)`` mean of ``flip_share`` over the ladder's levels, in [0, 1]. Averaging over
             levels rewards samples that are forgotten early (at low compression) and by many
             members, which is how the paper orders PIEs by how hard they are.
+        control: the comparison with the control level (:func:`compare_with_control`), when the run has one.
     """
 
     dense_modal: np.ndarray
@@ -182,6 +239,7 @@ class PieScores:
     probability_drop: np.ndarray
     lowest_level: np.ndarray
     pie_score: np.ndarray
+    control: ControlComparison | None = None
 
     @property
     def is_pie_any(self) -> np.ndarray:
@@ -189,13 +247,15 @@ class PieScores:
         return self.is_pie.any(axis=0)
 
 
-def score_pies(dense_probs: np.ndarray, compressed_probs: np.ndarray, ladder_levels: int | None = None) -> PieScores:
+def score_pies(dense_probs: np.ndarray, compressed_probs: np.ndarray, ladder_levels: int | None = None,
+               control_probs: np.ndarray | None = None) -> PieScores:
     """Compute the PIE mask and continuous scores for every sample and level in one pass.
 
     ``ladder_levels``: the first that many levels form an ordered ladder (pruning at ascending
     sparsity); ``lowest_level`` and ``pie_score`` are taken over the ladder only. Later levels (e.g.
     quantization formats, which are not steps of one ladder) still get their own PIE mask. Default:
-    every level is on the ladder.
+    every level is on the ladder. ``control_probs`` ``(n_members, n_samples, n_classes)``: the control
+    level's predictions (:func:`compare_with_control`).
     """
     dense_probs, compressed_probs = _check_pair(dense_probs, compressed_probs)
     idx = np.arange(dense_probs.shape[1])
@@ -219,4 +279,5 @@ def score_pies(dense_probs: np.ndarray, compressed_probs: np.ndarray, ladder_lev
         probability_drop=probability_drop(dense_probs, compressed_probs),
         lowest_level=lowest_pie_level(is_pie[ladder]),
         pie_score=flips[ladder].mean(axis=0),
+        control=None if control_probs is None else compare_with_control(dense_probs, control_probs, is_pie),
     )

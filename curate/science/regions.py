@@ -1,0 +1,81 @@
+"""More than one object: image halves that are confidently different classes. Pure numpy.
+
+A near tie between two classes over the whole image is ambiguity: it also comes from fine-grained
+classes, bad labels and blur. Two objects leave a different trace: one half of the image is
+confidently one class and the complementary half confidently another. Each held-out network
+predicts the four halves of an image (:data:`REGIONS`, each stretched back to full size); the
+population's mean per half is compared within each complementary pair.
+
+The threshold is not a constant: the population also predicts the halves of two-class composite
+probes (:mod:`curate.science.probes`, known to hold two objects), and the threshold is the one that
+best separates the probes from the dataset's own images (Youden's J: recall on the probes minus
+the share of the dataset above it), so a dataset of mostly single objects is what "not
+multi-object" is measured against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+REGIONS = ("left", "right", "top", "bottom")
+PAIRS = ((0, 1), (2, 3))  # complementary halves: left/right, top/bottom
+
+
+@dataclass
+class RegionSplit:
+    """Result of :func:`region_split`.
+
+    Attributes:
+        score: ``(N,)`` in [0, 1]: over the complementary pairs whose halves' top classes differ, the
+            larger of the two halves' smaller top probability; 0 when every pair agrees.
+        first, second: ``(N,)`` the two halves' top classes in the best pair (equal when score is 0).
+        p_first, p_second: their probabilities.
+        pair: ``(N,)`` index into :data:`PAIRS` of the best pair.
+    """
+
+    score: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
+    p_first: np.ndarray
+    p_second: np.ndarray
+    pair: np.ndarray
+
+
+def region_split(region_probs: np.ndarray) -> RegionSplit:
+    """How confidently complementary halves of each image disagree.
+
+    Args:
+        region_probs: ``(len(REGIONS), N, C)`` mean held-out probabilities of each half.
+    """
+    region_probs = np.asarray(region_probs, dtype=np.float64)
+    if region_probs.ndim != 3 or region_probs.shape[0] != len(REGIONS):
+        raise ValueError(f"region_probs must be ({len(REGIONS)}, n_samples, n_classes), got shape {region_probs.shape}.")
+    top = region_probs.argmax(axis=2)  # (R, N)
+    p_top = region_probs.max(axis=2)
+    scores = np.stack([np.where(top[a] != top[b], np.minimum(p_top[a], p_top[b]), 0.0) for a, b in PAIRS])
+    best = scores.argmax(axis=0)
+    rows = np.arange(region_probs.shape[1])
+    a_index = np.asarray([a for a, _ in PAIRS])[best]
+    b_index = np.asarray([b for _, b in PAIRS])[best]
+    return RegionSplit(score=scores[best, rows], first=top[a_index, rows], second=top[b_index, rows],
+                       p_first=p_top[a_index, rows], p_second=p_top[b_index, rows], pair=best)
+
+
+def youden_threshold(positive: np.ndarray, negative: np.ndarray) -> float:
+    """The threshold ``t`` maximising ``mean(positive >= t) - mean(negative >= t)``; the highest such
+    ``t`` on ties (fewest flags). Infinity when no threshold separates at all."""
+    positive = np.asarray(positive, dtype=np.float64)
+    negative = np.asarray(negative, dtype=np.float64)
+    positive, negative = positive[np.isfinite(positive)], negative[np.isfinite(negative)]
+    if len(positive) == 0 or len(negative) == 0:
+        raise ValueError(f"Need positive and negative scores to set a threshold, got {len(positive)} and {len(negative)}.")
+    candidates = np.unique(np.concatenate([positive, negative]))[::-1]
+    pos_sorted, neg_sorted = np.sort(positive), np.sort(negative)
+    tpr = 1.0 - np.searchsorted(pos_sorted, candidates, side="left") / len(positive)
+    fpr = 1.0 - np.searchsorted(neg_sorted, candidates, side="left") / len(negative)
+    j = tpr - fpr
+    if j.max() <= 0:
+        return float("inf")
+    return float(candidates[int(np.argmax(j))])

@@ -1,0 +1,191 @@
+"""Flags a reviewer can trust: the noise model's P(label wrong), the control level, the region rule
+for multi-object images, and the planted copy the demo runs on. Hand-worked arrays throughout."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from curate.data.planted import DAMAGES, TWO_OBJECTS, WRONG_LABEL, PlantedShares, damage, plant
+from curate.data.sources import LabeledImages
+from curate.science.noise_model import fit_noise_model, fit_transition, reliability_table, tempered
+from curate.science.pies import compare_with_control, mark_pies
+from curate.science.regions import region_split, youden_threshold
+
+
+# --- noise model ---------------------------------------------------------------------------------
+
+def test_transition_from_certain_beliefs_is_the_confusion_count():
+    # Beliefs are one-hot, so the E-step is exact: T[k, l] = (pairs (k, l) + 0.1) / (row total + 0.3).
+    belief = np.eye(3)[[0, 0, 0, 0, 1, 1, 2]]
+    labels = np.array([0, 0, 0, 1, 1, 1, 2])
+    transition, _ = fit_transition(labels, belief, symmetric=False)
+    assert transition[0] == pytest.approx([3.1 / 4.3, 1.1 / 4.3, 0.1 / 4.3])
+    assert transition[1] == pytest.approx([0.1 / 2.3, 2.1 / 2.3, 0.1 / 2.3])
+
+
+def test_uniform_rate_from_certain_beliefs_is_the_share_of_disagreements():
+    belief = np.eye(2)[[0, 0, 0, 1]]
+    labels = np.array([0, 0, 1, 1])  # one of four disagrees
+    transition, _ = fit_transition(labels, belief, symmetric=True)
+    assert transition == pytest.approx(np.array([[0.75, 0.25], [0.25, 0.75]]))
+
+
+def test_p_wrong_is_bayes_rule_on_the_fitted_model():
+    # Two classes, belief r = (0.8, 0.2) for a sample labelled 1, noise rate e: the label is wrong with
+    # probability 0.8 e / (0.8 e + 0.2 (1 - e)).
+    rng = np.random.default_rng(0)
+    n = 4000
+    truth = rng.integers(0, 2, n)
+    probs = np.where(truth[:, None] == np.arange(2)[None], 0.8, 0.2)
+    flip = rng.random(n) < 0.1
+    labels = np.where(flip, 1 - truth, truth)
+    model = fit_noise_model(labels, probs)
+    e = 1 - model.transition[0, 0]
+    r = tempered(np.log(probs), model.temperature)
+    rows = np.arange(n)
+    agree = r[rows, labels]
+    expected = (1 - agree) * e / ((1 - agree) * e + agree * (1 - e))
+    assert model.p_wrong == pytest.approx(expected, abs=1e-9)
+    assert model.expected_wrong == pytest.approx(flip.sum(), rel=0.1)
+
+
+def _synthetic(n, alpha, noise, sharpen, seed):
+    rng = np.random.default_rng(seed)
+    belief = rng.dirichlet(np.full(10, alpha), n)
+    truth = np.array([rng.choice(10, p=p) for p in belief])
+    wrong = rng.random(n) < noise
+    labels = np.where(wrong, (truth + rng.integers(1, 10, n)) % 10, truth)
+    probs = belief ** sharpen
+    return labels, probs / probs.sum(axis=1, keepdims=True), wrong
+
+
+@pytest.mark.parametrize("noise, sharpen", [(0.2, 1.0), (0.2, 2.0), (0.4, 1.0)])
+def test_p_wrong_is_calibrated_when_the_population_knows_the_truth(noise, sharpen):
+    labels, probs, wrong = _synthetic(4000, 0.1, noise, sharpen, seed=1)
+    model = fit_noise_model(labels, probs)
+    assert model.temperature == pytest.approx(sharpen, rel=0.1)  # over-confidence undone
+    assert reliability_table(model.p_wrong, wrong)[1] < 0.03
+    assert model.expected_wrong == pytest.approx(wrong.sum(), rel=0.1)
+
+
+def test_a_weak_population_on_clean_labels_calls_few_labels_wrong():
+    # Beliefs from a flat Dirichlet: the population is right on ~30%; none of the labels is wrong.
+    labels, probs, wrong = _synthetic(4000, 1.0, 0.0, 1.0, seed=2)
+    assert wrong.sum() == 0
+    assert fit_noise_model(labels, probs).expected_wrong < 0.01 * len(labels)
+
+
+def test_noise_model_names_bad_input():
+    with pytest.raises(ValueError, match="labels has shape"):
+        fit_noise_model(np.zeros(3, dtype=int), np.full((4, 2), 0.5))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 1\]"):
+        fit_noise_model(np.array([0, 2]), np.full((2, 2), 0.5))
+    with pytest.raises(ValueError, match="finite"):
+        fit_noise_model(np.array([0, 1]), np.array([[np.nan, 1.0], [0.5, 0.5]]))
+
+
+def test_reliability_table_by_hand():
+    rows, ece = reliability_table(np.array([0.05, 0.05, 0.95, 0.95]), np.array([0, 1, 1, 1]))
+    assert [r["n"] for r in rows] == [2, 2]
+    assert rows[0]["observed"] == 0.5 and rows[1]["observed"] == 1.0
+    assert ece == pytest.approx((2 * 0.45 + 2 * 0.05) / 4)
+
+
+# --- control level -------------------------------------------------------------------------------
+
+def _onehot(classes, n_classes=3):
+    return np.eye(n_classes)[np.asarray(classes)]
+
+
+def test_control_comparison_by_hand():
+    # Two members, four samples. Dense modal: 0 0 1 2. Control modal: 1 0 1 2 (sample 0 moves).
+    dense = np.stack([_onehot([0, 0, 1, 2]), _onehot([0, 0, 1, 2])])
+    control = np.stack([_onehot([1, 0, 1, 2]), _onehot([1, 0, 1, 2])])
+    # Level A forgets samples 0 and 3; level B forgets sample 0 only.
+    level_a = np.stack([_onehot([2, 0, 1, 0]), _onehot([2, 0, 1, 0])])
+    level_b = np.stack([_onehot([1, 0, 1, 2]), _onehot([1, 0, 1, 2])])
+    is_pie = mark_pies(dense, np.stack([level_a, level_b]))
+    result = compare_with_control(dense, control, is_pie)
+    assert result.is_pie.tolist() == [True, False, False, False]
+    assert result.beyond.tolist() == [[False, False, False, True], [False, False, False, False]]
+    assert result.excess == pytest.approx([0.25, 0.0])
+    # Paired differences of level A: (0, 0, 0, 1): sd 0.5, so the 95% half-width is 1.96 * 0.5 / 2.
+    assert result.high[0] - result.excess[0] == pytest.approx(1.959964 * 0.5 / 2, rel=1e-5)
+    assert result.low[1] == result.high[1] == 0.0
+
+
+def test_control_comparison_checks_shapes():
+    dense = np.stack([_onehot([0, 1]), _onehot([0, 1])])
+    with pytest.raises(ValueError, match="control_probs has shape"):
+        compare_with_control(dense, np.stack([_onehot([0, 1, 2])] * 2), np.zeros((1, 2), dtype=bool))
+
+
+# --- regions -------------------------------------------------------------------------------------
+
+def test_region_split_by_hand():
+    c = 3
+    # Sample 0: left says 0 (0.9), right says 1 (0.8): two objects side by side, score 0.8.
+    # Sample 1: every half says 2: one object, score 0.
+    # Sample 2: top 0 (0.6), bottom 2 (0.7); left and right agree: score 0.6 from the top/bottom pair.
+    def p(cls, conf):
+        row = np.full(c, (1 - conf) / (c - 1))
+        row[cls] = conf
+        return row
+    regions = np.array([
+        [p(0, 0.9), p(2, 0.9), p(1, 0.5)],   # left
+        [p(1, 0.8), p(2, 0.9), p(1, 0.5)],   # right
+        [p(0, 0.9), p(2, 0.9), p(0, 0.6)],   # top
+        [p(0, 0.9), p(2, 0.9), p(2, 0.7)],   # bottom
+    ])
+    split = region_split(regions)
+    assert split.score == pytest.approx([0.8, 0.0, 0.6])
+    assert split.first.tolist()[0::2] == [0, 0] and split.second.tolist()[0::2] == [1, 2]
+    assert split.pair.tolist()[0::2] == [0, 1]
+
+
+def test_youden_threshold_by_hand():
+    # Positives 0.6, 0.7, 0.9; negatives 0.1, 0.2, 0.65. At 0.7: TPR 2/3, FPR 0 (J 0.67); at 0.6: TPR 1,
+    # FPR 1/3 (J 0.67): the tie goes to the higher threshold.
+    assert youden_threshold(np.array([0.6, 0.7, 0.9]), np.array([0.1, 0.2, 0.65])) == 0.7
+    assert youden_threshold(np.array([0.1]), np.array([0.5])) == float("inf")
+
+
+# --- planted copy --------------------------------------------------------------------------------
+
+def test_damage_kinds_change_pixels_as_documented():
+    rng = np.random.default_rng(0)
+    image = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (32, 1))
+    washed = damage(image, "washed_out", rng)
+    assert washed.std() < 0.25 * image.std() and washed.mean() > 170
+    noisy = damage(image, "noise", rng)
+    assert 30 < np.abs(noisy.astype(float) - image).mean() < 60
+    assert damage(image, "jpeg_blocks", rng).shape == image.shape
+    with pytest.raises(ValueError, match="Unknown damage"):
+        damage(image, "scratches", rng)
+
+
+def test_plant_marks_every_change_and_leaves_the_originals(tmp_path):
+    originals = tmp_path / "originals"
+    paths, labels = [], []
+    rng = np.random.default_rng(0)
+    for i in range(100):
+        path = originals / f"{i % 4}" / f"{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+        labels.append(i % 4)
+    before = {p: open(p, "rb").read() for p in paths}
+    images = LabeledImages(filepaths=paths, labels=np.array(labels), classes=["0", "1", "2", "3"])
+    planted = plant(images, tmp_path / "planted", shares=PlantedShares(0.1, 0.06, 0.04), seed=3)
+    kinds = np.array([k or "" for k in planted.fields["planted"]])
+    assert (kinds == WRONG_LABEL).sum() == 10 and np.isin(kinds, DAMAGES).sum() == 6 and (kinds == TWO_OBJECTS).sum() == 4
+    original = np.array([planted.classes.index(c) for c in planted.fields["original_label"]])
+    assert ((planted.labels != original) == (kinds == WRONG_LABEL)).all()
+    changed = np.array([p != q for p, q in zip(planted.filepaths, paths)])
+    assert (changed == np.isin(kinds, [*DAMAGES, TWO_OBJECTS])).all()
+    assert all(str(tmp_path / "planted") in p for p in np.array(planted.filepaths)[changed])
+    assert {p: open(p, "rb").read() for p in paths} == before  # originals untouched
+    again = plant(images, tmp_path / "planted", shares=PlantedShares(0.1, 0.06, 0.04), seed=3)
+    assert again.filepaths == planted.filepaths and (again.labels == planted.labels).all()
+    with pytest.raises(ValueError, match="wrong_labels must lie"):
+        PlantedShares(wrong_labels=0.7)
