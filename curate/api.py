@@ -131,9 +131,11 @@ def _check_csv_columns(images, dataset: str, run_key: str) -> None:
         check_text_fields(fo.load_dataset(dataset), images.fields)
 
 
-def demo(*, dataset: str = DEMO_DATASET, **kwargs) -> RunOutcome:
-    """:func:`run` on scikit-learn's handwritten digits (1,797 images, no download needed)."""
-    return run("digits", dataset=dataset, **kwargs)
+def demo(*, dataset: str = DEMO_DATASET, clean: bool = False, **kwargs) -> RunOutcome:
+    """:func:`run` on scikit-learn's handwritten digits (1,797 images, no download needed), with wrong
+    labels, damaged and two-object images planted in a copy (field ``planted``) so the run can say
+    how many it found; ``clean`` runs the untouched digits."""
+    return run("digits" if clean else "digits-planted", dataset=dataset, **kwargs)
 
 
 def load_dataset(name_or_dataset):

@@ -10,6 +10,8 @@ from typing import Any
 DEFAULT_RUN_KEY = "curate"
 DEFAULT_LABEL_FIELD = "ground_truth"
 DEMO_DATASET = "curate-digits"
+DIGITS_SOURCES = ("digits", "digits-planted")
+"""scikit-learn's digits, and the demo's copy of them with problems planted (:mod:`curate.data.planted`)."""
 # Digits are 8x8, grey and chiral: decode them at 16 px, never flip them, and give the default network a
 # quarter of its channels (as accurate held out as full width, in about half the time;
 # docs/benchmarks.md, "Demo wall time").
@@ -49,7 +51,7 @@ class RunOptions:
         from curate.population.config import CurateConfig
         from curate.population.train import TrainSettings
 
-        preset = DIGITS_PRESET if source == "digits" else {}
+        preset = DIGITS_PRESET if source in DIGITS_SOURCES else {}
         image_size = (self.image_size if self.image_size is not None
                       else preset.get("image_size") or default_image_size(self.model, native_size))
         hflip = self.hflip if self.hflip is not None else preset.get("hflip", True)

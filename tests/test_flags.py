@@ -141,16 +141,20 @@ def test_a_pie_with_a_pixel_issue_is_corruption_even_when_the_models_are_sure():
     assert not without_pixels.corruption.any() and without_pixels.category[5] == "ambiguous"  # 0.35 vs 0.30
 
 
-def test_halves_that_disagree_confidently_are_multi_object_and_a_near_tie_is_ambiguous():
+def test_windows_that_disagree_confidently_are_multi_object_and_a_near_tie_is_ambiguous():
+    from curate.science.regions import REGIONS
+
     labels = np.array([0, 0, 1, 1])
     probs = np.array([[0.5, 0.5], [0.5, 0.5], [0.1, 0.9], [0.2, 0.8]])  # samples 0 and 1: even splits
-    # Sample 0's left half is confidently 0 and its right half confidently 1; sample 1's halves agree.
-    regions = np.array([[[0.95, 0.05], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7]],
-                        [[0.1, 0.9], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7]],
-                        [[0.5, 0.5], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7]],
-                        [[0.5, 0.5], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7]]])
-    # Composite probes: halves 0.9 / 0.85 confident and different (score 0.85).
-    probe_regions = np.array([[[0.9, 0.1]], [[0.15, 0.85]], [[0.5, 0.5]], [[0.5, 0.5]]])
+    # Every window agrees with the whole image, except sample 0's: its middle-left window is
+    # confidently 0 and its middle-right window confidently 1.
+    regions = np.repeat(probs[None], len(REGIONS), axis=0)
+    regions[REGIONS.index("middle-left"), 0] = [0.95, 0.05]
+    regions[REGIONS.index("middle-right"), 0] = [0.1, 0.9]
+    # The two-object probe: its left and right windows say 0 at 0.9 and 1 at 0.85 (score 0.85).
+    probe_regions = np.full((len(REGIONS), 1, 2), 0.5)
+    probe_regions[REGIONS.index("middle-left"), 0] = [0.9, 0.1]
+    probe_regions[REGIONS.index("middle-right"), 0] = [0.15, 0.85]
     cats = categorise(labels, probs, np.ones(4, dtype=bool), np.zeros(4), np.array([[0.5, 0.5]]),
                       np.array([[0.5, 0.5]]), label_wrong_probability=np.zeros(4), region_probs=regions,
                       two_class_probe_regions=probe_regions)

@@ -9,7 +9,7 @@ from curate.data.planted import DAMAGES, TWO_OBJECTS, WRONG_LABEL, PlantedShares
 from curate.data.sources import LabeledImages
 from curate.science.noise_model import fit_noise_model, fit_transition, reliability_table, tempered
 from curate.science.pies import compare_with_control, mark_pies
-from curate.science.regions import region_split, youden_threshold
+from curate.science.regions import PAIRS, REGIONS, region_split, youden_threshold
 
 
 # --- noise model ---------------------------------------------------------------------------------
@@ -124,23 +124,38 @@ def test_control_comparison_checks_shapes():
 
 def test_region_split_by_hand():
     c = 3
-    # Sample 0: left says 0 (0.9), right says 1 (0.8): two objects side by side, score 0.8.
-    # Sample 1: every half says 2: one object, score 0.
-    # Sample 2: top 0 (0.6), bottom 2 (0.7); left and right agree: score 0.6 from the top/bottom pair.
+
     def p(cls, conf):
         row = np.full(c, (1 - conf) / (c - 1))
         row[cls] = conf
         return row
-    regions = np.array([
-        [p(0, 0.9), p(2, 0.9), p(1, 0.5)],   # left
-        [p(1, 0.8), p(2, 0.9), p(1, 0.5)],   # right
-        [p(0, 0.9), p(2, 0.9), p(0, 0.6)],   # top
-        [p(0, 0.9), p(2, 0.9), p(2, 0.7)],   # bottom
-    ])
+
+    # Every window of every sample says 2 at p 0.5 unless set below.
+    regions = np.array([[p(2, 0.5)] * 3 for _ in REGIONS])
+    # Sample 0: middle-left says 0 (0.9), middle-right says 1 (0.8): two objects side by side, score 0.8.
+    regions[REGIONS.index("middle-left"), 0] = p(0, 0.9)
+    regions[REGIONS.index("middle-right"), 0] = p(1, 0.8)
+    # Sample 1: only overlapping windows disagree (top-left vs top-centre): no score.
+    regions[REGIONS.index("top-left"), 1] = p(0, 0.9)
+    regions[REGIONS.index("top-centre"), 1] = p(1, 0.9)
+    # Sample 2: top-centre 0 (0.6), bottom-centre 1 (0.7): score 0.6 from the top/bottom pair.
+    regions[REGIONS.index("top-centre"), 2] = p(0, 0.6)
+    regions[REGIONS.index("bottom-centre"), 2] = p(1, 0.7)
     split = region_split(regions)
-    assert split.score == pytest.approx([0.8, 0.0, 0.6])
-    assert split.first.tolist()[0::2] == [0, 0] and split.second.tolist()[0::2] == [1, 2]
-    assert split.pair.tolist()[0::2] == [0, 1]
+    # Sample 1's windows also disagree with non-overlapping windows that say 2 at p 0.5: score 0.5.
+    assert split.score == pytest.approx([0.8, 0.5, 0.6])
+    assert [REGIONS[w] for w in PAIRS[split.pair[0]]] == ["middle-left", "middle-right"]
+    assert (split.first[0], split.second[0]) == (0, 1)
+    assert [REGIONS[w] for w in PAIRS[split.pair[2]]] == ["top-centre", "bottom-centre"]
+    with pytest.raises(ValueError, match="region_probs must be"):
+        region_split(regions[:4])
+
+
+def test_windows_that_overlap_are_never_paired():
+    for a, b in PAIRS:
+        rows, cols = abs(a // 3 - b // 3), abs(a % 3 - b % 3)
+        assert rows == 2 or cols == 2  # half a side apart: windows of half the side cannot overlap
+    assert len(PAIRS) == 16
 
 
 def test_youden_threshold_by_hand():

@@ -158,3 +158,28 @@ def plant(images: LabeledImages, root: str | os.PathLike, *, shares: PlantedShar
         fields=fields, root=images.root,
         notes=[*images.notes, f"Planted {n_wrong} wrong labels, {n_damaged} damaged images and {n_pairs} "
                               "two-object images (field `planted`); the originals are untouched."])
+
+
+def recovery(planted: list[str | None], *, label_noise: np.ndarray, corruption: np.ndarray,
+             category: np.ndarray) -> list[dict]:
+    """How many planted problems a run found, and how precisely, one row per kind of problem.
+
+    A wrong label counts as found when flagged ``label_noise``; a damaged image when flagged
+    ``corruption``; a two-object image when its PIE category is ``multi_object``. Precision is the
+    share of the flag's samples that were planted with that problem; ``lift`` is precision over the
+    problem's base rate (how much better than picking images at random).
+    """
+    kinds = np.array([k or "" for k in planted], dtype=object)
+    n = len(kinds)
+    rows = []
+    for name, is_planted, flagged in (
+            ("wrong label", kinds == WRONG_LABEL, np.asarray(label_noise, dtype=bool)),
+            ("damaged image", np.isin(kinds, DAMAGES), np.asarray(corruption, dtype=bool)),
+            ("two objects", kinds == TWO_OBJECTS, np.asarray(category, dtype=object) == "multi_object")):
+        planted_n, flagged_n, found = int(is_planted.sum()), int(flagged.sum()), int((is_planted & flagged).sum())
+        if planted_n == 0:
+            continue
+        precision = found / flagged_n if flagged_n else float("nan")
+        rows.append({"problem": name, "planted": planted_n, "found": found, "recall": found / planted_n,
+                     "flagged": flagged_n, "precision": precision, "lift": precision / (planted_n / n)})
+    return rows

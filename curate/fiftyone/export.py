@@ -85,7 +85,7 @@ def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str
     """One row per sample the run scored: current and run-time label, split, flag, suggestion, tags, PIE.
 
     Returns ``(table, classes)``, the columns :func:`curate.science.review.plan_export` needs plus
-    ``pie`` and ``pie_score``.
+    ``pie``, ``pie_score`` and ``p_label_wrong`` (the run's P(label wrong), NaN for runs without it).
     """
     config = run_record(dataset, run_key)
     names = names_for(run_key, list(config.levels))
@@ -97,13 +97,16 @@ def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str
     ids, paths, labels, tags, category, noisy, suggested, pie, pie_score, corrupt = scored.values([
         "id", "filepath", f"{label_field}.label", "tags", names.category, names.label_noise,
         f"{names.suggested}.label", names.pie, names.pie_score, names.corruption])
-    by_path = run_samples.set_index("filepath")["label"]
-    run_labels = [by_path.get(p, label) for p, label in zip(paths, labels)]
+    by_path = run_samples.set_index("filepath")
+    run_labels = [by_path["label"].get(p, label) for p, label in zip(paths, labels)]
+    # Runs before the noise model have no probability: NaN, which the status leaves out.
+    wrong = by_path["label_wrong_probability"] if "label_wrong_probability" in by_path else pd.Series(dtype=float)
+    p_wrong = [float(wrong.get(p, np.nan)) for p in paths]
     flags = [flag_of(c, n, x) for c, n, x in zip(category, noisy, corrupt)]
     table = pd.DataFrame({
         "sample_id": ids, "filepath": paths, "label": labels, "run_label": run_labels,
         "split": [split_of(t) for t in tags], "flag": flags, "suggested": suggested, "tags": tags,
-        "pie": [bool(p) for p in pie], "pie_score": [float(s or 0.0) for s in pie_score],
+        "pie": [bool(p) for p in pie], "pie_score": [float(s or 0.0) for s in pie_score], "p_label_wrong": p_wrong,
     })
     return table, classes
 

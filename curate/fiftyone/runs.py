@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import fiftyone.core.runs as fors
 
-from curate.fiftyone.write import METHOD, names_for, save_views, update_run_info
+from curate.fiftyone.write import LABEL_FIELD, METHOD, configure_app, names_for, save_views, unconfigure_app, update_run_info
 
 
 class CurateRunConfig(fors.RunConfig):
@@ -44,6 +44,7 @@ def remove_written(dataset, config, run_key: str) -> None:
             dataset.delete_brain_run(brain_key)  # also deletes the field it wrote
         elif dataset.has_sample_field(brain_key):
             dataset.delete_sample_field(brain_key)  # killed after the field, before the Brain run's record
+    unconfigure_app(dataset, run_key, list(getattr(config, "fields", None) or []))
     present = [f for f in getattr(config, "fields", None) or [] if dataset.has_sample_field(f)]
     if present:
         dataset.delete_sample_fields(present)
@@ -73,6 +74,10 @@ def rename_written(dataset, config, key: str, new_key: str) -> None:
         if dataset.has_saved_view(view_name):
             dataset.delete_saved_view(view_name)
     save_views(dataset, new_key, new, levels)
+    unconfigure_app(dataset, key, old.fields)
+    sparsities = (getattr(config, "curate_config", None) or {}).get("sparsities", ())
+    configure_app(dataset, new_key, new, getattr(config, "label_field", None) or LABEL_FIELD, levels,
+                  ["prune"] * len(sparsities) + ["quantize"] * (len(levels) - len(sparsities)))
     config.fields, config.tags, config.tag, config.views = new.fields, new.tags, new.tag, new.all_views
     fors.Run.update_run_config(dataset, key, config)
     info = (dataset.info.get("curate") or {}).get(key)

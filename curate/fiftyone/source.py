@@ -68,9 +68,16 @@ def from_fiftyone(dataset_name: str, label_field: str = "ground_truth") -> Label
 
 
 def load_source(source: str, label_field: str = "ground_truth") -> LabeledImages:
-    """Resolve ``source``: ``digits``, a directory, a ``.csv`` file, or a FiftyOne dataset name."""
+    """Resolve ``source``: ``digits``, ``digits-planted`` (the demo's copy of the digits with wrong labels,
+    damaged and two-object images planted, :func:`curate.data.planted.plant`), a directory, a ``.csv``
+    file, or a FiftyOne dataset name."""
     if source == "digits":
         return digits()
+    if source == "digits-planted":
+        from curate.data.planted import plant
+        from curate.data.sources import default_cache_dir
+
+        return plant(digits(), default_cache_dir() / "digits-planted")
     path = Path(source).expanduser()
     if path.is_dir():
         return from_folder(path)
@@ -84,6 +91,6 @@ def load_source(source: str, label_field: str = "ground_truth") -> LabeledImages
     if fo.dataset_exists(source):
         return from_fiftyone(source, label_field)
     raise SourceError(
-        f"Source {source!r} is neither 'digits', an existing folder, a .csv manifest, "
+        f"Source {source!r} is neither 'digits', 'digits-planted', an existing folder, a .csv manifest, "
         "nor a FiftyOne dataset (see `fiftyone datasets list`)."
     )

@@ -262,6 +262,7 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
         checkpoint("fiftyone:tags")
         write_brain_fields(dataset.select(ids), names, label_field, brain_keys)
         save_views(dataset, run_key, names, result.level_names)
+        configure_app(dataset, run_key, names, label_field, result.level_names, result.config.level_kinds)
         checkpoint("fiftyone:complete")
         categories = result.categories
         results = dataset.init_run_results(
@@ -393,8 +394,8 @@ def save_views(dataset, run_key: str, names: RunNames, level_names: list[str]) -
         )
     dataset.save_view(
         names.label_noise_view,
-        dataset.match(F(names.label_noise) == True).sort_by(names.flag_score, reverse=True),  # noqa: E712
-        description=f"Every suspected label error of run {run_key!r} (PIE or not), most likely first",
+        dataset.match(F(names.label_noise) == True).sort_by(names.p_label_wrong, reverse=True),  # noqa: E712
+        description=f"Every suspected label error of run {run_key!r} (PIE or not), highest P(label wrong) first",
         overwrite=True,
     )
     dataset.save_view(
@@ -403,6 +404,66 @@ def save_views(dataset, run_key: str, names: RunNames, level_names: list[str]) -
         description=f"Every image of run {run_key!r} that a pixel check flags (PIE or not), worst first",
         overwrite=True,
     )
+
+
+def app_groups(run_key: str) -> tuple[str, str]:
+    """Names of the App sidebar groups a run adds: its review fields, and its other compression levels."""
+    return f"{run_key}: review", f"{run_key}: other levels"
+
+
+def configure_app(dataset, run_key: str, names: RunNames, label_field: str, level_names: list[str],
+                  kinds: list[str]) -> None:
+    """Open the App on what a reviewer needs.
+
+    A grid card shows four labels: the given label, curate's suggestion, the dense population's
+    prediction and the strongest compressed level's (the last pruning level); the sidebar gets a
+    group of the review fields (expanded) and one of the other levels' predictions (collapsed), and
+    the dataset's other groups stay as they were, less the fields moved here.
+    """
+    import fiftyone as fo
+    from fiftyone.core.odm.dataset import ActiveFields, SidebarGroupDocument
+
+    pruned = [name for name, kind in zip(level_names, kinds) if kind == "prune"]
+    strongest = names.levels[pruned[-1] if pruned else level_names[-1]] if level_names else None
+    card = [label_field, names.suggested, names.dense] + ([strongest] if strongest else [])
+    review = [names.category, names.p_label_wrong, names.reason, names.suggested, names.dense,
+              *([strongest] if strongest else []), names.label_noise, names.corruption, names.pie,
+              names.pie_score, names.pie_beyond_control, names.pie_levels, names.flag_score]
+    others = [field for field in names.levels.values() if field != strongest]
+    review_group, levels_group = app_groups(run_key)
+    config = dataset.app_config
+    groups = list(config.sidebar_groups or fo.DatasetAppConfig.default_sidebar_groups(dataset))
+    moved = set(review) | set(others)
+    kept = []
+    for group in groups:
+        if group.name in (review_group, levels_group):
+            continue
+        group.paths = [path for path in group.paths if path not in moved]
+        kept.append(group)
+    at = next((i + 1 for i, group in enumerate(kept) if group.name == "tags"), 0)
+    kept.insert(at, SidebarGroupDocument(name=review_group, paths=review, expanded=True))
+    kept.append(SidebarGroupDocument(name=levels_group, paths=others, expanded=False))
+    config.sidebar_groups = kept
+    config.active_fields = ActiveFields(paths=card)
+    dataset.save()
+
+
+def unconfigure_app(dataset, run_key: str, fields: list[str]) -> None:
+    """Undo :func:`configure_app` for ``run_key``: its sidebar groups and its fields on the cards go."""
+    config = dataset.app_config
+    groups = config.sidebar_groups
+    changed = False
+    if groups:
+        names = app_groups(run_key)
+        kept = [group for group in groups if group.name not in names]
+        changed = len(kept) != len(groups)
+        config.sidebar_groups = kept
+    active = config.active_fields
+    if active is not None and active.paths and set(active.paths) & set(fields):
+        active.paths = [path for path in active.paths if path not in set(fields)]
+        changed = True
+    if changed:
+        dataset.save()
 
 
 def brain_keys_for(dataset, names: RunNames) -> dict[str, str]:

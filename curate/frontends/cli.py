@@ -196,10 +196,16 @@ def run(source: str, dataset: str | None, label_field: str, **opts) -> None:
 
 @main.command()
 @click.option("--dataset", "-d", default=DEMO_DATASET, show_default=True, help="FiftyOne dataset to write to.")
+@click.option("--clean", is_flag=True, help="Run on the untouched digits instead of a copy with problems planted.")
 @population_options
-def demo(dataset: str, **opts) -> None:
-    """Run curate on scikit-learn's handwritten digits (1,797 images, no download needed)."""
-    _run("digits", dataset, DEFAULT_LABEL_FIELD, opts)
+def demo(dataset: str, clean: bool, **opts) -> None:
+    """Run curate on scikit-learn's handwritten digits (1,797 images, no download needed).
+
+    By default on a copy with known problems planted (5% wrong labels; 3% damaged images: JPEG blocks,
+    noise, washed out; 2% two digits in one image), marked in a `planted` field, so the run ends by
+    saying how many curate found and how precisely. --clean runs the untouched digits.
+    """
+    _run("digits" if clean else "digits-planted", dataset, DEFAULT_LABEL_FIELD, opts)
 
 
 @main.command()

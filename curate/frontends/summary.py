@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import numpy as np
+
 Line = tuple[str, "str | None"]
 
 
@@ -57,7 +59,11 @@ def flag_lines(result) -> list[Line]:
                          (table(rows, ["category", "PIEs", "share", "example reason"]), None)]
     noisy = int(samples["label_noise"].sum())
     lines.append((f"Suspected label errors, PIE or not: {noisy} ({100 * noisy / len(samples):.2f}%), "
-                  "each with a suggested label", None))
+                  "each with a suggested label and P(label wrong)", None))
+    if result.categories.label_wrong_probability is not None:
+        lines.append((trust_sentence(result.categories.expected_wrong_among(samples["label_noise"].to_numpy(bool)),
+                                     noisy, float(np.nansum(result.categories.label_wrong_probability)),
+                                     len(samples)), None))
     view = result.manifest.get("in_sample_view")
     if view:
         lines.append((in_sample_view_sentence(view), None))
@@ -70,6 +76,33 @@ def flag_lines(result) -> list[Line]:
             line += ": " + ", ".join(f"{check.replace('_', ' ')} {n}" for check, n in counts.items())
         lines.append((line, None))
     return lines
+
+
+def planted_lines(result, planted) -> list[Line]:
+    """The demo's closing table: the planted problems curate found, and how precisely."""
+    from curate.data.planted import recovery
+
+    rows = recovery(planted, label_noise=result.samples["label_noise"].to_numpy(bool),
+                    corruption=result.samples["corruption"].to_numpy(bool), category=result.samples["category"].to_numpy())
+    shown = [[r["problem"], r["planted"], r["found"], f"{100 * r['recall']:.0f}%", r["flagged"],
+              "-" if r["precision"] != r["precision"] else f"{100 * r['precision']:.0f}%",
+              "-" if r["lift"] != r["lift"] else f"{r['lift']:.0f}x"] for r in rows]
+    return [("\nPlanted problems found (field `planted` marks them; `curate demo --clean` runs the untouched digits):",
+             "bold"),
+            (table(shown, ["problem", "planted", "found", "recall", "flagged", "precision", "x base rate"]), None)]
+
+
+def trust_sentence(expected_among_flags: float, n_flags: int, expected_total: float, n: int) -> str:
+    """How far to trust the label-noise flags, in plain words, from the noise model's probabilities."""
+    if n_flags:
+        head = (f"  of these, about {expected_among_flags:.0f} are expected to be real errors (estimated precision "
+                f"{100 * expected_among_flags / n_flags:.0f}%); ")
+    else:
+        head = "  none is more likely wrong than right; "
+    missed = max(0.0, expected_total - expected_among_flags)
+    return (head + f"the whole dataset is expected to hold about {expected_total:.0f} wrong labels "
+            f"({100 * expected_total / max(n, 1):.1f}%), {missed:.0f} of them among images not flagged "
+            "(sort the label-noise view by P(label wrong) to work down from the likeliest).")
 
 
 def in_sample_view_sentence(view: dict) -> str:
@@ -115,6 +148,9 @@ def run_lines(outcome, launcher: str = "curate") -> list[Line]:
         beyond = int(result.samples["pie_beyond_control"].sum())
         lines.append((f"  {beyond} of them are PIEs the control does not also produce. {CONTROL_SENTENCE}", None))
     lines += flag_lines(result)
+    planted = result.images.fields.get("planted")
+    if planted is not None and any(planted):
+        lines += planted_lines(result, planted)
     lines.append(("\n" + impact_summary(result.impact, result.config.alpha), None))
     if result.bad_images:
         lines.append((f"\n{len(result.bad_images)} image(s) could not be read and were left out:", "warning"))
@@ -150,12 +186,29 @@ def status_lines(status) -> list[Line]:
     lines += [(f"Warning: {warning}", "warning") for warning in status.warnings]
     lines.append((table([[flag, *row] for flag, row in zip(counts.index, counts.to_numpy().tolist())],
                         ["flag", *counts.columns]), None))
+    from curate.science.review import label_noise_review
+
+    if "p_label_wrong" in plan:
+        review = label_noise_review(plan)
+        if review["flags"] and review["has_probabilities"]:
+            lines.append((label_noise_review_sentence(review), None))
     reasons = plan[plan["action"] != "keep"]["reason"].fillna("").astype(str).str.replace(r" [^ ]+ -> [^ ]+ ", " ", regex=True)
     notes = plan[(plan["action"] == "keep") & (plan["reason"] != "")]["reason"].value_counts()
     lines.append(("\n" + export_now_sentence(plan) + (":" if len(reasons) or len(notes) else "."), None))
     lines += [(f"  {count:6d}  {reason}", None) for reason, count in reasons.value_counts().items()]
     lines += [(f"  {count:6d}  {reason}", None) for reason, count in notes.items()]
     return lines
+
+
+def label_noise_review_sentence(review: dict) -> str:
+    """The reviewed label-noise flags against what the run expected them to hold."""
+    if not review["reviewed"]:
+        return (f"Label-noise flags: none reviewed yet; the {review['flags']} flags are expected to hold about "
+                f"{review['expected'] + review['unreviewed_expected']:.0f} wrong labels.")
+    return (f"Label-noise flags reviewed: {review['reviewed']} of {review['flags']}. The run expected them to hold "
+            f"{review['expected']:.1f} wrong labels; the reviewer confirmed {review['confirmed']} (confirmed or "
+            f"relabelled). The {review['unreviewed']} unreviewed flags are expected to hold about "
+            f"{review['unreviewed_expected']:.0f}.")
 
 
 def export_lines(manifest: dict, out) -> list[Line]:

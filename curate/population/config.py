@@ -154,11 +154,18 @@ class CurateConfig:
         if self.weights:
             config["weights"] = _file_digest(self.weights)
         config["run_store_version"] = RUN_STORE_VERSION
+        config["job_outputs"] = JOB_OUTPUTS
         h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
         h.update("\n".join(images.filepaths).encode())
         h.update(np.asarray(images.labels, dtype=np.int64).tobytes())
         h.update("\n".join(images.classes).encode())
         return h.hexdigest()[:16]
+
+
+JOB_OUTPUTS = 2
+"""Version of what a population job computes (its predictions' meaning: control copy, image windows,
+probe construction). Part of the fingerprint, so a stored job from an older version is retrained
+rather than read with another meaning."""
 
 
 def _file_digest(path: str) -> str:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from curate.options import RunOptions
-from curate.science.regions import REGIONS
+from curate.science.regions import GRID, REGIONS
 from curate.population.models import prunable_parameters
 
 
@@ -352,18 +352,25 @@ def predict_probs(model: nn.Module, pixels: np.ndarray, normalize: Normalizer, b
 
 
 def region_views(x: torch.Tensor) -> list[torch.Tensor]:
-    """Each half of a batch ``(n, c, h, w)`` in :data:`REGIONS` order, stretched back to ``h x w``."""
+    """Each window of a batch ``(n, c, h, w)`` in :data:`REGIONS` order: half the side, at quarter
+    steps, enlarged twice back to ``h x w``."""
     _, _, h, w = x.shape
-    halves = [x[..., :, : w // 2], x[..., :, w - w // 2:], x[..., : h // 2, :], x[..., h - h // 2:, :]]
-    return [F.interpolate(half, size=(h, w), mode="bilinear", align_corners=False) for half in halves]
+    wh, ww = max(1, h // 2), max(1, w // 2)
+    views = []
+    for r in range(GRID):
+        for c in range(GRID):
+            top, left = r * (h - wh) // (GRID - 1), c * (w - ww) // (GRID - 1)
+            views.append(F.interpolate(x[..., top:top + wh, left:left + ww], size=(h, w), mode="bilinear",
+                                       align_corners=False))
+    return views
 
 
 @torch.no_grad()
 def predict_regions(model: nn.Module, pixels: np.ndarray, normalize: Normalizer, batch_size: int = 512) -> np.ndarray:
-    """Softmax probabilities of each image half (:data:`REGIONS`), ``(len(REGIONS), n, n_classes)`` float32.
+    """Softmax probabilities of each image window (:data:`REGIONS`), ``(len(REGIONS), n, n_classes)`` float32.
 
-    Two objects side by side or one above the other each fill one half; a single object fills both
-    or neither, so confident halves that disagree say more than one object is there.
+    Two objects in one frame each fill a window at about the scale of a single-object image; one
+    object fills none of them alone, so confident windows that disagree say more than one is there.
     """
     model.eval()
     use_amp = normalize.device.type == "cuda"

@@ -75,7 +75,8 @@ def level_table(
             "pies": int(scores.is_pie[i].sum()),
             "pie_fraction": scores.is_pie[i].sum() / n,
             "classes_impacted": int(level_impact["significant"].sum()),
-            **({} if control is None else {
+            # Quantized copies are not fine-tuned, so fine-tuning's noise floor is not theirs to clear.
+            **({} if control is None or kinds[i] != "prune" else {
                 "pies_beyond_control": int(control.beyond[i].sum()),
                 "excess_pie_fraction": float(control.excess[i]),
                 "excess_low": float(control.low[i]), "excess_high": float(control.high[i]),

@@ -11,8 +11,8 @@ Every PIE gets exactly one category, the first that applies in the order of the 
 2. ``corruption``: a pixel check fires (:mod:`curate.science.quality`). Also raised on non-PIEs, since a
    degraded image is worth a look whether or not the compressed copies forget it; the score ranks
    first those that the population is also unsure of (as unsure as of a corrupted probe image).
-3. ``multi_object``: complementary halves of the image are confidently different classes, as on
-   two-class composite probes (:mod:`curate.science.regions`).
+3. ``multi_object``: two parts of the image that do not overlap are confidently different classes,
+   as on two-object probes (:mod:`curate.science.regions`).
 4. ``ambiguous``: the population's mass splits between two classes at least as evenly as it does,
    typically, on a two-class composite probe: a near tie, from fine-grained classes, a hard image
    or a doubtful label, where no half of the image is confidently something else.
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from curate.science.noise_model import NoiseModel, fit_noise_model
-from curate.science.regions import RegionSplit, region_split, youden_threshold
+from curate.science.regions import PAIRS, REGIONS, RegionSplit, region_split, youden_threshold
 
 NO_CATEGORY = ""
 
@@ -485,7 +485,7 @@ class FlagEvidence:
     is_noise: np.ndarray               # P(label wrong) >= 0.5
     evenness: np.ndarray               # second / first probability (:func:`split_evenness`)
     split_threshold: float             # the median evenness of two-class composite probes
-    region: RegionSplit | None         # how confidently complementary halves disagree (None: no region predictions)
+    region: RegionSplit | None         # how confidently non-overlapping windows disagree (None: no window predictions)
     region_threshold: float            # Youden's threshold between composite probes and the dataset
     first: np.ndarray                  # top class, and the runner-up, and their probabilities
     second: np.ndarray
@@ -573,7 +573,7 @@ class CorruptionCategory(FlagCategory):
 
 class MultiObjectCategory(FlagCategory):
     name = "multi_object"
-    description = "complementary halves of the image are confidently different classes, as on two-class composites"
+    description = "two parts of the image that do not overlap are confidently different classes, as on two-object probes"
 
     def find(self, evidence):
         if evidence.region is None:
@@ -585,9 +585,9 @@ class MultiObjectCategory(FlagCategory):
 
     def reason(self, evidence, i):
         names, region = evidence.class_names, evidence.region
-        halves = ("left", "right") if region.pair[i] == 0 else ("top", "bottom")
-        return (f"{halves[0]} half looks like {names[region.first[i]]} (p {region.p_first[i]:.2f}), {halves[1]} half "
-                f"like {names[region.second[i]]} (p {region.p_second[i]:.2f}); labelled {names[evidence.labels[i]]}")
+        a, b = (REGIONS[w] for w in PAIRS[region.pair[i]])
+        return (f"{a} of the image looks like {names[region.first[i]]} (p {region.p_first[i]:.2f}), {b} like "
+                f"{names[region.second[i]]} (p {region.p_second[i]:.2f}); labelled {names[evidence.labels[i]]}")
 
 
 class AmbiguousCategory(FlagCategory):

@@ -44,18 +44,26 @@ class ProbeSuite:
         return np.isin(self.kinds, kinds)
 
 
-def _squeeze_width(images: np.ndarray) -> np.ndarray:
-    """Halve the width by averaging column pairs (odd widths drop the last column)."""
-    w = images.shape[-1] // 2 * 2
-    return images[..., :w].reshape(*images.shape[:-1], w // 2, 2).mean(axis=-1)
+def _half_size(images: np.ndarray) -> np.ndarray:
+    """Halve height and width by averaging 2 x 2 blocks (odd sides drop the last row or column)."""
+    h, w = images.shape[-2] // 2 * 2, images.shape[-1] // 2 * 2
+    x = images[..., :h, :w]
+    return x.reshape(*x.shape[:-2], h // 2, 2, w // 2, 2).mean(axis=(-3, -1))
 
 
 def two_class_composites(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Side-by-side composites: ``a`` squeezed into the left half, ``b`` into the right half."""
-    left, right = _squeeze_width(a.astype(np.float32)), _squeeze_width(b.astype(np.float32))
-    out = np.concatenate([left, right], axis=-1)
-    if out.shape[-1] < a.shape[-1]:  # odd width: repeat the last column
-        out = np.concatenate([out, out[..., -1:]], axis=-1)
+    """Two objects in one frame: ``a`` and ``b`` ``(n, 3, h, w)`` at half size, ``a`` in the left half and
+    ``b`` in the right, vertically centred, on the pair's mean border colour."""
+    a, b = a.astype(np.float32), b.astype(np.float32)
+    h, w = a.shape[-2:]
+    border = np.concatenate([x[..., [0, -1], :].reshape(*x.shape[:2], -1) for x in (a, b)]
+                            + [x[..., :, [0, -1]].reshape(*x.shape[:2], -1) for x in (a, b)], axis=-1)
+    out = np.broadcast_to(border.mean(axis=-1)[..., None, None], a.shape).copy()
+    small_a, small_b = _half_size(a), _half_size(b)
+    sh, sw = small_a.shape[-2:]
+    top = (h - sh) // 2
+    out[..., top:top + sh, :sw] = small_a
+    out[..., top:top + sh, w - sw:] = small_b
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 

@@ -1,10 +1,12 @@
 """More than one object: image halves that are confidently different classes. Pure numpy.
 
 A near tie between two classes over the whole image is ambiguity: it also comes from fine-grained
-classes, bad labels and blur. Two objects leave a different trace: one half of the image is
-confidently one class and the complementary half confidently another. Each held-out network
-predicts the four halves of an image (:data:`REGIONS`, each stretched back to full size); the
-population's mean per half is compared within each complementary pair.
+classes, bad labels and blur. Two objects leave a different trace: one part of the image is
+confidently one class and another part, not overlapping it, confidently another. Each held-out
+network predicts nine windows of half the image's side (:data:`REGIONS`, a 3 x 3 grid at quarter
+steps, each enlarged twice to full size, so an object that fills half the frame is seen at the
+scale the network learned); the population's mean per window is compared between every two
+windows that do not overlap (:data:`PAIRS`).
 
 The threshold is not a constant: the population also predicts the halves of two-class composite
 probes (:mod:`curate.science.probes`, known to hold two objects), and the threshold is the one that
@@ -19,8 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-REGIONS = ("left", "right", "top", "bottom")
-PAIRS = ((0, 1), (2, 3))  # complementary halves: left/right, top/bottom
+GRID = 3  # windows per axis, at offsets 0, 1/4 and 1/2 of the side
+REGIONS = tuple(f"{('top', 'middle', 'bottom')[r]}-{('left', 'centre', 'right')[c]}" for r in range(GRID) for c in range(GRID))
+PAIRS = tuple((a, b) for a in range(len(REGIONS)) for b in range(a + 1, len(REGIONS))
+              if abs(a // GRID - b // GRID) == GRID - 1 or abs(a % GRID - b % GRID) == GRID - 1)
+"""Pairs of windows that do not overlap: half a side apart in a row or a column."""
 
 
 @dataclass
@@ -28,9 +33,9 @@ class RegionSplit:
     """Result of :func:`region_split`.
 
     Attributes:
-        score: ``(N,)`` in [0, 1]: over the complementary pairs whose halves' top classes differ, the
-            larger of the two halves' smaller top probability; 0 when every pair agrees.
-        first, second: ``(N,)`` the two halves' top classes in the best pair (equal when score is 0).
+        score: ``(N,)`` in [0, 1]: over the pairs of non-overlapping windows whose top classes
+            differ, the largest of the two windows' smaller top probability; 0 when every pair agrees.
+        first, second: ``(N,)`` the two windows' top classes in the best pair (equal when score is 0).
         p_first, p_second: their probabilities.
         pair: ``(N,)`` index into :data:`PAIRS` of the best pair.
     """
@@ -44,10 +49,10 @@ class RegionSplit:
 
 
 def region_split(region_probs: np.ndarray) -> RegionSplit:
-    """How confidently complementary halves of each image disagree.
+    """How confidently non-overlapping windows of each image disagree.
 
     Args:
-        region_probs: ``(len(REGIONS), N, C)`` mean held-out probabilities of each half.
+        region_probs: ``(len(REGIONS), N, C)`` mean held-out probabilities of each window.
     """
     region_probs = np.asarray(region_probs, dtype=np.float64)
     if region_probs.ndim != 3 or region_probs.shape[0] != len(REGIONS):

@@ -184,6 +184,27 @@ def status_table(plan: pd.DataFrame) -> pd.DataFrame:
     return counts
 
 
+def label_noise_review(plan: pd.DataFrame) -> dict[str, float]:
+    """The label-noise flags reviewed so far against what the run expected of them.
+
+    ``plan`` is :func:`plan_export`'s with a ``p_label_wrong`` column. Among the samples flagged
+    ``label_noise`` that a reviewer decided (confirmed, rejected or relabelled; ``remove`` says
+    nothing about the label): ``expected``, the sum of their P(label wrong), against ``confirmed``,
+    how many the reviewer found wrong (confirmed or relabelled). ``unreviewed_expected``: what the
+    rest of the flags should still hold.
+    """
+    if "p_label_wrong" not in plan:
+        raise ValueError("The plan has no p_label_wrong column; it comes from curate.fiftyone.export.review_table.")
+    flagged = plan[plan["flag"] == "label_noise"]
+    decided = flagged["state"].isin([CONFIRMED, REJECTED, "relabelled"])
+    wrong = flagged["state"].isin([CONFIRMED, "relabelled"])
+    p = flagged["p_label_wrong"].astype(float)
+    return {"flags": int(len(flagged)), "reviewed": int(decided.sum()),
+            "expected": float(np.nansum(p[decided])), "confirmed": int((decided & wrong).sum()),
+            "unreviewed": int((~decided).sum()), "unreviewed_expected": float(np.nansum(p[~decided])),
+            "has_probabilities": bool(p.notna().any())}
+
+
 def stratified_splits(labels: np.ndarray, fractions: tuple[float, ...], seed: int,
                       names: tuple[str, ...] = ("train", "val", "test")) -> np.ndarray:
     """Seeded stratified assignment of each sample to a split, class by class.

@@ -1,0 +1,172 @@
+#!/usr/bin/env python
+"""Benchmark: how far a reviewer can trust curate's flags (issue 29).
+
+Four questions, each on data whose truth is known:
+
+``digits``   runs curate on copies of the digits with problems planted (:mod:`curate.data.planted`:
+             wrong labels, damaged images, two digits in one image) at two noise levels, and on the
+             untouched digits. Reports the calibration of P(label wrong) (reliability table, ECE), the
+             expected against the true number of wrong labels among the flags, how many planted
+             problems each flag found and how precisely, multi_object and ambiguous on the
+             two-object images and on untouched ones, and the control level's PIE fraction per level.
+``cifar10n`` reads the populations ``scripts/bench_flags.py --population-only`` stored for CIFAR-10N
+             label sets (``aggre`` ~9% wrong, ``worse`` ~40%, ``clean`` a few) and fits the product's
+             noise model (:func:`curate.science.flags.categorise` does the same) to their stored held-out
+             predictions: calibration against the truth (label != clean label), expected against true
+             wrong labels among the flags and in the dataset, and the flag set's precision and recall.
+
+    python scripts/bench_trust.py digits --out out/bench_trust_digits.json
+    python scripts/bench_flags.py --labels aggre worse --population-only --run-root RUNS
+    python scripts/bench_trust.py cifar10n --runs aggre=RUNS/flags-aggre-... worse=RUNS/flags-worse-... \
+        --out out/bench_trust_cifar10n.json
+
+Prints the tables and writes every figure as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench_pies import cifar10n_subset, require_cifar10n, write_report  # noqa: E402
+from curate.data.planted import DAMAGES, TWO_OBJECTS, WRONG_LABEL, PlantedShares, plant, recovery  # noqa: E402
+from curate.data.sources import default_cache_dir, digits  # noqa: E402
+from curate.options import RunOptions  # noqa: E402
+from curate.science.flags import population_mean  # noqa: E402
+from curate.science.noise_model import fit_noise_model, reliability_table  # noqa: E402
+
+
+def calibration(p_wrong: np.ndarray, truth: np.ndarray, flagged: np.ndarray) -> dict:
+    """Calibration of P(label wrong) against the truth, over every image and over the flags."""
+    from sklearn.metrics import roc_auc_score
+
+    truth, flagged = np.asarray(truth, dtype=bool), np.asarray(flagged, dtype=bool)
+    table, ece = reliability_table(p_wrong, truth)
+    _, ece_flags = reliability_table(p_wrong[flagged], truth[flagged]) if flagged.any() else (None, float("nan"))
+    tp = int((flagged & truth).sum())
+    return {
+        "n": int(len(truth)), "wrong": int(truth.sum()), "expected_wrong": float(p_wrong.sum()),
+        "flagged": int(flagged.sum()), "wrong_among_flags": tp, "expected_among_flags": float(p_wrong[flagged].sum()),
+        "precision": tp / max(1, int(flagged.sum())), "recall": tp / max(1, int(truth.sum())),
+        "ece": ece, "ece_flags": ece_flags,
+        "auroc": float(roc_auc_score(truth, p_wrong)) if 0 < truth.sum() < len(truth) else float("nan"),
+        "reliability": table,
+    }
+
+
+def print_calibration(name: str, c: dict) -> None:
+    print(f"\n{name}: {c['n']} images, {c['wrong']} wrong labels; expected {c['expected_wrong']:.0f}")
+    print(f"  flagged {c['flagged']}: {c['wrong_among_flags']} wrong, expected {c['expected_among_flags']:.0f} "
+          f"(precision {c['precision']:.3f}, recall {c['recall']:.3f}); ECE {c['ece']:.3f} (all), "
+          f"{c['ece_flags']:.3f} (flags); AUROC {c['auroc']:.3f}")
+    print(pd.DataFrame(c["reliability"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def control_rows(levels: pd.DataFrame) -> list[dict]:
+    columns = ["level", "kind", "accuracy", "pie_fraction", "excess_pie_fraction", "excess_low", "excess_high",
+               "classes_impacted", "classes_impacted_beyond_control"]
+    return levels[[c for c in columns if c in levels]].to_dict(orient="records")
+
+
+def region_rates(result, planted: np.ndarray) -> dict:
+    """multi_object and ambiguous, as rules on every image, on two-object images and on untouched ones."""
+    evidence = result.categories.evidence
+    multi = evidence.region.score >= evidence.region_threshold if evidence.region is not None else np.zeros(len(planted), bool)
+    ambiguous = evidence.evenness >= evidence.split_threshold
+    two, untouched = planted == TWO_OBJECTS, planted == ""
+    out = {}
+    for name, rule in (("multi_object", multi), ("ambiguous", ambiguous)):
+        out[name] = {"recall_two_objects": float(rule[two].mean()) if two.any() else float("nan"),
+                     "rate_untouched": float(rule[untouched].mean()),
+                     "precision": float(two[rule].mean()) if rule.any() else float("nan"), "flagged": int(rule.sum())}
+    return out
+
+
+def run_digits(args) -> dict:
+    from curate.population.pipeline import run_curate
+
+    report = {}
+    root = Path(args.run_root or default_cache_dir() / "bench")
+    for name, shares in (("planted 5%", PlantedShares(0.05, 0.03, 0.02)), ("planted 10%", PlantedShares(0.10, 0.03, 0.02)),
+                         ("untouched", None)):
+        images = digits() if shares is None else plant(digits(), root / f"trust-digits-{shares.wrong_labels}", shares=shares)
+        options = RunOptions(epochs=args.epochs)
+        config = options.config_for("digits", len(images), 32)
+        run_dir = root / f"trust-{name.replace(' ', '-').replace('%', '')}-{config.fingerprint(images)}"
+        started = time.time()
+        result = run_curate(images, config, run_dir, progress=False)
+        seconds = time.time() - started
+        planted = np.array([k or "" for k in images.fields.get("planted", [None] * len(images))], dtype=object)
+        truth = planted == WRONG_LABEL
+        flagged = result.samples["label_noise"].to_numpy(bool)
+        entry = {"seconds": seconds, "calibration": calibration(result.categories.label_wrong_probability, truth, flagged),
+                 "control": control_rows(result.levels)}
+        if shares is not None:
+            entry["recovery"] = recovery(list(images.fields["planted"]), label_noise=flagged,
+                                         corruption=result.samples["corruption"].to_numpy(bool),
+                                         category=result.samples["category"].to_numpy())
+            entry["regions"] = region_rates(result, planted)
+        report[name] = entry
+        print(f"\n=== digits, {name} ({seconds:.0f} s)")
+        print_calibration(name, entry["calibration"])
+        print(pd.DataFrame(entry["control"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        if shares is not None:
+            print(pd.DataFrame(entry["recovery"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+            print(pd.DataFrame(entry["regions"]).T.to_string(float_format=lambda v: f"{v:.3f}"))
+    return report
+
+
+def run_cifar10n(args) -> dict:
+    require_cifar10n()
+    table_report = {}
+    for spec in args.runs:
+        column, run_dir = spec.split("=", 1)
+        _, table = cifar10n_subset(args.n, args.seed)
+        classes = sorted(table["clean"].unique())
+        index = {c: i for i, c in enumerate(classes)}
+        labels = np.array([index[c] for c in table[column]])
+        truth = labels != np.array([index[c] for c in table["clean"]])
+        with np.load(Path(run_dir) / "probs.npz") as stored:
+            levels = [str(level) for level in stored["levels"]]
+            pruned = [i for i, level in enumerate(levels) if level.startswith("prune")]
+            held_out = population_mean(stored["dense"], stored["compressed"][pruned])
+        started = time.time()
+        model = fit_noise_model(labels, held_out)
+        flagged = model.p_wrong >= 0.5
+        entry = calibration(model.p_wrong, truth, flagged)
+        entry.update(temperature=model.temperature, noise_rate=float(1 - model.transition[0, 0]),
+                     fit_seconds=time.time() - started,
+                     held_out_accuracy=float((held_out.argmax(axis=1) == labels).mean()), run_dir=run_dir)
+        table_report[column] = entry
+        print_calibration(f"CIFAR-10N {column} (held-out accuracy {entry['held_out_accuracy']:.3f}, "
+                          f"temperature {model.temperature:.2f}, noise rate {entry['noise_rate']:.3f})", entry)
+        levels_csv = Path(run_dir) / "levels.csv"
+        if levels_csv.exists():
+            entry["control"] = control_rows(pd.read_csv(levels_csv))
+            if any(row["kind"] == "control" for row in entry["control"]):
+                print(pd.DataFrame(entry["control"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return table_report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["digits", "cifar10n"])
+    parser.add_argument("--runs", nargs="+", default=[], metavar="LABELS=RUN_DIR",
+                        help="cifar10n: the label set each stored population trained on, and its run directory.")
+    parser.add_argument("--n", type=int, default=10000, help="cifar10n: the subset the populations used.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=RunOptions.epochs, help="digits: dense training epochs.")
+    parser.add_argument("--run-root", default=None, help="digits: where the runs are cached.")
+    parser.add_argument("--out", default=None, help="JSON output path.")
+    args = parser.parse_args()
+    report = run_digits(args) if args.what == "digits" else run_cifar10n(args)
+    write_report(args.out, {"what": args.what, "results": report})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
