@@ -40,6 +40,6 @@ from helpers import TINY, invoke  # noqa: E402
 def digits_run(fo, tmp_path_factory):
     """The TINY demo on digits into dataset ``test-digits``; other tests reuse its run directory."""
     run_dir = tmp_path_factory.mktemp("digits-run")
-    result = invoke("demo", "--dataset", "test-digits", "--run-dir", str(run_dir), *TINY)
+    result = invoke("demo", "--clean", "--dataset", "test-digits", "--run-dir", str(run_dir), *TINY)
     assert result.exit_code == 0, result.output
     return fo.load_dataset("test-digits"), run_dir, result.output

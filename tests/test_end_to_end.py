@@ -56,7 +56,7 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
     quantized = ["fp16", "bf16", "int8", "int4", "dyn-int8"]
     assert set(dataset.list_saved_views()) == {
         "pies", "pies-prune50", "pies-prune90", "pies-label_noise", "pies-corruption", "pies-multi_object",
-        "pies-atypical", "label-noise", "corruption", *(f"pies-{q}" for q in quantized)}
+        "pies-ambiguous", "pies-atypical", "label-noise", "corruption", *(f"pies-{q}" for q in quantized)}
     assert isinstance(sample["curate_int4"], fo.Classification)
     pies_view = dataset.load_saved_view("pies")
     assert len(pies_view) == n_pies
@@ -132,7 +132,8 @@ def test_flags_become_fields_tags_and_views(fo, digits_run):
     tags = dataset.count_sample_tags()
     pies = table[table["pie"]]
     assert (pies["category"] != "").all() and (table.loc[~table["pie"], "category"] == "").all()
-    for category in ("label_noise", "corruption", "multi_object", "atypical"):
+    categories = ("label_noise", "corruption", "multi_object", "ambiguous", "atypical")
+    for category in categories:
         expected = int((table["category"] == category).sum())
         assert tags.get(f"pie:{category}", 0) == expected
         view = dataset.load_saved_view(f"pies-{category}")
@@ -141,7 +142,7 @@ def test_flags_become_fields_tags_and_views(fo, digits_run):
         assert scores == sorted(scores, reverse=True)
         assert all(0 <= s <= 1 for s in scores)
     # Every PIE carries exactly one category tag.
-    assert sum(tags.get(f"pie:{c}", 0) for c in ("label_noise", "corruption", "multi_object", "atypical")) == len(pies)
+    assert sum(tags.get(f"pie:{c}", 0) for c in categories) == len(pies)
 
     noisy = dataset.match_tags("label_noise")
     assert len(noisy) == int(table["label_noise"].sum()) == len(dataset.load_saved_view("label-noise"))
@@ -170,14 +171,14 @@ def test_flags_become_fields_tags_and_views(fo, digits_run):
     assert all(h is not None and h >= 0 for h in hardness) and all(m is not None for m in mistakenness)
     info = dataset.get_run_info("curate").config
     assert info.brain_runs == ["hardness", "mistakenness"] and "pie:atypical" in info.tags
-    assert 0 < info.flag_thresholds["multi_object_evenness"] <= 1
+    assert 0 < info.flag_thresholds["ambiguous_evenness"] <= 1
 
 
 def test_rerun_is_idempotent_and_resumes(fo, digits_run):
     dataset, run_dir, _ = digits_run
     before = snapshot(dataset)
     job_times = {p.name: p.stat().st_mtime_ns for p in (run_dir / "jobs").glob("*.npz")}
-    result = invoke("demo", "--dataset", "test-digits", "--run-dir", str(run_dir), *TINY)
+    result = invoke("demo", "--clean", "--dataset", "test-digits", "--run-dir", str(run_dir), *TINY)
     assert result.exit_code == 0, result.output
     dataset.reload()
     assert snapshot(dataset) == before
@@ -195,7 +196,7 @@ def test_interrupted_run_resumes_from_finished_jobs(fo, digits_run, tmp_path):
     # What a killed run leaves: its manifest says it was running (curate writes it before anything else).
     manifest = json.loads((run_dir / "manifest.json").read_text())
     (copy / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
-    result = invoke("demo", "--dataset", "test-digits-resume", "--run-dir", str(copy), *TINY)
+    result = invoke("demo", "--clean", "--dataset", "test-digits-resume", "--run-dir", str(copy), *TINY)
     assert result.exit_code == 0, result.output
     for path in kept:  # the finished jobs were reused byte for byte
         assert (copy / "jobs" / path.name).read_bytes() == path.read_bytes()
@@ -208,7 +209,7 @@ def test_interrupted_run_resumes_from_finished_jobs(fo, digits_run, tmp_path):
 def test_a_second_run_key_leaves_the_first_alone_and_can_be_deleted(fo, digits_run, tmp_path):
     dataset, _, _ = digits_run
     before = snapshot(dataset)
-    result = invoke("demo", "--dataset", "test-digits", "--run-key", "other", "--run-dir", str(tmp_path / "o"), *TINY,
+    result = invoke("demo", "--clean", "--dataset", "test-digits", "--run-key", "other", "--run-dir", str(tmp_path / "o"), *TINY,
                     "--quantize", "none", "--robustness-images", "0")
     assert result.exit_code == 0, result.output
     # Pruning only: no quantization levels, no robustness table.

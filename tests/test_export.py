@@ -12,7 +12,7 @@ from helpers import TINY, invoke
 def reviewed(fo, digits_run):
     """A fresh dataset from the session's digits run (same options, so no retraining), with review tags applied."""
     _, run_dir, _ = digits_run
-    result = invoke("demo", "--dataset", "test-review", "--run-dir", str(run_dir), *TINY)
+    result = invoke("demo", "--clean", "--dataset", "test-review", "--run-dir", str(run_dir), *TINY)
     assert result.exit_code == 0, result.output
     dataset = fo.load_dataset("test-review")
     noisy = dataset.match_tags("label_noise").sort_by("filepath")

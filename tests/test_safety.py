@@ -70,7 +70,7 @@ def test_export_folder_with_only_some_split_tags(fo, digits_run, tmp_path):
     _, run_dir, _ = digits_run
     from helpers import TINY
 
-    assert invoke("demo", "--dataset", "test-partial-splits", "--run-dir", str(run_dir), *TINY).exit_code == 0
+    assert invoke("demo", "--clean", "--dataset", "test-partial-splits", "--run-dir", str(run_dir), *TINY).exit_code == 0
     dataset = fo.load_dataset("test-partial-splits")
     dataset.select(dataset.sort_by("filepath").values("id")[:100]).tag_samples("test")
     for fmt in ("folder", "fiftyone"):

@@ -204,3 +204,43 @@ def test_plant_marks_every_change_and_leaves_the_originals(tmp_path):
     assert again.filepaths == planted.filepaths and (again.labels == planted.labels).all()
     with pytest.raises(ValueError, match="wrong_labels must lie"):
         PlantedShares(wrong_labels=0.7)
+
+
+# --- end to end ----------------------------------------------------------------------------------
+
+def test_the_demo_finds_its_planted_problems_and_the_app_opens_on_them(fo, tmp_path, monkeypatch):
+    """`curate demo` on the planted digits: wrong labels and damaged images found at >= 3x their base
+    rate, the summary says so, the dataset marks what was planted, the App config shows four labels
+    per card, the label-noise view is sorted by P(label wrong), and `curate status` compares."""
+    from helpers import invoke
+
+    monkeypatch.setenv("CURATE_HOME", str(tmp_path / "home"))  # the planted copy is written here
+    result = invoke("demo", "--dataset", "test-planted", "--run-dir", str(tmp_path / "run"), "--members", "2",
+                    "--epochs", "8", "--sparsities", "0.9", "--quantize", "none", "--robustness-images", "0", "-q")
+    assert result.exit_code == 0, result.output
+    assert "Planted problems found" in result.output and "expected to be real errors" in result.output
+    assert "PIEs the control does not also produce" in result.output
+    dataset = fo.load_dataset("test-planted")
+    planted = np.array([p or "" for p in dataset.values("planted")])
+    flagged_noise = np.array(dataset.values("curate_label_noise"))
+    flagged_damage = np.array(dataset.values("curate_corruption"))
+    for truth, flagged in ((planted == WRONG_LABEL, flagged_noise), (np.isin(planted, DAMAGES), flagged_damage)):
+        assert flagged.any()
+        assert truth[flagged].mean() >= 3 * truth.mean(), (truth[flagged].mean(), truth.mean())
+    # Damaged and two-object images are new files in the planted copy; the rest are the digits' own.
+    paths = np.array(dataset.values("filepath"))
+    in_copy = np.array([p.startswith(str(tmp_path / "home" / "digits-planted") + "/") for p in paths])
+    assert (in_copy == np.isin(planted, [*DAMAGES, TWO_OBJECTS])).all()
+    config = dataset.app_config
+    assert config.active_fields.paths == ["ground_truth", "curate_suggested", "curate_dense", "curate_prune90"]
+    groups = {g.name: g for g in config.sidebar_groups}
+    assert groups["curate: review"].expanded and "curate_p_label_wrong" in groups["curate: review"].paths
+    view = dataset.load_saved_view("label-noise")
+    wrong = view.values("curate_p_label_wrong")
+    assert wrong == sorted(wrong, reverse=True) and min(wrong) >= 0.5
+    status = invoke("status", "test-planted")
+    assert "expected to hold" in status.output, status.output
+    assert invoke("runs", "test-planted", "--delete", "curate").exit_code == 0
+    dataset.reload()
+    assert "curate: review" not in {g.name for g in dataset.app_config.sidebar_groups or []}
+    assert not dataset.app_config.active_fields or "curate_dense" not in dataset.app_config.active_fields.paths

@@ -406,6 +406,9 @@ def save_views(dataset, run_key: str, names: RunNames, level_names: list[str]) -
     )
 
 
+CARD_COLORS = ("#4b5563", "#15803d", "#c2410c", "#7c3aed")  # label, suggestion, dense, strongest level
+
+
 def app_groups(run_key: str) -> tuple[str, str]:
     """Names of the App sidebar groups a run adds: its review fields, and its other compression levels."""
     return f"{run_key}: review", f"{run_key}: other levels"
@@ -445,6 +448,12 @@ def configure_app(dataset, run_key: str, names: RunNames, label_field: str, leve
     kept.append(SidebarGroupDocument(name=levels_group, paths=others, expanded=False))
     config.sidebar_groups = kept
     config.active_fields = ActiveFields(paths=card)
+    # One colour per role, the same on every card: label, suggestion, dense, compressed.
+    scheme = config.color_scheme or fo.ColorScheme()
+    fields = [f for f in (scheme.fields or []) if f.get("path") not in card]
+    fields += [{"path": path, "fieldColor": color} for path, color in zip(card, CARD_COLORS)]
+    scheme.color_by, scheme.fields = "field", fields
+    config.color_scheme = scheme
     dataset.save()
 
 
@@ -461,6 +470,10 @@ def unconfigure_app(dataset, run_key: str, fields: list[str]) -> None:
     active = config.active_fields
     if active is not None and active.paths and set(active.paths) & set(fields):
         active.paths = [path for path in active.paths if path not in set(fields)]
+        changed = True
+    scheme = config.color_scheme
+    if scheme is not None and scheme.fields and any(f.get("path") in set(fields) for f in scheme.fields):
+        scheme.fields = [f for f in scheme.fields if f.get("path") not in set(fields)]
         changed = True
     if changed:
         dataset.save()
