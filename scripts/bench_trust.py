@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from bench_pies import cifar10n_subset, require_cifar10n, write_report  # noqa: E402
-from curate.data.planted import DAMAGES, TWO_OBJECTS, WRONG_LABEL, PlantedShares, plant, recovery  # noqa: E402
+from curate.data.planted import TWO_OBJECTS, WRONG_LABEL, PlantedShares, plant, recovery  # noqa: E402
 from curate.data.sources import default_cache_dir, digits  # noqa: E402
 from curate.options import RunOptions  # noqa: E402
 from curate.science.flags import population_mean  # noqa: E402
@@ -109,7 +109,9 @@ def run_digits(args) -> dict:
         if shares is not None:
             entry["recovery"] = recovery(list(images.fields["planted"]), label_noise=flagged,
                                          corruption=result.samples["corruption"].to_numpy(bool),
-                                         category=result.samples["category"].to_numpy())
+                                         category=result.samples["category"].to_numpy(),
+                                         duplicate=(result.samples["duplicate_cluster"] >= 0).to_numpy(),
+                                         copy_of=images.fields["copy_of"], filepaths=images.filepaths)
             entry["regions"] = region_rates(result, planted)
         report[name] = entry
         print(f"\n=== digits, {name} ({seconds:.0f} s)")

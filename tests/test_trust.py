@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curate.data.planted import DAMAGES, TWO_OBJECTS, WRONG_LABEL, PlantedShares, damage, plant
+from curate.data.planted import DAMAGES, DUPLICATE, TWO_OBJECTS, WRONG_LABEL, PlantedShares, damage, plant
 from curate.data.sources import LabeledImages
 from curate.science.noise_model import fit_noise_model, fit_transition, reliability_table, tempered
 from curate.science.pies import compare_with_control, mark_pies
@@ -194,10 +194,14 @@ def test_plant_marks_every_change_and_leaves_the_originals(tmp_path):
     planted = plant(images, tmp_path / "planted", shares=PlantedShares(0.1, 0.06, 0.04), seed=3)
     kinds = np.array([k or "" for k in planted.fields["planted"]])
     assert (kinds == WRONG_LABEL).sum() == 10 and np.isin(kinds, DAMAGES).sum() == 6 and (kinds == TWO_OBJECTS).sum() == 4
+    assert (kinds == DUPLICATE).sum() == 1
     original = np.array([planted.classes.index(c) for c in planted.fields["original_label"]])
     assert ((planted.labels != original) == (kinds == WRONG_LABEL)).all()
     changed = np.array([p != q for p, q in zip(planted.filepaths, paths)])
-    assert (changed == np.isin(kinds, [*DAMAGES, TWO_OBJECTS])).all()
+    assert (changed == np.isin(kinds, [*DAMAGES, TWO_OBJECTS, DUPLICATE])).all()
+    copy = int(np.flatnonzero(kinds == DUPLICATE)[0])
+    source = paths.index(planted.fields["copy_of"][copy])
+    assert planted.labels[copy] == images.labels[source] and kinds[source] == ""
     assert all(str(tmp_path / "planted") in p for p in np.array(planted.filepaths)[changed])
     assert {p: open(p, "rb").read() for p in paths} == before  # originals untouched
     again = plant(images, tmp_path / "planted", shares=PlantedShares(0.1, 0.06, 0.04), seed=3)
@@ -230,7 +234,13 @@ def test_the_demo_finds_its_planted_problems_and_the_app_opens_on_them(fo, tmp_p
     # Damaged and two-object images are new files in the planted copy; the rest are the digits' own.
     paths = np.array(dataset.values("filepath"))
     in_copy = np.array([p.startswith(str(tmp_path / "home" / "digits-planted") + "/") for p in paths])
-    assert (in_copy == np.isin(planted, [*DAMAGES, TWO_OBJECTS])).all()
+    assert (in_copy == np.isin(planted, [*DAMAGES, TWO_OBJECTS, DUPLICATE])).all()
+    # Every planted near copy is found in a group of duplicates with its original.
+    clusters = np.array([c if c is not None else -1 for c in dataset.values("curate_duplicate_cluster")])
+    copies = np.flatnonzero(planted == DUPLICATE)
+    originals = [list(paths).index(p) for p in np.array(dataset.values("copy_of"))[copies]]
+    assert (clusters[copies] >= 0).all() and (clusters[copies] == clusters[originals]).all()
+    assert len(dataset.load_saved_view("duplicates")) >= 2 * len(copies)
     config = dataset.app_config
     assert config.active_fields.paths == ["ground_truth", "curate_suggested", "curate_dense", "curate_prune90"]
     groups = {g.name: g for g in config.sidebar_groups}
@@ -244,3 +254,44 @@ def test_the_demo_finds_its_planted_problems_and_the_app_opens_on_them(fo, tmp_p
     dataset.reload()
     assert "curate: review" not in {g.name for g in dataset.app_config.sidebar_groups or []}
     assert not dataset.app_config.active_fields or "curate_dense" not in dataset.app_config.active_fields.paths
+
+
+# --- duplicates ----------------------------------------------------------------------------------
+
+def test_difference_hash_by_hand():
+    from curate.science.duplicates import difference_hash
+
+    image = np.zeros((1, 8, 9))
+    image[0, :, 0] = 10.0  # column 0 brighter than column 1 in every row: bits 0, 8, 16, ... set
+    image[0, 3, 5] = 7.0   # row 3: pixel 5 brighter than pixel 6: bit 8 * 3 + 5; pixel 4 darker than 5: not set
+    expected = sum(1 << (8 * r) for r in range(8)) | (1 << 29)
+    assert int(difference_hash(image)[0]) == expected
+    # A 4 x 4 image is enlarged by pixel repetition to 12 x 12 before hashing.
+    assert difference_hash(np.zeros((2, 4, 4))).shape == (2,)
+
+
+def test_near_pairs_match_brute_force():
+    from curate.science.duplicates import _popcount, near_pairs
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 2**63, 40, dtype=np.uint64)
+    flips = np.array([np.uint64(1) << np.uint64(b) for b in rng.integers(0, 64, 40)], dtype=np.uint64)
+    hashes = np.concatenate([base, base[:20] ^ flips[:20], base[:5] ^ flips[20:25] ^ flips[25:30]])
+    i, j = np.triu_indices(len(hashes), k=1)
+    brute = np.stack([i, j], axis=1)[_popcount(hashes[i] ^ hashes[j]) <= 6]
+    assert near_pairs(hashes).tolist() == brute.tolist()
+
+
+def test_duplicates_clusters_keepers_and_leaks():
+    from curate.science.duplicates import find_duplicates
+
+    hashes = np.array([0b1111, 0b1110, 2**40 - 1, 2**40 - 1, 0xAAAAAAAAAAAAAAAA, 0], dtype=np.uint64)
+    digests = ["a", "b", "c", "c", "d", "e"]  # images 2 and 3: the same file content
+    splits = ["train", "train", "train", "test", None, None]
+    found = find_duplicates(hashes, digests, splits)
+    # 0 and 1 differ in one bit; 5 (all zeros) is 4 bits from 0 and 3 from 1: one cluster of three.
+    assert found.cluster.tolist() == [0, 0, 2, 2, -1, 0]
+    assert found.exact.tolist() == [False, False, True, True, False, False]
+    assert found.distance.tolist() == [1, 1, 0, 0, -1, 3]
+    assert found.keep.tolist() == [True, False, True, True, True, False]  # one per cluster in training
+    assert found.leak.tolist() == [False, False, True, True, False, False]

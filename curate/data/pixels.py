@@ -148,3 +148,18 @@ def measure_files(filepaths: list[str], workers: int | None = None, progress: bo
     table = pd.DataFrame(rows, columns=list(RAW_PROPERTIES))
     table.insert(0, "filepath", list(filepaths))
     return table
+
+
+def file_digests(filepaths: list[str], workers: int | None = None) -> list[str]:
+    """SHA-256 of each file's bytes ("" for a file that cannot be read): equal digests are exact duplicates."""
+    import hashlib
+
+    def one(path: str) -> str:
+        try:
+            with open(path, "rb") as f:
+                return hashlib.sha256(f.read()).hexdigest()
+        except OSError:
+            return ""
+
+    with ThreadPoolExecutor(workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
+        return list(pool.map(one, filepaths, chunksize=64))

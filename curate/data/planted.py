@@ -23,6 +23,7 @@ from curate.data.sources import LabeledImages
 DAMAGES = ("jpeg_blocks", "noise", "washed_out")
 WRONG_LABEL = "wrong_label"
 TWO_OBJECTS = "two_objects"
+DUPLICATE = "duplicate"
 _JPEG_QUALITY = 5
 
 
@@ -78,18 +79,20 @@ def two_objects(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.nd
 class PlantedShares:
     """What share of the images gets a wrong label, a damage (split evenly between :data:`DAMAGES`), or
     is replaced by two objects of different classes in one frame (:func:`two_objects`, labelled as one
-    of them). No image gets two, so each planted problem has one right answer."""
+    of them), or by a near copy of another image (re-encoded as JPEG and brightened a little, with that
+    image's label). No image gets two, so each planted problem has one right answer."""
 
     wrong_labels: float = 0.05
     damaged: float = 0.03
     two_objects: float = 0.02
+    duplicates: float = 0.01
 
     def __post_init__(self) -> None:
-        for name in ("wrong_labels", "damaged", "two_objects"):
+        for name in ("wrong_labels", "damaged", "two_objects", "duplicates"):
             value = getattr(self, name)
             if not 0.0 <= value < 0.5:
                 raise ValueError(f"PlantedShares.{name} must lie in [0, 0.5), got {value}.")
-        if self.wrong_labels + self.damaged + self.two_objects >= 1.0:
+        if self.wrong_labels + self.damaged + self.two_objects + 2 * self.duplicates >= 1.0:
             raise ValueError("PlantedShares: the shares must leave some images untouched.")
 
 
@@ -110,7 +113,10 @@ def plant(images: LabeledImages, root: str | os.PathLike, *, shares: PlantedShar
     n_pairs = int(round(shares.two_objects * n))
     wrong, damaged = order[:n_wrong], order[n_wrong:n_wrong + n_damaged]
     paired = order[n_wrong + n_damaged:n_wrong + n_damaged + n_pairs]
-    untouched = order[n_wrong + n_damaged + n_pairs:]
+    n_copies = int(round(shares.duplicates * n))
+    copies = order[n_wrong + n_damaged + n_pairs:n_wrong + n_damaged + n_pairs + n_copies]
+    untouched = order[n_wrong + n_damaged + n_pairs + n_copies:]
+    copied = untouched[:n_copies]  # each copy's original, left untouched
     # The second object of each pair: an untouched image of another class.
     partners = np.array([rng.choice(untouched[images.labels[untouched] != images.labels[i]]) for i in paired],
                         dtype=np.int64)
@@ -120,8 +126,23 @@ def plant(images: LabeledImages, root: str | os.PathLike, *, shares: PlantedShar
     planted[wrong] = WRONG_LABEL
     planted[damaged] = np.asarray(DAMAGES, dtype=object)[np.arange(len(damaged)) % len(DAMAGES)]
     planted[paired] = TWO_OBJECTS
+    planted[copies] = DUPLICATE
+    labels[copies] = images.labels[copied]
     filepaths = list(images.filepaths)
+    copy_of: list[str | None] = [None] * n
     root = Path(root).expanduser().resolve()
+    for i, j in zip(copies, copied):
+        out = root / DUPLICATE / f"{Path(filepaths[j]).stem}-copy-{i}.jpg"
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(filepaths[j]) as source:
+                pixels = np.asarray(source.convert("L" if source.mode in ("L", "1", "P") else "RGB"))
+            partial = out.with_name(out.name + ".partial")
+            brighter = np.clip(pixels.astype(np.int16) + 12, 0, 255).astype(np.uint8)
+            Image.fromarray(brighter).save(partial, format="JPEG", quality=90)
+            partial.replace(out)
+        filepaths[i] = str(out)
+        copy_of[i] = images.filepaths[j]
     for i, j in zip(paired, partners):
         out = root / TWO_OBJECTS / f"{Path(filepaths[i]).stem}-{i}-with-{j}.png"
         if not out.exists():
@@ -150,22 +171,27 @@ def plant(images: LabeledImages, root: str | os.PathLike, *, shares: PlantedShar
         filepaths[i] = str(out)
     fields = dict(images.fields)
     fields["planted"] = [p or None for p in planted]
-    fields["original_label"] = [images.classes[c] for c in images.labels]
+    fields["original_label"] = [
+        images.classes[c] for c in np.where(planted == DUPLICATE, labels, images.labels)]
+    fields["copy_of"] = copy_of
     return LabeledImages(
         filepaths=filepaths, labels=labels, classes=images.classes, splits=list(images.splits),
-        description=(f"{images.description} with {n_wrong} wrong labels, {n_damaged} damaged images and "
-                     f"{n_pairs} two-object images planted (seed {seed})"),
+        description=(f"{images.description} with {n_wrong} wrong labels, {n_damaged} damaged images, "
+                     f"{n_pairs} two-object images and {n_copies} near copies planted (seed {seed})"),
         fields=fields, root=images.root,
-        notes=[*images.notes, f"Planted {n_wrong} wrong labels, {n_damaged} damaged images and {n_pairs} "
-                              "two-object images (field `planted`); the originals are untouched."])
+        notes=[*images.notes, f"Planted {n_wrong} wrong labels, {n_damaged} damaged images, {n_pairs} two-object "
+                              f"images and {n_copies} near copies (fields `planted`, `copy_of`); the originals are "
+                              "untouched."])
 
 
 def recovery(planted: list[str | None], *, label_noise: np.ndarray, corruption: np.ndarray,
-             category: np.ndarray) -> list[dict]:
+             category: np.ndarray, duplicate: np.ndarray | None = None, copy_of: list[str | None] | None = None,
+             filepaths: list[str] | None = None) -> list[dict]:
     """How many planted problems a run found, and how precisely, one row per kind of problem.
 
     A wrong label counts as found when flagged ``label_noise``; a damaged image when flagged
-    ``corruption``; a two-object image when its PIE category is ``multi_object``. Precision is the
+    ``corruption``; a two-object image when its PIE category is ``multi_object``; a near copy when it
+    is tagged ``duplicate`` (``duplicate``; its original, also tagged, counts as a right flag). Precision is the
     share of the flag's samples that were planted with that problem; ``lift`` is precision over the
     problem's base rate (how much better than picking images at random).
     """
@@ -175,11 +201,18 @@ def recovery(planted: list[str | None], *, label_noise: np.ndarray, corruption: 
     for name, is_planted, flagged in (
             ("wrong label", kinds == WRONG_LABEL, np.asarray(label_noise, dtype=bool)),
             ("damaged image", np.isin(kinds, DAMAGES), np.asarray(corruption, dtype=bool)),
-            ("two objects", kinds == TWO_OBJECTS, np.asarray(category, dtype=object) == "multi_object")):
+            ("two objects", kinds == TWO_OBJECTS, np.asarray(category, dtype=object) == "multi_object"),
+            ("near copy", kinds == DUPLICATE, None if duplicate is None else np.asarray(duplicate, dtype=bool))):
+        if flagged is None:
+            continue
         planted_n, flagged_n, found = int(is_planted.sum()), int(flagged.sum()), int((is_planted & flagged).sum())
         if planted_n == 0:
             continue
-        precision = found / flagged_n if flagged_n else float("nan")
+        right = is_planted
+        if name == "near copy" and copy_of is not None and filepaths is not None:
+            originals = {p for p in copy_of if p}
+            right = is_planted | np.array([p in originals for p in filepaths])
+        precision = int((right & flagged).sum()) / flagged_n if flagged_n else float("nan")
         rows.append({"problem": name, "planted": planted_n, "found": found, "recall": found / planted_n,
                      "flagged": flagged_n, "precision": precision, "lift": precision / (planted_n / n)})
     return rows

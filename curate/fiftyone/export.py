@@ -102,11 +102,14 @@ def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str
     # Runs before the noise model have no probability: NaN, which the status leaves out.
     wrong = by_path["label_wrong_probability"] if "label_wrong_probability" in by_path else pd.Series(dtype=float)
     p_wrong = [float(wrong.get(p, np.nan)) for p in paths]
+    keeper = by_path["duplicate_keep"] if "duplicate_keep" in by_path else pd.Series(dtype=bool)
+    duplicate_keep = [bool(keeper.get(p, True)) for p in paths]
     flags = [flag_of(c, n, x) for c, n, x in zip(category, noisy, corrupt)]
     table = pd.DataFrame({
         "sample_id": ids, "filepath": paths, "label": labels, "run_label": run_labels,
         "split": [split_of(t) for t in tags], "flag": flags, "suggested": suggested, "tags": tags,
         "pie": [bool(p) for p in pie], "pie_score": [float(s or 0.0) for s in pie_score], "p_label_wrong": p_wrong,
+        "duplicate_keep": duplicate_keep,
     })
     return table, classes
 

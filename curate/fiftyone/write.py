@@ -53,6 +53,10 @@ class RunNames:
     pie_levels: str
     pie_beyond_control: str
     p_label_wrong: str
+    duplicate_cluster: str
+    duplicate_tag: str
+    leak_tag: str
+    duplicates_view: str
     tag: str
     views: dict[str, str]  # "all" and each level name -> saved view
 
@@ -60,16 +64,18 @@ class RunNames:
     def fields(self) -> list[str]:
         """The per-sample fields curate writes itself (the brain fields are written by FiftyOne Brain)."""
         return [self.dense, *self.levels.values(), self.pie, self.pie_score, self.pie_level, self.pie_levels,
-                self.pie_beyond_control, self.p_label_wrong, self.category, self.label_noise, self.corruption, self.corruption_score, self.suggested,
+                self.pie_beyond_control, self.p_label_wrong, self.duplicate_cluster, self.category, self.label_noise, self.corruption, self.corruption_score, self.suggested,
                 self.flag_score, self.reason]
 
     @property
     def tags(self) -> list[str]:
-        return [self.tag, *self.category_tags.values(), self.label_noise_tag, self.corruption_tag]
+        return [self.tag, *self.category_tags.values(), self.label_noise_tag, self.corruption_tag, self.duplicate_tag,
+                self.leak_tag]
 
     @property
     def all_views(self) -> list[str]:
-        return [*self.views.values(), *self.category_views.values(), self.label_noise_view, self.corruption_view]
+        return [*self.views.values(), *self.category_views.values(), self.label_noise_view, self.corruption_view,
+                self.duplicates_view]
 
 
 def names_for(run_key: str, level_names: list[str], categories: tuple[str, ...] | None = None) -> RunNames:
@@ -103,6 +109,10 @@ def names_for(run_key: str, level_names: list[str], categories: tuple[str, ...] 
         pie_levels=f"{run_key}_pie_levels",
         pie_beyond_control=f"{run_key}_pie_beyond_control",
         p_label_wrong=f"{run_key}_p_label_wrong",
+        duplicate_cluster=f"{run_key}_duplicate_cluster",
+        duplicate_tag="duplicate" if run_key == METHOD else f"{run_key}:duplicate",
+        leak_tag="leak" if run_key == METHOD else f"{run_key}:leak",
+        duplicates_view=f"{prefix}duplicates",
         tag=tag,
         views={"all": f"{prefix}pies", **{name: f"{prefix}pies-{name}" for name in level_names}},
     )
@@ -329,6 +339,8 @@ def _write_fields(fo, dataset, ids: list[str], result, names: RunNames) -> None:
         score_of = flag_of(category, noisy, corrupt)
         values[names.flag_score].append(float(categories.scores[score_of][i]) if score_of else None)
         values[names.reason].append(samples["reason"].iat[i] or None)
+        cluster = int(samples["duplicate_cluster"].iat[i]) if "duplicate_cluster" in samples else -1
+        values[names.duplicate_cluster].append(cluster if cluster >= 0 else None)
         wrong = None if categories.label_wrong_probability is None else float(categories.label_wrong_probability[i])
         values[names.p_label_wrong].append(wrong if wrong is not None and np.isfinite(wrong) else None)
     # A run can find no PIE or flag at all; FiftyOne cannot infer a field's type from all-None values.
@@ -336,7 +348,7 @@ def _write_fields(fo, dataset, ids: list[str], result, names: RunNames) -> None:
 
     declared = {names.pie_level: (fof.FloatField, {}), names.flag_score: (fof.FloatField, {}),
                 names.corruption_score: (fof.FloatField, {}), names.p_label_wrong: (fof.FloatField, {}),
-                names.pie_beyond_control: (fof.BooleanField, {}),
+                names.pie_beyond_control: (fof.BooleanField, {}), names.duplicate_cluster: (fof.IntField, {}),
                 names.category: (fof.StringField, {}), names.reason: (fof.StringField, {}),
                 names.pie_levels: (fof.ListField, {"subfield": fof.StringField}),
                 names.suggested: (fof.EmbeddedDocumentField, {"embedded_doc_type": fo.Classification})}
@@ -365,7 +377,17 @@ def _write_tags(dataset, ids: list[str], result, names: RunNames) -> dict[str, i
     corrupt_ids = [sid for sid, corrupt in zip(ids, categories.corruption) if corrupt]
     if corrupt_ids:
         dataset.select(corrupt_ids).tag_samples(names.corruption_tag)
-    return {"n_pies": len(pie_ids), "n_label_noise": len(noisy_ids), "n_corruption": len(corrupt_ids)}
+    counts = {}
+    samples = result.samples
+    for tag, column in ((names.duplicate_tag, "duplicate_cluster"), (names.leak_tag, "leak")):
+        if column not in samples:
+            continue
+        values = samples[column].to_numpy()
+        chosen = [sid for sid, v in zip(ids, values >= 0 if column == "duplicate_cluster" else values) if v]
+        if chosen:
+            dataset.select(chosen).tag_samples(tag)
+        counts[f"n_{column.split('_')[0]}"] = len(chosen)
+    return {"n_pies": len(pie_ids), "n_label_noise": len(noisy_ids), "n_corruption": len(corrupt_ids), **counts}
 
 
 def save_views(dataset, run_key: str, names: RunNames, level_names: list[str]) -> None:
@@ -396,6 +418,13 @@ def save_views(dataset, run_key: str, names: RunNames, level_names: list[str]) -
         names.label_noise_view,
         dataset.match(F(names.label_noise) == True).sort_by(names.p_label_wrong, reverse=True),  # noqa: E712
         description=f"Every suspected label error of run {run_key!r} (PIE or not), highest P(label wrong) first",
+        overwrite=True,
+    )
+    dataset.save_view(
+        names.duplicates_view,
+        dataset.exists(names.duplicate_cluster).sort_by(names.duplicate_cluster).group_by(
+            names.duplicate_cluster, order_by="filepath"),
+        description=f"Exact and near duplicates found by run {run_key!r}, one group per cluster",
         overwrite=True,
     )
     dataset.save_view(

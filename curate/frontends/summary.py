@@ -82,8 +82,11 @@ def planted_lines(result, planted) -> list[Line]:
     """The demo's closing table: the planted problems curate found, and how precisely."""
     from curate.data.planted import recovery
 
-    rows = recovery(planted, label_noise=result.samples["label_noise"].to_numpy(bool),
-                    corruption=result.samples["corruption"].to_numpy(bool), category=result.samples["category"].to_numpy())
+    samples = result.samples
+    rows = recovery(planted, label_noise=samples["label_noise"].to_numpy(bool),
+                    corruption=samples["corruption"].to_numpy(bool), category=samples["category"].to_numpy(),
+                    duplicate=(samples["duplicate_cluster"] >= 0).to_numpy() if "duplicate_cluster" in samples else None,
+                    copy_of=result.images.fields.get("copy_of"), filepaths=result.images.filepaths)
     shown = [[r["problem"], r["planted"], r["found"], f"{100 * r['recall']:.0f}%", r["flagged"],
               "-" if r["precision"] != r["precision"] else f"{100 * r['precision']:.0f}%",
               "-" if r["lift"] != r["lift"] else f"{r['lift']:.0f}x"] for r in rows]

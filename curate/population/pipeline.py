@@ -26,7 +26,8 @@ from curate.data.images import BadImage, decode_images, load_in_memory
 from curate.science.flags import Categories, in_sample_views
 from curate.science.pies import PieScores
 from curate.science.probes import ProbeSuite, make_probes
-from curate.data.pixels import RAW_PROPERTIES, measure_files
+from curate.data.pixels import RAW_PROPERTIES, file_digests, measure_files
+from curate.science.duplicates import difference_hash, duplicate_columns, duplicate_warnings, find_duplicates
 from curate.science.quality import quality_severity
 from curate.data.safety import check_run_dir, media_folders, run_dir_lock
 from curate.science.findings import robustness_table
@@ -316,6 +317,8 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
                                      measured_sparsity=population.measured_sparsity, kinds=config.level_kinds,
                                      bits=config.level_bits, control_probs=population.control)
     severity = quality_severity(image_quality(kept.filepaths, store, progress))
+    gray = np.asarray(pixels, dtype=np.float32).mean(axis=1)
+    duplicates = find_duplicates(difference_hash(gray), file_digests(kept.filepaths), kept.splits)
     # The flags pool the dense networks with their pruned copies (measured in bench_flags); quantized
     # copies are near-duplicates of the dense networks and would only re-weight them. Networks trained
     # long enough memorise their training labels, wrong ones included, and the plain in-sample view then
@@ -334,7 +337,7 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
                                        region_probs=population.regions, probe_region_probs=population.probe_regions)
     samples = sample_table(scores, kept.labels, kept.classes, config.level_names, kept.filepaths, kept.splits,
                            sample_ids=kept.sample_ids, categories=categories, flag_reasons=reasons)
-    samples = pd.concat([samples, severity.add_prefix("quality_")], axis=1)
+    samples = pd.concat([samples, severity.add_prefix("quality_"), duplicate_columns(duplicates)], axis=1)
     store.save_probs(config.level_names, dense=dense, compressed=compressed, control=population.control,
                      regions=population.regions, probe_regions=population.probe_regions,
                      dense_in=population.dense_in, compressed_in=population.compressed_in,
@@ -381,7 +384,11 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
             **({"label_probes": categories.thresholds["label_noise_estimated_count"],
                 "probes": categories.thresholds["label_noise_probes"]} if config.label_probes else {}),
         },
-        "warnings": population_warnings(kept.labels, scores.dense_modal, categories.label_noise, kept.classes),
+        "warnings": population_warnings(kept.labels, scores.dense_modal, categories.label_noise, kept.classes)
+        + duplicate_warnings(duplicates),
+        "duplicates": {"images": int(duplicates.is_duplicate.sum()), "clusters": int(len(np.unique(
+            duplicates.cluster[duplicates.is_duplicate]))), "exact": int(duplicates.exact.sum()),
+            "leaks": int(duplicates.leak.sum())},
         "files": ["manifest.json", "probs.npz", "samples.parquet", "classes.csv", "levels.csv", "quality.parquet",
                   *(["robustness.csv"] if config.robustness else []), "jobs/"],
     })

@@ -52,6 +52,8 @@ class ExportPolicy:
         drop_unreviewed: flag categories whose unreviewed samples are left out, but never in an
             evaluation split (``val``, ``validation``, ``test``) unless ``drop_unreviewed_in_eval``:
             removing flagged test images without review makes the benchmark lie.
+        keep_one_duplicate: of each group of duplicates, only one image stays in training (the others
+            are left out unless a reviewer tagged them ``rejected``); evaluation splits are never thinned.
     """
 
     drop_confirmed: tuple[str, ...] = ("label_noise", "corruption")
@@ -59,6 +61,7 @@ class ExportPolicy:
     apply_relabels: bool = True
     drop_unreviewed: tuple[str, ...] = ()
     drop_unreviewed_in_eval: bool = False
+    keep_one_duplicate: bool = True
 
 
 def split_of(tags: list[str]) -> str | None:
@@ -165,6 +168,9 @@ def plan_export(table: pd.DataFrame, classes: list[str], policy: ExportPolicy = 
                 reason = f"unreviewed {flag} kept: {row.split} is an evaluation split"
             else:
                 action, reason = "drop", f"unreviewed {flag} flag"
+        elif (policy.keep_one_duplicate and not in_eval and state != REJECTED
+              and not bool(getattr(row, "duplicate_keep", True))):
+            action, reason = "drop", "duplicate: one image of its group stays in training"
         elif state == "relabelled":
             reason = "relabel not applied (policy)"
         states.append(state)

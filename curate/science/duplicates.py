@@ -1,0 +1,181 @@
+"""Exact and near duplicates, and leaks between splits. Pure numpy.
+
+- *Exact*: the same file content (a digest of the bytes, computed by the data layer).
+- *Near*: a difference hash (dHash, Krawetz 2013) of the decoded image: the image shrunk to 9 x 8 grey
+  pixels, one bit per horizontally adjacent pair (is the left one brighter?). Re-encoding, resizing,
+  small shifts and colour changes move few of its 64 bits; two different images differ in about 32.
+  Two images are near duplicates when their hashes differ in at most :data:`NEAR_BITS` bits.
+
+Pairs become clusters (connected components). A cluster whose images carry both a training split and an
+evaluation split is a *leak*: the same picture would be trained on and tested on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NEAR_BITS = 6
+"""Hamming distance (of 64 bits) up to which two hashes are near duplicates. Random pairs of different
+images differ in 32 +- 4 bits, so 6 is about six standard deviations from them (docs/benchmarks.md)."""
+_CHUNKS = NEAR_BITS + 1  # pigeonhole: two hashes within NEAR_BITS agree exactly on one of NEAR_BITS + 1 chunks
+
+
+def difference_hash(gray: np.ndarray) -> np.ndarray:
+    """64-bit dHash of each image in ``gray`` ``(n, h, w)`` as ``uint64`` (images under 8 x 9 are enlarged).
+
+    Each image is block-averaged to 8 rows x 9 columns (area sampling), then bit ``8 r + c`` is set when
+    pixel ``(r, c)`` is brighter than ``(r, c + 1)``.
+    """
+    gray = np.asarray(gray, dtype=np.float64)
+    if gray.ndim != 3 or min(gray.shape[1:]) < 1:
+        raise ValueError(f"gray must be (n, h, w), got shape {gray.shape}.")
+    if gray.shape[1] < 8 or gray.shape[2] < 9:  # smaller than the hash: enlarge by pixel repetition
+        k = int(np.ceil(max(8 / gray.shape[1], 9 / gray.shape[2])))
+        gray = gray.repeat(k, axis=1).repeat(k, axis=2)
+    n, h, w = gray.shape
+    rows = np.minimum((np.arange(h) * 8) // h, 7)
+    cols = np.minimum((np.arange(w) * 9) // w, 8)
+    small = np.zeros((n, 8, 9))
+    np.add.at(small, (slice(None), rows[:, None], cols[None, :]), gray)
+    small /= np.bincount(rows, minlength=8)[:, None] * np.bincount(cols, minlength=9)[None, :]
+    bits = (small[:, :, :-1] > small[:, :, 1:]).reshape(n, 64)
+    return (bits.astype(np.uint64) << np.arange(64, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.uint64)
+    return np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+
+
+def near_pairs(hashes: np.ndarray, *, max_bits: int = NEAR_BITS) -> np.ndarray:
+    """Every pair ``(i, j)``, ``i < j``, whose hashes differ in at most ``max_bits`` bits, ``(m, 2)``.
+
+    Exact, not sampled: hashes within ``max_bits`` agree on at least one of ``max_bits + 1`` chunks of
+    their bits (pigeonhole), so only pairs sharing a chunk value are compared.
+    """
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    n = len(hashes)
+    chunks = max_bits + 1
+    edges = np.linspace(0, 64, chunks + 1).astype(int)
+    found = []
+    for start, stop in zip(edges[:-1], edges[1:]):
+        key = (hashes >> np.uint64(start)) & np.uint64((1 << (stop - start)) - 1)
+        order = np.argsort(key, kind="stable")
+        sorted_key = key[order]
+        bounds = np.flatnonzero(np.diff(sorted_key)) + 1
+        for group in np.split(order, bounds):
+            if len(group) < 2:
+                continue
+            i, j = np.triu_indices(len(group), k=1)
+            a, b = group[i], group[j]
+            close = _popcount(hashes[a] ^ hashes[b]) <= max_bits
+            found.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1)[close])
+    if not found:
+        return np.zeros((0, 2), dtype=np.int64)
+    return np.unique(np.concatenate(found), axis=0).astype(np.int64) if n else np.zeros((0, 2), dtype=np.int64)
+
+
+def clusters(n: int, pairs: np.ndarray) -> np.ndarray:
+    """Connected components of ``pairs`` over ``n`` items: ``(n,)`` cluster ids, -1 for an item in no pair.
+    Ids are the smallest member index of each cluster, so they are stable across runs."""
+    parent = np.arange(n)
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in np.asarray(pairs, dtype=np.int64):
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    roots = np.array([root(i) for i in range(n)])
+    in_pair = np.zeros(n, dtype=bool)
+    in_pair[np.asarray(pairs, dtype=np.int64).reshape(-1)] = True
+    return np.where(in_pair, roots, -1)
+
+
+EVAL_SPLITS = ("val", "validation", "test")
+
+
+@dataclass
+class Duplicates:
+    """Result of :func:`find_duplicates`.
+
+    Attributes:
+        cluster: ``(N,)`` cluster id (the smallest member index), -1 when the image has no duplicate.
+        exact: ``(N,)`` the image's file content equals another's.
+        keep: ``(N,)`` the one image of each cluster an export keeps in training (the first by index);
+            True for every image in no cluster.
+        leak: ``(N,)`` the image's cluster holds both a training image and a val/test image.
+        distance: ``(N,)`` bits to the nearest other member of its cluster (0 for exact copies), -1 outside.
+    """
+
+    cluster: np.ndarray
+    exact: np.ndarray
+    keep: np.ndarray
+    leak: np.ndarray
+    distance: np.ndarray
+
+    @property
+    def is_duplicate(self) -> np.ndarray:
+        return self.cluster >= 0
+
+
+def find_duplicates(hashes: np.ndarray, digests: list[str] | np.ndarray, splits: list[str | None], *,
+                    max_bits: int = NEAR_BITS) -> Duplicates:
+    """Exact duplicates (equal ``digests``) and near duplicates (``hashes`` within ``max_bits``), clustered,
+    with each cluster's keeper and leaks across ``splits`` (``None``: no split, counts as training)."""
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    digests = np.asarray(digests, dtype=object)
+    n = len(hashes)
+    if len(digests) != n or len(splits) != n:
+        raise ValueError(f"hashes, digests and splits must have one entry per image; got {n}, {len(digests)}, "
+                         f"{len(splits)}.")
+    _, first, inverse = np.unique(digests.astype(str), return_index=True, return_inverse=True)
+    exact = (np.bincount(inverse, minlength=len(first))[inverse] > 1) & (digests.astype(str) != "")
+    exact_pairs = np.stack([first[inverse][exact], np.flatnonzero(exact)], axis=1)
+    exact_pairs = exact_pairs[exact_pairs[:, 0] != exact_pairs[:, 1]]
+    near = near_pairs(hashes, max_bits=max_bits)
+    pairs = np.concatenate([exact_pairs, near]) if len(near) else exact_pairs
+    cluster = clusters(n, pairs)
+    nearest = np.full(n, 64, dtype=np.int64)
+    if len(pairs):
+        same_file = inverse[pairs[:, 0]] == inverse[pairs[:, 1]]
+        bits = np.where(same_file, 0, _popcount(hashes[pairs[:, 0]] ^ hashes[pairs[:, 1]]))
+        for column in (0, 1):
+            np.minimum.at(nearest, pairs[:, column], bits)
+    distance = np.where(cluster >= 0, nearest, -1)
+    is_eval = np.array([(s or "").lower() in EVAL_SPLITS for s in splits])
+    keep = np.ones(n, dtype=bool)
+    leak = np.zeros(n, dtype=bool)
+    for c in np.unique(cluster[cluster >= 0]):
+        members = np.flatnonzero(cluster == c)
+        train = members[~is_eval[members]]
+        keep[train[1:]] = False  # one per cluster stays in training
+        if is_eval[members].any() and (~is_eval[members]).any():
+            leak[members] = True
+    return Duplicates(cluster=cluster, exact=exact, keep=keep, leak=leak, distance=distance)
+
+
+def duplicate_columns(duplicates: Duplicates) -> "pd.DataFrame":
+    """The per-sample columns of ``samples.parquet``."""
+    import pandas as pd
+
+    return pd.DataFrame({"duplicate_cluster": duplicates.cluster, "exact_duplicate": duplicates.exact,
+                         "duplicate_keep": duplicates.keep, "leak": duplicates.leak,
+                         "duplicate_distance": duplicates.distance})
+
+
+def duplicate_warnings(duplicates: Duplicates) -> list[str]:
+    """A plain warning when images of an evaluation split have a copy in training."""
+    n = int(duplicates.leak.sum())
+    if not n:
+        return []
+    clusters_n = len(np.unique(duplicates.cluster[duplicates.leak]))
+    return [f"{clusters_n} group(s) of duplicates ({n} images, tag `leak`) span a training split and val/test: "
+            "the same picture is trained on and evaluated on, which flatters test accuracy. Review the "
+            "`duplicates` view; an export keeps one image per group in train and warns about the rest."]
