@@ -270,15 +270,29 @@ def test_difference_hash_by_hand():
     assert difference_hash(np.zeros((2, 4, 4))).shape == (2,)
 
 
+def test_perceptual_hash_sets_half_the_bits_and_survives_small_changes():
+    from curate.science.duplicates import _popcount, perceptual_hash, shifted_hashes
+
+    rng = np.random.default_rng(1)
+    images = rng.random((20, 32, 32)).cumsum(axis=1).cumsum(axis=2)  # smooth, photo-like
+    hashes = perceptual_hash(images)
+    assert (np.abs(_popcount(hashes) - 32) <= 1).all()  # median threshold over 63 AC terms
+    brighter = perceptual_hash(images * 1.1 + 5)
+    assert (hashes == brighter).all()  # the DCT's ranks ignore brightness and contrast
+    variants = shifted_hashes(images)
+    assert variants.shape == (9, 20) and (variants[4] == hashes).all()
+
+
 def test_near_pairs_match_brute_force():
-    from curate.science.duplicates import _popcount, near_pairs
+    from curate.science.duplicates import NEAR_BITS, _popcount, near_pairs
 
     rng = np.random.default_rng(0)
     base = rng.integers(0, 2**63, 40, dtype=np.uint64)
     flips = np.array([np.uint64(1) << np.uint64(b) for b in rng.integers(0, 64, 40)], dtype=np.uint64)
-    hashes = np.concatenate([base, base[:20] ^ flips[:20], base[:5] ^ flips[20:25] ^ flips[25:30]])
+    hashes = np.concatenate([base, base[:20] ^ flips[:20], base[:5] ^ flips[20:25] ^ flips[25:30],
+                             base[:5] ^ flips[30:35] ^ flips[35:40] ^ flips[20:25] ^ flips[:5]])  # 4 bits: too far
     i, j = np.triu_indices(len(hashes), k=1)
-    brute = np.stack([i, j], axis=1)[_popcount(hashes[i] ^ hashes[j]) <= 6]
+    brute = np.stack([i, j], axis=1)[_popcount(hashes[i] ^ hashes[j]) <= NEAR_BITS]
     assert near_pairs(hashes).tolist() == brute.tolist()
 
 

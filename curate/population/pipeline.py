@@ -27,7 +27,7 @@ from curate.science.flags import Categories, in_sample_views
 from curate.science.pies import PieScores
 from curate.science.probes import ProbeSuite, make_probes
 from curate.data.pixels import RAW_PROPERTIES, file_digests, measure_files
-from curate.science.duplicates import difference_hash, duplicate_columns, duplicate_warnings, find_duplicates
+from curate.science.duplicates import duplicate_columns, duplicate_warnings, find_duplicates, shifted_hashes
 from curate.science.quality import quality_severity
 from curate.data.safety import check_run_dir, media_folders, run_dir_lock
 from curate.science.findings import robustness_table
@@ -318,7 +318,7 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
                                      bits=config.level_bits, control_probs=population.control)
     severity = quality_severity(image_quality(kept.filepaths, store, progress))
     gray = np.asarray(pixels, dtype=np.float32).mean(axis=1)
-    duplicates = find_duplicates(difference_hash(gray), file_digests(kept.filepaths), kept.splits)
+    duplicates = find_duplicates(shifted_hashes(gray), file_digests(kept.filepaths), kept.splits)
     # The flags pool the dense networks with their pruned copies (measured in bench_flags); quantized
     # copies are near-duplicates of the dense networks and would only re-weight them. Networks trained
     # long enough memorise their training labels, wrong ones included, and the plain in-sample view then

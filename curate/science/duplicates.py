@@ -1,10 +1,11 @@
 """Exact and near duplicates, and leaks between splits. Pure numpy.
 
 - *Exact*: the same file content (a digest of the bytes, computed by the data layer).
-- *Near*: a difference hash (dHash, Krawetz 2013) of the decoded image: the image shrunk to 9 x 8 grey
-  pixels, one bit per horizontally adjacent pair (is the left one brighter?). Re-encoding, resizing,
-  small shifts and colour changes move few of its 64 bits; two different images differ in about 32.
-  Two images are near duplicates when their hashes differ in at most :data:`NEAR_BITS` bits.
+- *Near*: a perceptual hash (pHash: the 8 x 8 lowest DCT frequencies of the grey image, thresholded
+  at their median) of the decoded image, also taken with the image shifted by a sixteenth of its side
+  in each direction. Re-encoding, resizing, small shifts and colour changes move few of its 64 bits;
+  two different images differ in about 32. Two images are near duplicates when a hash of one is within
+  :data:`NEAR_BITS` bits of the other's.
 
 Pairs become clusters (connected components). A cluster whose images carry both a training split and an
 evaluation split is a *leak*: the same picture would be trained on and tested on.
@@ -16,10 +17,34 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NEAR_BITS = 6
-"""Hamming distance (of 64 bits) up to which two hashes are near duplicates. Random pairs of different
-images differ in 32 +- 4 bits, so 6 is about six standard deviations from them (docs/benchmarks.md)."""
-_CHUNKS = NEAR_BITS + 1  # pigeonhole: two hashes within NEAR_BITS agree exactly on one of NEAR_BITS + 1 chunks
+NEAR_BITS = 3
+"""Hamming distance (of 64 bits) up to which two hashes are near duplicates. Random pairs of CIFAR
+images differ in 31 +- 4 bits. Measured on CIFAR-10N with 500 planted copies (docs/benchmarks.md,
+"Duplicates"): 3 bits find 96-100% of every kind of copy; 6 bits find no more copies but join
+photos that only share a layout (an object centred on a plain sky)."""
+
+
+def perceptual_hash(gray: np.ndarray) -> np.ndarray:
+    """64-bit pHash of each image in ``gray`` ``(n, h, w)`` as ``uint64``: the image block-averaged to
+    32 x 32 (enlarged by pixel repetition first when smaller), its 8 x 8 lowest 2-D DCT frequencies,
+    one bit per frequency above their median. The median makes half the bits ones on any image, so
+    flat, low-texture images do not all collapse onto one hash as they do with dHash."""
+    from scipy.fft import dctn
+
+    gray = np.asarray(gray, dtype=np.float64)
+    if gray.ndim != 3 or min(gray.shape[1:]) < 1:
+        raise ValueError(f"gray must be (n, h, w), got shape {gray.shape}.")
+    if min(gray.shape[1:]) < 32:
+        k = int(np.ceil(32 / min(gray.shape[1:])))
+        gray = gray.repeat(k, axis=1).repeat(k, axis=2)
+    n, h, w = gray.shape
+    rows, cols = (np.arange(h) * 32) // h, (np.arange(w) * 32) // w
+    small = np.zeros((n, 32, 32))
+    np.add.at(small, (slice(None), rows[:, None], cols[None, :]), gray)
+    small /= np.bincount(rows, minlength=32)[:, None] * np.bincount(cols, minlength=32)[None, :]
+    low = dctn(small, axes=(1, 2), norm="ortho")[:, :8, :8].reshape(n, 64)
+    bits = low > np.median(low[:, 1:], axis=1, keepdims=True)  # the DC term would skew the median
+    return (bits.astype(np.uint64) << np.arange(64, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
 
 
 def difference_hash(gray: np.ndarray) -> np.ndarray:
@@ -44,6 +69,23 @@ def difference_hash(gray: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint64) << np.arange(64, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
 
 
+SHIFT = 1 / 16
+"""Share of the side by which copies may be shifted: a near duplicate is also searched at these offsets."""
+
+
+def shifted_hashes(gray: np.ndarray, *, shift: float = SHIFT) -> np.ndarray:
+    """dHashes of each image moved by ``-shift, 0, +shift`` of its side in each direction (edge-padded),
+    ``(9, n)``; row 4 is the unshifted hash. A shift of a sixteenth of the side moves half of dHash's
+    cells, and changes about half of its bits; comparing each image with its neighbours' shifted
+    hashes finds shifted copies without loosening the threshold."""
+    gray = np.asarray(gray, dtype=np.float64)
+    n, h, w = gray.shape
+    dy, dx = max(1, int(round(shift * h))), max(1, int(round(shift * w)))
+    padded = np.pad(gray, ((0, 0), (dy, dy), (dx, dx)), mode="edge")
+    return np.stack([perceptual_hash(padded[:, dy + oy:dy + oy + h, dx + ox:dx + ox + w])
+                     for oy in (-dy, 0, dy) for ox in (-dx, 0, dx)])
+
+
 def _popcount(x: np.ndarray) -> np.ndarray:
     x = x.astype(np.uint64)
     return np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
@@ -52,10 +94,20 @@ def _popcount(x: np.ndarray) -> np.ndarray:
 def near_pairs(hashes: np.ndarray, *, max_bits: int = NEAR_BITS) -> np.ndarray:
     """Every pair ``(i, j)``, ``i < j``, whose hashes differ in at most ``max_bits`` bits, ``(m, 2)``.
 
+    ``hashes`` ``(n,)``, or ``(variants, n)`` from :func:`shifted_hashes`: then ``i`` and ``j`` pair when
+    some variant of one is within ``max_bits`` of some variant of the other.
+
     Exact, not sampled: hashes within ``max_bits`` agree on at least one of ``max_bits + 1`` chunks of
     their bits (pigeonhole), so only pairs sharing a chunk value are compared.
     """
     hashes = np.asarray(hashes, dtype=np.uint64)
+    if hashes.ndim == 2:
+        n = hashes.shape[1]
+        owner = np.tile(np.arange(n), hashes.shape[0])
+        pairs = near_pairs(hashes.reshape(-1), max_bits=max_bits)
+        pairs = np.sort(owner[pairs], axis=1)
+        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+        return np.unique(pairs, axis=0) if len(pairs) else np.zeros((0, 2), dtype=np.int64)
     n = len(hashes)
     chunks = max_bits + 1
     edges = np.linspace(0, 64, chunks + 1).astype(int)
@@ -127,9 +179,11 @@ class Duplicates:
 
 def find_duplicates(hashes: np.ndarray, digests: list[str] | np.ndarray, splits: list[str | None], *,
                     max_bits: int = NEAR_BITS) -> Duplicates:
-    """Exact duplicates (equal ``digests``) and near duplicates (``hashes`` within ``max_bits``), clustered,
-    with each cluster's keeper and leaks across ``splits`` (``None``: no split, counts as training)."""
-    hashes = np.asarray(hashes, dtype=np.uint64)
+    """Exact duplicates (equal ``digests``) and near duplicates (``hashes`` within ``max_bits``; ``hashes``
+    ``(n,)`` or the ``(9, n)`` of :func:`shifted_hashes`), clustered, with each cluster's keeper and leaks
+    across ``splits`` (``None``: no split, counts as training)."""
+    variants = np.asarray(hashes, dtype=np.uint64)
+    hashes = variants[len(variants) // 2] if variants.ndim == 2 else variants  # the unshifted hashes
     digests = np.asarray(digests, dtype=object)
     n = len(hashes)
     if len(digests) != n or len(splits) != n:
@@ -139,13 +193,15 @@ def find_duplicates(hashes: np.ndarray, digests: list[str] | np.ndarray, splits:
     exact = (np.bincount(inverse, minlength=len(first))[inverse] > 1) & (digests.astype(str) != "")
     exact_pairs = np.stack([first[inverse][exact], np.flatnonzero(exact)], axis=1)
     exact_pairs = exact_pairs[exact_pairs[:, 0] != exact_pairs[:, 1]]
-    near = near_pairs(hashes, max_bits=max_bits)
+    near = near_pairs(variants, max_bits=max_bits)
     pairs = np.concatenate([exact_pairs, near]) if len(near) else exact_pairs
     cluster = clusters(n, pairs)
     nearest = np.full(n, 64, dtype=np.int64)
     if len(pairs):
         same_file = inverse[pairs[:, 0]] == inverse[pairs[:, 1]]
-        bits = np.where(same_file, 0, _popcount(hashes[pairs[:, 0]] ^ hashes[pairs[:, 1]]))
+        flat = variants.reshape(-1, n) if variants.ndim == 2 else variants[None]
+        closest = np.min([_popcount(v[pairs[:, 0]] ^ hashes[pairs[:, 1]]) for v in flat], axis=0)
+        bits = np.where(same_file, 0, closest)
         for column in (0, 1):
             np.minimum.at(nearest, pairs[:, column], bits)
     distance = np.where(cluster >= 0, nearest, -1)
@@ -161,7 +217,7 @@ def find_duplicates(hashes: np.ndarray, digests: list[str] | np.ndarray, splits:
     return Duplicates(cluster=cluster, exact=exact, keep=keep, leak=leak, distance=distance)
 
 
-def duplicate_columns(duplicates: Duplicates) -> "pd.DataFrame":
+def duplicate_columns(duplicates: Duplicates):
     """The per-sample columns of ``samples.parquet``."""
     import pandas as pd
 

@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""Benchmark: exact and near duplicates on CIFAR-10N images with known copies planted (issue 29).
+
+Takes a seeded subset of the CIFAR-10N training images and adds copies of some of them, written by
+this script to a temporary folder: exact copies (the same bytes), and near copies re-encoded as JPEG
+(quality 70), resized (down to 80% and back), shifted (2 px, edge-padded), colour-jittered (brightness
++-15%, contrast +-15%) and all four together. curate's duplicate search
+(:func:`curate.science.duplicates.find_duplicates`, on the images as a run decodes them) must put each
+copy in one group with its original. Reports recall per kind of copy, the precision of the pairs found
+(a found pair is right when it joins a copy and its original; CIFAR's own near-duplicates, which no one
+planted, are listed apart), and the time per 10,000 images of hashing and searching.
+
+    python scripts/bench_duplicates.py --n 10000 --copies 500 --out out/bench_duplicates.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench_pies import cifar10n_subset, write_report  # noqa: E402
+from curate.data.images import decode_images  # noqa: E402
+from curate.data.pixels import file_digests  # noqa: E402
+from curate.science.duplicates import NEAR_BITS, _popcount, find_duplicates, near_pairs, shifted_hashes  # noqa: E402
+
+KINDS = ("exact", "jpeg70", "resized", "shifted", "colour", "all four")
+
+
+def altered(image, kind: str, rng: np.random.Generator):
+    from PIL import Image, ImageEnhance
+
+    if kind in ("resized", "all four"):
+        w, h = image.size
+        image = image.resize((max(1, int(w * 0.8)), max(1, int(h * 0.8))), Image.BILINEAR).resize((w, h), Image.BILINEAR)
+    if kind in ("shifted", "all four"):
+        pixels = np.asarray(image)
+        dx, dy = rng.choice([-2, 2]), rng.choice([-2, 2])
+        padded = np.pad(pixels, ((2, 2), (2, 2), (0, 0)), mode="edge")
+        image = Image.fromarray(padded[2 + dy:2 + dy + pixels.shape[0], 2 + dx:2 + dx + pixels.shape[1]])
+    if kind in ("colour", "all four"):
+        image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.85, 1.15))
+        image = ImageEnhance.Contrast(image).enhance(rng.uniform(0.85, 1.15))
+    return image
+
+
+def main() -> None:
+    from PIL import Image
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=10000)
+    parser.add_argument("--copies", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--near-bits", type=int, default=NEAR_BITS)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    images, _ = cifar10n_subset(args.n, args.seed)
+    rng = np.random.default_rng(args.seed)
+    sources = rng.choice(len(images), args.copies, replace=False)
+    kinds = np.array(KINDS)[np.arange(args.copies) % len(KINDS)]
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = list(images.filepaths)
+        for k, (source, kind) in enumerate(zip(sources, kinds)):
+            out = Path(tmp) / f"copy-{k}.{'png' if kind != 'jpeg70' else 'jpg'}"
+            if kind == "exact":
+                out = Path(tmp) / f"copy-{k}{Path(paths[source]).suffix}"
+                out.write_bytes(Path(paths[source]).read_bytes())
+            else:
+                with Image.open(paths[source]) as image:
+                    copy = altered(image.convert("RGB"), kind, rng)
+                copy.save(out, **({"quality": 70} if kind == "jpeg70" else {}))
+            paths.append(str(out))
+        started = time.perf_counter()
+        pixels, ok, bad = decode_images(paths, 32, Path(tmp) / "cache.u8", progress=False)
+        decoded = time.perf_counter()
+        variants = shifted_hashes(np.asarray(pixels, dtype=np.float32).mean(axis=1))
+        hashes = variants[4]
+        digests = file_digests(paths)
+        found = find_duplicates(variants, digests, [None] * len(paths), max_bits=args.near_bits)
+        searched = time.perf_counter()
+    n = len(images)
+    copy_index = n + np.arange(args.copies)
+    together = found.cluster[copy_index] == found.cluster[sources]
+    together &= found.cluster[copy_index] >= 0
+    recall = {kind: float(together[kinds == kind].mean()) for kind in KINDS}
+    pairs = near_pairs(variants, max_bits=args.near_bits)
+    planted_pairs = {(int(s), int(c)) for s, c in zip(sources, copy_index)}
+    exact_pairs = {(int(s), int(c)) for s, c in zip(sources[kinds == "exact"], copy_index[kinds == "exact"])}
+    right = sum((int(a), int(b)) in planted_pairs for a, b in pairs)
+    natural = [(int(a), int(b)) for a, b in pairs if a < n and b < n]
+    wrong = len(pairs) - right - len(natural)
+    i, j = rng.integers(0, n, 20000), rng.integers(0, n, 20000)
+    random_bits = _popcount(hashes[i[i != j]] ^ hashes[j[i != j]])
+    per_10k = (searched - decoded) / len(paths) * 10000
+    report = {
+        "n": n, "copies": args.copies, "near_bits": args.near_bits, "recall": recall,
+        "recall_all": float(together.mean()), "pairs_found": int(len(pairs)), "planted_pairs_found": right,
+        "natural_pairs": len(natural), "other_pairs": wrong,
+        "precision_excluding_natural": right / max(1, right + wrong),
+        "exact_found": int(found.exact[copy_index[kinds == "exact"]].sum()), "exact_planted": len(exact_pairs),
+        "random_pair_bits": {"mean": float(random_bits.mean()), "std": float(random_bits.std()),
+                             "share_within_near_bits": float((random_bits <= args.near_bits).mean())},
+        "seconds": {"decode": decoded - started, "hash_and_search": searched - decoded,
+                    "hash_and_search_per_10k": per_10k},
+        "natural_examples": [[images.filepaths[a], images.filepaths[b]] for a, b in natural[:10]],
+    }
+    print(f"{n} CIFAR-10N images + {args.copies} planted copies (near = at most {args.near_bits} of 64 bits apart)")
+    print("recall per kind of copy: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in recall.items()))
+    print(f"pairs found {len(pairs)}: planted {right}, CIFAR's own {len(natural)}, other {wrong}; "
+          f"precision (planted / (planted + other)) {report['precision_excluding_natural']:.3f}")
+    print(f"random pairs of images: {random_bits.mean():.1f} +- {random_bits.std():.1f} bits apart; "
+          f"{100 * report['random_pair_bits']['share_within_near_bits']:.3f}% within {args.near_bits}")
+    print(f"hash + search: {searched - decoded:.2f} s ({per_10k:.2f} s per 10,000 images); decode {decoded - started:.1f} s")
+    write_report(args.out, report)
+
+
+if __name__ == "__main__":
+    main()
