@@ -291,11 +291,11 @@ def report(name: str | None, run_key: str, run_dir: Path | None, out: Path | Non
         click.echo(f"Screenshot: {written.screenshot}")
 
 
-_CATEGORY_CHOICE = click.Choice(["label_noise", "corruption", "multi_object", "atypical"])
+_CATEGORY_CHOICE = click.Choice(["label_noise", "corruption", "multi_object", "ambiguous", "atypical"])
 
 
 def _policy(keep_confirmed: bool, no_relabel: bool, keep_removed: bool, drop_unreviewed: tuple[str, ...],
-            include_eval: bool, keep_duplicates: bool = False):
+            include_eval: bool, drop_duplicates: bool = False):
     from curate.science.review import ExportPolicy
 
     return ExportPolicy(
@@ -304,7 +304,7 @@ def _policy(keep_confirmed: bool, no_relabel: bool, keep_removed: bool, drop_unr
         apply_relabels=not no_relabel,
         drop_unreviewed=tuple(drop_unreviewed),
         drop_unreviewed_in_eval=include_eval,
-        keep_one_duplicate=not keep_duplicates,
+        keep_one_duplicate=drop_duplicates,
     )
 
 
@@ -320,8 +320,9 @@ def policy_options(f):
                      help="Keep samples whose label_noise/corruption flag a reviewer confirmed."),
         click.option("--keep-removed", is_flag=True, help="Keep samples tagged `remove`."),
         click.option("--no-relabel", is_flag=True, help="Ignore relabel:<class> tags and in-App label edits."),
-        click.option("--keep-duplicates", is_flag=True,
-                     help="Keep every duplicate in train [default: one image per group of duplicates]."),
+        click.option("--drop-duplicates", is_flag=True,
+                     help="Keep one image per group of duplicates in train (see the `duplicates` view); "
+                          "val/test are never thinned."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -332,7 +333,7 @@ def policy_options(f):
 @click.argument("name")
 @policy_options
 def status(name: str, run_key: str, drop_unreviewed, include_eval_splits, keep_confirmed, keep_removed,
-           no_relabel, keep_duplicates) -> None:
+           no_relabel, drop_duplicates) -> None:
     """Review progress on dataset NAME: flags by review state, and what an export would do.
 
     \b
@@ -346,7 +347,7 @@ def status(name: str, run_key: str, drop_unreviewed, include_eval_splits, keep_c
     from curate import api
     from curate.frontends.summary import status_lines
 
-    policy = _policy(keep_confirmed, no_relabel, keep_removed, drop_unreviewed, include_eval_splits, keep_duplicates)
+    policy = _policy(keep_confirmed, no_relabel, keep_removed, drop_unreviewed, include_eval_splits, drop_duplicates)
     try:
         review = api.status(name, run_key=run_key, policy=policy)
     except _user_errors() as exc:
@@ -367,7 +368,7 @@ def status(name: str, run_key: str, drop_unreviewed, include_eval_splits, keep_c
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @policy_options
 def export(name: str, out: str, fmt: str, splits: str | None, seed: int, force: bool, run_key: str,
-           drop_unreviewed, include_eval_splits, keep_confirmed, keep_removed, no_relabel, keep_duplicates) -> None:
+           drop_unreviewed, include_eval_splits, keep_confirmed, keep_removed, no_relabel, drop_duplicates) -> None:
     """Export the reviewed dataset NAME, cleaned, to the new directory OUT.
 
     Leaves out confirmed label noise and corruption and samples tagged `remove`, applies relabels,
@@ -383,7 +384,7 @@ def export(name: str, out: str, fmt: str, splits: str | None, seed: int, force: 
             fractions = parse_fractions(splits, "--splits", "0.8,0.1,0.1")
         except ValueError as exc:
             _fail(str(exc))
-    policy = _policy(keep_confirmed, no_relabel, keep_removed, drop_unreviewed, include_eval_splits, keep_duplicates)
+    policy = _policy(keep_confirmed, no_relabel, keep_removed, drop_unreviewed, include_eval_splits, drop_duplicates)
     try:
         manifest = api.export(name, out, fmt=fmt, policy=policy, splits=fractions, seed=seed, run_key=run_key,
                               force=force)
@@ -401,7 +402,7 @@ def export(name: str, out: str, fmt: str, splits: str | None, seed: int, force: 
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @policy_options
 def weights(name: str, out: str, scheme: str, factor: float, force: bool, run_key: str, drop_unreviewed,
-            include_eval_splits, keep_confirmed, keep_removed, no_relabel, keep_duplicates) -> None:
+            include_eval_splits, keep_confirmed, keep_removed, no_relabel, drop_duplicates) -> None:
     """Write per-sample training weights for dataset NAME to OUT (.csv or .parquet).
 
     PIEs are upweighted, samples an export would leave out weigh 0; columns filepath, label,
@@ -409,7 +410,7 @@ def weights(name: str, out: str, scheme: str, factor: float, force: bool, run_ke
     """
     from curate import api
 
-    policy = _policy(keep_confirmed, no_relabel, keep_removed, drop_unreviewed, include_eval_splits, keep_duplicates)
+    policy = _policy(keep_confirmed, no_relabel, keep_removed, drop_unreviewed, include_eval_splits, drop_duplicates)
     try:
         table = api.weights(name, out, scheme=scheme, factor=factor, policy=policy, run_key=run_key, force=force)
     except _user_errors() as exc:

@@ -122,6 +122,20 @@ def prepare_images(images: LabeledImages, config: CurateConfig, store: RunStore,
     return kept, load_in_memory(pixels), bad
 
 
+HASH_SIZE = 32  # duplicates are hashed at this size at least: at 8 or 16 px, unrelated digits hash alike
+
+
+def hash_pixels(filepaths: list[str], pixels: np.ndarray, image_size: int, store: RunStore,
+                progress: bool = True) -> np.ndarray:
+    """Grey images ``(n, s, s)`` for the duplicate hashes: the run's own pixels when they are at least
+    :data:`HASH_SIZE` px, else the files decoded again at that size (cached in the run directory)."""
+    if image_size < HASH_SIZE:
+        pixels, ok, _ = decode_images(filepaths, HASH_SIZE, store.image_cache(HASH_SIZE), progress=progress)
+        if not ok.all():  # the same files decoded a moment ago; they cannot have become unreadable
+            raise RuntimeError("Images changed while the run read them; run again.")
+    return np.asarray(pixels, dtype=np.float32).mean(axis=1)
+
+
 def image_quality(filepaths: list[str], store: RunStore, progress: bool = True) -> pd.DataFrame:
     """Raw pixel-quality properties of every image, measured once per run directory."""
     path = store.root / "quality.parquet"
@@ -317,8 +331,8 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
                                      measured_sparsity=population.measured_sparsity, kinds=config.level_kinds,
                                      bits=config.level_bits, control_probs=population.control)
     severity = quality_severity(image_quality(kept.filepaths, store, progress))
-    gray = np.asarray(pixels, dtype=np.float32).mean(axis=1)
-    duplicates = find_duplicates(shifted_hashes(gray), file_digests(kept.filepaths), kept.splits)
+    duplicates = find_duplicates(shifted_hashes(hash_pixels(kept.filepaths, pixels, config.image_size, store, progress)),
+                                 file_digests(kept.filepaths), kept.splits)
     # The flags pool the dense networks with their pruned copies (measured in bench_flags); quantized
     # copies are near-duplicates of the dense networks and would only re-weight them. Networks trained
     # long enough memorise their training labels, wrong ones included, and the plain in-sample view then

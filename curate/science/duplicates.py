@@ -234,4 +234,4 @@ def duplicate_warnings(duplicates: Duplicates) -> list[str]:
     clusters_n = len(np.unique(duplicates.cluster[duplicates.leak]))
     return [f"{clusters_n} group(s) of duplicates ({n} images, tag `leak`) span a training split and val/test: "
             "the same picture is trained on and evaluated on, which flatters test accuracy. Review the "
-            "`duplicates` view; an export keeps one image per group in train and warns about the rest."]
+            "`duplicates` view; `curate export --drop-duplicates` keeps one image per group in train."]

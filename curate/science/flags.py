@@ -756,9 +756,10 @@ def categorise(
     if region_probs is not None:
         if two_class_probe_regions is None:
             raise ValueError("region_probs needs two_class_probe_regions to set the multi-object threshold.")
-        region = region_split(region_probs)
-        if region.score.shape != (n,):
-            raise ValueError(f"region_probs covers {region.score.shape[0]} samples; expected {n}.")
+        if np.asarray(region_probs).shape[1] != n:
+            raise ValueError(f"region_probs covers {np.asarray(region_probs).shape[1]} samples; expected {n}.")
+        region = region_split(region_probs, labels)
+        # A probe is labelled as neither of its objects, so any confident disagreement counts there.
         region_threshold = youden_threshold(region_split(two_class_probe_regions).score, region.score)
     noise_model = fit_noise_model(labels, probs)
     p_wrong = noise_model.p_wrong if label_wrong_probability is None else np.asarray(label_wrong_probability, float)

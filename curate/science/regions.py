@@ -48,18 +48,27 @@ class RegionSplit:
     pair: np.ndarray
 
 
-def region_split(region_probs: np.ndarray) -> RegionSplit:
+def region_split(region_probs: np.ndarray, labels: np.ndarray | None = None) -> RegionSplit:
     """How confidently non-overlapping windows of each image disagree.
 
     Args:
         region_probs: ``(len(REGIONS), N, C)`` mean held-out probabilities of each window.
+        labels: ``(N,)`` given labels; when passed, only pairs in which one window is the labelled
+            class count: an image of two objects is labelled as one of them, and the other is the
+            surprise (without it, a population unsure of every fragment pairs any two of them).
     """
     region_probs = np.asarray(region_probs, dtype=np.float64)
     if region_probs.ndim != 3 or region_probs.shape[0] != len(REGIONS):
         raise ValueError(f"region_probs must be ({len(REGIONS)}, n_samples, n_classes), got shape {region_probs.shape}.")
     top = region_probs.argmax(axis=2)  # (R, N)
     p_top = region_probs.max(axis=2)
-    scores = np.stack([np.where(top[a] != top[b], np.minimum(p_top[a], p_top[b]), 0.0) for a, b in PAIRS])
+    differ = [top[a] != top[b] for a, b in PAIRS]
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (region_probs.shape[1],):
+            raise ValueError(f"labels has shape {labels.shape}; expected ({region_probs.shape[1]},).")
+        differ = [d & ((top[a] == labels) | (top[b] == labels)) for d, (a, b) in zip(differ, PAIRS)]
+    scores = np.stack([np.where(d, np.minimum(p_top[a], p_top[b]), 0.0) for d, (a, b) in zip(differ, PAIRS)])
     best = scores.argmax(axis=0)
     rows = np.arange(region_probs.shape[1])
     a_index = np.asarray([a for a, _ in PAIRS])[best]

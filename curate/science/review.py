@@ -54,6 +54,7 @@ class ExportPolicy:
             removing flagged test images without review makes the benchmark lie.
         keep_one_duplicate: of each group of duplicates, only one image stays in training (the others
             are left out unless a reviewer tagged them ``rejected``); evaluation splits are never thinned.
+            Off by default: a group is a claim worth a look (the ``duplicates`` view), not yet a decision.
     """
 
     drop_confirmed: tuple[str, ...] = ("label_noise", "corruption")
@@ -61,7 +62,7 @@ class ExportPolicy:
     apply_relabels: bool = True
     drop_unreviewed: tuple[str, ...] = ()
     drop_unreviewed_in_eval: bool = False
-    keep_one_duplicate: bool = True
+    keep_one_duplicate: bool = False
 
 
 def split_of(tags: list[str]) -> str | None:
