@@ -54,7 +54,7 @@ def test_run_with_label_probes_counts_from_them_and_resumes(tmp_path):
     wrong = samples["label_wrong_probability"]
     assert wrong.dropna().between(0, 1).all() and wrong.notna().mean() > 0.99
     flagged = samples[samples["label_noise"]]
-    assert 0 < len(flagged) <= counts["label_probes"]  # the count, less ambiguous samples (multi-object)
+    assert 0 < len(flagged) <= counts["label_probes"]  # those with P >= 0.5, at most the count
     # Samples that were probes in every network that trained on them have no estimate to quote.
     quoted = flagged["reason"].str.contains(r"P\(label wrong\) ~ \d\.\d\d")
     assert quoted.equals(flagged["label_wrong_probability"].notna()) and quoted.mean() > 0.99
@@ -64,11 +64,12 @@ def test_run_with_label_probes_counts_from_them_and_resumes(tmp_path):
     assert invoke(*args).exit_code == 0
     assert {p.name: p.stat().st_mtime_ns for p in (run_dir / "jobs").glob("*.npz")} == job_times
 
-    # Without probes: confident learning counts, and no probability column.
+    # Without probes: confident learning's count is reported, and the probability is the noise model's.
     plain = tmp_path / "plain"
     assert invoke("run", "digits", "--no-fiftyone", "--run-dir", str(plain), *PRUNE_ONLY).exit_code == 0
     assert set(json.loads((plain / "manifest.json").read_text())["label_noise_count"]) == {"confident_learning"}
-    assert "label_wrong_probability" not in pd.read_parquet(plain / "samples.parquet")
+    plain_p = pd.read_parquet(plain / "samples.parquet")["label_wrong_probability"]
+    assert plain_p.notna().all() and not np.allclose(plain_p, wrong.fillna(0))
 
 
 def test_label_probes_out_of_range_is_named(tmp_path):

@@ -187,6 +187,9 @@ def sample_table(
         for name, values in categories.scores.items():
             table[f"{name}_score"] = values
         table["corruption_check"] = categories.corruption_check
+        if categories.evidence is not None:
+            # The confident-learning ranking (held-out and in-sample p(label)), kept beside P(label wrong).
+            table["label_noise_rank_score"] = categories.evidence.noise.score
         if categories.label_wrong_probability is not None:
             table["label_wrong_probability"] = categories.label_wrong_probability
         table["reason"] = flag_reasons
