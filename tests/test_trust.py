@@ -258,18 +258,6 @@ def test_the_demo_finds_its_planted_problems_and_the_app_opens_on_them(fo, tmp_p
 
 # --- duplicates ----------------------------------------------------------------------------------
 
-def test_difference_hash_by_hand():
-    from curate.science.duplicates import difference_hash
-
-    image = np.zeros((1, 8, 9))
-    image[0, :, 0] = 10.0  # column 0 brighter than column 1 in every row: bits 0, 8, 16, ... set
-    image[0, 3, 5] = 7.0   # row 3: pixel 5 brighter than pixel 6: bit 8 * 3 + 5; pixel 4 darker than 5: not set
-    expected = sum(1 << (8 * r) for r in range(8)) | (1 << 29)
-    assert int(difference_hash(image)[0]) == expected
-    # A 4 x 4 image is enlarged by pixel repetition to 12 x 12 before hashing.
-    assert difference_hash(np.zeros((2, 4, 4))).shape == (2,)
-
-
 def test_perceptual_hash_sets_half_the_bits_and_survives_small_changes():
     from curate.science.duplicates import _popcount, perceptual_hash, shifted_hashes
 

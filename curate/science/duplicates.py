@@ -47,37 +47,14 @@ def perceptual_hash(gray: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint64) << np.arange(64, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
 
 
-def difference_hash(gray: np.ndarray) -> np.ndarray:
-    """64-bit dHash of each image in ``gray`` ``(n, h, w)`` as ``uint64`` (images under 8 x 9 are enlarged).
-
-    Each image is block-averaged to 8 rows x 9 columns (area sampling), then bit ``8 r + c`` is set when
-    pixel ``(r, c)`` is brighter than ``(r, c + 1)``.
-    """
-    gray = np.asarray(gray, dtype=np.float64)
-    if gray.ndim != 3 or min(gray.shape[1:]) < 1:
-        raise ValueError(f"gray must be (n, h, w), got shape {gray.shape}.")
-    if gray.shape[1] < 8 or gray.shape[2] < 9:  # smaller than the hash: enlarge by pixel repetition
-        k = int(np.ceil(max(8 / gray.shape[1], 9 / gray.shape[2])))
-        gray = gray.repeat(k, axis=1).repeat(k, axis=2)
-    n, h, w = gray.shape
-    rows = np.minimum((np.arange(h) * 8) // h, 7)
-    cols = np.minimum((np.arange(w) * 9) // w, 8)
-    small = np.zeros((n, 8, 9))
-    np.add.at(small, (slice(None), rows[:, None], cols[None, :]), gray)
-    small /= np.bincount(rows, minlength=8)[:, None] * np.bincount(cols, minlength=9)[None, :]
-    bits = (small[:, :, :-1] > small[:, :, 1:]).reshape(n, 64)
-    return (bits.astype(np.uint64) << np.arange(64, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
-
-
 SHIFT = 1 / 16
 """Share of the side by which copies may be shifted: a near duplicate is also searched at these offsets."""
 
 
 def shifted_hashes(gray: np.ndarray, *, shift: float = SHIFT) -> np.ndarray:
-    """dHashes of each image moved by ``-shift, 0, +shift`` of its side in each direction (edge-padded),
-    ``(9, n)``; row 4 is the unshifted hash. A shift of a sixteenth of the side moves half of dHash's
-    cells, and changes about half of its bits; comparing each image with its neighbours' shifted
-    hashes finds shifted copies without loosening the threshold."""
+    """pHashes of each image moved by ``-shift, 0, +shift`` of its side in each direction (edge-padded),
+    ``(9, n)``; row 4 is the unshifted hash. Comparing each image with its neighbours' shifted hashes
+    finds shifted copies without loosening the threshold (docs/benchmarks.md, "Duplicates")."""
     gray = np.asarray(gray, dtype=np.float64)
     n, h, w = gray.shape
     dy, dx = max(1, int(round(shift * h))), max(1, int(round(shift * w)))
