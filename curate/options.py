@@ -24,7 +24,7 @@ class RunOptions:
 
     :class:`curate.population.pipeline.CurateConfig` and :class:`curate.population.train.TrainSettings` take their defaults
     from here, and so do the CLI's options, the App's form and the README's table (a test checks it). ``None`` means
-    "derived from the data": ``batch_size`` (:func:`default_batch_size`), ``image_size``
+    "derived from the data": ``filter_prune`` (:func:`default_filter_prune`), ``batch_size`` (:func:`default_batch_size`), ``image_size``
     (:func:`default_image_size`; 16 for digits); ``hflip`` is on (off for digits).
     """
 
@@ -34,6 +34,9 @@ class RunOptions:
     folds: int = 2
     sparsities: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9)
     quantize: tuple[str, ...] = ("fp16", "bf16", "int8", "int4", "dyn-int8")
+    filter_prune: tuple[float, ...] | None = None
+    filter_criterion: str = "taylor"
+    distill: tuple[str, ...] = ("0.5",)
     robustness_images: int = 64
     label_probes: float = 0.0
     epochs: int = 16
@@ -58,13 +61,24 @@ class RunOptions:
         model = preset.get("model", self.model) if self.model == RunOptions.model else self.model
         n_train = n_images * (self.folds - 1) // max(1, self.folds)
         batch_size = self.batch_size if self.batch_size is not None else default_batch_size(n_train)
+        filter_prune = self.filter_prune if self.filter_prune is not None else default_filter_prune(model)
         return CurateConfig(
             model=model, weights=self.weights, members=self.members, folds=self.folds, sparsities=self.sparsities,
             quantizations=self.quantize, robustness_images=self.robustness_images, image_size=image_size,
-            seed=self.seed, device=self.device, label_probes=self.label_probes,
+            seed=self.seed, device=self.device, label_probes=self.label_probes, filter_prunings=filter_prune,
+            filter_criterion=self.filter_criterion, distillations=self.distill,
             train=TrainSettings(epochs=self.epochs, finetune_epochs=self.finetune_epochs, batch_size=batch_size,
                                 hflip=hflip, prune_schedule=self.prune_schedule),
         )
+
+
+DEFAULT_FILTER_PRUNE = (0.5,)
+
+
+def default_filter_prune(model: str) -> tuple[float, ...]:
+    """Filter pruning levels when the user does not say: :data:`DEFAULT_FILTER_PRUNE` for the resnet-small
+    models, whose channel groups curate knows (:mod:`curate.population.structured`), none for others."""
+    return DEFAULT_FILTER_PRUNE if model == "resnet-small" or model.startswith("resnet-small:") else ()
 
 
 def is_pretrained(model: str) -> bool:

@@ -13,7 +13,7 @@ from typing import NoReturn
 import click
 
 from curate import __version__
-from curate.options import (DEFAULT_LABEL_FIELD, DEFAULT_RUN_KEY, DEMO_DATASET, RunOptions, parse_fractions,
+from curate.options import (DEFAULT_FILTER_PRUNE, DEFAULT_LABEL_FIELD, DEFAULT_RUN_KEY, DEMO_DATASET, RunOptions, parse_fractions,
                             parse_names)
 from curate.frontends.summary import table as _table
 
@@ -34,6 +34,17 @@ def _user_errors():
 def _parse_sparsities(_ctx, _param, value: str):
     try:
         return parse_fractions(value, "--sparsities", "0.3,0.5,0.7,0.9")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc))
+
+
+def _parse_filter_prune(_ctx, _param, value: str | None):
+    if value is None:
+        return None
+    if value.strip() == "none":
+        return ()
+    try:
+        return parse_fractions(value, "--filter-prune", "0.3,0.5")
     except ValueError as exc:
         raise click.BadParameter(str(exc))
 
@@ -85,6 +96,16 @@ def population_options(f):
         click.option("--quantize", default=",".join(RunOptions.quantize), show_default=True, callback=_parse_list,
                      help="Post-training quantization levels (weight-only; dyn-int8 is torch's dynamic "
                           "quantization of linear layers), or `none`."),
+        click.option("--filter-prune", default=None, callback=_parse_filter_prune,
+                     help="Structured pruning levels: the share of every layer's filters removed, ascending, or "
+                          f"`none` [default: {','.join(map(str, DEFAULT_FILTER_PRUNE))} for resnet-small models, "
+                          "none for others]."),
+        click.option("--filter-criterion", default=RunOptions.filter_criterion, show_default=True,
+                     type=click.Choice(["taylor", "l1"]),
+                     help="How filters are ranked for removal: first-order Taylor (Molchanov et al. 2017) or L1 norm."),
+        click.option("--distill", default=",".join(RunOptions.distill), show_default=True, callback=_parse_list,
+                     help="Distilled students: a share of the teacher's width, optionally ':STAGES' for a shallower "
+                          "one (0.5, 0.5:2), comma-separated, or `none`."),
         click.option("--robustness-images", default=RunOptions.robustness_images, show_default=True, type=click.IntRange(min=0),
                      help="Held-out images per network corrupted ImageNet-C style (6 corruptions x 5 "
                           "severities) to compare dense and compressed robustness; 0 turns it off."),

@@ -33,18 +33,43 @@ def level_table_text(levels) -> str:
     """The per-level table: accuracy, PIEs and, when the run has a control level, PIEs beyond it with
     a 95% interval."""
     with_control = "excess_pie_fraction" in levels
+    with_costs = "mmacs" in levels
+    dense = levels.iloc[0]
     rows = []
     for r in levels.itertuples():
-        row = [r.level, r.kind, r.measured_sparsity, int(r.bits), f"{r.compression:.1f}x",
-               f"{r.accuracy:.3f} ± {r.accuracy_std:.3f}", int(r.pies), f"{100 * r.pie_fraction:.2f}%",
-               int(r.classes_impacted)]
+        row = [r.level, r.kind, r.measured_sparsity, int(r.bits), f"{r.compression:.1f}x"]
+        if with_costs:
+            known = r.mmacs == r.mmacs
+            row += [f"{100 * r.mmacs / dense.mmacs:.0f}%" if known else "",
+                    f"{r.speedup:.1f}x" if known else ""]
+        row += [f"{r.accuracy:.3f} ± {r.accuracy_std:.3f}", int(r.pies), f"{100 * r.pie_fraction:.2f}%",
+                int(r.classes_impacted)]
         if with_control:
             beyond = r.excess_pie_fraction
             row.append("" if r.kind in ("dense", "control") or beyond != beyond else
                        f"{100 * beyond:+.2f}% [{100 * r.excess_low:+.2f}, {100 * r.excess_high:+.2f}]")
         rows.append(row)
-    headers = ["level", "kind", "sparsity", "bits", "smaller", "accuracy (OOS)", "PIEs", "PIE %", "classes impacted"]
+    headers = ["level", "kind", "sparsity", "bits", "smaller", *(["MACs", "CPU speed"] if with_costs else []),
+               "accuracy (OOS)", "PIEs", "PIE %", "classes impacted"]
     return table(rows, headers + (["PIE % beyond control (95% CI)"] if with_control else []))
+
+
+OVERLAP_SENTENCE = ("Overlap is the Jaccard index of two levels' PIE sets; chance is its value for sets of the same "
+                    "sizes drawn at random.")
+
+
+def overlap_lines(matched) -> list[Line]:
+    """Whether compressions of about the same size forget the same images
+    (:func:`curate.science.analysis.matched_overlaps`)."""
+    if matched is None or len(matched) == 0:
+        return []
+    rows = [[r.level, r.matched, f"{r.memory_kb:.0f} / {r.matched_memory_kb:.0f} KB", int(r.shared),
+             f"{r.jaccard:.2f}", f"{r.chance:.3f}", f"{r.ratio:.1f}x" if r.ratio == r.ratio else ""]
+            for r in matched.itertuples()]
+    return [("\nDo other compressions forget what pruning forgets? Each level against the pruning level "
+             "nearest in weight memory:", None),
+            (table(rows, ["level", "pruning level", "memory", "shared PIEs", "overlap", "chance", "over chance"]), None),
+            (OVERLAP_SENTENCE, None)]
 
 
 def flag_lines(result) -> list[Line]:
@@ -150,6 +175,7 @@ def run_lines(outcome, launcher: str = "curate") -> list[Line]:
     if "pie_beyond_control" in result.samples:
         beyond = int(result.samples["pie_beyond_control"].sum())
         lines.append((f"  {beyond} of them are PIEs the control does not also produce. {CONTROL_SENTENCE}", None))
+    lines += overlap_lines(result.matched_overlaps)
     lines += flag_lines(result)
     planted = result.images.fields.get("planted")
     if planted is not None and any(planted):

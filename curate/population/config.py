@@ -16,6 +16,8 @@ from curate.population.quantize import QUANT_FORMATS, check_formats
 from curate.population.robustness import CORRUPTION_NAMES, SEVERITIES, check_corruptions
 from curate.data.sources import LabeledImages
 from curate.data.store import RUN_STORE_VERSION
+from curate.population.models import small_resnet_width
+from curate.population.structured import FILTER_CRITERIA
 from curate.population.train import TrainSettings, check_device
 
 
@@ -41,6 +43,12 @@ class CurateConfig:
         robustness_images: held-out images per network that are corrupted (:mod:`curate.population.robustness`)
             and predicted by the network and every compressed copy of it; 0 turns robustness off.
         corruptions, severities: which ImageNet-C-style corruptions, at which severities (1..5).
+        filter_prunings: structured pruning levels (:mod:`curate.population.structured`): the share of the
+            channels of every channel group removed, ascending, each in (0, 1).
+        filter_criterion: how filters are ranked for removal, ``taylor`` or ``l1``.
+        distillations: distilled students (:func:`curate.population.train.distill_student`), each
+            ``"F"`` (a resnet-small at ``F`` times the teacher's width) or ``"F:S"`` (with ``S`` stages, a
+            shallower one), e.g. ``("0.5",)``.
         label_probes: share of each network's training images given a random wrong label
             (Metadata Archaeology's random-label probes); how the networks fit them sets the
             label-noise count (:func:`curate.science.flags.probe_label_noise`). 0: off, confident learning counts.
@@ -62,6 +70,9 @@ class CurateConfig:
     corruptions: tuple[str, ...] = CORRUPTION_NAMES
     severities: tuple[int, ...] = SEVERITIES
     label_probes: float = RunOptions.label_probes
+    filter_prunings: tuple[float, ...] = ()
+    filter_criterion: str = RunOptions.filter_criterion
+    distillations: tuple[str, ...] = ()
     train: TrainSettings = field(default_factory=TrainSettings)
 
     def __post_init__(self) -> None:
@@ -83,6 +94,21 @@ class CurateConfig:
             raise ValueError(f"Sparsities must lie strictly between 0 and 1, got {bad}.")
         if list(self.sparsities) != sorted(set(self.sparsities)):
             raise ValueError(f"Sparsities must be distinct and ascending, got {list(self.sparsities)}.")
+        object.__setattr__(self, "filter_prunings", tuple(float(f) for f in self.filter_prunings))
+        bad = [f for f in self.filter_prunings if not 0.0 < f < 1.0]
+        if bad or list(self.filter_prunings) != sorted(set(self.filter_prunings)):
+            raise ValueError(f"Filter pruning shares must be distinct, ascending and strictly between 0 and 1, e.g. "
+                             f"--filter-prune 0.3,0.5; got {list(self.filter_prunings)}.")
+        if self.filter_prunings and small_resnet_width(self.model) is None:
+            raise ValueError(f"Filter pruning (--filter-prune) knows the channel groups of the resnet-small models "
+                             f"only, not of {self.model}; use --filter-prune none with this --model.")
+        if self.filter_criterion not in FILTER_CRITERIA:
+            raise ValueError(f"Unknown filter criterion {self.filter_criterion!r}; choose "
+                             f"{' or '.join(FILTER_CRITERIA)}.")
+        students = tuple(canonical_student(spec) for spec in self.distillations)
+        if len(set(students)) != len(students):
+            raise ValueError(f"Distilled students repeat: {list(self.distillations)}.")
+        object.__setattr__(self, "distillations", students)
         if not 0.0 <= self.label_probes <= 0.2:
             raise ValueError(f"label_probes is the share of each network's training images given a random wrong "
                              f"label: 0 (off) to 0.2, e.g. 0.05; got {self.label_probes}.")
@@ -98,26 +124,37 @@ class CurateConfig:
 
     @property
     def level_names(self) -> list[str]:
-        """Pruning levels (``prune30``...) in ascending sparsity, then quantization formats."""
-        return [f"prune{round(s * 100):02d}" for s in self.sparsities] + list(self.quantizations)
+        """Pruning levels (``prune30``...) in ascending sparsity, quantization formats, filter pruning
+        levels (``filter50``...), then distilled students (``distill50``, ``distill50-d2``)."""
+        return ([f"prune{round(s * 100):02d}" for s in self.sparsities] + list(self.quantizations)
+                + [f"filter{round(f * 100):02d}" for f in self.filter_prunings]
+                + [student_level_name(spec) for spec in self.distillations])
 
     @property
     def level_kinds(self) -> list[str]:
-        return ["prune"] * len(self.sparsities) + ["quantize"] * len(self.quantizations)
+        return (["prune"] * len(self.sparsities) + ["quantize"] * len(self.quantizations)
+                + ["filter"] * len(self.filter_prunings) + ["distill"] * len(self.distillations))
 
     @property
     def level_sparsities(self) -> list[float]:
-        """Target sparsity of every level (0 for quantization levels)."""
-        return list(self.sparsities) + [0.0] * len(self.quantizations)
+        """Target sparsity (share of zero weights) of every level: 0 for all but unstructured pruning."""
+        return list(self.sparsities) + [0.0] * (self.n_levels - len(self.sparsities))
 
     @property
     def level_bits(self) -> list[int]:
-        """Bits per weight of every level (32 for pruning levels, which keep float32 weights)."""
-        return [32] * len(self.sparsities) + [QUANT_FORMATS[f] for f in self.quantizations]
+        """Bits per weight of every level (32 for all but quantization)."""
+        return ([32] * len(self.sparsities) + [QUANT_FORMATS[f] for f in self.quantizations]
+                + [32] * (len(self.filter_prunings) + len(self.distillations)))
 
     @property
     def n_levels(self) -> int:
-        return len(self.sparsities) + len(self.quantizations)
+        return len(self.sparsities) + len(self.quantizations) + len(self.filter_prunings) + len(self.distillations)
+
+    def student(self, spec: str) -> tuple[int, int]:
+        """``(width, stages)`` of the resnet-small student ``spec`` of this run's networks: a share of the
+        teacher's base width (32 for teachers that are not resnet-small)."""
+        share, stages = parse_student(spec)
+        return max(1, int(round((small_resnet_width(self.model) or 32) * share))), stages
 
     @property
     def robustness(self) -> bool:
@@ -134,7 +171,7 @@ class CurateConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        for key in ("sparsities", "quantizations", "corruptions", "severities"):
+        for key in ("sparsities", "quantizations", "corruptions", "severities", "filter_prunings", "distillations"):
             data[key] = list(getattr(self, key))
         return data
 
@@ -142,7 +179,7 @@ class CurateConfig:
     def from_dict(cls, data: dict[str, Any]) -> "CurateConfig":
         data = dict(data)
         data["train"] = TrainSettings(**data.get("train", {}))
-        for key in ("sparsities", "quantizations", "corruptions", "severities"):
+        for key in ("sparsities", "quantizations", "corruptions", "severities", "filter_prunings", "distillations"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
@@ -162,9 +199,33 @@ class CurateConfig:
         return h.hexdigest()[:16]
 
 
-JOB_OUTPUTS = 2
+def parse_student(spec: str) -> tuple[float, int]:
+    """``"0.5"`` -> ``(0.5, 3)``; ``"0.5:2"`` -> ``(0.5, 2)``: a student's share of the teacher's width and
+    its stages; a ValueError with an example otherwise."""
+    share, _, stages = str(spec).partition(":")
+    try:
+        share_f, stages_i = float(share), int(stages) if stages else 3
+    except ValueError:
+        share_f = stages_i = None
+    if share_f is None or not 0.0 < share_f <= 1.0 or not 1 <= stages_i <= 3:
+        raise ValueError(f"A distilled student is a share of the teacher's width in (0, 1], optionally with its "
+                         f"stages (1-3) after ':', e.g. --distill 0.5 or --distill 0.5:2; got {spec!r}.")
+    return share_f, stages_i
+
+
+def canonical_student(spec: str) -> str:
+    share, stages = parse_student(spec)
+    return f"{share:g}" + (f":{stages}" if stages != 3 else "")
+
+
+def student_level_name(spec: str) -> str:
+    share, stages = parse_student(spec)
+    return f"distill{round(share * 100):02d}" + (f"-d{stages}" if stages != 3 else "")
+
+
+JOB_OUTPUTS = 3
 """Version of what a population job computes (its predictions' meaning: control copy, image windows,
-probe construction). Part of the fingerprint, so a stored job from an older version is retrained
+probe construction, compression footprints, filter pruning and students). Part of the fingerprint, so a stored job from an older version is retrained
 rather than read with another meaning."""
 
 

@@ -24,17 +24,19 @@ class CostEstimate:
 
     networks: int
     dense_steps: int           # per network
-    finetune_steps: int        # per network, every pruning level and the control copy together
+    finetune_steps: int        # per network, every pruning level (unstructured and filter) and the control copy
+    distill_steps: int         # per network, every distilled student
     forget_steps: int          # per network, the dense network's and every pruned copy's
     predicted_images: int      # per network, every version of it, mirror images included
     seconds_per_step: float
     seconds_per_image: float   # prediction
     device: str
     resumed: int = 0           # networks already in the run directory
+    distill_step_cost: float = 1.0  # a student's step against a dense one: its MACs plus the teacher's forward pass
 
     @property
     def steps(self) -> int:
-        return self.dense_steps + self.finetune_steps + self.forget_steps
+        return self.dense_steps + self.finetune_steps + self.forget_steps + self.distill_steps
 
     @property
     def parts(self) -> dict[str, float]:
@@ -42,6 +44,7 @@ class CostEstimate:
         return {
             "dense training": self.networks * self.dense_steps * self.seconds_per_step,
             "pruning fine-tuning": self.networks * self.finetune_steps * self.seconds_per_step,
+            "distillation": self.networks * self.distill_steps * self.seconds_per_step * self.distill_step_cost,
             "second-split forgetting": self.networks * self.forget_steps * self.seconds_per_step,
             "predictions": self.networks * self.predicted_images * self.seconds_per_image,
         }
@@ -67,6 +70,8 @@ class CostEstimate:
             hints.append(f"--epochs {config.train.epochs // 2} (halves dense training; weaker networks, noisier PIEs)")
         if biggest == "pruning fine-tuning" and config.train.finetune_epochs > 1:
             hints.append(f"--finetune-epochs {max(1, config.train.finetune_epochs // 2)}")
+        if biggest == "distillation" and len(config.distillations) > 1:
+            hints.append(f"--distill {config.distillations[0]} (one student)")
         if biggest == "predictions" and config.robustness:
             hints.append("--robustness-images 0 (no corrupted copies to predict)")
         if config.members > 2:
@@ -105,7 +110,8 @@ def work_per_network(config: CurateConfig, n_images: int, n_train: int, n_probes
     return {
         "dense_steps": per_epoch * settings.epochs,
         # The control copy (sparsity 0) is fine-tuned as a pruning level is.
-        "finetune_steps": per_epoch * settings.finetune_epochs * (pruned + 1),
+        "finetune_steps": per_epoch * settings.finetune_epochs * (pruned + len(config.filter_prunings) + 1),
+        "distill_steps": per_epoch * settings.epochs * len(config.distillations),
         "forget_steps": steps_per_epoch(n_held_out, settings.batch_size) * settings.forget_epochs * (1 + pruned)
         if n_held_out and settings.forget_epochs else 0,
         # Region predictions: four halves of each held-out image and probe, by the dense network.
@@ -146,7 +152,22 @@ def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean
     finally:
         torch.random.set_rng_state(rng_state)
     return CostEstimate(networks=networks, **work_per_network(config, len(pixels), n_train, n_probes),
-                        seconds_per_step=per_step, seconds_per_image=per_image, device=str(device), resumed=resumed)
+                        seconds_per_step=per_step, seconds_per_image=per_image, device=str(device), resumed=resumed,
+                        distill_step_cost=_distill_step_cost(config, model, n_classes))
+
+
+def _distill_step_cost(config: CurateConfig, teacher, n_classes: int) -> float:
+    """A student's training step as a share of a dense one: training costs about three forward passes, so
+    the student's MACs over the teacher's, plus a third for the teacher's forward pass (most expensive student)."""
+    if not config.distillations:
+        return 1.0
+    from curate.population.footprint import macs_per_image
+    from curate.population.models import SmallResNet
+
+    dense = macs_per_image(teacher, config.image_size)
+    student = max(macs_per_image(SmallResNet(n_classes, *config.student(spec)), config.image_size)
+                  for spec in config.distillations)
+    return student / max(dense, 1.0) + 1.0 / 3.0
 
 
 def _sync(device) -> None:

@@ -33,7 +33,11 @@ class NetworkResult:
             and each pruned copy after second-split forgetting.
         aum: ``(N,)`` area under the margin of each training image, NaN for held-out images and probes.
         probes: ``(L+1, P, C)`` the dense network's and every copy's probabilities on the probe images.
-        sparsity: ``(L,)`` measured sparsity of each compressed copy.
+        sparsity: ``(L,)`` share of the dense network's convolution and linear weights each compressed copy
+            lacks: its zeros (unstructured pruning, rounding to zero), or the weights it does not have
+            (filter pruning, a student).
+        footprint: ``(L+1, 3)`` the dense network's and each copy's nonzero weights, MACs per image and CPU
+            milliseconds per image (:func:`curate.population.footprint.footprint`).
         label_probe_index, label_probe_label: the training images given a random wrong label, and it.
         robust_rows, robust_correct, robust_clean: held-out images corrupted for robustness, and the
             accuracy of every version of the network on them (``None`` with robustness off).
@@ -50,6 +54,7 @@ class NetworkResult:
     aum: np.ndarray
     probes: np.ndarray
     sparsity: np.ndarray
+    footprint: np.ndarray
     label_probe_index: np.ndarray
     label_probe_label: np.ndarray
     robust_rows: np.ndarray | None = None
@@ -100,11 +105,13 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
     """
     import torch
 
-    from curate.population.models import build_model, load_weights
+    from curate.population.footprint import footprint
+    from curate.population.models import SmallResNet, build_model, load_weights
     from curate.population.quantize import quantized_copy, runs_on_cpu_only
-    from curate.population.train import (REGIONS, Normalizer, control_copy, forget_on_second_split,
-                                         measured_sparsity, predict_probs, predict_regions, prune_levels,
-                                         resolve_device, train_dense)
+    from curate.population.structured import channel_counts
+    from curate.population.train import (REGIONS, Normalizer, control_copy, distill_student, filter_prune_and_finetune,
+                                         forget_on_second_split, measured_sparsity, predict_probs, predict_regions,
+                                         prune_levels, resolve_device, train_dense)
 
     device = resolve_device(config.device)
     # Mirror-image averaging only where mirror images share the label (hflip training says they do).
@@ -139,6 +146,23 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
                                                            config.sparsities, job.seed, progress)]
         for fmt in config.quantizations:
             networks.append((quantized_copy(model, fmt), cpu_normalize if runs_on_cpu_only(fmt) else normalize))
+        # Filter levels share the pruning levels' seeds, so a kind differs from the other by how it compresses.
+        start, start_fraction = model, 0.0
+        dense_channels = channel_counts(model) if config.filter_prunings else None
+        for level, fraction in enumerate(config.filter_prunings):
+            smaller = filter_prune_and_finetune(start, train_pixels, train_labels, normalize, config.train, fraction,
+                                                job.seed + 7919 * (level + 1), criterion=config.filter_criterion,
+                                                dense_channels=dense_channels, initial_fraction=start_fraction,
+                                                progress=progress)
+            networks.append((smaller, normalize))
+            if config.train.prune_schedule == "chained":
+                start, start_fraction = smaller, fraction
+        for level, spec in enumerate(config.distillations):
+            width, stages = config.student(spec)
+            torch.manual_seed(job.seed + 7919 * (50 + level))
+            student = SmallResNet(n_classes, width, stages).to(device).to(memory_format=torch.channels_last)
+            networks.append((distill_student(model, student, train_pixels, train_labels, normalize, config.train,
+                                             job.seed + 7919 * (50 + level), progress=progress), normalize))
         probs = [predict(net, pixels, norm) for net, norm in networks]
         control = predict(control_copy(model, train_pixels, train_labels, normalize, config.train, job.seed, progress),
                           pixels, normalize)
@@ -153,12 +177,19 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
             for net, _ in networks[:1 + len(config.sparsities)]
         ])
         robust = _robustness(config, job, networks, pixels, labels, held_out, probs) if config.robustness else {}
+        # A quantized copy counts as the network it rounds (torch's dynamic int8 hides its weights).
+        same_shape = len(config.sparsities) + len(config.quantizations)
+        quantized = range(1 + len(config.sparsities), 1 + same_shape)
+        fps = [footprint(net, config.image_size, shape_of=model if i in quantized else None)
+               for i, (net, _) in enumerate(networks)]
         return NetworkResult(
             dense=probs[0], control=control, regions=regions,
             probe_regions=predict_regions(model, probes, normalize), compressed=np.stack(probs[1:]), aum=aum,
             forgotten=forgotten[0], forgotten_compressed=forgotten[1:],
             probes=np.stack([predict(net, probes, norm) for net, norm in networks]),
-            sparsity=np.array([measured_sparsity(net) for net, _ in networks[1:]]),
+            sparsity=np.array([measured_sparsity(net) for net, _ in networks[1:1 + same_shape]]
+                              + [1.0 - fp[0] / fps[0][0] for fp in fps[1 + same_shape:]]),
+            footprint=np.stack(fps),
             label_probe_index=train_idx[probe_rows], label_probe_label=train_labels[probe_rows],
             **robust, seconds=time.perf_counter() - started)
 

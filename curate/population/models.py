@@ -42,11 +42,14 @@ class _Residual(nn.Module):
 
 
 class SmallResNet(nn.Module):
-    """Three stages (width w, 2w, 4w), each a conv, a 2x2 max-pool and a residual block."""
+    """Three stages (width w, 2w, 4w), each a conv, a 2x2 max-pool and a residual block; ``stages`` sets
+    how many (a shallower student, :mod:`curate.population.distill`)."""
 
-    def __init__(self, num_classes: int, width: int = 32):
+    def __init__(self, num_classes: int, width: int = 32, stages: int = 3):
         super().__init__()
-        widths = (width, 2 * width, 4 * width)
+        if stages < 1 or width < 1:
+            raise ValueError(f"SmallResNet needs a width and stages of at least 1, got width {width}, stages {stages}.")
+        widths = tuple(width * 2 ** s for s in range(stages))
         layers: list[nn.Module] = [_conv_bn(3, widths[0])]
         c_in = widths[0]
         for w in widths:
@@ -57,6 +60,15 @@ class SmallResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.amax(self.features(x), dim=(2, 3)))
+
+
+def small_resnet_width(spec: str) -> int | None:
+    """The base width of a ``resnet-small[:W]`` spec, None for other models."""
+    if spec == "resnet-small":
+        return 32
+    if spec.startswith("resnet-small:") and spec.partition(":")[2].isdigit():
+        return int(spec.partition(":")[2])
+    return None
 
 
 def build_model(spec: str, num_classes: int) -> nn.Module:

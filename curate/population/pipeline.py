@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from curate import __version__
-from curate.science.analysis import analyse, flag_samples, population_warnings, sample_table
+from curate.science.analysis import analyse, flag_samples, matched_overlaps, overlap_table, population_warnings, sample_table
 from curate.science.crossfit import check_fold_support, stratified_folds
 from curate.population.executor import Executor, InProcessExecutor, MemberJob
 from curate.data.faults import checkpoint
@@ -58,6 +58,7 @@ class Population:
     compressed_in: np.ndarray
     measured_sparsity: np.ndarray
     job_seconds: dict[str, float]
+    footprint: np.ndarray | None = None  # (L+1, 3) mean over networks: weights, MACs, CPU ms per image (footprint)
     aum: np.ndarray | None = None  # (N,) mean area under the margin over the networks that trained on it
     probes: ProbeSuite | None = None
     probe_probs: np.ndarray | None = None  # (L+1, K*F, P, C): dense then each level, every network
@@ -85,6 +86,12 @@ class RunResult:
     store: RunStore
     manifest: dict[str, Any]
     categories: Categories | None = None
+    overlap: pd.DataFrame | None = None  # every pair of levels' PIE overlap (analysis.overlap_table)
+
+    @property
+    def matched_overlaps(self) -> pd.DataFrame | None:
+        """Each level that is not unstructured pruning against the pruning level nearest in memory."""
+        return None if self.overlap is None else matched_overlaps(self.levels, self.overlap)
 
     @property
     def level_names(self) -> list[str]:
@@ -185,6 +192,7 @@ def run_population(
     forgotten_compressed_in = np.full((len(config.sparsities), n_in, n, n_classes), np.nan, dtype=np.float32)
     compressed_in = np.full((n_levels, n_in, n, n_classes), np.nan, dtype=np.float32)
     sparsity_sum = np.zeros(n_levels)
+    footprint_sum = np.zeros((n_levels + 1, 3))
     aum_sum, aum_count = np.zeros(n), np.zeros(n)
     probes = make_probes(pixels, images.labels, config.probes_per_kind, seed=config.seed)
     probe_probs = np.full((n_levels + 1, n_networks, len(probes), n_classes), np.nan, dtype=np.float32)
@@ -220,6 +228,7 @@ def run_population(
             probed = out.label_probe_index
             probe_labels[slot_of[probed], probed] = out.label_probe_label
         sparsity_sum[:] += out.sparsity
+        footprint_sum[:] += out.footprint
         seen = np.isfinite(out.aum)
         aum_sum[seen] += out.aum[seen]
         aum_count[seen] += 1
@@ -267,7 +276,8 @@ def run_population(
         aum = (aum_sum / aum_count).astype(np.float32)
     return Population(dense=dense, compressed=compressed, control=control, regions=regions,
                       probe_regions=probe_regions, dense_in=dense_in, compressed_in=compressed_in,
-                      measured_sparsity=sparsity_sum / len(jobs), job_seconds=seconds, aum=aum, probes=probes,
+                      measured_sparsity=sparsity_sum / len(jobs), job_seconds=seconds,
+                      footprint=footprint_sum / len(jobs), aum=aum, probes=probes,
                       probe_probs=probe_probs, robust_correct=robust_correct, robust_clean=robust_clean,
                       label_probe_labels=probe_labels if config.label_probes else None, forgotten_in=forgotten_in,
                       forgotten_compressed_in=forgotten_compressed_in, estimated_seconds=estimated_seconds,
@@ -329,7 +339,8 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
     scores, levels, impact = analyse(dense, compressed, kept.labels, kept.classes, config.level_names,
                                      config.level_sparsities, alpha=config.alpha,
                                      measured_sparsity=population.measured_sparsity, kinds=config.level_kinds,
-                                     bits=config.level_bits, control_probs=population.control)
+                                     bits=config.level_bits, control_probs=population.control,
+                                     footprint=population.footprint)
     severity = quality_severity(image_quality(kept.filepaths, store, progress))
     duplicates = find_duplicates(shifted_hashes(hash_pixels(kept.filepaths, pixels, config.image_size, store, progress)),
                                  file_digests(kept.filepaths), kept.splits)
@@ -366,6 +377,8 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
     store.save_table("samples.parquet", samples)
     store.save_table("classes.csv", impact)
     store.save_table("levels.csv", levels)
+    overlap = overlap_table(scores, config.level_names, config.level_kinds)
+    store.save_table("overlap.csv", overlap)
     if config.robustness:
         store.save_table("robustness.csv", robustness_table(population.robust_correct, population.robust_clean,
                                                             config.level_names, config.corruptions,
@@ -403,9 +416,11 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
         "duplicates": {"images": int(duplicates.is_duplicate.sum()), "clusters": int(len(np.unique(
             duplicates.cluster[duplicates.is_duplicate]))), "exact": int(duplicates.exact.sum()),
             "leaks": int(duplicates.leak.sum())},
-        "files": ["manifest.json", "probs.npz", "samples.parquet", "classes.csv", "levels.csv", "quality.parquet",
+        "files": ["manifest.json", "probs.npz", "samples.parquet", "classes.csv", "levels.csv", "overlap.csv",
+                  "quality.parquet",
                   *(["robustness.csv"] if config.robustness else []), "jobs/"],
     })
     store.write_json("manifest.json", manifest)
     return RunResult(config=config, images=kept, bad_images=bad, population=population, scores=scores, levels=levels,
-                     impact=impact, samples=samples, store=store, manifest=manifest, categories=categories)
+                     impact=impact, samples=samples, store=store, manifest=manifest, categories=categories,
+                     overlap=overlap)

@@ -19,6 +19,7 @@ from torch import nn
 from curate.options import RunOptions
 from curate.science.regions import GRID, REGIONS
 from curate.population.models import prunable_parameters
+from curate.population.structured import filter_schedule
 
 
 PRUNE_SCHEDULES = ("independent", "chained")
@@ -198,6 +199,10 @@ def _fit(
     margins: np.ndarray | None = None,
     sample_weights: np.ndarray | None = None,
     fixed_masks: dict[str, torch.Tensor] | None = None,
+    pruner=None,
+    filter_fraction: tuple[float, float] = (0.0, 0.0),
+    teacher: nn.Module | None = None,
+    distill: tuple[float, float] = (4.0, 0.9),
 ) -> None:
     device = normalize.device
     generator = torch.Generator().manual_seed(seed)
@@ -233,6 +238,8 @@ def _fit(
             y = labels_t[idx].to(device)
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(step, total, peak_lr)
+            if pruner is not None and 0 < step <= ramp_steps and step % update_every == 0:
+                pruner.prune_to(filter_schedule(step, ramp_steps, filter_fraction[1], filter_fraction[0]))
             if final_sparsity > 0 and (masks is None or (step <= ramp_steps and step % update_every == 0)):
                 masks = global_magnitude_masks(model, cubic_sparsity(step + update_every, ramp_steps, final_sparsity,
                                                                      initial_sparsity))
@@ -240,6 +247,8 @@ def _fit(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = model(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=settings.label_smoothing)
+                if teacher is not None:
+                    loss = distillation_loss(logits, teacher(x), loss, *distill)
             if margins is not None:
                 margins[idx, 0] += assigned_margins(logits.detach().float(), y).cpu().numpy()
                 margins[idx, 1] += 1
@@ -251,9 +260,23 @@ def _fit(
             step += 1
             if progress is not None:
                 progress(1)
+    if pruner is not None:
+        pruner.prune_to(filter_fraction[1])  # the ramp's last update may stop short of the target
     if final_sparsity > 0:
         # The last mask update may land a step short of the target: finish exactly at it.
         apply_masks(model, global_magnitude_masks(model, final_sparsity))
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, label_loss: torch.Tensor,
+                      temperature: float, soft_weight: float) -> torch.Tensor:
+    """Hinton et al. (2015): ``soft_weight * T^2 * KL(teacher_T || student_T) + (1 - soft_weight) * label_loss``,
+    with both networks' logits softened by temperature ``T``; the ``T^2`` keeps the soft targets' gradients
+    on the scale of the labels' as ``T`` changes."""
+    t = float(temperature)
+    soft = F.kl_div(F.log_softmax(student_logits.float() / t, dim=1), F.log_softmax(teacher_logits.detach().float() / t,
+                                                                                     dim=1),
+                    reduction="batchmean", log_target=True)
+    return soft_weight * t * t * soft + (1.0 - soft_weight) * label_loss
 
 
 def assigned_margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -302,6 +325,47 @@ def prune_levels(dense: nn.Module, pixels, labels, normalize, settings: TrainSet
         copies.append(prune_and_finetune(start, pixels, labels, normalize, settings, sparsity,
                                          seed + 7919 * (level + 1), progress))
     return copies
+
+
+def filter_prune_and_finetune(start: nn.Module, pixels, labels, normalize, settings: TrainSettings,
+                              fraction: float, seed: int, *, criterion: str = "taylor",
+                              dense_channels: dict[str, int] | None = None, initial_fraction: float = 0.0,
+                              progress=None) -> nn.Module:
+    """A copy of ``start`` with ``fraction`` of the channels of every channel group removed
+    (:mod:`curate.population.structured`), a few at a time while fine-tuning on ``pixels, labels`` with
+    the pruning levels' schedule; returns the physically smaller network.
+
+    ``start`` may be a smaller copy already (a chained schedule): pass the dense network's channel
+    counts as ``dense_channels`` and the share it already lost as ``initial_fraction``.
+    """
+    from curate.population.structured import FilterPruner
+
+    model = copy.deepcopy(start)
+    with FilterPruner(model, criterion, dense_channels) as pruner:
+        _fit(model, pixels, labels, normalize, settings, settings.finetune_epochs, settings.finetune_lr, seed,
+             progress=progress, pruner=pruner, filter_fraction=(initial_fraction, fraction))
+    return pruner.finish().eval()
+
+
+def distill_student(teacher: nn.Module, student: nn.Module, pixels, labels, normalize, settings: TrainSettings,
+                    seed: int, *, temperature: float = 4.0, soft_weight: float = 0.9, progress=None) -> nn.Module:
+    """``student`` trained from its initialisation on ``pixels, labels`` and on ``teacher``'s outputs for the
+    same augmented images (:func:`distillation_loss`), for as many epochs as the dense network trained."""
+    teacher.eval()
+    _fit(student, pixels, labels, normalize, settings, settings.epochs, settings.lr, seed, progress=progress,
+         teacher=_Frozen(teacher), distill=(temperature, soft_weight))
+    return student.eval()
+
+
+class _Frozen:
+    """Calls a network in eval mode without autograd (a teacher's targets)."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
 
 
 def control_copy(dense: nn.Module, pixels, labels, normalize, settings: TrainSettings, seed: int,

@@ -10,10 +10,12 @@ from scipy.stats import binomtest
 
 from curate.science.flags import (Categories, categorise, in_sample_mean, memorisation, population_mean, probe_label_noise,
                           reasons, votes_for)
-from curate.science.pies import NO_LEVEL, PieScores, score_pies
+from curate.science.pies import NO_LEVEL, PieScores, pie_overlap, score_pies
 from curate.science.probes import CORRUPTIONS, TWO_CLASS
 from curate.science.stats import impact_table, member_accuracies
 
+FINE_TUNED_KINDS = ("prune", "filter")
+"""Level kinds made by fine-tuning a copy of the dense network, as the control level is."""
 CONTROL = "control"
 """Name of the control level (fine-tuned like a pruning level, at sparsity 0) in the tables."""
 
@@ -30,24 +32,38 @@ def level_table(
     kinds: list[str] | None = None,
     bits: list[int] | None = None,
     control_probs: np.ndarray | None = None,
+    footprint: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row for the dense population, one for the control level (with ``control_probs``) and one per
     level: accuracy, PIEs, impacted classes, and with a control, each level's PIEs beyond it.
 
     Accuracy is each member's out-of-sample top-1 accuracy against the given labels, mean and
-    standard deviation over members. ``kinds`` (``prune``/``quantize``) and ``bits`` (per weight)
-    describe the levels; ``compression`` is the weight-memory ratio to dense float32, counting only
-    the kept weights of a pruned network (index overhead ignored) and the bits of a quantized one.
+    standard deviation over members. ``kinds`` (``prune``/``quantize``/``filter``/``distill``) and
+    ``bits`` (per weight) describe the levels; ``compression`` is the weight-memory ratio to dense float32,
+    counting only the kept weights of a pruned network (index overhead ignored) and the bits of a
+    quantized one. ``footprint`` ``(L+1, 3)`` (dense first; :mod:`curate.population.footprint`) adds
+    ``weights``, ``memory_kb``, ``mmacs`` (millions of multiply-accumulates per image) and ``latency_ms``
+    (CPU, per image) and ``speedup`` (dense latency over the level's), and ``compression`` then counts
+    the weights each copy really has.
     """
     kinds = kinds or ["prune"] * len(level_names)
     bits = bits or [32] * len(level_names)
     n = len(labels)
     dense_acc = member_accuracies(dense_probs, labels)
+
+    def costs(i: int, level_bits: int) -> dict:
+        if footprint is None:
+            return {}
+        weights, macs, latency = (float(v) for v in footprint[i])
+        return {"weights": weights, "memory_kb": weights * level_bits / 8 / 1024, "mmacs": macs / 1e6,
+                "latency_ms": latency, "speedup": float(footprint[0, 2]) / max(latency, 1e-12),
+                "compression": float(footprint[0, 0]) * 32 / max(weights * level_bits, 1e-9)}
+
     rows = [{
         "level": "dense", "kind": "dense", "sparsity": 0.0, "measured_sparsity": 0.0, "bits": 32,
         "compression": 1.0,
         "accuracy": dense_acc.mean(), "accuracy_std": dense_acc.std(ddof=1) if len(dense_acc) > 1 else 0.0,
-        "pies": 0, "pie_fraction": 0.0, "classes_impacted": 0,
+        "pies": 0, "pie_fraction": 0.0, "classes_impacted": 0, **costs(0, 32),
     }]
     control = scores.control
     if control is not None and control_probs is not None:
@@ -75,8 +91,10 @@ def level_table(
             "pies": int(scores.is_pie[i].sum()),
             "pie_fraction": scores.is_pie[i].sum() / n,
             "classes_impacted": int(level_impact["significant"].sum()),
-            # Quantized copies are not fine-tuned, so fine-tuning's noise floor is not theirs to clear.
-            **({} if control is None or kinds[i] != "prune" else {
+            **costs(i + 1, bits[i]),
+            # Quantized copies are not fine-tuned and students are trained afresh, so fine-tuning's noise
+            # floor is not theirs to clear.
+            **({} if control is None or kinds[i] not in FINE_TUNED_KINDS else {
                 "pies_beyond_control": int(control.beyond[i].sum()),
                 "excess_pie_fraction": float(control.excess[i]),
                 "excess_low": float(control.low[i]), "excess_high": float(control.high[i]),
@@ -205,7 +223,7 @@ def sample_table(
 
 
 def analyse(dense_probs, compressed_probs, labels, classes, level_names, sparsities, *, alpha=0.05,
-            measured_sparsity=None, kinds=None, bits=None, control_probs=None):
+            measured_sparsity=None, kinds=None, bits=None, control_probs=None, footprint=None):
     """Scores and the per-level and per-class tables for one run. Returns ``(scores, levels, impact)``.
 
     The pruning levels (``kinds`` ``prune``, which come first) form the ladder of
@@ -224,8 +242,43 @@ def analyse(dense_probs, compressed_probs, labels, classes, level_names, sparsit
         own = impact_table(dense_probs, np.asarray(control_probs)[None], labels, [CONTROL], classes, alpha)
         impact = pd.concat([own, impact], ignore_index=True)
     levels = level_table(dense_probs, compressed_probs, labels, level_names, sparsities, scores, impact,
-                         measured_sparsity, kinds, bits, control_probs)
+                         measured_sparsity, kinds, bits, control_probs, footprint)
     return scores, levels, impact
+
+
+def overlap_table(scores: PieScores, level_names: list[str], kinds: list[str] | None = None) -> pd.DataFrame:
+    """Every pair of levels: how many PIEs they share, their Jaccard overlap and its chance value
+    (:func:`curate.science.pies.pie_overlap`), and ``ratio``, the overlap over chance."""
+    kinds = kinds or ["prune"] * len(level_names)
+    jaccard, chance = pie_overlap(scores.is_pie)
+    shared = scores.is_pie.astype(np.int64) @ scores.is_pie.T.astype(np.int64)
+    rows = [{"level_a": level_names[i], "kind_a": kinds[i], "level_b": level_names[j], "kind_b": kinds[j],
+             "pies_a": int(shared[i, i]), "pies_b": int(shared[j, j]), "shared": int(shared[i, j]),
+             "jaccard": float(jaccard[i, j]), "chance": float(chance[i, j]),
+             "ratio": float(jaccard[i, j] / chance[i, j]) if chance[i, j] > 0 else np.nan}
+            for i in range(len(level_names)) for j in range(i + 1, len(level_names))]
+    return pd.DataFrame(rows, columns=["level_a", "kind_a", "level_b", "kind_b", "pies_a", "pies_b", "shared",
+                                       "jaccard", "chance", "ratio"])
+
+
+def matched_overlaps(levels: pd.DataFrame, overlap: pd.DataFrame) -> pd.DataFrame:
+    """For every level that is not unstructured pruning, the unstructured pruning level nearest to it in
+    weight memory (log scale) and the overlap of their PIE sets: do compressions of about the same size
+    forget the same images?"""
+    prune = levels[levels["kind"] == "prune"]
+    others = levels[~levels["kind"].isin(["dense", CONTROL, "prune"])]
+    if prune.empty or others.empty or "memory_kb" not in levels:
+        return pd.DataFrame(columns=["level", "matched", "memory_kb", "matched_memory_kb", "shared", "jaccard",
+                                     "chance", "ratio"])
+    rows = []
+    for row in others.itertuples():
+        nearest = prune.iloc[int(np.argmin(np.abs(np.log(prune["memory_kb"].to_numpy() / row.memory_kb))))]
+        pair = overlap[((overlap["level_a"] == row.level) & (overlap["level_b"] == nearest["level"]))
+                       | ((overlap["level_b"] == row.level) & (overlap["level_a"] == nearest["level"]))].iloc[0]
+        rows.append({"level": row.level, "matched": nearest["level"], "memory_kb": row.memory_kb,
+                     "matched_memory_kb": nearest["memory_kb"], "shared": pair["shared"], "jaccard": pair["jaccard"],
+                     "chance": pair["chance"], "ratio": pair["ratio"]})
+    return pd.DataFrame(rows)
 
 
 def population_warnings(labels: np.ndarray, dense_modal: np.ndarray, label_noise: np.ndarray,

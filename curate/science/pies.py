@@ -281,3 +281,30 @@ def score_pies(dense_probs: np.ndarray, compressed_probs: np.ndarray, ladder_lev
         pie_score=flips[ladder].mean(axis=0),
         control=None if control_probs is None else compare_with_control(dense_probs, control_probs, is_pie),
     )
+
+
+def pie_overlap(is_pie: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Do two compression levels forget the same images? Jaccard overlap of their PIE sets, and what it
+    would be by chance.
+
+    Args:
+        is_pie: ``(n_levels, n_samples)`` from :func:`mark_pies`.
+
+    Returns:
+        ``(jaccard, chance)``, both ``(n_levels, n_levels)``: ``|A & B| / |A | B|`` (0 where both sets are
+        empty), and the same ratio of expectations for two sets of the same sizes drawn independently,
+        ``pq / (p + q - pq)`` at PIE fractions ``p`` and ``q``.
+    """
+    is_pie = np.asarray(is_pie, dtype=bool)
+    if is_pie.ndim != 2:
+        raise ValueError(f"is_pie must be (n_levels, n_samples), got shape {is_pie.shape}.")
+    as_float = is_pie.astype(np.float64)
+    both = as_float @ as_float.T
+    sizes = as_float.sum(axis=1)
+    either = sizes[:, None] + sizes[None, :] - both
+    rate = sizes / max(1, is_pie.shape[1])
+    expected_either = rate[:, None] + rate[None, :] - rate[:, None] * rate[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        jaccard = np.where(either > 0, both / np.maximum(either, 1), 0.0)
+        chance = np.where(expected_either > 0, rate[:, None] * rate[None, :] / np.maximum(expected_either, 1e-12), 0.0)
+    return jaccard, chance
