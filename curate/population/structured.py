@@ -94,6 +94,16 @@ def kept_channels(dense_channels: int, fraction_removed: float) -> int:
     return max(1, int(round(dense_channels * (1.0 - fraction_removed))))
 
 
+def taylor_scores(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """Molchanov et al.'s criterion per image and channel, ``(batch, channels)``:
+    ``|mean over positions of (activation * d loss_i / d activation)|``.
+
+    ``gradient`` is of the batch's mean loss, as training computes it; times the batch size it is each
+    image's own loss's gradient.
+    """
+    return (activation.float() * gradient.float() * len(gradient)).mean(dim=(2, 3)).abs()
+
+
 def l1_importance(group: ChannelGroup) -> torch.Tensor:
     """Sum over the group's producers of each output filter's L1 norm (Li et al. 2017)."""
     return sum(p[0].weight.detach().abs().flatten(1).sum(dim=1) for p in group.producers).float().cpu()
@@ -144,9 +154,7 @@ class FilterPruner:
                 return
 
             def on_grad(grad):
-                per_image = (output.detach() * grad).float().mean(dim=(2, 3)).abs()  # (batch, channels)
-                # The loss is a mean over the batch: scale back to each image's own loss.
-                self.taylor[index] += (per_image * len(grad)).sum(dim=0).cpu()
+                self.taylor[index] += taylor_scores(output.detach(), grad).sum(dim=0).cpu()
                 if index == 0:
                     self.images += len(grad)
             output.register_hook(on_grad)
@@ -199,7 +207,7 @@ def remove_channels(model: nn.Module, alive: dict[str, torch.Tensor]) -> nn.Modu
             producer[1] = _slice_batchnorm(producer[1], index)
         for consumer in group.consumers:
             _replace(smaller, consumer, _slice_reader(consumer, index))
-    return smaller
+    return smaller.train(model.training)  # new modules start in training mode; batch norm must not
 
 
 def _replace(root: nn.Module, old: nn.Module, new: nn.Module) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from curate import __version__
+from curate.science.analysis import matched_overlaps
 from curate.science.findings import comparable_pairs, compression_comparison, most_forgotten_classes, pie_accuracy_table
 from curate.science.flags import REGISTRY, category_names
 from curate.data.faults import checkpoint
@@ -28,6 +29,9 @@ from curate.data.store import RunStore
 GALLERY_SIZE = 8
 MAX_CLASSES_PER_PANEL = 30
 PRUNE_COLOR, QUANT_COLOR, DENSE_COLOR = "#c0392b", "#2471a3", "#222222"
+FILTER_COLOR, DISTILL_COLOR = "#7d3c98", "#1e8449"
+KIND_STYLES = (("prune", PRUNE_COLOR, "o", "-", "pruning"), ("quantize", QUANT_COLOR, "s", "none", "quantization"),
+               ("filter", FILTER_COLOR, "^", "-", "filter pruning"), ("distill", DISTILL_COLOR, "D", "none", "distillation"))
 
 
 class ReportError(ValueError):
@@ -53,18 +57,17 @@ def _pyplot():
 
 
 def figure_levels(levels: pd.DataFrame) -> str:
-    """Accuracy and PIE fraction against weight-memory compression, pruning and quantization."""
+    """Accuracy and PIE fraction against weight-memory compression, every compression kind."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     dense = levels[levels["level"] == "dense"].iloc[0]
-    for kind, color, marker in (("prune", PRUNE_COLOR, "o"), ("quantize", QUANT_COLOR, "s")):
+    for kind, color, marker, style, label in KIND_STYLES:
         rows = levels[levels["kind"] == kind]
         if rows.empty:
             continue
         x = rows["compression"]
-        style = "-" if kind == "prune" else "none"
         axes[0].errorbar(x, rows["accuracy"], yerr=rows["accuracy_std"], color=color, marker=marker, ls=style,
-                         capsize=3, label="pruning" if kind == "prune" else "quantization")
+                         capsize=3, label=label)
         axes[1].plot(x, 100 * rows["pie_fraction"], color=color, marker=marker, ls=style)
         for xi, (_, row) in zip(x, rows.iterrows()):
             for ax, y in ((axes[0], row["accuracy"]), (axes[1], 100 * row["pie_fraction"])):
@@ -228,7 +231,7 @@ background:#fff}.score{float:right;color:#c0392b}.reason{color:#444}.path{color:
 
 
 def findings_text(levels: pd.DataFrame, pie_acc: pd.DataFrame, robust: pd.DataFrame | None,
-                  impact: pd.DataFrame | None = None) -> list[str]:
+                  impact: pd.DataFrame | None = None, overlap: pd.DataFrame | None = None) -> list[str]:
     """The headline sentences, worked out from the tables (nothing here is fixed text about the data)."""
     out = []
     prune, quant = levels[levels["kind"] == "prune"], levels[levels["kind"] == "quantize"]
@@ -261,14 +264,29 @@ def findings_text(levels: pd.DataFrame, pie_acc: pd.DataFrame, robust: pd.DataFr
         out.append("Quantization, per level: " + ", ".join(
             f"{r.level} {int(r.classes_impacted)} classes impacted, {100 * r.pie_fraction:.2f}% PIEs"
             for r in quant.itertuples()) + ".")
-    if impact is not None and len(quant) and len(prune):
+    for kind, name in (("filter", "Filter pruning"), ("distill", "Distilled students")):
+        rows = levels[levels["kind"] == kind]
+        if len(rows):
+            out.append(f"{name}, per level: " + ", ".join(
+                f"{r.level} {r.compression:.1f}x smaller"
+                + (f", {r.speedup:.1f}x the dense speed on CPU" if "speedup" in levels else "")
+                + f", accuracy {r.accuracy:.3f}, {100 * r.pie_fraction:.2f}% PIEs" for r in rows.itertuples()) + ".")
+    others = levels[~levels["kind"].isin(["dense", "control", "prune"])]
+    if impact is not None and len(others) and len(prune):
         comparison = compression_comparison(levels, impact).set_index("level")
+        matched = (matched_overlaps(levels, overlap).set_index("level") if overlap is not None
+                   else pd.DataFrame())
         sentences = []
         for q, p in comparable_pairs(comparison.reset_index()):
             a, b = comparison.loc[q], comparison.loc[p]
-            sentences.append(f"{q} ({a['compression']:.1f}x smaller) vs {p} ({b['compression']:.1f}x): "
-                             f"{100 * a['pie_fraction']:.2f}% vs {100 * b['pie_fraction']:.2f}% PIEs, mean absolute "
-                             f"class change {100 * a['class_disturbance']:.1f}% vs {100 * b['class_disturbance']:.1f}%")
+            text = (f"{q} ({a['compression']:.1f}x smaller) vs {p} ({b['compression']:.1f}x): "
+                    f"{100 * a['pie_fraction']:.2f}% vs {100 * b['pie_fraction']:.2f}% PIEs, mean absolute "
+                    f"class change {100 * a['class_disturbance']:.1f}% vs {100 * b['class_disturbance']:.1f}%")
+            if q in matched.index:
+                m = matched.loc[q]
+                text += (f", {int(m['shared'])} PIEs in common (overlap {m['jaccard']:.2f}, "
+                         f"{m['ratio']:.1f}x chance)" if m["ratio"] == m["ratio"] else "")
+            sentences.append(text)
         out.append("At comparable compression, " + "; ".join(sentences) + ".")
     if robust is not None and not robust.empty:
         summary = robustness_summary(robust)
@@ -278,6 +296,15 @@ def findings_text(levels: pd.DataFrame, pie_acc: pd.DataFrame, robust: pd.DataFr
                    f"{dense_mean:.3f} accuracy; the least robust compressed level is {worst} "
                    f"({summary.loc[worst, 'mean']:.3f}).")
     return out
+
+
+def overlap_matrix(overlap: pd.DataFrame) -> pd.DataFrame:
+    """The pairwise table of ``overlap.csv`` as a symmetric matrix of Jaccard overlaps, one row per level."""
+    names = list(dict.fromkeys([*overlap["level_a"], *overlap["level_b"]]))
+    matrix = pd.DataFrame(np.eye(len(names)), index=names, columns=names)
+    for row in overlap.itertuples():
+        matrix.loc[row.level_a, row.level_b] = matrix.loc[row.level_b, row.level_a] = row.jaccard
+    return matrix.rename_axis("level").reset_index()
 
 
 def _with_level_kinds(levels: pd.DataFrame) -> pd.DataFrame:
@@ -298,6 +325,7 @@ def build_report(run_dir: str | Path, title: str | None = None) -> str:
                           "run `curate run` first, or let an interrupted run finish.")
     levels = _with_level_kinds(store.load_table("levels.csv"))
     impact = store.load_table("classes.csv")
+    overlap = store.load_table("overlap.csv") if (store.root / "overlap.csv").exists() else None
     samples = store.load_table("samples.parquet")
     robust = store.load_table("robustness.csv") if (store.root / "robustness.csv").exists() else None
     level_names = [lv for lv, kind in zip(levels["level"], levels["kind"]) if kind not in ("dense", "control")]
@@ -322,7 +350,8 @@ def build_report(run_dir: str | Path, title: str | None = None) -> str:
     for warning in manifest.get("warnings", []):
         parts.append(f"<p class='warning'>&#9888; {html.escape(warning)}</p>")
     parts.append("<h2>Findings</h2><ul class='findings'>"
-                 + "".join(f"<li>{html.escape(s)}</li>" for s in findings_text(levels, pie_acc, robust, impact)) + "</ul>")
+                 + "".join(f"<li>{html.escape(s)}</li>" for s in findings_text(levels, pie_acc, robust, impact, overlap))
+                 + "</ul>")
 
     parts.append("<h2>Compression levels</h2><p class='note'>Accuracy: each network on the images it never "
                  "trained on, mean &plusmn; sd over members. A PIE at a level: the compressed population's modal "
@@ -330,6 +359,14 @@ def build_report(run_dir: str | Path, title: str | None = None) -> str:
     parts.append(f"<img class='figure' src='{figure_levels(levels)}' alt='accuracy and PIE fraction per level'>")
     parts.append(_table_html(compression_comparison(levels, impact),
                              percent=("pie_fraction", "accuracy_change", "class_disturbance")))
+    if overlap is not None and len(overlap):
+        parts.append("<h2>Do compressions forget the same images?</h2><p class='note'>Overlap: the Jaccard index of "
+                     "two levels' PIE sets; chance: its value for random sets of the same sizes. First each level "
+                     "against the pruning level nearest in weight memory, then every pair.</p>")
+        matched = matched_overlaps(levels, overlap)
+        if len(matched):
+            parts.append(_table_html(matched))
+        parts.append(_table_html(overlap_matrix(overlap)))
 
     parts.append("<h2>PIEs are harder</h2><p class='note'>Accuracy of the dense population's modal label on "
                  "each level's PIEs, on the rest, and the change in dense accuracy if that level's PIEs were "

@@ -262,23 +262,23 @@ def overlap_table(scores: PieScores, level_names: list[str], kinds: list[str] | 
 
 
 def matched_overlaps(levels: pd.DataFrame, overlap: pd.DataFrame) -> pd.DataFrame:
-    """For every level that is not unstructured pruning, the unstructured pruning level nearest to it in
-    weight memory (log scale) and the overlap of their PIE sets: do compressions of about the same size
-    forget the same images?"""
-    prune = levels[levels["kind"] == "prune"]
-    others = levels[~levels["kind"].isin(["dense", CONTROL, "prune"])]
-    if prune.empty or others.empty or "memory_kb" not in levels:
-        return pd.DataFrame(columns=["level", "matched", "memory_kb", "matched_memory_kb", "shared", "jaccard",
-                                     "chance", "ratio"])
+    """For every level of another kind, the unstructured pruning level nearest to it in weight memory
+    (:func:`curate.science.findings.comparable_pairs`) and the overlap of their PIE sets: do compressions
+    of about the same size forget the same images?"""
+    from curate.science.findings import comparable_pairs
+
+    columns = ["level", "matched", "memory_kb", "matched_memory_kb", "shared", "jaccard", "chance", "ratio"]
+    if "memory_kb" not in levels:
+        return pd.DataFrame(columns=columns)
+    memory = dict(zip(levels["level"], levels["memory_kb"]))
     rows = []
-    for row in others.itertuples():
-        nearest = prune.iloc[int(np.argmin(np.abs(np.log(prune["memory_kb"].to_numpy() / row.memory_kb))))]
-        pair = overlap[((overlap["level_a"] == row.level) & (overlap["level_b"] == nearest["level"]))
-                       | ((overlap["level_b"] == row.level) & (overlap["level_a"] == nearest["level"]))].iloc[0]
-        rows.append({"level": row.level, "matched": nearest["level"], "memory_kb": row.memory_kb,
-                     "matched_memory_kb": nearest["memory_kb"], "shared": pair["shared"], "jaccard": pair["jaccard"],
-                     "chance": pair["chance"], "ratio": pair["ratio"]})
-    return pd.DataFrame(rows)
+    for level, matched in comparable_pairs(levels):
+        pair = overlap[((overlap["level_a"] == level) & (overlap["level_b"] == matched))
+                       | ((overlap["level_b"] == level) & (overlap["level_a"] == matched))].iloc[0]
+        rows.append({"level": level, "matched": matched, "memory_kb": memory[level], "matched_memory_kb": memory[matched],
+                     "shared": int(pair["shared"]), "jaccard": float(pair["jaccard"]), "chance": float(pair["chance"]),
+                     "ratio": float(pair["ratio"])})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def population_warnings(labels: np.ndarray, dense_modal: np.ndarray, label_noise: np.ndarray,

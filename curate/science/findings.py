@@ -4,7 +4,7 @@
   on them, on the rest, and on the dataset without them (the paper's ImageNet result: removing PIEs
   lifts dense top-1 from 76.75% to 81.20%).
 - :func:`most_forgotten_classes`: the per-class normalised recall change, most forgotten first.
-- :func:`compression_comparison`: pruning against quantization, level by level, on equal terms
+- :func:`compression_comparison`: every compression kind, level by level, on equal terms
   (accuracy, PIE fraction, classes significantly impacted, weight-memory compression).
 - :func:`robustness_table`, :func:`robustness_summary`: accuracy under corruptions
   (:mod:`curate.population.robustness` makes them), dense against every compressed level.
@@ -71,7 +71,8 @@ def most_forgotten_classes(impact: pd.DataFrame, level: str | None = None, top: 
 
 
 def compression_comparison(levels: pd.DataFrame, impact: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Pruning and quantization levels side by side, ordered by weight-memory compression.
+    """Every compression level side by side (pruning, quantization, filter pruning, distillation), ordered
+    by weight-memory compression, with its weights' memory, MACs and CPU latency when the run measured them.
 
     ``accuracy_change`` is the level's mean held-out accuracy minus the dense population's. With the
     per-class ``impact`` table, ``class_disturbance`` is the mean over classes of the absolute
@@ -88,8 +89,9 @@ def compression_comparison(levels: pd.DataFrame, impact: pd.DataFrame | None = N
     if "compression" not in table:
         table["compression"] = 1.0 / (1.0 - table["sparsity"])
     table["accuracy_change"] = table["accuracy"] - base
-    columns = ["level", "kind", "compression", "accuracy", "accuracy_change", "pies", "pie_fraction",
-               "classes_impacted"]
+    columns = ["level", "kind", "compression", *[c for c in ("memory_kb", "mmacs", "latency_ms", "speedup")
+                                                  if c in table], "accuracy", "accuracy_change", "pies",
+               "pie_fraction", "classes_impacted"]
     if impact is not None:
         disturbance = impact.assign(_abs=impact["normalized_change"].abs()).groupby("level")["_abs"].mean()
         table["class_disturbance"] = table["level"].map(disturbance)
@@ -98,12 +100,13 @@ def compression_comparison(levels: pd.DataFrame, impact: pd.DataFrame | None = N
 
 
 def comparable_pairs(comparison: pd.DataFrame) -> list[tuple[str, str]]:
-    """Each quantization level paired with the pruning level nearest to it in compression (log scale)."""
+    """Each level of another compression kind paired with the (unstructured) pruning level nearest to it in
+    weight-memory compression (log scale)."""
     prune = comparison[comparison["kind"] == "prune"]
     if prune.empty:
         return []
     pairs = []
-    for row in comparison[comparison["kind"] == "quantize"].itertuples():
+    for row in comparison[~comparison["kind"].isin(["prune", "dense", "control"])].itertuples():
         distance = (np.log(prune["compression"]) - np.log(row.compression)).abs()
         pairs.append((row.level, prune["level"].iloc[int(np.argmin(distance.to_numpy()))]))
     return pairs
