@@ -32,7 +32,7 @@ def test_label_noise_ranking_finds_real_human_errors(tmp_path):
     run_dir = tmp_path / "run"
     result = invoke("run", str(manifest), "--no-fiftyone", "--run-dir", str(run_dir), "--members", "2",
                     "--folds", "2", "--epochs", "12", "--batch-size", "32", "--finetune-epochs", "1", "--sparsities", "0.9",
-                    "--image-size", "16", "--quantize", "none", "--robustness-images", "0", "-q")
+                    "--image-size", "16", "--quantize", "none", "--filter-prune", "none", "--distill", "none", "--robustness-images", "0", "-q")
     assert result.exit_code == 0, result.output
     assert "Source: csv" in result.output and "2000 images, 10 classes" in result.output
 

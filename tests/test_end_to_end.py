@@ -56,10 +56,15 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
     np.testing.assert_allclose(scores, by_path.loc[paths, "pie_score"].to_numpy())
 
     quantized = ["fp16", "bf16", "int8", "int4", "dyn-int8"]
+    # By default a resnet-small run also has a filter-pruned copy and a distilled student of every network.
+    others = ["filter50", "distill50"]
     assert set(dataset.list_saved_views()) == {
         "pies", "pies-prune50", "pies-prune90", "pies-label_noise", "pies-corruption", "pies-multi_object",
-        "pies-ambiguous", "pies-atypical", "label-noise", "corruption", "duplicates", *(f"pies-{q}" for q in quantized)}
+        "pies-ambiguous", "pies-atypical", "label-noise", "corruption", "duplicates",
+        *(f"pies-{q}" for q in quantized + others)}
     assert isinstance(sample["curate_int4"], fo.Classification)
+    assert isinstance(sample["curate_filter50"], fo.Classification)
+    assert len(dataset.load_saved_view("pies-distill50")) == int(table["distill50_pie"].sum())
     pies_view = dataset.load_saved_view("pies")
     assert len(pies_view) == n_pies
     view_scores = pies_view.values("curate_pie_score")
@@ -77,17 +82,27 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
     assert manifest["status"] == "complete" and manifest["n_images"] == 1797
     assert len(list((run_dir / "jobs").glob("*.npz"))) == 4
     classes = pd.read_csv(run_dir / "classes.csv")
-    assert set(classes["level"]) == {"control", "prune50", "prune90", *quantized} and len(classes) == 80
+    assert set(classes["level"]) == {"control", "prune50", "prune90", *quantized, *others} and len(classes) == 100
     levels = pd.read_csv(run_dir / "levels.csv").set_index("level")
-    assert levels["kind"].tolist() == ["dense", "control", "prune", "prune"] + ["quantize"] * 5
-    # Every pruning level is read against the control; quantized copies are not fine-tuned, so not them.
-    assert levels.loc[["prune50", "prune90"], "excess_low"].notna().all()
-    assert levels.loc[quantized, "excess_pie_fraction"].isna().all()
-    assert levels.loc["int4", "bits"] == 4 and levels.loc["int4", "compression"] == 8
-    assert levels.loc["prune90", "compression"] == pytest.approx(10)
+    assert levels["kind"].tolist() == ["dense", "control", "prune", "prune"] + ["quantize"] * 5 + ["filter", "distill"]
+    # Every fine-tuned level is read against the control; quantized copies are not fine-tuned and students
+    # are trained afresh, so not them.
+    assert levels.loc[["prune50", "prune90", "filter50"], "excess_low"].notna().all()
+    assert levels.loc[quantized + ["distill50"], "excess_pie_fraction"].isna().all()
+    assert levels.loc["int4", "bits"] == 4 and levels.loc["int4", "compression"] == pytest.approx(8)
+    assert levels.loc["prune90", "compression"] == pytest.approx(10, rel=0.01)
+    # Half the channels of every layer: about a quarter of the weights; a half-width student likewise.
+    assert levels.loc["filter50", "compression"] == pytest.approx(4, rel=0.1)
+    assert levels.loc["distill50", "compression"] == pytest.approx(4, rel=0.1)
+    assert levels.loc["filter50", "mmacs"] < 0.35 * levels.loc["dense", "mmacs"]
+    assert (levels.loc[["dense", "filter50", "distill50"], ["weights", "memory_kb", "latency_ms", "speedup"]] > 0).all().all()
+    overlap = pd.read_csv(run_dir / "overlap.csv")
+    assert len(overlap) == 9 * 8 // 2
+    pair = overlap[(overlap["level_a"] == "prune90") & (overlap["level_b"] == "filter50")].iloc[0]
+    assert pair["shared"] == int((table["prune90_pie"] & table["filter50_pie"]).sum())
     # Robustness: every level, 6 corruptions, clean + 5 severities.
     robust = pd.read_csv(run_dir / "robustness.csv")
-    assert len(robust) == 8 * 6 * 6 and robust["accuracy"].between(0, 1).all()
+    assert len(robust) == 10 * 6 * 6 and robust["accuracy"].between(0, 1).all()
     assert (robust[robust["level"] == "dense"]["vs_dense"] == 0).all()
     # Each network corrupts only images it never trained on, and its clean accuracy there is read from
     # the same held-out predictions the PIEs use.
@@ -216,7 +231,7 @@ def test_a_second_run_key_leaves_the_first_alone_and_can_be_deleted(fo, digits_r
     dataset, _, _ = digits_run
     before = snapshot(dataset)
     result = invoke("demo", "--clean", "--dataset", "test-digits", "--run-key", "other", "--run-dir", str(tmp_path / "o"), *TINY,
-                    "--quantize", "none", "--robustness-images", "0")
+                    "--quantize", "none", "--filter-prune", "none", "--distill", "none", "--robustness-images", "0")
     assert result.exit_code == 0, result.output
     # Pruning only: no quantization levels, no robustness table.
     assert pd.read_csv(tmp_path / "o" / "levels.csv")["level"].tolist() == ["dense", "control", "prune50", "prune90"]

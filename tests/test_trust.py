@@ -220,7 +220,7 @@ def test_the_demo_finds_its_planted_problems_and_the_app_opens_on_them(fo, tmp_p
 
     monkeypatch.setenv("CURATE_HOME", str(tmp_path / "home"))  # the planted copy is written here
     result = invoke("demo", "--dataset", "test-planted", "--run-dir", str(tmp_path / "run"), "--members", "2",
-                    "--epochs", "6", "--sparsities", "0.9", "--quantize", "none", "--robustness-images", "0", "-q")
+                    "--epochs", "6", "--sparsities", "0.9", "--quantize", "none", "--filter-prune", "none", "--distill", "none", "--robustness-images", "0", "-q")
     assert result.exit_code == 0, result.output
     assert "Planted problems found" in result.output and "expected to be real errors" in result.output
     assert "PIEs the control does not also produce" in result.output

@@ -75,12 +75,19 @@ def rename_written(dataset, config, key: str, new_key: str) -> None:
             dataset.delete_saved_view(view_name)
     save_views(dataset, new_key, new, levels)
     unconfigure_app(dataset, key, old.fields)
-    sparsities = (getattr(config, "curate_config", None) or {}).get("sparsities", ())
     configure_app(dataset, new_key, new, getattr(config, "label_field", None) or LABEL_FIELD, levels,
-                  ["prune"] * len(sparsities) + ["quantize"] * (len(levels) - len(sparsities)))
+                  _level_kinds(getattr(config, "curate_config", None) or {}, levels))
     config.fields, config.tags, config.tag, config.views = new.fields, new.tags, new.tag, new.all_views
     fors.Run.update_run_config(dataset, key, config)
     info = (dataset.info.get("curate") or {}).get(key)
     update_run_info(dataset, key, None)
     if info is not None:
         update_run_info(dataset, new_key, info)
+
+
+def _level_kinds(curate_config: dict, levels: list[str]) -> list[str]:
+    """The kind of every level of a recorded run, in :attr:`CurateConfig.level_kinds` order."""
+    counts = [("prune", "sparsities"), ("quantize", "quantizations"), ("filter", "filter_prunings"),
+              ("distill", "distillations")]
+    kinds = [kind for kind, key in counts for _ in curate_config.get(key, ())]
+    return kinds if len(kinds) == len(levels) else ["prune"] * len(levels)

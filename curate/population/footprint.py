@@ -7,8 +7,9 @@
 - MACs: multiply-accumulates of one image through the convolution and linear layers, each layer's count
   scaled by the share of its weights that are nonzero: the work a sparse kernel could skip. Dense
   kernels skip none of it, which the latency shows.
-- latency: the fastest of several forward passes over a batch of images on the CPU, in milliseconds per
-  image (the minimum, because other work on the machine only ever adds time).
+- latency: the fastest of several timings of forward passes over a batch of images on the CPU, in
+  milliseconds per image (the minimum, because other work on the machine only ever adds time). The
+  network keeps its memory layout (curate trains channels-last), which matters as much as its size.
 """
 
 from __future__ import annotations
@@ -60,28 +61,50 @@ def macs_per_image(model: nn.Module, image_size: int, channels: int = 3) -> floa
 
 
 @torch.no_grad()
-def cpu_latency_ms(model: nn.Module, image_size: int, batch: int = LATENCY_BATCH, repeats: int = LATENCY_REPEATS,
-                   channels: int = 3) -> float:
-    """Milliseconds per image of the fastest of ``repeats`` forward passes over ``batch`` images on the CPU
-    (after one warm-up)."""
-    net = copy.deepcopy(model).cpu().eval()
+def cpu_latencies_ms(models: list[nn.Module], image_size: int, batch: int = LATENCY_BATCH,
+                     repeats: int = LATENCY_REPEATS, channels: int = 3, min_seconds: float = 0.02) -> np.ndarray:
+    """Milliseconds per image of each network on the CPU: the fastest of ``repeats`` timings, each of as
+    many forward passes over ``batch`` images as fill ``min_seconds``.
+
+    The networks take turns, round after round, so that a machine that slows down or speeds up during
+    the measurement (other work, clock changes) affects them all alike.
+    """
+    nets = [copy.deepcopy(m).cpu().eval() for m in models]
     x = torch.randn(batch, channels, image_size, image_size, generator=torch.Generator().manual_seed(0))
-    net(x)
-    times = []
-    for _ in range(repeats):
+    passes = []
+    for net in nets:  # warm-up, which also sets how many passes fill a timing
         started = time.perf_counter()
         net(x)
-        times.append(time.perf_counter() - started)
-    return 1000.0 * float(np.min(times)) / batch
+        passes.append(max(1, int(min_seconds / max(time.perf_counter() - started, 1e-6))))
+    best = np.full(len(nets), np.inf)
+    for _ in range(repeats):
+        for i, net in enumerate(nets):
+            started = time.perf_counter()
+            for _ in range(passes[i]):
+                net(x)
+            best[i] = min(best[i], (time.perf_counter() - started) / passes[i])
+    return 1000.0 * best / batch
 
 
-def footprint(model: nn.Module, image_size: int, *, shape_of: nn.Module | None = None) -> np.ndarray:
-    """``[weights, macs, latency_ms]`` of ``model`` (see the module docstring).
+def cpu_latency_ms(model: nn.Module, image_size: int, **kwargs) -> float:
+    """:func:`cpu_latencies_ms` of one network."""
+    return float(cpu_latencies_ms([model], image_size, **kwargs)[0])
 
-    ``shape_of``: count weights and MACs on this network instead (a quantized copy, whose layers torch may
-    have replaced with ones that hide their weights, counts as the network it was quantized from); the
-    latency is always ``model``'s own.
+
+def footprints(models: list[nn.Module], image_size: int, *, shapes_of: list[nn.Module | None] | None = None) -> np.ndarray:
+    """``(len(models), 3)``: each network's ``[weights, macs, latency_ms]`` (see the module docstring).
+
+    ``shapes_of[i]``: count weights and MACs on this network instead of ``models[i]`` (a quantized copy, whose
+    layers torch may have replaced with ones that hide their weights, counts as the network it was
+    quantized from); the latency is always the model's own.
     """
-    counted = shape_of if shape_of is not None else model
-    return np.array([nonzero_weights(counted), macs_per_image(counted, image_size),
-                     cpu_latency_ms(model, image_size)], dtype=np.float64)
+    shapes_of = shapes_of or [None] * len(models)
+    counted = [shape if shape is not None else model for model, shape in zip(models, shapes_of)]
+    latency = cpu_latencies_ms(models, image_size)
+    return np.array([[nonzero_weights(m), macs_per_image(m, image_size), t] for m, t in zip(counted, latency)],
+                    dtype=np.float64)
+
+
+def footprint(model: nn.Module, image_size: int) -> np.ndarray:
+    """``[weights, macs, latency_ms]`` of one network."""
+    return footprints([model], image_size)[0]

@@ -105,7 +105,7 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
     """
     import torch
 
-    from curate.population.footprint import footprint
+    from curate.population.footprint import footprints
     from curate.population.models import SmallResNet, build_model, load_weights
     from curate.population.quantize import quantized_copy, runs_on_cpu_only
     from curate.population.structured import channel_counts
@@ -180,8 +180,8 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
         # A quantized copy counts as the network it rounds (torch's dynamic int8 hides its weights).
         same_shape = len(config.sparsities) + len(config.quantizations)
         quantized = range(1 + len(config.sparsities), 1 + same_shape)
-        fps = [footprint(net, config.image_size, shape_of=model if i in quantized else None)
-               for i, (net, _) in enumerate(networks)]
+        fps = list(footprints([net for net, _ in networks], config.image_size,
+                              shapes_of=[model if i in quantized else None for i in range(len(networks))]))
         return NetworkResult(
             dense=probs[0], control=control, regions=regions,
             probe_regions=predict_regions(model, probes, normalize), compressed=np.stack(probs[1:]), aum=aum,

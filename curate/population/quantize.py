@@ -67,9 +67,13 @@ def quantized_copy(model: nn.Module, fmt: str) -> nn.Module:
         w = layer.weight.data
         if fmt in ("fp16", "bf16"):
             dtype = torch.float16 if fmt == "fp16" else torch.bfloat16
-            layer.weight.data = w.to(dtype).to(w.dtype)
+            rounded = w.to(dtype).to(w.dtype)
         else:
-            layer.weight.data = fake_quantize_per_channel(w, QUANT_FORMATS[fmt])
+            rounded = fake_quantize_per_channel(w, QUANT_FORMATS[fmt])
+        # Keep the weights' memory layout: a channels-last network made contiguous runs slower, and its
+        # measured latency would then be the layout's, not the quantization's.
+        channels_last = w.ndim == 4 and w.is_contiguous(memory_format=torch.channels_last)
+        layer.weight.data = rounded.contiguous(memory_format=torch.channels_last) if channels_last else rounded
     return quantized
 
 

@@ -213,10 +213,11 @@ class ReviewStatus(foo.Operator):
         return types.Property(outputs)
 
 
-FORM_OPTIONS = ("members", "folds", "epochs", "finetune_epochs", "sparsities", "quantize", "robustness_images",
-                "label_probes", "model")
-# Options the form offers empty: left empty, the run derives them (image size) or goes without (weights).
-OPTIONAL_FORM_OPTIONS = ("image_size", "weights")
+FORM_OPTIONS = ("members", "folds", "epochs", "finetune_epochs", "sparsities", "quantize", "distill",
+                "robustness_images", "label_probes", "model")
+# Options the form offers empty: left empty, the run derives them (image size, filter pruning levels) or goes
+# without (weights).
+OPTIONAL_FORM_OPTIONS = ("image_size", "filter_prune", "weights")
 
 
 def run_defaults() -> dict:
@@ -235,6 +236,11 @@ def run_options(params: dict):
         values["sparsities"] = parse_fractions(values["sparsities"], "Pruning levels", "0.3,0.5,0.7,0.9")
     if isinstance(values.get("quantize"), str):
         values["quantize"] = parse_names(values["quantize"])
+    if isinstance(values.get("distill"), str):
+        values["distill"] = parse_names(values["distill"])
+    if isinstance(values.get("filter_prune"), str):
+        values["filter_prune"] = (() if values["filter_prune"].strip() == "none" else
+                                  parse_fractions(values["filter_prune"], "Filter pruning levels", "0.3,0.5"))
     return RunOptions(**values)
 
 
@@ -319,6 +325,10 @@ class ComputePies(foo.Operator):
                    min=1)
         inputs.str("sparsities", default=defaults["sparsities"], label="Pruning levels")
         inputs.str("quantize", default=defaults["quantize"], label="Quantization levels (or none)")
+        inputs.str("filter_prune", label="Filter pruning levels (share of filters removed, or none; default 0.5 "
+                                         "for resnet-small models)")
+        inputs.str("distill", default=defaults["distill"], label="Distilled students (share of the teacher's width, "
+                                                                  "or none)")
         inputs.int("robustness_images", default=defaults["robustness_images"],
                    label="Images per network for the robustness study (0: off)", min=0)
         inputs.float("label_probes", default=defaults["label_probes"], min=0.0, max=0.2,
