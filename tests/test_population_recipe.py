@@ -131,7 +131,8 @@ def test_the_cost_estimate_counts_the_steps_a_network_takes():
     pixels, labels = _separable(n=96)
     config = CurateConfig(members=2, folds=2, sparsities=(0.5, 0.9), quantizations=("fp16",), image_size=8,
                           robustness_images=4, corruptions=("gaussian_noise",), severities=(1, 3),
-                          probes_per_kind=4, train=TrainSettings(epochs=2, finetune_epochs=1, batch_size=16))
+                          probes_per_kind=4, filter_prunings=(0.5,), distillations=("0.5",),
+                          train=TrainSettings(epochs=2, finetune_epochs=1, batch_size=16))
     folds = {k: stratified_folds(labels, 2, config.member_seed(k)) for k in range(2)}
     mean, std = Normalizer.channel_stats(pixels)
     steps = []
@@ -139,14 +140,14 @@ def test_the_cost_estimate_counts_the_steps_a_network_takes():
     run(MemberJob(0, 0, config.job_seed(0, 0)))
     n_train = int((folds[0] != 0).sum())
     work = work_per_network(config, len(pixels), n_train, 6)
-    assert sum(steps) == work["dense_steps"] + work["finetune_steps"] + work["forget_steps"]
+    assert sum(steps) == work["dense_steps"] + work["finetune_steps"] + work["forget_steps"] + work["distill_steps"]
     estimate = estimate_cost(config, pixels, 2, mean, std, networks=4, n_train=n_train, n_probes=6)
     assert estimate.steps == sum(steps) and estimate.seconds > 0
     assert estimate.seconds == pytest.approx(sum(estimate.parts.values()))
 
 
 def test_the_estimate_reads_as_plain_words_with_ways_to_make_it_cheaper():
-    estimate = CostEstimate(networks=8, dense_steps=1000, finetune_steps=500, forget_steps=100,
+    estimate = CostEstimate(networks=8, dense_steps=1000, finetune_steps=500, forget_steps=100, distill_steps=0,
                             predicted_images=50_000, seconds_per_step=0.05, seconds_per_image=1e-4, device="cpu")
     text = "\n".join(estimate.lines(CurateConfig()))
     assert "8 networks to train, 1,600 optimiser steps and 50,000 image predictions each" in text
@@ -194,7 +195,8 @@ def test_photos_trained_from_scratch_come_with_a_note_on_what_pretraining_would_
     said = []
     outcome = api.run(str(tmp_path / "photos"), to_fiftyone=False, run_dir=tmp_path / "run", progress=False,
                       say=lambda message, kind: said.append((kind, message)), members=2, epochs=1,
-                      finetune_epochs=1, sparsities=(0.5,), quantize=(), robustness_images=0)
+                      finetune_epochs=1, sparsities=(0.5,), quantize=(), robustness_images=0, filter_prune=(),
+                      distill=())
     assert outcome.result.config.image_size == 32
     notes = [m for kind, m in said if kind == "note"]
     assert any("about 96 px" in m and "tv:resnet18:pretrained" in m and "--weights PATH" in m for m in notes), said

@@ -38,8 +38,8 @@ class CurateConfig:
         seed: base seed; member k uses seed ``1000 * seed + k`` for its partition and initialisation.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:i]``; not part of the fingerprint.
         alpha: family-wise significance level of the per-class tests.
-        probes_per_kind: probe images of each kind (:mod:`curate.science.probes`) every network predicts;
-            they calibrate the multi-object and corruption flags.
+        probes_per_kind: probe images of each kind (:mod:`curate.science.probes`), at most as many as the
+            dataset has images, that every network predicts; they calibrate the multi-object and corruption flags.
         robustness_images: held-out images per network that are corrupted (:mod:`curate.population.robustness`)
             and predicted by the network and every compressed copy of it; 0 turns robustness off.
         corruptions, severities: which ImageNet-C-style corruptions, at which severities (1..5).

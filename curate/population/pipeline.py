@@ -194,7 +194,9 @@ def run_population(
     sparsity_sum = np.zeros(n_levels)
     footprint_sum = np.zeros((n_levels + 1, 3))
     aum_sum, aum_count = np.zeros(n), np.zeros(n)
-    probes = make_probes(pixels, images.labels, config.probes_per_kind, seed=config.seed)
+    # No more probes of a kind than the dataset has images: they calibrate thresholds against the dataset,
+    # and on a small one they would otherwise cost more predictions than the images themselves.
+    probes = make_probes(pixels, images.labels, min(config.probes_per_kind, n), seed=config.seed)
     probe_probs = np.full((n_levels + 1, n_networks, len(probes), n_classes), np.nan, dtype=np.float32)
     probe_regions = np.full((n_networks, len(REGIONS), len(probes), n_classes), np.nan, dtype=np.float32)
     shape = (len(config.corruptions), len(config.severities)) if config.robustness else (0, 0)
