@@ -148,3 +148,23 @@ def test_washed_out_photos_are_flagged_and_bright_datasets_are_not():
     # Every image pale alike (snowfields, say): the dataset's own fence keeps them all unflagged.
     pale = [Image.fromarray(np.rint(0.4 * x + 0.6 * 255).astype(np.uint8)).convert("RGB") for x in photos]
     assert (quality_severity(pd.DataFrame([measure_image(image) for image in pale]))["washed_out"] == 0).all()
+
+
+def test_batched_measurements_equal_the_per_image_definitions():
+    from PIL import Image
+
+    from curate.data.pixels import block_variance, block_variances, measure_images, noise_sigma, noise_sigmas
+
+    rng = np.random.default_rng(3)
+    gray = rng.integers(0, 255, (5, 20, 24)).astype(np.float64)
+    gray[1] = np.kron(rng.integers(0, 255, (5, 6)), np.ones((4, 4)))  # an enlargement
+    gray[2] = 90.0  # flat
+    np.testing.assert_allclose(noise_sigmas(gray), [noise_sigma(g) for g in gray], rtol=1e-12)
+    np.testing.assert_allclose(block_variances(gray), [block_variance(g) for g in gray], rtol=1e-9, atol=1e-12)
+    # Images of several sizes and modes measured together equal each measured alone.
+    images = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for h, w in
+              ((32, 32), (40, 24), (32, 32), (150, 200))]
+    images.append(Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8), mode="L"))
+    together = pd.DataFrame(measure_images(images))
+    alone = pd.DataFrame([measure_images([image])[0] for image in images])
+    pd.testing.assert_frame_equal(together, alone, rtol=1e-9)
