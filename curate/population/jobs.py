@@ -106,10 +106,9 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
     import torch
 
     from curate.population.footprint import footprints
-    from curate.population.models import SmallResNet, build_model, load_weights
+    from curate.population.models import build_model, load_weights
     from curate.population.quantize import quantized_copy, runs_on_cpu_only
-    from curate.population.structured import channel_counts
-    from curate.population.train import (REGIONS, Normalizer, control_copy, distill_student, filter_prune_and_finetune,
+    from curate.population.train import (REGIONS, Normalizer, control_copy, distilled_students, filter_levels,
                                          forget_on_second_split, measured_sparsity, predict_probs, predict_regions,
                                          prune_levels, resolve_device, train_dense)
 
@@ -146,23 +145,12 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
                                                            config.sparsities, job.seed, progress)]
         for fmt in config.quantizations:
             networks.append((quantized_copy(model, fmt), cpu_normalize if runs_on_cpu_only(fmt) else normalize))
-        # Filter levels share the pruning levels' seeds, so a kind differs from the other by how it compresses.
-        start, start_fraction = model, 0.0
-        dense_channels = channel_counts(model) if config.filter_prunings else None
-        for level, fraction in enumerate(config.filter_prunings):
-            smaller = filter_prune_and_finetune(start, train_pixels, train_labels, normalize, config.train, fraction,
-                                                job.seed + 7919 * (level + 1), criterion=config.filter_criterion,
-                                                dense_channels=dense_channels, initial_fraction=start_fraction,
-                                                progress=progress)
-            networks.append((smaller, normalize))
-            if config.train.prune_schedule == "chained":
-                start, start_fraction = smaller, fraction
-        for level, spec in enumerate(config.distillations):
-            width, stages = config.student(spec)
-            torch.manual_seed(job.seed + 7919 * (50 + level))
-            student = SmallResNet(n_classes, width, stages).to(device).to(memory_format=torch.channels_last)
-            networks.append((distill_student(model, student, train_pixels, train_labels, normalize, config.train,
-                                             job.seed + 7919 * (50 + level), progress=progress), normalize))
+        networks += [(smaller, normalize) for smaller in filter_levels(
+            model, train_pixels, train_labels, normalize, config.train, config.filter_prunings, job.seed,
+            criterion=config.filter_criterion, progress=progress)]
+        networks += [(student, normalize) for student in distilled_students(
+            model, train_pixels, train_labels, normalize, config.train, [config.student(s) for s in config.distillations],
+            n_classes, job.seed, progress=progress)]
         probs = [predict(net, pixels, norm) for net, norm in networks]
         control = predict(control_copy(model, train_pixels, train_labels, normalize, config.train, job.seed, progress),
                           pixels, normalize)

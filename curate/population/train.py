@@ -347,6 +347,40 @@ def filter_prune_and_finetune(start: nn.Module, pixels, labels, normalize, setti
     return pruner.finish().eval()
 
 
+def filter_levels(dense: nn.Module, pixels, labels, normalize, settings: TrainSettings, fractions, seed: int, *,
+                  criterion: str = "taylor", progress=None) -> list[nn.Module]:
+    """A filter-pruned copy of ``dense`` at each of ``fractions`` (ascending), level ``i`` fine-tuned with the seed
+    of :func:`prune_levels`' level ``i``, so that the two kinds differ by how they compress; each from ``dense``,
+    or from the previous level's copy when ``settings.prune_schedule`` is ``chained``."""
+    from curate.population.structured import channel_counts
+
+    copies: list[nn.Module] = []
+    dense_channels = channel_counts(dense) if len(fractions) else None
+    for level, fraction in enumerate(fractions):
+        chained = bool(copies) and settings.prune_schedule == "chained"
+        copies.append(filter_prune_and_finetune(
+            copies[-1] if chained else dense, pixels, labels, normalize, settings, fraction, seed + 7919 * (level + 1),
+            criterion=criterion, dense_channels=dense_channels, initial_fraction=fractions[level - 1] if chained else 0.0,
+            progress=progress))
+    return copies
+
+
+def distilled_students(teacher: nn.Module, pixels, labels, normalize, settings: TrainSettings, shapes, n_classes: int,
+                       seed: int, *, progress=None) -> list[nn.Module]:
+    """One resnet-small student of ``teacher`` per ``(width, stages)`` in ``shapes``, each initialised and trained
+    with its own seed (:func:`distill_student`)."""
+    from curate.population.models import SmallResNet
+
+    students = []
+    for level, (width, stages) in enumerate(shapes):
+        student_seed = seed + 7919 * (50 + level)
+        torch.manual_seed(student_seed)
+        student = SmallResNet(n_classes, width, stages).to(normalize.device).to(memory_format=torch.channels_last)
+        students.append(distill_student(teacher, student, pixels, labels, normalize, settings, student_seed,
+                                        progress=progress))
+    return students
+
+
 def distill_student(teacher: nn.Module, student: nn.Module, pixels, labels, normalize, settings: TrainSettings,
                     seed: int, *, temperature: float = 4.0, soft_weight: float = 0.9, progress=None) -> nn.Module:
     """``student`` trained from its initialisation on ``pixels, labels`` and on ``teacher``'s outputs for the
