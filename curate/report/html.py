@@ -84,12 +84,17 @@ def figure_levels(levels: pd.DataFrame) -> str:
     axes[1].set(xscale="log", xlabel="weight memory, x smaller than dense float32", ylabel="PIEs (% of images)",
                 title="PIE fraction per compression level")
     axes[0].legend(fontsize=8)
-    ticks = sorted(set(np.round(levels.loc[levels["level"] != "dense", "compression"], 2)))
+    ticks = []
+    # One tick per compression, those within 15% of a tick already placed merged (filter50's 3.97x and
+    # int8's 4x would print on top of each other).
+    for value in sorted(levels.loc[levels["level"] != "dense", "compression"].dropna()):
+        if not ticks or value > 1.15 * ticks[-1]:
+            ticks.append(float(np.round(value, 1)))
     for ax in axes:
         ax.grid(alpha=0.3)
         if ticks:
             ax.set_xticks(ticks)
-            ax.set_xticklabels([f"{t:g}x" for t in ticks], fontsize=8)
+            ax.set_xticklabels([f"{t:.3g}x" for t in ticks], fontsize=8)
             ax.minorticks_off()
     return _figure_uri(fig)
 
