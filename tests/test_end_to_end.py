@@ -77,6 +77,9 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
     assert info.config.curate_config["members"] == 2
     results = dataset.load_run_results("curate", cache=False)
     assert results.n_pies == n_pies
+    # The comparison across compression kinds travels with the run: sizes, speed and shared PIEs.
+    assert {r["level"] for r in results.overlaps} == {"fp16", "bf16", "int8", "int4", "dyn-int8", "filter50", "distill50"}
+    assert next(r for r in results.levels if r["level"] == "filter50")["speedup"] > 0
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["n_images"] == 1797

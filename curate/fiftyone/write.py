@@ -280,6 +280,8 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
             n_samples=len(ids),
             categories={name: int((categories.category == name).sum()) for name in categories.names},
             levels=result.levels.to_dict(orient="records"),
+            # Each level of another compression kind against the pruning level nearest in memory.
+            overlaps=[] if result.matched_overlaps is None else result.matched_overlaps.to_dict(orient="records"),
             bad_images=[b.__dict__ for b in result.bad_images],
             **counts,
         )
