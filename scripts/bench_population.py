@@ -7,6 +7,7 @@ with this checkout, one after the other, each in a fresh ``CURATE_HOME`` and Fif
 wall time, held-out accuracy of the dense networks and of every pruning level, and the PIE fraction per level.
 
     python scripts/bench_population.py demo --out out/bench_population_demo.json
+    python scripts/bench_population.py demo --clean --out out/bench_population_demo_clean.json
     python scripts/bench_population.py cifar10n --n 10000 --out out/bench_population_cifar10n.json
 
 ``demo`` is ``curate demo`` (digits, into FiftyOne), as a new user runs it. ``cifar10n`` is ``curate run`` on a
@@ -83,6 +84,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=["reference", "current"], help="run one side only (no ratio)")
+    parser.add_argument("--clean", action="store_true",
+                        help="demo: run today's demo on the untouched digits (`curate demo --clean`), the data the "
+                             "reference's demo used; without it today's demo plants wrong labels and damage")
     parser.add_argument("--out")
     args = parser.parse_args()
 
@@ -99,7 +103,8 @@ def main() -> None:
             home = scratch / name
             home.mkdir()
             if args.what == "demo":
-                seconds, output = run_curate(code, module, ["demo"], home)
+                clean = ["--clean"] if args.clean and name == "current" else []
+                seconds, output = run_curate(code, module, ["demo", *clean], home)
                 run_dir = home / "curate" / "runs" / "curate-digits" / "curate"
             else:
                 run_dir = home / "run"
