@@ -295,8 +295,9 @@ def report(name: str | None, run_key: str, run_dir: Path | None, out: Path | Non
            title: str | None, force: bool) -> None:
     """Write a self-contained HTML report of the run on dataset NAME: the paper's analyses on your data.
 
-    Per-level accuracy and PIE fraction for pruning and quantization, dense accuracy on PIEs and
-    without them, per-class impact with significance (the paper's Figure 2), robustness to
+    Per-level accuracy, PIE fraction, size and CPU speed for every compression kind (pruning,
+    quantization, filter pruning, distillation) and whether they forget the same images; dense
+    accuracy on PIEs and without them, per-class impact with significance (the paper's Figure 2), robustness to
     corruptions, and galleries of the top images per category with their reasons. The report's
     path is recorded in the dataset's info (dataset.info["curate"][RUN_KEY]["report"]).
     """
