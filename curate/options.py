@@ -73,12 +73,30 @@ class RunOptions:
 
 
 DEFAULT_FILTER_PRUNE = (0.5,)
+FILTER_CRITERIA = ("taylor", "l1")
+"""How filter pruning ranks channels (:mod:`curate.population.structured`)."""
+
+
+def small_resnet_width(spec: str) -> int | None:
+    """The base width of a ``resnet-small[:W]`` model spec, None for other models."""
+    if spec == "resnet-small":
+        return 32
+    if spec.startswith("resnet-small:") and spec.partition(":")[2].isdigit():
+        return int(spec.partition(":")[2])
+    return None
 
 
 def default_filter_prune(model: str) -> tuple[float, ...]:
     """Filter pruning levels when the user does not say: :data:`DEFAULT_FILTER_PRUNE` for the resnet-small
     models, whose channel groups curate knows (:mod:`curate.population.structured`), none for others."""
-    return DEFAULT_FILTER_PRUNE if model == "resnet-small" or model.startswith("resnet-small:") else ()
+    return DEFAULT_FILTER_PRUNE if small_resnet_width(model) is not None else ()
+
+
+def parse_filter_prune(text: str) -> tuple[float, ...]:
+    """``"0.3,0.5"`` -> ``(0.3, 0.5)``; ``none`` -> ``()`` (no filter pruning)."""
+    if text.strip() == "none":
+        return ()
+    return parse_fractions(text, "--filter-prune", "0.3,0.5")
 
 
 def is_pretrained(model: str) -> bool:

@@ -169,7 +169,7 @@ def test_pie_overlap_and_its_chance_value_by_hand():
     is_pie = np.array([[1, 1, 0, 0, 0, 0, 0, 0, 0, 0],
                        [1, 0, 1, 0, 0, 0, 0, 0, 0, 0],
                        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]], dtype=bool)
-    jaccard, chance = pie_overlap(is_pie)
+    shared, jaccard, chance = pie_overlap(is_pie)
     assert jaccard[0, 1] == pytest.approx(1 / 3) and jaccard[0, 0] == 1.0 and jaccard[0, 2] == 0.0
     # Rates 0.2 and 0.2: 0.04 / (0.4 - 0.04).
     assert chance[0, 1] == pytest.approx(0.04 / 0.36) and chance[2, 2] == 0.0

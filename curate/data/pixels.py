@@ -46,14 +46,7 @@ def jpeg_quality(image: Image.Image) -> float:
 
 def noise_sigma(gray: np.ndarray) -> float:
     """Immerkaer (1996) fast estimate of the standard deviation of additive noise, in 0..255 units."""
-    g = gray.astype(np.float64)
-    h, w = g.shape
-    if h < 3 or w < 3:
-        return 0.0
-    response = (g[:-2, :-2] - 2 * g[:-2, 1:-1] + g[:-2, 2:]
-                - 2 * g[1:-1, :-2] + 4 * g[1:-1, 1:-1] - 2 * g[1:-1, 2:]
-                + g[2:, :-2] - 2 * g[2:, 1:-1] + g[2:, 2:])
-    return float(math.sqrt(math.pi / 2) * np.abs(response).sum() / (6 * (w - 2) * (h - 2)))
+    return float(noise_sigmas(np.asarray(gray)[None])[0])
 
 
 def block_variance(gray: np.ndarray) -> float:
@@ -65,38 +58,7 @@ def block_variance(gray: np.ndarray) -> float:
     large for a photograph. Rows and columns are fitted separately (so a cost of O(k) passes, not
     O(k^2)) and averaged; the smallest over ``k`` is returned. 1.0 for flat or too small images.
     """
-    g = np.asarray(gray, dtype=np.float64)
-    h, w = g.shape
-    top, left = max(0, (h - _BLOCK_CROP) // 2), max(0, (w - _BLOCK_CROP) // 2)
-    g = g[top:top + _BLOCK_CROP, left:left + _BLOCK_CROP]
-    total = g.var()
-    if total <= 0:
-        return 1.0
-
-    def prefix_sums(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        zero = np.zeros((x.shape[0], 1))
-        return np.concatenate([zero, x.cumsum(axis=1)], axis=1), np.concatenate([zero, (x * x).cumsum(axis=1)], axis=1)
-
-    def best_along_rows(sums: tuple[np.ndarray, np.ndarray], k: int) -> float:
-        # Variance inside each run from prefix sums: one pass per offset instead of one per run length.
-        c1, c2 = sums
-        n = c1.shape[1] - 1
-        shares = []
-        for offset in range(k):
-            runs = (n - offset) // k
-            if runs >= 2:
-                starts = offset + k * np.arange(runs)
-                mean = (c1[:, starts + k] - c1[:, starts]) / k
-                shares.append(max(0.0, float(((c2[:, starts + k] - c2[:, starts]) / k - mean * mean).mean())) / total)
-        return min(shares) if shares else 1.0
-
-    rows, columns = prefix_sums(g), prefix_sums(g.T)
-    best = 1.0
-    for k in _BLOCK_SIDES:
-        if min(g.shape) < 2 * k:
-            break
-        best = min(best, 0.5 * (best_along_rows(rows, k) + best_along_rows(columns, k)))
-    return float(best)
+    return float(block_variances(np.asarray(gray)[None])[0])
 
 
 def measure_image(image: Image.Image) -> dict[str, float]:
@@ -109,7 +71,7 @@ RAW_PROPERTIES = ("width", "height", "brightness_perc_99", "brightness_perc_5", 
 
 
 def noise_sigmas(gray: np.ndarray) -> np.ndarray:
-    """:func:`noise_sigma` of every image of a batch ``(n, h, w)`` of one size."""
+    """:func:`noise_sigma` of every image of a batch ``(n, h, w)`` of one size, computed together."""
     g = np.asarray(gray, dtype=np.float64)
     n, h, w = g.shape
     if h < 3 or w < 3:
@@ -159,8 +121,7 @@ def block_variances(gray: np.ndarray) -> np.ndarray:
 def measure_images(images: list[Image.Image]) -> list[dict[str, float]]:
     """:func:`measure_image` of every image, the arithmetic done together for images of one size: a few
     array operations over a batch cost far less than the same operations on each small image.
-    :func:`noise_sigma` and :func:`block_variance` define their properties on one image (a test holds the
-    batched versions equal to them)."""
+    Each image's properties do not depend on the others in its batch (a test holds it)."""
     rows: list[dict[str, float]] = []
     rgbs, grays = [], []
     for image in images:
@@ -216,7 +177,7 @@ def _measure_chunk(paths: list[str]) -> list[dict[str, float]]:
 
 CHUNK = 256
 """Images measured together: enough for the batched arithmetic to pay, few enough to bound the memory
-(256 images of 1024 x 1024 RGB hold about 2 GB in float64 grey and brightness at the most)."""
+(256 images of 1024 x 1024 take about 2 GB for each float64 array over the batch)."""
 PROCESS_POOL_MIN_IMAGES = 5000
 """From this many images, chunks go to a pool of processes (one per core); below it, starting the
 processes costs more than it saves."""
@@ -239,7 +200,6 @@ def measure_files(filepaths: list[str], workers: int | None = None, progress: bo
         if workers > 1 and len(filepaths) >= PROCESS_POOL_MIN_IMAGES:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
-
             from concurrent.futures.process import BrokenProcessPool
 
             # spawn, not fork: the parent holds torch's thread pools, which a forked child can deadlock on.

@@ -13,8 +13,8 @@ from typing import NoReturn
 import click
 
 from curate import __version__
-from curate.options import (DEFAULT_FILTER_PRUNE, DEFAULT_LABEL_FIELD, DEFAULT_RUN_KEY, DEMO_DATASET, RunOptions, parse_fractions,
-                            parse_names)
+from curate.options import (DEFAULT_FILTER_PRUNE, DEFAULT_LABEL_FIELD, DEFAULT_RUN_KEY, DEMO_DATASET, FILTER_CRITERIA,
+                            RunOptions, parse_filter_prune, parse_fractions, parse_names)
 from curate.frontends.summary import table as _table
 
 _STYLES = {"bold": {"bold": True}, "warning": {"fg": "yellow"}, "command": {"fg": "green"}, None: {}}
@@ -41,10 +41,8 @@ def _parse_sparsities(_ctx, _param, value: str):
 def _parse_filter_prune(_ctx, _param, value: str | None):
     if value is None:
         return None
-    if value.strip() == "none":
-        return ()
     try:
-        return parse_fractions(value, "--filter-prune", "0.3,0.5")
+        return parse_filter_prune(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc))
 
@@ -101,7 +99,7 @@ def population_options(f):
                           f"`none` [default: {','.join(map(str, DEFAULT_FILTER_PRUNE))} for resnet-small models, "
                           "none for others]."),
         click.option("--filter-criterion", default=RunOptions.filter_criterion, show_default=True,
-                     type=click.Choice(["taylor", "l1"]),
+                     type=click.Choice(FILTER_CRITERIA),
                      help="How filters are ranked for removal: first-order Taylor (Molchanov et al. 2017) or L1 norm."),
         click.option("--distill", default=",".join(RunOptions.distill), show_default=True, callback=_parse_list,
                      help="Distilled students: a share of the teacher's width, optionally ':STAGES' for a shallower "

@@ -16,8 +16,7 @@ from curate.population.quantize import QUANT_FORMATS, check_formats
 from curate.population.robustness import CORRUPTION_NAMES, SEVERITIES, check_corruptions
 from curate.data.sources import LabeledImages
 from curate.data.store import RUN_STORE_VERSION
-from curate.population.models import small_resnet_width
-from curate.population.structured import FILTER_CRITERIA
+from curate.options import FILTER_CRITERIA, small_resnet_width
 from curate.population.train import TrainSettings, check_device
 
 

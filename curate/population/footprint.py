@@ -21,18 +21,15 @@ import numpy as np
 import torch
 from torch import nn
 
-FOOTPRINT_COLUMNS = ("weights", "macs", "latency_ms")
+from curate.population.models import weight_layers
+
 LATENCY_BATCH = 64
 LATENCY_REPEATS = 7
 
 
-def _weight_layers(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
 def nonzero_weights(model: nn.Module) -> int:
     """Nonzero convolution and linear weights."""
-    return int(sum(int((m.weight != 0).sum()) for m in _weight_layers(model)))
+    return int(sum(int((m.weight != 0).sum()) for m in weight_layers(model)))
 
 
 @torch.no_grad()
@@ -51,7 +48,7 @@ def macs_per_image(model: nn.Module, image_size: int, channels: int = 3) -> floa
             total[0] += density * w.shape[0] * w.shape[1]
 
     probe = copy.deepcopy(model).float().cpu().eval()
-    handles = [m.register_forward_hook(count) for m in _weight_layers(probe)]
+    handles = [m.register_forward_hook(count) for m in weight_layers(probe)]
     try:
         probe(torch.zeros(1, channels, image_size, image_size))
     finally:
@@ -84,11 +81,6 @@ def cpu_latencies_ms(models: list[nn.Module], image_size: int, batch: int = LATE
                 net(x)
             best[i] = min(best[i], (time.perf_counter() - started) / passes[i])
     return 1000.0 * best / batch
-
-
-def cpu_latency_ms(model: nn.Module, image_size: int, **kwargs) -> float:
-    """:func:`cpu_latencies_ms` of one network."""
-    return float(cpu_latencies_ms([model], image_size, **kwargs)[0])
 
 
 def footprints(models: list[nn.Module], image_size: int, *, shapes_of: list[nn.Module | None] | None = None) -> np.ndarray:

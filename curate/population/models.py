@@ -43,7 +43,7 @@ class _Residual(nn.Module):
 
 class SmallResNet(nn.Module):
     """Three stages (width w, 2w, 4w), each a conv, a 2x2 max-pool and a residual block; ``stages`` sets
-    how many (a shallower student, :mod:`curate.population.distill`)."""
+    how many (a shallower student, :func:`curate.population.train.distilled_students`)."""
 
     def __init__(self, num_classes: int, width: int = 32, stages: int = 3):
         super().__init__()
@@ -60,15 +60,6 @@ class SmallResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.amax(self.features(x), dim=(2, 3)))
-
-
-def small_resnet_width(spec: str) -> int | None:
-    """The base width of a ``resnet-small[:W]`` spec, None for other models."""
-    if spec == "resnet-small":
-        return 32
-    if spec.startswith("resnet-small:") and spec.partition(":")[2].isdigit():
-        return int(spec.partition(":")[2])
-    return None
 
 
 def build_model(spec: str, num_classes: int) -> nn.Module:
@@ -133,6 +124,11 @@ def _replace_head(model: nn.Module, num_classes: int) -> None:
                     head[i] = nn.Linear(head[i].in_features, num_classes)
                     return
     raise ValueError(f"Could not find the classification head of {type(model).__name__} to replace.")
+
+
+def weight_layers(model: nn.Module) -> list[nn.Module]:
+    """The convolution and linear layers: what pruning, quantization and the footprint count act on."""
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
 def prunable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:

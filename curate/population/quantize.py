@@ -26,6 +26,8 @@ import warnings
 import torch
 from torch import nn
 
+from curate.population.models import weight_layers
+
 QUANT_FORMATS: dict[str, int] = {"fp16": 16, "bf16": 16, "int8": 8, "int4": 4, "dyn-int8": 8}
 """Format name -> bits per weight."""
 
@@ -53,7 +55,7 @@ def fake_quantize_per_channel(weight: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def _weight_layers(model: nn.Module):
-    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m.weight is not None]
+    return [m for m in weight_layers(model) if m.weight is not None]
 
 
 @torch.no_grad()

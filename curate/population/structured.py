@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-FILTER_CRITERIA = ("taylor", "l1")
+from curate.options import FILTER_CRITERIA
 
 
 @dataclass
@@ -43,8 +43,8 @@ class ChannelGroup:
         producers: ``conv -> batch norm -> activation`` blocks that write these channels; their outputs are
             masked while fine-tuning.
         measure: the module whose output is the group's feature map (the Taylor criterion's activation).
-        consumers: ``(module, attribute)`` pairs that read the channels: a convolution's input channels
-            or the classifier's input features.
+        consumers: the modules that read the channels: a convolution (its input channels) or the
+            classifier (its input features).
         dense_channels: the channel count of the dense network, which a level's share refers to.
     """
 
@@ -60,18 +60,14 @@ class ChannelGroup:
         return self.producers[0][0].out_channels
 
 
-def supports_filter_pruning(model: nn.Module) -> bool:
-    from curate.population.models import SmallResNet
-
-    return isinstance(model, SmallResNet)
-
-
 def channel_groups(model: nn.Module, dense_channels: dict[str, int] | None = None) -> list[ChannelGroup]:
     """The channel groups of a ``resnet-small`` network (see the module docstring).
 
     ``dense_channels`` (group name -> count) for a copy that is already smaller than its dense network.
     """
-    if not supports_filter_pruning(model):
+    from curate.population.models import SmallResNet
+
+    if not isinstance(model, SmallResNet):
         raise ValueError(f"Filter pruning knows the channel groups of curate's resnet-small models only, not of "
                          f"{type(model).__name__}; use --filter-prune none with this --model.")
     f = model.features
@@ -180,9 +176,6 @@ class FilterPruner:
         self.taylor = [torch.zeros_like(t) for t in self.taylor]
         self.images = 0
 
-    def dense_channels(self) -> dict[str, int]:
-        return {g.name: g.dense_channels for g in self.groups}
-
     def finish(self) -> nn.Module:
         """The network with every masked channel removed (a new module; the masked one is untouched)."""
         return remove_channels(self.model, {g.name: g.alive for g in self.groups})
@@ -261,10 +254,3 @@ def _slice_reader(module: nn.Module, index) -> nn.Module:
 def channel_counts(model: nn.Module) -> dict[str, int]:
     """Channels of every group of a ``resnet-small`` network."""
     return {g.name: g.channels for g in channel_groups(model)}
-
-
-def filter_schedule(step: int, ramp_steps: int, final_fraction: float, initial_fraction: float = 0.0) -> float:
-    """Share of channels removed at ``step``: the cubic ramp of unstructured pruning (Zhu & Gupta 2017)."""
-    progress = min(1.0, step / max(1, ramp_steps))
-    return final_fraction + (initial_fraction - final_fraction) * (1.0 - progress) ** 3
-

@@ -19,7 +19,6 @@ from torch import nn
 from curate.options import RunOptions
 from curate.science.regions import GRID, REGIONS
 from curate.population.models import prunable_parameters
-from curate.population.structured import filter_schedule
 
 
 PRUNE_SCHEDULES = ("independent", "chained")
@@ -239,7 +238,8 @@ def _fit(
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(step, total, peak_lr)
             if pruner is not None and 0 < step <= ramp_steps and step % update_every == 0:
-                pruner.prune_to(filter_schedule(step, ramp_steps, filter_fraction[1], filter_fraction[0]))
+                # Channels go on the unstructured levels' cubic ramp (here a share of channels, not weights).
+                pruner.prune_to(cubic_sparsity(step, ramp_steps, filter_fraction[1], filter_fraction[0]))
             if final_sparsity > 0 and (masks is None or (step <= ramp_steps and step % update_every == 0)):
                 masks = global_magnitude_masks(model, cubic_sparsity(step + update_every, ramp_steps, final_sparsity,
                                                                      initial_sparsity))

@@ -236,8 +236,11 @@ background:#fff}.score{float:right;color:#c0392b}.reason{color:#444}.path{color:
 
 
 def findings_text(levels: pd.DataFrame, pie_acc: pd.DataFrame, robust: pd.DataFrame | None,
-                  impact: pd.DataFrame | None = None, overlap: pd.DataFrame | None = None) -> list[str]:
-    """The headline sentences, worked out from the tables (nothing here is fixed text about the data)."""
+                  impact: pd.DataFrame | None = None, matched: pd.DataFrame | None = None) -> list[str]:
+    """The headline sentences, worked out from the tables (nothing here is fixed text about the data).
+
+    ``matched``: :func:`curate.science.analysis.matched_overlaps` of the run, for the PIEs each compared pair
+    shares."""
     out = []
     prune, quant = levels[levels["kind"] == "prune"], levels[levels["kind"] == "quantize"]
     if len(prune):
@@ -279,8 +282,7 @@ def findings_text(levels: pd.DataFrame, pie_acc: pd.DataFrame, robust: pd.DataFr
     others = levels[~levels["kind"].isin(["dense", "control", "prune"])]
     if impact is not None and len(others) and len(prune):
         comparison = compression_comparison(levels, impact).set_index("level")
-        matched = (matched_overlaps(levels, overlap).set_index("level") if overlap is not None
-                   else pd.DataFrame())
+        matched = matched.set_index("level") if matched is not None else pd.DataFrame()
         sentences = []
         for q, p in comparable_pairs(comparison.reset_index()):
             a, b = comparison.loc[q], comparison.loc[p]
@@ -331,6 +333,7 @@ def build_report(run_dir: str | Path, title: str | None = None) -> str:
     levels = _with_level_kinds(store.load_table("levels.csv"))
     impact = store.load_table("classes.csv")
     overlap = store.load_table("overlap.csv") if (store.root / "overlap.csv").exists() else None
+    matched = matched_overlaps(levels, overlap) if overlap is not None else None
     samples = store.load_table("samples.parquet")
     robust = store.load_table("robustness.csv") if (store.root / "robustness.csv").exists() else None
     level_names = [lv for lv, kind in zip(levels["level"], levels["kind"]) if kind not in ("dense", "control")]
@@ -355,7 +358,7 @@ def build_report(run_dir: str | Path, title: str | None = None) -> str:
     for warning in manifest.get("warnings", []):
         parts.append(f"<p class='warning'>&#9888; {html.escape(warning)}</p>")
     parts.append("<h2>Findings</h2><ul class='findings'>"
-                 + "".join(f"<li>{html.escape(s)}</li>" for s in findings_text(levels, pie_acc, robust, impact, overlap))
+                 + "".join(f"<li>{html.escape(s)}</li>" for s in findings_text(levels, pie_acc, robust, impact, matched))
                  + "</ul>")
 
     parts.append("<h2>Compression levels</h2><p class='note'>Accuracy: each network on the images it never "
@@ -368,7 +371,6 @@ def build_report(run_dir: str | Path, title: str | None = None) -> str:
         parts.append("<h2>Do compressions forget the same images?</h2><p class='note'>Overlap: the Jaccard index of "
                      "two levels' PIE sets; chance: its value for random sets of the same sizes. First each level "
                      "against the pruning level nearest in weight memory, then every pair.</p>")
-        matched = matched_overlaps(levels, overlap)
         if len(matched):
             parts.append(_table_html(matched))
         parts.append(_table_html(overlap_matrix(overlap)))

@@ -250,8 +250,7 @@ def overlap_table(scores: PieScores, level_names: list[str], kinds: list[str] | 
     """Every pair of levels: how many PIEs they share, their Jaccard overlap and its chance value
     (:func:`curate.science.pies.pie_overlap`), and ``ratio``, the overlap over chance."""
     kinds = kinds or ["prune"] * len(level_names)
-    jaccard, chance = pie_overlap(scores.is_pie)
-    shared = scores.is_pie.astype(np.int64) @ scores.is_pie.T.astype(np.int64)
+    shared, jaccard, chance = pie_overlap(scores.is_pie)
     rows = [{"level_a": level_names[i], "kind_a": kinds[i], "level_b": level_names[j], "kind_b": kinds[j],
              "pies_a": int(shared[i, i]), "pies_b": int(shared[j, j]), "shared": int(shared[i, j]),
              "jaccard": float(jaccard[i, j]), "chance": float(chance[i, j]),

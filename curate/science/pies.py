@@ -283,7 +283,7 @@ def score_pies(dense_probs: np.ndarray, compressed_probs: np.ndarray, ladder_lev
     )
 
 
-def pie_overlap(is_pie: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pie_overlap(is_pie: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Do two compression levels forget the same images? Jaccard overlap of their PIE sets, and what it
     would be by chance.
 
@@ -291,8 +291,8 @@ def pie_overlap(is_pie: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         is_pie: ``(n_levels, n_samples)`` from :func:`mark_pies`.
 
     Returns:
-        ``(jaccard, chance)``, both ``(n_levels, n_levels)``: ``|A & B| / |A | B|`` (0 where both sets are
-        empty), and the same ratio of expectations for two sets of the same sizes drawn independently,
+        ``(shared, jaccard, chance)``, each ``(n_levels, n_levels)``: ``|A & B|`` (the diagonal holds each
+        level's PIE count), ``|A & B| / |A | B|`` (0 where both sets are empty), and the same ratio of expectations for two sets of the same sizes drawn independently,
         ``pq / (p + q - pq)`` at PIE fractions ``p`` and ``q``.
     """
     is_pie = np.asarray(is_pie, dtype=bool)
@@ -307,4 +307,4 @@ def pie_overlap(is_pie: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         jaccard = np.where(either > 0, both / np.maximum(either, 1), 0.0)
         chance = np.where(expected_either > 0, rate[:, None] * rate[None, :] / np.maximum(expected_either, 1e-12), 0.0)
-    return jaccard, chance
+    return both.astype(np.int64), jaccard, chance

@@ -229,7 +229,7 @@ def run_defaults() -> dict:
 
 def run_options(params: dict):
     """The form's values as :class:`curate.options.RunOptions`, each checked as the CLI checks it."""
-    from curate.options import RunOptions, parse_fractions, parse_names
+    from curate.options import RunOptions, parse_filter_prune, parse_fractions, parse_names
 
     values = {k: v for k, v in params.items() if k in (*FORM_OPTIONS, *OPTIONAL_FORM_OPTIONS) and v not in (None, "")}
     if isinstance(values.get("sparsities"), str):
@@ -239,8 +239,7 @@ def run_options(params: dict):
     if isinstance(values.get("distill"), str):
         values["distill"] = parse_names(values["distill"])
     if isinstance(values.get("filter_prune"), str):
-        values["filter_prune"] = (() if values["filter_prune"].strip() == "none" else
-                                  parse_fractions(values["filter_prune"], "Filter pruning levels", "0.3,0.5"))
+        values["filter_prune"] = parse_filter_prune(values["filter_prune"])
     return RunOptions(**values)
 
 
