@@ -83,6 +83,7 @@ def run(source: str, *, dataset: str | None = None, label_field: str = DEFAULT_L
     images = load_source(source, label_field)
     native = native_size(images.filepaths)
     config = options.config_for(source, len(images), native)
+    executor = options.make_executor()  # before training: a missing Ray or a bad address fails at once
     if images.sample_ids is not None and dataset and dataset != source:
         raise SourceError(f"Source {source!r} is a FiftyOne dataset: its fields are written to it, so "
                           f"--dataset must be {source!r} or left out, not {dataset!r}.")
@@ -107,7 +108,7 @@ def run(source: str, *, dataset: str | None = None, label_field: str = DEFAULT_L
         if to_fiftyone:
             locks.enter_context(dataset_lock(dataset, run_key))
         # The cost estimate goes where the caller's messages go; without a caller's, to stderr with progress.
-        result = run_curate(images, config, run_dir, progress=progress,
+        result = run_curate(images, config, run_dir, executor, progress=progress,
                             say=None if say is _say_nothing or not progress else say)
         if to_fiftyone:
             from curate.fiftyone.write import push_run

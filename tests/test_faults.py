@@ -22,7 +22,8 @@ OPTIONS = ["--members", "2", "--folds", "2", "--epochs", "1", "--finetune-epochs
 FRESH_POINTS = ["decode", "train", "score", "store", "fiftyone:samples"]
 # Re-runs over a dataset that holds a complete run: every other step of the FiftyOne write.
 RERUN_POINTS = [p for p in POINTS if p.startswith("fiftyone:") and p not in FRESH_POINTS]
-assert set(FRESH_POINTS + RERUN_POINTS + ["report"]) == set(POINTS), "every point is tested"
+# "network" kills a worker: tests/test_ray.py
+assert set(FRESH_POINTS + RERUN_POINTS + ["report", "network"]) == set(POINTS), "every point is tested"
 SAMPLE_FIELDS = ["filepath", "curate_pie", "curate_pie_score", "curate_pie_levels", "curate_category",
                  "curate_label_noise", "curate_reason", "curate_dense.label", "hardness", "mistakenness", "tags"]
 

@@ -9,7 +9,7 @@ import torch
 
 from curate.population.config import CurateConfig
 from curate.population.cost import CostEstimate, estimate_cost, format_seconds, work_per_network
-from curate.population.jobs import _member_job_fn
+from curate.population.jobs import NetworkJobs
 from curate.population.executor import MemberJob
 from curate.population.models import SmallResNet, build_model, load_weights
 from curate.population.train import (Normalizer, TrainSettings, cubic_sparsity, measured_sparsity, predict_probs,
@@ -136,8 +136,8 @@ def test_the_cost_estimate_counts_the_steps_a_network_takes():
     folds = {k: stratified_folds(labels, 2, config.member_seed(k)) for k in range(2)}
     mean, std = Normalizer.channel_stats(pixels)
     steps = []
-    run = _member_job_fn(config, pixels, labels, 2, folds, mean, std, pixels[:6], steps.append)
-    run(MemberJob(0, 0, config.job_seed(0, 0)))
+    run = NetworkJobs(config, pixels, labels, 2, folds, mean, std, pixels[:6])
+    run(MemberJob(0, 0, config.job_seed(0, 0)), steps.append)
     n_train = int((folds[0] != 0).sum())
     work = work_per_network(config, len(pixels), n_train, 6)
     assert sum(steps) == work["dense_steps"] + work["finetune_steps"] + work["forget_steps"] + work["distill_steps"]

@@ -2,7 +2,9 @@
 
 ``CURATE_KILL_AT=<point>`` makes the process send itself SIGKILL when it reaches ``<point>``: no
 cleanup handler, ``finally`` block or buffered write runs, exactly as with ``kill -9`` or a lost
-machine. Unset (always, outside tests) a checkpoint is a dictionary lookup.
+machine. With ``CURATE_KILL_ONCE=<file>`` as well, only the first process to reach the point dies (it
+creates the file): a worker that is retried then gets past it. Unset (always, outside tests) a checkpoint
+is a dictionary lookup.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import signal
 
 POINTS = (
     "decode",             # half the images decoded
+    "network",            # inside a job: its dense network trained, its copies not (kills the worker)
     "train",              # one network finished and stored, the others not
     "score",              # population complete, nothing scored yet
     "store",              # probabilities written, the per-sample table not
@@ -28,4 +31,10 @@ POINTS = (
 
 def checkpoint(point: str) -> None:
     if os.environ.get("CURATE_KILL_AT") == point:
+        once = os.environ.get("CURATE_KILL_ONCE")
+        if once:
+            try:
+                os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return
         os.kill(os.getpid(), signal.SIGKILL)

@@ -125,6 +125,15 @@ def population_options(f):
         click.option("--hflip/--no-hflip", default=None, help="Random horizontal flips [default: on; off for digits]."),
         click.option("--seed", default=RunOptions.seed, show_default=True, help="Base seed of partitions and initialisations."),
         click.option("--device", default=RunOptions.device, show_default=True, callback=_check_device, help="auto, cpu or cuda[:i]."),
+        click.option("--executor", default=RunOptions.executor, show_default=True,
+                     help="Where the networks train: local (one after another in this process), ray (a local Ray "
+                          "instance, or the cluster RAY_ADDRESS names), ray://HOST:PORT (a Ray cluster); "
+                          "needs curate[ray]."),
+        click.option("--job-cpus", default=None, type=click.FloatRange(min=0.01),
+                     help="CPUs each network asks Ray for [default: an even share of the cluster's]."),
+        click.option("--job-gpus", default=None, type=click.FloatRange(min=0.0),
+                     help="GPUs each network asks Ray for; fractions pack several on one GPU [default: 1 when the "
+                          "cluster has GPUs]."),
         click.option("--run-key", default=DEFAULT_RUN_KEY, show_default=True,
                      help="Name of the run on the dataset; fields are prefixed with it."),
         click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -330,6 +339,15 @@ def _policy(keep_confirmed: bool, no_relabel: bool, keep_removed: bool, drop_unr
 
 def policy_options(f):
     options = [
+        click.option("--executor", default=RunOptions.executor, show_default=True,
+                     help="Where the networks train: local (one after another in this process), ray (a local Ray "
+                          "instance, or the cluster RAY_ADDRESS names), ray://HOST:PORT (a Ray cluster); "
+                          "needs curate[ray]."),
+        click.option("--job-cpus", default=None, type=click.FloatRange(min=0.01),
+                     help="CPUs each network asks Ray for [default: an even share of the cluster's]."),
+        click.option("--job-gpus", default=None, type=click.FloatRange(min=0.0),
+                     help="GPUs each network asks Ray for; fractions pack several on one GPU [default: 1 when the "
+                          "cluster has GPUs]."),
         click.option("--run-key", default=DEFAULT_RUN_KEY, show_default=True, help="Which curate run's flags to use."),
         click.option("--drop-unreviewed", multiple=True, type=_CATEGORY_CHOICE,
                      help="Also leave out UNREVIEWED flags of this category (repeatable). Never applied to "

@@ -2,16 +2,24 @@
 
 A job is one network of the population (a member seed and the fold it leaves out) together with
 its compressed copies. Jobs are independent, so any engine that can map a function over a list
-can run them; :class:`InProcessExecutor` runs them one after another in this process. A distributed
-engine (Ray, Dask, a queue of GPU workers) implements the same ``map``.
+can run them: :class:`InProcessExecutor` runs them one after another in this process,
+:class:`RayExecutor` on the workers of a Ray cluster (a local one it starts, or one it joins).
+Either way the caller stores each result as it arrives, so an interrupted run resumes from every job
+that finished, wherever it ran.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 
 R = TypeVar("R")
+Progress = Callable[[int], None]
+
+EXECUTORS = ("local", "ray", "ray://HOST:PORT")
+"""What ``--executor`` accepts (:func:`make_executor`)."""
+RAY_INSTALL = 'pip install "curate[ray]"  (or, in a clone: pip install -e ".[ray]")'
 
 
 @dataclass(frozen=True)
@@ -28,13 +36,146 @@ class MemberJob:
 
 
 class Executor(Protocol):
-    def map(self, fn: Callable[[MemberJob], R], jobs: Iterable[MemberJob]) -> Iterator[tuple[MemberJob, R]]:
-        """Run ``fn`` on every job, yielding ``(job, result)`` as each finishes (any order)."""
+    description: str  # recorded in the run's manifest
+
+    def map(self, fn: Callable[[MemberJob, Progress | None], R], jobs: Iterable[MemberJob],
+            progress: Progress | None = None) -> Iterator[tuple[MemberJob, R]]:
+        """Run ``fn(job, progress)`` on every job, yielding ``(job, result)`` as each finishes (any order).
+
+        ``fn`` is picklable (:class:`curate.population.jobs.NetworkJobs`); ``progress(steps)`` reports
+        training steps where the executor can relay them (in this process), else the caller counts jobs.
+        """
 
 
 class InProcessExecutor:
-    """Run jobs sequentially in this process (the default, and what the tests use)."""
+    """Run jobs sequentially in this process (the default, and what most tests use)."""
 
-    def map(self, fn: Callable[[MemberJob], R], jobs: Iterable[MemberJob]) -> Iterator[tuple[MemberJob, R]]:
+    description = "local"
+
+    def map(self, fn, jobs, progress=None):
         for job in jobs:
-            yield job, fn(job)
+            yield job, fn(job, progress)
+
+
+class RayExecutor:
+    """Run jobs as Ray tasks: in parallel, each where its resources are, retried when its worker dies.
+
+    Args:
+        address: a Ray cluster to join (``ray://HOST:PORT`` for Ray Client, ``auto`` for one started with
+            ``ray start`` on this machine); None joins ``RAY_ADDRESS`` if set, else starts a local Ray
+            instance for the run and stops it afterwards.
+        job_cpus, job_gpus: what each job asks for. None: a GPU per job when the cluster has GPUs and
+            ``device`` allows them, and an even share of the cluster's CPUs (at least one, at most a node's).
+        max_retries: how often a job whose worker process or node dies is run again. An exception raised
+            by the job itself is not retried: it would only fail again; it stops the run with its message.
+        num_cpus: CPUs of a local instance this executor starts (None: all of this machine's).
+    """
+
+    def __init__(self, address: str | None = None, *, job_cpus: float | None = None, job_gpus: float | None = None,
+                 max_retries: int = 3, device: str = "auto", num_cpus: int | None = None):
+        self.address, self.job_cpus, self.job_gpus = address, job_cpus, job_gpus
+        self.max_retries, self.device, self.num_cpus = max_retries, device, num_cpus
+        self.resources: dict[str, float] = {}
+
+    @property
+    def description(self) -> str:
+        """What the manifest records: the cluster joined and what each job asked for."""
+        where = self.address or os.environ.get("RAY_ADDRESS") or "a local instance"
+        asked = ", ".join(f"{v:g} {k.removeprefix('num_')}" for k, v in self.resources.items())
+        return f"ray ({where}; {asked or 'no job run'} per job)"
+
+    def map(self, fn, jobs, progress=None):
+        ray = import_ray()
+        jobs = list(jobs)
+        started_here = not ray.is_initialized()
+        if started_here:
+            self._connect(ray)
+        try:
+            self.resources = self._job_resources(ray, len(jobs))
+            task = ray.remote(_run_job).options(max_retries=self.max_retries, retry_exceptions=False,
+                                                **self.resources)
+            fn_ref = ray.put(fn)  # shipped once: every job reads the same pixels from the object store
+            pending = {task.remote(fn_ref, job): job for job in jobs}
+            try:
+                while pending:
+                    [ref], _ = ray.wait(list(pending), num_returns=1)
+                    job = pending.pop(ref)
+                    yield job, _result(ray, ref, job)
+            finally:
+                for ref in pending:  # the caller stopped (an error, Ctrl+C): do not leave work running
+                    ray.cancel(ref, force=True)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def _connect(self, ray) -> None:
+        import logging
+
+        import curate
+
+        address = self.address or os.environ.get("RAY_ADDRESS") or None
+        kwargs = dict(address=address, include_dashboard=False, log_to_driver=False,
+                      logging_level=logging.WARNING)
+        if address is None:
+            kwargs["num_cpus"] = self.num_cpus
+        else:
+            # The cluster's workers run this curate, not whatever version their nodes have installed.
+            kwargs["runtime_env"] = {"py_modules": [os.path.dirname(curate.__file__)]}
+        try:
+            ray.init(**kwargs)
+        except ConnectionError as exc:
+            raise ValueError(f"Cannot join the Ray cluster at {address!r}: {exc}. Check the address "
+                             "(ray://HOST:10001 for Ray Client) or leave RAY_ADDRESS unset to start a local one.") from None
+
+    def _job_resources(self, ray, n_jobs: int) -> dict[str, float]:
+        cluster = ray.cluster_resources()
+        node_cpus = max([node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")] or [1])
+        gpus = self.job_gpus
+        if gpus is None:
+            gpus = 1 if cluster.get("GPU", 0) >= 1 and not self.device.startswith("cpu") else 0
+        cpus = self.job_cpus
+        if cpus is None:
+            cpus = 1 if gpus else max(1, min(node_cpus, int(cluster.get("CPU", 1) // max(1, n_jobs))))
+        for what, asked, have in (("CPUs", cpus, node_cpus),
+                                  ("GPUs", gpus, max([n["Resources"].get("GPU", 0) for n in ray.nodes()] or [0]))):
+            if asked > have:
+                raise ValueError(f"Each job asks for {asked:g} {what}, but no node of the Ray cluster has more than "
+                                 f"{have:g}; lower --job-{what[:3].lower()}.")
+        return {"num_cpus": cpus, "num_gpus": gpus}
+
+
+def _run_job(fn, job):
+    # Ray sets OMP_NUM_THREADS to the task's CPUs, so torch uses exactly what the job asked for.
+    return fn(job, None)
+
+
+def _result(ray, ref, job: MemberJob):
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        raise exc.as_instanceof_cause() from None
+    except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError) as exc:
+        raise RuntimeError(f"Job {job.name} failed on every try: {type(exc).__name__}. The jobs that finished are "
+                           "stored; running the same command again resumes from them.") from exc
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ValueError(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL}") from None
+    return ray
+
+
+def make_executor(spec: str = "local", *, job_cpus: float | None = None, job_gpus: float | None = None,
+                  device: str = "auto") -> InProcessExecutor | RayExecutor:
+    """``local`` -> :class:`InProcessExecutor`; ``ray`` or ``ray://HOST:PORT`` (``ray:auto``) -> :class:`RayExecutor`."""
+    if spec in ("local", "", None):
+        if job_cpus is not None or job_gpus is not None:
+            raise ValueError("--job-cpus and --job-gpus ask Ray for resources; add --executor ray.")
+        return InProcessExecutor()
+    if spec == "ray" or spec.startswith("ray://") or spec.startswith("ray:"):
+        address = None if spec == "ray" else (spec if spec.startswith("ray://") else spec.partition(":")[2])
+        import_ray()
+        return RayExecutor(address, job_cpus=job_cpus, job_gpus=job_gpus, device=device)
+    raise ValueError(f"--executor must be one of {', '.join(EXECUTORS)} (or ray:auto), got {spec!r}.")

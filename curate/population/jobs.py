@@ -95,34 +95,52 @@ class RowView:
         return np.asarray(self.base[self.rows[idx]])
 
 
-def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray, n_classes: int,
-                   folds: dict[int, np.ndarray], mean: np.ndarray, std: np.ndarray, probes: np.ndarray,
-                   progress):
-    """The function every job runs: train one network, compress copies of it, predict every image.
+@dataclass
+class NetworkJobs:
+    """Everything a population job needs, and the function every job runs: train one network, compress
+    copies of it, predict every image.
 
-    Predictions cover all images; :func:`run_population` files the network's held-out fold as
-    out-of-sample and the rest as in-sample. Robustness uses a seeded sample of the held-out fold only.
+    Picklable, so that an executor can ship it once to other processes or machines
+    (:class:`curate.population.executor.RayExecutor` puts it in Ray's object store) and call it there.
+    Predictions cover all images; :func:`curate.population.pipeline.run_population` files the network's
+    held-out fold as out-of-sample and the rest as in-sample. Robustness uses a seeded sample of the held-out
+    fold only.
     """
-    import torch
 
-    from curate.population.footprint import footprints
-    from curate.population.models import build_model, load_weights
-    from curate.population.quantize import quantized_copy, runs_on_cpu_only
-    from curate.population.train import (REGIONS, Normalizer, control_copy, distilled_students, filter_levels,
-                                         forget_on_second_split, measured_sparsity, predict_probs, predict_regions,
-                                         prune_levels, resolve_device, train_dense)
+    config: CurateConfig
+    pixels: np.ndarray
+    labels: np.ndarray
+    n_classes: int
+    folds: dict[int, np.ndarray]
+    mean: np.ndarray
+    std: np.ndarray
+    probes: np.ndarray
 
-    device = resolve_device(config.device)
-    # Mirror-image averaging only where mirror images share the label (hflip training says they do).
-    flip = config.train.flip_test and config.train.hflip
+    def __call__(self, job: MemberJob, progress=None) -> NetworkResult:
+        """Run ``job``; ``progress(steps)`` is called as training steps finish (None: silently)."""
+        import torch
 
-    def predict(net, images, norm):
-        return predict_probs(net, images, norm, flip=flip)
+        from curate.data.faults import checkpoint
+        from curate.population.footprint import footprints
+        from curate.population.models import build_model, load_weights
+        from curate.population.quantize import quantized_copy, runs_on_cpu_only
+        from curate.population.train import (REGIONS, Normalizer, configure_threads, control_copy, distilled_students,
+                                             filter_levels, forget_on_second_split, measured_sparsity, predict_probs,
+                                             predict_regions, prune_levels, resolve_device, train_dense)
 
-    normalize = Normalizer(mean, std, device)
-    cpu_normalize = Normalizer(mean, std, torch.device("cpu"))
+        config, pixels, labels, n_classes, folds = self.config, self.pixels, self.labels, self.n_classes, self.folds
+        probes = self.probes
+        configure_threads()
+        device = resolve_device(config.device)
+        # Mirror-image averaging only where mirror images share the label (hflip training says they do).
+        flip = config.train.flip_test and config.train.hflip
 
-    def run(job: MemberJob) -> NetworkResult:
+        def predict(net, images, norm):
+            return predict_probs(net, images, norm, flip=flip)
+
+        normalize = Normalizer(self.mean, self.std, device)
+        cpu_normalize = Normalizer(self.mean, self.std, torch.device("cpu"))
+
         held_out = folds[job.member] == job.fold
         train_idx = np.flatnonzero(~held_out)
         train_pixels = RowView(pixels, train_idx)
@@ -136,6 +154,7 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
         margins = np.zeros((len(train_idx), 2))
         train_dense(model, train_pixels, train_labels, normalize, config.train, job.seed, progress,
                     margins=margins)
+        checkpoint("network")
         margins[probe_rows] = np.nan  # a probe's margin is about its wrong label, not the image's own
         aum = np.full(len(labels), np.nan, dtype=np.float32)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -180,8 +199,6 @@ def _member_job_fn(config: CurateConfig, pixels: np.ndarray, labels: np.ndarray,
             footprint=np.stack(fps),
             label_probe_index=train_idx[probe_rows], label_probe_label=train_labels[probe_rows],
             **robust, seconds=time.perf_counter() - started)
-
-    return run
 
 
 def label_probes(labels: np.ndarray, n_classes: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -34,7 +34,7 @@ from curate.science.findings import robustness_table
 from curate.data.sources import LabeledImages, SourceError
 from curate.data.store import RUN_STORE_VERSION, RunStore
 from curate.population.config import CurateConfig
-from curate.population.jobs import NetworkResult, _member_job_fn
+from curate.population.jobs import NetworkJobs, NetworkResult
 from curate.science.regions import REGIONS
 
 
@@ -261,13 +261,14 @@ def run_population(
         done_note = f" ({len(jobs) - len(todo)} of {len(jobs)} resumed from {store.root})" if len(todo) < len(jobs) else ""
         with tqdm(total=total, desc=f"train+prune {len(todo)} networks{done_note}", unit="step",
                   disable=not progress, smoothing=0.05, mininterval=0.5 if sys.stderr.isatty() else 30) as bar:
-            job_fn = _member_job_fn(config, pixels, images.labels, n_classes, folds, mean, std, probes.pixels,
-                                    bar.update)
+            network_jobs = NetworkJobs(config, pixels, images.labels, n_classes, folds, mean, std, probes.pixels)
             started = time.perf_counter()
-            for job, out in executor.map(job_fn, todo):
+            for done, (job, out) in enumerate(executor.map(network_jobs, todo, bar.update), start=1):
                 store.save_job(job.name, fingerprint, **out.arrays())
                 checkpoint("train")
                 place(job, out)
+                # Executors that run jobs elsewhere cannot relay their steps: count finished jobs instead.
+                bar.update(max(0, min(total, done * cost.steps) - bar.n))
             population_seconds = time.perf_counter() - started
     if any(np.isnan(a).any() for a in (dense, compressed, control, regions, probe_regions, dense_in, compressed_in, forgotten_in,
                                        forgotten_compressed_in, probe_probs, robust_correct,
@@ -392,6 +393,7 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
         "status": "complete",
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.time() - started, 1),
+        "executor": (executor or InProcessExecutor()).description,
         "fingerprint": fingerprint,
         "torch": torch.__version__,
         "n_images": len(kept),

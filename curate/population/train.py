@@ -109,9 +109,15 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def configure_threads() -> None:
-    """Use every core, unless OMP_NUM_THREADS says otherwise (e.g. to share the machine)."""
-    if not os.environ.get("OMP_NUM_THREADS"):
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    """Use every core, unless OMP_NUM_THREADS says otherwise (to share the machine; Ray sets it to a task's CPUs).
+
+    Set even when torch already runs: CPU convolutions sum in an order that depends on the thread count, so
+    the same job gives the same bits only with the same number of threads, wherever it runs.
+    """
+    wanted = os.environ.get("OMP_NUM_THREADS", "")
+    threads = int(wanted) if wanted.isdigit() and int(wanted) > 0 else max(1, os.cpu_count() or 1)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 class Normalizer:

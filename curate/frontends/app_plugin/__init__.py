@@ -214,7 +214,7 @@ class ReviewStatus(foo.Operator):
 
 
 FORM_OPTIONS = ("members", "folds", "epochs", "finetune_epochs", "sparsities", "quantize", "distill",
-                "robustness_images", "label_probes", "model")
+                "robustness_images", "label_probes", "model", "executor")
 # Options the form offers empty: left empty, the run derives them (image size, filter pruning levels) or goes
 # without (weights).
 OPTIONAL_FORM_OPTIONS = ("image_size", "filter_prune", "weights")
@@ -337,6 +337,8 @@ class ComputePies(foo.Operator):
         inputs.int("image_size", label="Image size (pixels; default from the images and the model)", min=8)
         inputs.str("weights", label="Checkpoint every network starts from (optional)",
                    description="A state_dict saved with torch.save, on the machine the App runs on.")
+        inputs.str("executor", default=defaults["executor"], label="Where the networks train",
+                   description="local, ray (a local Ray instance or RAY_ADDRESS's cluster) or ray://HOST:PORT.")
         return types.Property(inputs, view=types.View(label="curate: find PIEs and flags"))
 
     def execute(self, ctx):

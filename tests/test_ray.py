@@ -1,0 +1,149 @@
+"""The Ray executor: a run through ``--executor ray`` gives the in-process run's results, survives a worker
+killed mid-job, and resumes after the whole run is killed.
+
+Each run is a subprocess on 120 digits that starts its own local Ray instance (2 CPUs on CI), in a fresh
+process session so that anything Ray leaves behind after a SIGKILL is killed with it. Every network uses
+one thread in both executors: CPU convolutions sum in a thread-dependent order, so only equal thread counts
+give equal bits (:func:`curate.population.train.configure_threads`).
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from curate.population.executor import InProcessExecutor, RayExecutor, make_executor
+
+OPTIONS = ["--members", "2", "--folds", "2", "--epochs", "1", "--finetune-epochs", "1", "--sparsities", "0.5,0.9",
+           "--image-size", "8", "--quantize", "fp16", "--robustness-images", "0", "--batch-size", "32", "-q",
+           "--no-fiftyone"]
+# Timings differ from run to run; everything else a run stores must not.
+TIMING_COLUMNS = ["latency_ms", "speedup"]
+
+
+@pytest.fixture(scope="module")
+def ray_tmp():
+    pytest.importorskip("ray", reason='Ray is not installed: pip install -e ".[ray]" (scripts/dev setup installs it)')
+    path = tempfile.mkdtemp(prefix="curate-ray-")  # short: Ray's socket paths must stay under 107 characters
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def curate(*args, ray_tmp=None, **env_extra):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **env_extra}
+    for name in ("CURATE_KILL_AT", "CURATE_KILL_ONCE", "RAY_ADDRESS"):
+        if name not in env_extra:
+            env.pop(name, None)
+    if ray_tmp:
+        env["RAY_TMPDIR"] = ray_tmp
+    process = subprocess.Popen([sys.executable, "-m", "curate", *args], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=600)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # Ray's agents outlive a killed driver
+        except ProcessLookupError:
+            pass
+    return SimpleNamespace(returncode=process.returncode, stdout=out, stderr=err)
+
+
+@pytest.fixture(scope="module")
+def source(digits_images, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ray-source")
+    picked = [i for c in range(10) for i in (digits_images.labels == c).nonzero()[0][:12]]
+    pd.DataFrame({"filepath": [digits_images.filepaths[i] for i in picked],
+                  "label": [digits_images.classes[digits_images.labels[i]] for i in picked]}).to_csv(
+        root / "digits.csv", index=False)
+    return str(root / "digits.csv")
+
+
+def _outputs(run_dir):
+    return {"samples": pd.read_parquet(run_dir / "samples.parquet"),
+            "levels": pd.read_csv(run_dir / "levels.csv").drop(columns=TIMING_COLUMNS),
+            "overlap": pd.read_csv(run_dir / "overlap.csv")}
+
+
+def _assert_same(outputs, expected):
+    for name, table in expected.items():
+        pd.testing.assert_frame_equal(outputs[name], table, obj=name)
+
+
+@pytest.fixture(scope="module")
+def in_process(ray_tmp, source, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("ray-baseline")
+    done = curate("run", source, "--run-dir", str(run_dir), *OPTIONS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return _outputs(run_dir)
+
+
+def test_a_ray_run_gives_the_in_process_results(ray_tmp, source, in_process, tmp_path):
+    done = curate("run", source, "--run-dir", str(tmp_path), "--executor", "ray", *OPTIONS, ray_tmp=ray_tmp)
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["executor"].startswith("ray (a local instance; 1 cpus, 0 gpus per job")
+    outputs = _outputs(tmp_path)
+    assert outputs["samples"]["pie"].any() and len(outputs["levels"]) > 3  # something to compare
+    _assert_same(outputs, in_process)
+
+
+def test_a_worker_killed_mid_job_is_retried(ray_tmp, source, in_process, tmp_path):
+    once = tmp_path / "killed-once"
+    run_dir = tmp_path / "run"
+    done = curate("run", source, "--run-dir", str(run_dir), "--executor", "ray", *OPTIONS, ray_tmp=ray_tmp,
+                  CURATE_KILL_AT="network", CURATE_KILL_ONCE=str(once))
+    assert once.exists(), "no worker reached the kill point"
+    assert done.returncode == 0, done.stderr[-3000:]
+    _assert_same(_outputs(run_dir), in_process)
+
+
+def test_an_interrupted_ray_run_resumes_from_the_finished_jobs(ray_tmp, source, in_process, tmp_path):
+    killed = curate("run", source, "--run-dir", str(tmp_path), "--executor", "ray", *OPTIONS, ray_tmp=ray_tmp,
+                    CURATE_KILL_AT="train")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    finished = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "jobs").glob("*.npz")}
+    assert 1 <= len(finished) < 4
+    done = curate("run", source, "--run-dir", str(tmp_path), "--executor", "ray", *OPTIONS[:-2], "--no-fiftyone",
+                  ray_tmp=ray_tmp)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"({len(finished)} more already in the run directory)" in done.stdout + done.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "jobs").glob("*.npz") if p.name in finished} == finished
+    _assert_same(_outputs(tmp_path), in_process)
+
+
+def test_executor_choices_are_checked(monkeypatch):
+    assert isinstance(make_executor("local"), InProcessExecutor)
+    with pytest.raises(ValueError, match="--executor must be one of local, ray, ray://HOST:PORT .* got 'spark'"):
+        make_executor("spark")
+    with pytest.raises(ValueError, match="add --executor ray"):
+        make_executor("local", job_gpus=1)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(ValueError, match=r'not installed: pip install "curate\[ray\]"'):
+        make_executor("ray")
+
+
+def _cluster(cpus_per_node, gpus_per_node=0):
+    nodes = [{"Alive": True, "Resources": {"CPU": c, **({"GPU": gpus_per_node} if gpus_per_node else {})}}
+             for c in cpus_per_node]
+    return SimpleNamespace(nodes=lambda: nodes, cluster_resources=lambda: {
+        "CPU": sum(cpus_per_node), **({"GPU": gpus_per_node * len(nodes)} if gpus_per_node else {})})
+
+
+def test_jobs_ask_for_a_share_of_the_cluster():
+    # 8 jobs on two 16-CPU nodes: 4 CPUs each, so all 8 run at once.
+    assert RayExecutor()._job_resources(_cluster([16, 16]), 8) == {"num_cpus": 4, "num_gpus": 0}
+    # More jobs than CPUs: one each, the rest queue.
+    assert RayExecutor()._job_resources(_cluster([2]), 8) == {"num_cpus": 1, "num_gpus": 0}
+    # A GPU each where there are GPUs, unless the run is told to use the CPU.
+    assert RayExecutor()._job_resources(_cluster([8, 8], 1), 8) == {"num_cpus": 1, "num_gpus": 1}
+    assert RayExecutor(device="cpu")._job_resources(_cluster([8], 1), 8)["num_gpus"] == 0
+    assert RayExecutor(job_gpus=0.25)._job_resources(_cluster([8], 1), 8) == {"num_cpus": 1, "num_gpus": 0.25}
+    with pytest.raises(ValueError, match="asks for 32 CPUs, but no node of the Ray cluster has more than 16"):
+        RayExecutor(job_cpus=32)._job_resources(_cluster([16, 16]), 8)
