@@ -168,3 +168,23 @@ def test_batched_measurements_equal_the_per_image_definitions():
     together = pd.DataFrame(measure_images(images))
     alone = pd.DataFrame([measure_images([image])[0] for image in images])
     pd.testing.assert_frame_equal(together, alone, rtol=1e-9)
+
+
+def test_brightness_percentiles_equal_numpys_on_the_float_image():
+    from curate.data.pixels import _brightness, brightness_percentiles
+
+    rng = np.random.default_rng(3)
+    for shape in [(4, 8, 8, 3), (3, 33, 17, 3), (2, 1, 1, 3), (2, 120, 90, 3)]:
+        rgb = rng.integers(0, 256, shape, dtype=np.uint8)
+        expected = np.percentile(_brightness(rgb).reshape(len(rgb), -1), [99, 5, 50], axis=1)
+        np.testing.assert_allclose(brightness_percentiles(rgb, (99, 5, 50)), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_noise_is_immerkaers_nine_term_kernel():
+    from curate.data.pixels import noise_sigmas
+
+    gray = np.random.default_rng(4).integers(0, 256, (3, 9, 7)).astype(np.float64)
+    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]])
+    response = np.array([[[np.sum(kernel * g[i:i + 3, j:j + 3]) for j in range(5)] for i in range(7)] for g in gray])
+    expected = np.sqrt(np.pi / 2) * np.abs(response).sum(axis=(1, 2)) / (6 * 5 * 7)
+    np.testing.assert_allclose(noise_sigmas(gray), expected, rtol=1e-12)

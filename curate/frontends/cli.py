@@ -339,15 +339,6 @@ def _policy(keep_confirmed: bool, no_relabel: bool, keep_removed: bool, drop_unr
 
 def policy_options(f):
     options = [
-        click.option("--executor", default=RunOptions.executor, show_default=True,
-                     help="Where the networks train: local (one after another in this process), ray (a local Ray "
-                          "instance, or the cluster RAY_ADDRESS names), ray://HOST:PORT (a Ray cluster); "
-                          "needs curate[ray]."),
-        click.option("--job-cpus", default=None, type=click.FloatRange(min=0.01),
-                     help="CPUs each network asks Ray for [default: an even share of the cluster's]."),
-        click.option("--job-gpus", default=None, type=click.FloatRange(min=0.0),
-                     help="GPUs each network asks Ray for; fractions pack several on one GPU [default: 1 when the "
-                          "cluster has GPUs]."),
         click.option("--run-key", default=DEFAULT_RUN_KEY, show_default=True, help="Which curate run's flags to use."),
         click.option("--drop-unreviewed", multiple=True, type=_CATEGORY_CHOICE,
                      help="Also leave out UNREVIEWED flags of this category (repeatable). Never applied to "

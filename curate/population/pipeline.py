@@ -132,15 +132,20 @@ def prepare_images(images: LabeledImages, config: CurateConfig, store: RunStore,
 HASH_SIZE = 32  # duplicates are hashed at this size at least: at 8 or 16 px, unrelated digits hash alike
 
 
-def hash_pixels(filepaths: list[str], pixels: np.ndarray, image_size: int, store: RunStore,
-                progress: bool = True) -> np.ndarray:
-    """Grey images ``(n, s, s)`` for the duplicate hashes: the run's own pixels when they are at least
-    :data:`HASH_SIZE` px, else the files decoded again at that size (cached in the run directory)."""
+HASH_CHUNK = 1024  # images hashed at a time: grey float copies of a chunk, never of the whole dataset
+
+
+def image_hashes(filepaths: list[str], pixels: np.ndarray, image_size: int, store: RunStore,
+                 progress: bool = True) -> np.ndarray:
+    """The duplicate hashes of every image, ``(9, n)`` (:func:`curate.science.duplicates.shifted_hashes`): of
+    the run's own pixels when they are at least :data:`HASH_SIZE` px, else of the files decoded again at that
+    size (cached in the run directory). Chunk by chunk, so memory does not grow with the dataset."""
     if image_size < HASH_SIZE:
         pixels, ok, _ = decode_images(filepaths, HASH_SIZE, store.image_cache(HASH_SIZE), progress=progress)
         if not ok.all():  # the same files decoded a moment ago; they cannot have become unreadable
             raise RuntimeError("Images changed while the run read them; run again.")
-    return np.asarray(pixels, dtype=np.float32).mean(axis=1)
+    return np.concatenate([shifted_hashes(np.asarray(pixels[i:i + HASH_CHUNK], dtype=np.float32).mean(axis=1))
+                           for i in range(0, len(pixels), HASH_CHUNK)], axis=1)
 
 
 def image_quality(filepaths: list[str], store: RunStore, progress: bool = True) -> pd.DataFrame:
@@ -345,7 +350,7 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
                                      bits=config.level_bits, control_probs=population.control,
                                      footprint=population.footprint)
     severity = quality_severity(image_quality(kept.filepaths, store, progress))
-    duplicates = find_duplicates(shifted_hashes(hash_pixels(kept.filepaths, pixels, config.image_size, store, progress)),
+    duplicates = find_duplicates(image_hashes(kept.filepaths, pixels, config.image_size, store, progress),
                                  file_digests(kept.filepaths), kept.splits)
     # The flags pool the dense networks with their pruned copies (measured in bench_flags); quantized
     # copies are near-duplicates of the dense networks and would only re-weight them. Networks trained
