@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-STAGES = ("decode", "pixel checks", "duplicates", "population bookkeeping", "scores and flags", "run store",
+STAGES = ("decode", "pixel checks", "duplicates", "population, no training", "scores and flags", "run store",
           "FiftyOne write", "Brain fields", "export", "training per network-epoch", "prediction per network")
 MODEL_FOR_SIZE = {32: "resnet-small", 224: "tv:resnet18"}  # 224: the pretrained default's architecture
 
@@ -220,7 +220,7 @@ def run_point(csv: Path, size: int, n: int, home: Path, train_images: int) -> di
     _timed_stages(timings, sampler, [
         (pipeline, "prepare_images", "decode"), (pipeline, "image_quality", "pixel checks"),
         (pipeline, "image_hashes", "duplicates"), (pipeline, "file_digests", "duplicates"),
-        (pipeline, "find_duplicates", "duplicates"), (pipeline, "run_population", "population bookkeeping"),
+        (pipeline, "find_duplicates", "duplicates"), (pipeline, "run_population", "population, no training"),
         (pipeline, "analyse", "scores and flags"), (pipeline, "flag_samples", "scores and flags"),
         (pipeline, "sample_table", "scores and flags"), (write, "write_brain_fields", "Brain fields")])
     images = load_source(str(csv), "ground_truth")
@@ -231,7 +231,7 @@ def run_point(csv: Path, size: int, n: int, home: Path, train_images: int) -> di
     started = time.perf_counter()
     result = pipeline.run_curate(images, config, home / "run", SyntheticExecutor(), progress=False)
     whole = time.perf_counter() - started
-    inner = sum(timings[s][0] for s in ("decode", "pixel checks", "duplicates", "population bookkeeping",
+    inner = sum(timings[s][0] for s in ("decode", "pixel checks", "duplicates", "population, no training",
                                         "scores and flags"))
     timings["run store"] = (whole - inner, sampler.peak)
 
@@ -361,7 +361,7 @@ def main() -> None:
     parser.add_argument("--max-count-224", type=int, default=None,
                         help="Largest count run at 224 px (each image is 150 KB decoded).")
     parser.add_argument("--train-images", type=int, default=2048,
-                        help="Images the training and prediction rates are timed on (224 px: a quarter).")
+                        help="Images the training and prediction rates are timed on (224 px: an eighth).")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-scaling")
     parser.add_argument("--out", type=Path, default=REPO / "out" / "bench_scaling.json")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "img" / "scaling.png")
@@ -375,7 +375,7 @@ def main() -> None:
         csv, size, n = Path(args.point[0]), int(args.point[1]), int(args.point[2])
         home = Path(tempfile.mkdtemp(prefix=f"scaling-{size}-{n}-", dir=args.work))
         try:
-            print(json.dumps(run_point(csv, size, n, home, args.train_images if size < 100 else args.train_images // 4)))
+            print(json.dumps(run_point(csv, size, n, home, args.train_images if size < 100 else args.train_images // 8)))
         finally:
             shutil.rmtree(home, ignore_errors=True)
         return
