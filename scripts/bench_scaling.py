@@ -340,9 +340,11 @@ def plot(points: list[dict], path: Path) -> None:
     for ax, size in zip(axes[0], sizes):
         mine = sorted((p for p in points if p["size"] == size), key=lambda p: p["n"])
         ns = [p["n"] for p in mine]
-        for stage in STAGES:
+        colours = plt.get_cmap("tab20").colors
+        for i, stage in enumerate(STAGES):
             if stage in mine[0]["stages"]:
-                ax.plot(ns, [max(p["stages"][stage]["seconds"], 1e-3) for p in mine], marker="o", label=stage)
+                ax.plot(ns, [max(p["stages"][stage]["seconds"], 1e-3) for p in mine], marker="os^D"[i % 4],
+                        color=colours[(2 * i) % 20 if i < 10 else 2 * (i - 10) + 1], label=stage)
         ax.plot(ns, [ns[0] and mine[0]["stages"]["decode"]["seconds"] * n / ns[0] for n in ns], "k:", lw=1,
                 label="linear (from decode)")
         ax.set(xscale="log", yscale="log", xlabel="images", ylabel="seconds (2 CPU cores)",
@@ -368,8 +370,15 @@ def main() -> None:
     parser.add_argument("--ref", default="07cb563")
     parser.add_argument("--pixels-only", action="store_true")
     parser.add_argument("--keep", action="store_true", help="Keep the images made in --work.")
+    parser.add_argument("--replot", type=Path, help="Print the table and draw the plot of an earlier --out JSON.")
     parser.add_argument("--point", nargs=3, metavar=("CSV", "SIZE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+
+    if args.replot:
+        report = json.loads(args.replot.read_text())
+        print_table(report["points"], report["fits"])
+        plot(report["points"], args.plot)
+        return
 
     if args.point:  # one point, in its own process
         csv, size, n = Path(args.point[0]), int(args.point[1]), int(args.point[2])

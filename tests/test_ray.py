@@ -1,5 +1,5 @@
-"""The Ray executor: a run through ``--executor ray`` gives the in-process run's results, survives a worker
-killed mid-job, and resumes after the whole run is killed.
+"""The Ray executor: a run through ``--executor ray`` gives the in-process run's results with a worker killed
+mid-job (and retried), and resumes after the whole run is killed.
 
 Each run is a subprocess on 120 digits that starts its own local Ray instance (2 CPUs on CI), in a fresh
 process session so that anything Ray leaves behind after a SIGKILL is killed with it. Every network uses
@@ -84,24 +84,18 @@ def in_process(ray_tmp, source, tmp_path_factory):
     return _outputs(run_dir)
 
 
-def test_a_ray_run_gives_the_in_process_results(ray_tmp, source, in_process, tmp_path):
-    done = curate("run", source, "--run-dir", str(tmp_path), "--executor", "ray", *OPTIONS, ray_tmp=ray_tmp)
-    assert done.returncode == 0, done.stderr[-3000:]
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["executor"].startswith("ray (a local instance; 1 cpus, 0 gpus per job")
-    outputs = _outputs(tmp_path)
-    assert outputs["samples"]["pie"].any() and len(outputs["levels"]) > 3  # something to compare
-    _assert_same(outputs, in_process)
-
-
-def test_a_worker_killed_mid_job_is_retried(ray_tmp, source, in_process, tmp_path):
+def test_a_ray_run_gives_the_in_process_results_even_when_a_worker_dies(ray_tmp, source, in_process, tmp_path):
     once = tmp_path / "killed-once"
     run_dir = tmp_path / "run"
     done = curate("run", source, "--run-dir", str(run_dir), "--executor", "ray", *OPTIONS, ray_tmp=ray_tmp,
                   CURATE_KILL_AT="network", CURATE_KILL_ONCE=str(once))
-    assert once.exists(), "no worker reached the kill point"
-    assert done.returncode == 0, done.stderr[-3000:]
-    _assert_same(_outputs(run_dir), in_process)
+    assert once.exists(), "no worker reached the kill point"  # one died mid-job (its driver lives on) ...
+    assert done.returncode == 0, done.stderr[-3000:]  # ... was retried, and the run completed
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["executor"].startswith("ray (a local instance; 1 cpus, 0 gpus per job")
+    outputs = _outputs(run_dir)
+    assert outputs["samples"]["pie"].any() and len(outputs["levels"]) > 3  # something to compare
+    _assert_same(outputs, in_process)
 
 
 def test_an_interrupted_ray_run_resumes_from_the_finished_jobs(ray_tmp, source, in_process, tmp_path):

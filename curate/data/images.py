@@ -133,7 +133,10 @@ def decode_images(
                 full[i] = result
                 ok[i] = True
     good = np.memmap(cache_path.with_suffix(".tmp"), dtype=np.uint8, mode="w+", shape=(max(int(ok.sum()), 1), 3, size, size))
-    good[: ok.sum()] = full[ok]
+    kept = np.flatnonzero(ok)
+    for start in range(0, len(kept), DECODE_WINDOW):  # a window at a time: never every image in memory at once
+        rows = kept[start:start + DECODE_WINDOW]
+        good[start:start + len(rows)] = full[rows]
     good.flush()
     del full, good
     tmp_path.unlink()
