@@ -13,6 +13,7 @@ trains on (per network-epoch) or predicts.
     python scripts/bench_scaling.py                                   # 32 px and 224 px, 2k / 20k / 100k
     python scripts/bench_scaling.py --sizes 32 --counts 2000,20000    # a quick look
     python scripts/bench_scaling.py --pixels-only                     # pixel checks against 07cb563 only
+    python scripts/bench_scaling.py --sizes 224 --counts 100000 --merge   # one more point into --out
 
 Peak memory is the resident memory of the whole process tree (the run, its worker processes and the
 mongod it starts), sampled every 50 ms. The fitted growth is ``time = a * n ** b`` over the counts run
@@ -371,6 +372,8 @@ def main() -> None:
     parser.add_argument("--pixels-only", action="store_true")
     parser.add_argument("--keep", action="store_true", help="Keep the images made in --work.")
     parser.add_argument("--replot", type=Path, help="Print the table and draw the plot of an earlier --out JSON.")
+    parser.add_argument("--merge", action="store_true",
+                        help="Add the points run now to those already in --out (same size and count: replaced).")
     parser.add_argument("--point", nargs=3, metavar=("CSV", "SIZE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -398,11 +401,16 @@ def main() -> None:
     ref = worktree(args.ref)
     try:
         started = time.perf_counter()
-        report["pixel_checks"]["digits (1,797, the demo's)"] = pixel_rates(digits_files(args.work), ref)
-        for size in sizes:
-            root = make_images(args.work / f"images-{size}", size, 2000)
-            files = [line.split(",")[0] for line in manifest(root, 2000).read_text().splitlines()[1:]]
-            report["pixel_checks"][f"synthetic {size} px (2,000)"] = pixel_rates(files, ref)
+        if args.merge and args.out.exists():
+            earlier = json.loads(args.out.read_text())
+            report["points"], report["pixel_checks"] = earlier["points"], earlier["pixel_checks"]
+            report["command"] = f"{earlier['command']}; then {report['command']}"
+        else:
+            report["pixel_checks"]["digits (1,797, the demo's)"] = pixel_rates(digits_files(args.work), ref)
+            for size in sizes:
+                root = make_images(args.work / f"images-{size}", size, 2000)
+                files = [line.split(",")[0] for line in manifest(root, 2000).read_text().splitlines()[1:]]
+                report["pixel_checks"][f"synthetic {size} px (2,000)"] = pixel_rates(files, ref)
         for name, rates in report["pixel_checks"].items():
             print(f"pixel checks, {name}: reference {rates['reference']['images_per_second']:,.0f} images/s, "
                   f"now {rates['now']['images_per_second']:,.0f} images/s ({rates['speedup']:.1f}x)")
@@ -421,7 +429,7 @@ def main() -> None:
                         sys.exit(f"{size} px x {n} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
                     point = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("{\"size\"")))
                     point["make_images_seconds"] = round(made, 1)
-                    report["points"].append(point)
+                    report["points"] = [p for p in report["points"] if (p["size"], p["n"]) != (size, n)] + [point]
                     print(f"{size} px x {n:,}: " + ", ".join(f"{s} {v['seconds']:.1f} s"
                                                              for s, v in point["stages"].items()), flush=True)
             report["fits"] = summarise(report["points"])
