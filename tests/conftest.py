@@ -33,7 +33,7 @@ def digits_images():
     return digits()
 
 
-from helpers import TINY, invoke  # noqa: E402
+from helpers import SMALL, TINY, curate_process, invoke  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +43,26 @@ def digits_run(fo, tmp_path_factory):
     result = invoke("demo", "--clean", "--dataset", "test-digits", "--run-dir", str(run_dir), *TINY)
     assert result.exit_code == 0, result.output
     return fo.load_dataset("test-digits"), run_dir, result.output
+
+
+@pytest.fixture(scope="session")
+def small_source(digits_images, tmp_path_factory):
+    """120 digits, 12 a class, as a CSV manifest: curate creates the dataset's samples itself."""
+    import pandas as pd
+
+    root = tmp_path_factory.mktemp("small-source")
+    picked = [i for c in range(10) for i in (digits_images.labels == c).nonzero()[0][:12]]
+    pd.DataFrame({"filepath": [digits_images.filepaths[i] for i in picked],
+                  "label": [digits_images.classes[digits_images.labels[i]] for i in picked]}).to_csv(
+        root / "digits.csv", index=False)
+    return str(root / "digits.csv")
+
+
+@pytest.fixture(scope="session")
+def small_run(fo, small_source, tmp_path_factory):
+    """An uninterrupted in-process run of ``SMALL`` on ``small_source`` into dataset ``fault-baseline``: what
+    the fault-injection and Ray tests' runs must reproduce. Returns its run directory."""
+    run_dir = tmp_path_factory.mktemp("small-run")
+    done = curate_process("run", small_source, "--dataset", "fault-baseline", "--run-dir", str(run_dir), *SMALL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir

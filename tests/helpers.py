@@ -1,4 +1,10 @@
-"""Shared by the tests: the tiny population settings and a CLI runner."""
+"""Shared by the tests: the tiny population settings, a CLI runner and a curate subprocess."""
+
+import os
+import signal
+import subprocess
+import sys
+from types import SimpleNamespace
 
 from click.testing import CliRunner
 
@@ -9,6 +15,33 @@ TINY = ["--members", "2", "--folds", "2", "--epochs", "2", "--finetune-epochs", 
         "--sparsities", "0.5,0.9", "--image-size", "8", "-q"]
 # For tests of something else: unstructured pruning only, no other compression kinds or robustness.
 PRUNE_ONLY = [*TINY, "--quantize", "none", "--filter-prune", "none", "--distill", "none", "--robustness-images", "0"]
+
+
+# The fault-injection and Ray tests' runs on 120 digits (conftest.py's `small_source`), in subprocesses.
+SMALL = ["--members", "2", "--folds", "2", "--epochs", "1", "--finetune-epochs", "1", "--sparsities", "0.5,0.9",
+         "--image-size", "8", "--quantize", "fp16", "--robustness-images", "0", "--batch-size", "32", "-q"]
+_FAULT_VARIABLES = ("CURATE_KILL_AT", "CURATE_KILL_ONCE", "RAY_ADDRESS")
+
+
+def curate_process(*args, kill_at=None, **env_extra):
+    """``python -m curate ARGS`` with one thread per network (``kill_at``: the fault point at which it kills
+    itself), in a session of its own that is killed afterwards: Ray's agents outlive a killed driver."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **env_extra}
+    for name in _FAULT_VARIABLES:
+        if name not in env_extra:
+            env.pop(name, None)
+    if kill_at:
+        env["CURATE_KILL_AT"] = kill_at
+    process = subprocess.Popen([sys.executable, "-m", "curate", *args], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=600)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return SimpleNamespace(returncode=process.returncode, stdout=out, stderr=err)
 
 
 def invoke(*args):

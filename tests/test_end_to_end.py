@@ -210,26 +210,6 @@ def test_rerun_is_idempotent_and_resumes(fo, digits_run):
     assert {p.name: p.stat().st_mtime_ns for p in (run_dir / "jobs").glob("*.npz")} == job_times
 
 
-def test_interrupted_run_resumes_from_finished_jobs(fo, digits_run, tmp_path):
-    _, run_dir, _ = digits_run
-    copy = tmp_path / "partial"
-    (copy / "jobs").mkdir(parents=True)
-    kept = sorted((run_dir / "jobs").glob("*.npz"))[:3]
-    for path in kept:
-        (copy / "jobs" / path.name).write_bytes(path.read_bytes())
-    # What a killed run leaves: its manifest says it was running (curate writes it before anything else).
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    (copy / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
-    result = invoke("demo", "--clean", "--dataset", "test-digits-resume", "--run-dir", str(copy), *TINY)
-    assert result.exit_code == 0, result.output
-    for path in kept:  # the finished jobs were reused byte for byte
-        assert (copy / "jobs" / path.name).read_bytes() == path.read_bytes()
-    # Same seeds, same jobs: the resumed run reproduces the original scores.
-    original = pd.read_parquet(run_dir / "samples.parquet")
-    resumed = pd.read_parquet(copy / "samples.parquet")
-    np.testing.assert_array_equal(original["dense_label"], resumed["dense_label"])
-
-
 def test_a_second_run_key_leaves_the_first_alone_and_can_be_deleted(fo, digits_run, tmp_path):
     dataset, _, _ = digits_run
     before = snapshot(dataset)

@@ -5,19 +5,15 @@ Each kill is real: the process sends itself SIGKILL (no cleanup handler or ``fin
 named point. The runs are subprocesses on the test session's own database, on 120 digits.
 """
 
-import os
 import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
 from curate.data.faults import POINTS
-from helpers import invoke
+from helpers import SMALL, curate_process, invoke
 
-OPTIONS = ["--members", "2", "--folds", "2", "--epochs", "1", "--finetune-epochs", "1", "--sparsities", "0.5,0.9",
-           "--image-size", "8", "--quantize", "fp16", "--robustness-images", "0", "--batch-size", "32", "-q"]
+OPTIONS = SMALL
 # A fresh dataset each: the computation, and the samples curate adds to a new dataset.
 FRESH_POINTS = ["decode", "train", "score", "store", "fiftyone:samples"]
 # Re-runs over a dataset that holds a complete run: every other step of the FiftyOne write.
@@ -28,32 +24,17 @@ SAMPLE_FIELDS = ["filepath", "curate_pie", "curate_pie_score", "curate_pie_level
                  "curate_label_noise", "curate_reason", "curate_dense.label", "hardness", "mistakenness", "tags"]
 
 
-def curate(*args, kill_at=None):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("CURATE_KILL_AT", None)
-    if kill_at:
-        env["CURATE_KILL_AT"] = kill_at
-    return subprocess.run([sys.executable, "-m", "curate", *args], env=env, capture_output=True, text=True,
-                          timeout=600)
+curate = curate_process
 
 
 @pytest.fixture(scope="module")
-def source(digits_images, tmp_path_factory):
-    """120 digits, 12 a class, as a CSV manifest: curate creates the dataset's samples itself."""
-    root = tmp_path_factory.mktemp("fault-source")
-    picked = [i for c in range(10) for i in (digits_images.labels == c).nonzero()[0][:12]]
-    pd.DataFrame({"filepath": [digits_images.filepaths[i] for i in picked],
-                  "label": [digits_images.classes[digits_images.labels[i]] for i in picked]}).to_csv(
-        root / "digits.csv", index=False)
-    return str(root / "digits.csv")
+def source(small_source):
+    return small_source
 
 
 @pytest.fixture(scope="module")
-def baseline(fo, source, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("fault-baseline")
-    done = curate("run", source, "--dataset", "fault-baseline", "--run-dir", str(run_dir), *OPTIONS)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return run_dir, _state(fo, "fault-baseline", run_dir)
+def baseline(fo, small_run):
+    return small_run, _state(fo, "fault-baseline", small_run)
 
 
 def _state(fo, name, run_dir):
@@ -90,10 +71,14 @@ def test_a_kill_during_the_computation_resumes_to_the_same_results(fo, source, b
     assert not fo.dataset_exists(name) or not fo.load_dataset(name).has_run("curate"), "nothing recorded yet"
     if point == "fiftyone:samples":
         assert 0 < len(fo.load_dataset(name)) < 120, "killed half way through adding the samples"
+    finished = {p.name: p.read_bytes() for p in (tmp_path / "run" / "jobs").glob("*.npz")}
     done = curate(*args)
     assert done.returncode == 0, done.stderr[-3000:]
     if point == "train":
         assert "resumed" in (tmp_path / "run" / "manifest.json").read_text()
+        assert len(finished) == 1, "killed after the first network was stored"
+    for name_, content in finished.items():  # finished networks are reused byte for byte, not retrained
+        assert (tmp_path / "run" / "jobs" / name_).read_bytes() == content, name_
     _assert_same(_state(fo, name, tmp_path / "run"), baseline[1])
 
 

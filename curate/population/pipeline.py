@@ -261,6 +261,9 @@ def run_population(
                              n_probes=len(probes), resumed=len(jobs) - len(todo))
         for line in cost.lines(config):
             say(line, "info")
+        if not isinstance(executor, InProcessExecutor):
+            say(f"That is for one network after another on this machine; {executor.description.split(' (')[0]} runs "
+                "them in parallel where the cluster has room.", "info")
         estimated_seconds = cost.seconds
         total = len(todo) * cost.steps
         done_note = f" ({len(jobs) - len(todo)} of {len(jobs)} resumed from {store.root})" if len(todo) < len(jobs) else ""
