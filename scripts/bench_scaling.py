@@ -105,7 +105,7 @@ class MemorySampler(threading.Thread):
         super().__init__(daemon=True)
         import psutil
 
-        self.process, self.peak, self._stop = psutil.Process(), 0, threading.Event()
+        self.process, self.peak = psutil.Process(), 0
 
     def current(self) -> int:
         total = 0
@@ -120,14 +120,15 @@ class MemorySampler(threading.Thread):
         self.peak = self.current()
 
     def run(self) -> None:
-        while not self._stop.wait(0.05):
+        while True:  # a daemon thread: it ends with the process
+            time.sleep(0.05)
             self.peak = max(self.peak, self.current())
 
 
 class SyntheticExecutor:
     """Every job's result at once, without training: probabilities near the labels, copies near the dense."""
 
-    description = "synthetic (no training)"
+    name = description = "synthetic (no training)"
 
     def map(self, fn, jobs, progress=None):
         from curate.population.jobs import NetworkResult
@@ -162,7 +163,6 @@ class SyntheticExecutor:
 
 def _timed_stages(timings: dict, sampler: MemorySampler, targets: list[tuple[object, str, str]]):
     """Wrap ``module.name`` so that its calls add to ``timings[stage]`` (seconds, peak bytes)."""
-    originals = []
     for module, name, stage in targets:
         original = getattr(module, name)
 
@@ -176,8 +176,6 @@ def _timed_stages(timings: dict, sampler: MemorySampler, targets: list[tuple[obj
                 timings[__stage] = (seconds + time.perf_counter() - started, max(peak, sampler.peak))
 
         setattr(module, name, wrapped)
-        originals.append((module, name, original))
-    return originals
 
 
 def _time_training(pixels, labels, n_classes, model_spec, image_size, images: int) -> tuple[float, float]:
@@ -346,7 +344,7 @@ def plot(points: list[dict], path: Path) -> None:
             if stage in mine[0]["stages"]:
                 ax.plot(ns, [max(p["stages"][stage]["seconds"], 1e-3) for p in mine], marker="os^D"[i % 4],
                         color=colours[(2 * i) % 20 if i < 10 else 2 * (i - 10) + 1], label=stage)
-        ax.plot(ns, [ns[0] and mine[0]["stages"]["decode"]["seconds"] * n / ns[0] for n in ns], "k:", lw=1,
+        ax.plot(ns, [mine[0]["stages"]["decode"]["seconds"] * n / ns[0] for n in ns], "k:", lw=1,
                 label="linear (from decode)")
         ax.set(xscale="log", yscale="log", xlabel="images", ylabel="seconds (2 CPU cores)",
                title=f"{size} px ({mine[0]['model']})")

@@ -81,8 +81,8 @@ def test_an_interrupted_ray_run_resumes_from_the_finished_jobs(ray_tmp, source, 
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     finished = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "jobs").glob("*.npz")}
     assert 1 <= len(finished) < 4
-    done = curate("run", source, "--run-dir", str(tmp_path), "--executor", "ray", *OPTIONS[:-2], "--no-fiftyone",
-                  ray_tmp=ray_tmp)
+    loud = [a for a in OPTIONS if a != "-q"]  # the cost estimate is printed
+    done = curate("run", source, "--run-dir", str(tmp_path), "--executor", "ray", *loud, ray_tmp=ray_tmp)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"({len(finished)} more already in the run directory)" in done.stdout
     assert "one network after another on this machine; ray runs them in parallel" in done.stdout  # the estimate

@@ -36,6 +36,7 @@ class MemberJob:
 
 
 class Executor(Protocol):
+    name: str  # what --executor calls it
     description: str  # recorded in the run's manifest
 
     def map(self, fn: Callable[[MemberJob, Progress | None], R], jobs: Iterable[MemberJob],
@@ -50,7 +51,7 @@ class Executor(Protocol):
 class InProcessExecutor:
     """Run jobs sequentially in this process (the default, and what most tests use)."""
 
-    description = "local"
+    name = description = "local"
 
     def map(self, fn, jobs, progress=None):
         for job in jobs:
@@ -77,12 +78,18 @@ class RayExecutor:
         self.max_retries, self.device, self.num_cpus = max_retries, device, num_cpus
         self.resources: dict[str, float] = {}
 
+    name = "ray"
+
+    @property
+    def cluster(self) -> str | None:
+        """The address of the cluster to join; None: start a local instance."""
+        return self.address or os.environ.get("RAY_ADDRESS") or None
+
     @property
     def description(self) -> str:
         """What the manifest records: the cluster joined and what each job asked for."""
-        where = self.address or os.environ.get("RAY_ADDRESS") or "a local instance"
         asked = ", ".join(f"{v:g} {k.removeprefix('num_')}" for k, v in self.resources.items())
-        return f"ray ({where}; {asked or 'no job run'} per job)"
+        return f"{self.name} ({self.cluster or 'a local instance'}; {asked or 'no job run'} per job)"
 
     def map(self, fn, jobs, progress=None):
         ray = import_ray()
@@ -113,7 +120,7 @@ class RayExecutor:
 
         import curate
 
-        address = self.address or os.environ.get("RAY_ADDRESS") or None
+        address = self.cluster
         kwargs = dict(address=address, include_dashboard=False, log_to_driver=False,
                       logging_level=logging.WARNING)
         if address is None:
@@ -129,15 +136,16 @@ class RayExecutor:
 
     def _job_resources(self, ray, n_jobs: int) -> dict[str, float]:
         cluster = ray.cluster_resources()
-        node_cpus = max([node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")] or [1])
+        nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+        node_cpus = max([node.get("CPU", 0) for node in nodes] or [1])
+        node_gpus = max([node.get("GPU", 0) for node in nodes] or [0])
         gpus = self.job_gpus
         if gpus is None:
             gpus = 1 if cluster.get("GPU", 0) >= 1 and not self.device.startswith("cpu") else 0
         cpus = self.job_cpus
         if cpus is None:
             cpus = 1 if gpus else max(1, min(node_cpus, int(cluster.get("CPU", 1) // max(1, n_jobs))))
-        for what, asked, have in (("CPUs", cpus, node_cpus),
-                                  ("GPUs", gpus, max([n["Resources"].get("GPU", 0) for n in ray.nodes()] or [0]))):
+        for what, asked, have in (("CPUs", cpus, node_cpus), ("GPUs", gpus, node_gpus)):
             if asked > have:
                 raise ValueError(f"Each job asks for {asked:g} {what}, but no node of the Ray cluster has more than "
                                  f"{have:g}; lower --job-{what[:3].lower()}.")
@@ -170,11 +178,11 @@ def import_ray():
 def make_executor(spec: str = "local", *, job_cpus: float | None = None, job_gpus: float | None = None,
                   device: str = "auto") -> InProcessExecutor | RayExecutor:
     """``local`` -> :class:`InProcessExecutor`; ``ray`` or ``ray://HOST:PORT`` (``ray:auto``) -> :class:`RayExecutor`."""
-    if spec in ("local", "", None):
+    if spec in ("local", ""):
         if job_cpus is not None or job_gpus is not None:
             raise ValueError("--job-cpus and --job-gpus ask Ray for resources; add --executor ray.")
         return InProcessExecutor()
-    if spec == "ray" or spec.startswith("ray://") or spec.startswith("ray:"):
+    if spec == "ray" or spec.startswith("ray:"):
         address = None if spec == "ray" else (spec if spec.startswith("ray://") else spec.partition(":")[2])
         import_ray()
         return RayExecutor(address, job_cpus=job_cpus, job_gpus=job_gpus, device=device)

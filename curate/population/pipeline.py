@@ -261,9 +261,9 @@ def run_population(
                              n_probes=len(probes), resumed=len(jobs) - len(todo))
         for line in cost.lines(config):
             say(line, "info")
-        if not isinstance(executor, InProcessExecutor):
-            say(f"That is for one network after another on this machine; {executor.description.split(' (')[0]} runs "
-                "them in parallel where the cluster has room.", "info")
+        if executor.name != InProcessExecutor.name:
+            say(f"That is for one network after another on this machine; {executor.name} runs them in parallel "
+                "where the cluster has room.", "info")
         estimated_seconds = cost.seconds
         total = len(todo) * cost.steps
         done_note = f" ({len(jobs) - len(todo)} of {len(jobs)} resumed from {store.root})" if len(todo) < len(jobs) else ""
@@ -326,6 +326,7 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
                 progress: bool, say) -> RunResult:
     store = RunStore(run_dir)
     store.check_version()
+    executor = executor or InProcessExecutor()
     started = time.time()
     previous = store.read_json("manifest.json") or {}
     manifest: dict[str, Any] = {
@@ -401,7 +402,7 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
         "status": "complete",
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.time() - started, 1),
-        "executor": (executor or InProcessExecutor()).description,
+        "executor": executor.description,
         "fingerprint": fingerprint,
         "torch": torch.__version__,
         "n_images": len(kept),
