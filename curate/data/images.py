@@ -118,9 +118,8 @@ def decode_images(
     ok = np.zeros(n, dtype=bool)
     bad: list[BadImage] = []
     workers = workers or min(8, (os.cpu_count() or 2) * 2)
-    # Threads suffice: PIL releases the GIL while it decodes and resizes (224 px JPEGs decode 2.2x faster on
-    # 2 cores with 4 threads than with 1). Paths go to the pool a window at a time, so that a million
-    # images do not become a million pending futures.
+    # Threads suffice: PIL releases the GIL while it decodes and resizes, so they use every core. Paths go
+    # to the pool a window at a time, so that a million images do not become a million pending futures.
     with ThreadPoolExecutor(workers) as pool:
         results = (result for start in range(0, n, DECODE_WINDOW)
                    for result in pool.map(lambda p: _try_decode(p, size), filepaths[start:start + DECODE_WINDOW]))
