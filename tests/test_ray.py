@@ -9,6 +9,7 @@ give equal bits (:func:`curate.population.train.configure_threads`).
 """
 
 import json
+import pickle
 import shutil
 import signal
 import sys
@@ -18,7 +19,11 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from curate.population.executor import InProcessExecutor, RayExecutor, make_executor
+import numpy as np
+
+from curate.data.images import PixelFile, decode_images, decoded_file
+from curate.population.executor import InProcessExecutor, RayExecutor, make_executor, nodes_not_reading
+from curate.population.jobs import NetworkJobs
 from helpers import SMALL, curate_process
 
 OPTIONS = [*SMALL, "--no-fiftyone"]
@@ -69,7 +74,9 @@ def test_a_ray_run_gives_the_in_process_results_even_when_a_worker_dies(ray_tmp,
     assert once.exists(), "no worker reached the kill point"  # one died mid-job (its driver lives on) ...
     assert done.returncode == 0, done.stderr[-3000:]  # ... was retried, and the run completed
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["executor"].startswith("ray (a local instance; 1 cpus, 0 gpus per job")
+    # The workers read the decoded pixels from the run directory: nothing the size of the dataset was shipped.
+    assert manifest["executor"] == (f"ray (a local instance; 1 cpus, 0 gpus per job; pixels read from "
+                                    f"{run_dir / 'images-8.u8'} on every node)")
     outputs = _outputs(run_dir)
     assert outputs["samples"]["pie"].any() and len(outputs["levels"]) > 3  # something to compare
     _assert_same(outputs, in_process)
@@ -119,3 +126,51 @@ def test_jobs_ask_for_a_share_of_the_cluster():
     assert RayExecutor(job_gpus=0.25)._job_resources(_cluster([8], 1), 8) == {"num_cpus": 1, "num_gpus": 0.25}
     with pytest.raises(ValueError, match="asks for 32 CPUs, but no node of the Ray cluster has more than 16"):
         RayExecutor(job_cpus=32)._job_resources(_cluster([16, 16]), 8)
+
+
+@pytest.fixture
+def decoded(small_source, tmp_path):
+    """The small source decoded into a cache file, and jobs that know where it is."""
+    paths = pd.read_csv(small_source)["filepath"].tolist()
+    pixels, ok, _ = decode_images(paths, 8, tmp_path / "images-8.u8", progress=False)
+    assert ok.all()
+    pixel_file = decoded_file(tmp_path / "images-8.u8", paths)
+    jobs = NetworkJobs(None, np.array(pixels), np.zeros(len(paths), int), 10, {}, np.zeros(3), np.ones(3),
+                       np.zeros((0, 3, 8, 8), np.uint8), pixel_file)
+    return SimpleNamespace(paths=paths, pixels=np.array(pixels), file=pixel_file, jobs=jobs)
+
+
+def test_jobs_travel_without_their_pixels_when_the_cache_can_be_read(decoded):
+    assert decoded.file.shape == decoded.pixels.shape and decoded.file.readable()
+    travelled = pickle.loads(pickle.dumps(decoded.jobs))
+    assert len(pickle.dumps(decoded.jobs)) < decoded.pixels.nbytes / 4  # the probes and labels, not the images
+    assert travelled.pixels is None and np.array_equal(travelled.read_pixels(), decoded.pixels)
+    carrying = pickle.loads(pickle.dumps(decoded.jobs.carrying_pixels()))
+    assert carrying.pixel_file is None and np.array_equal(carrying.pixels, decoded.pixels)
+    # A cache of other images (or in another order) is not these pixels.
+    assert decoded_file(decoded.file.path, decoded.paths[::-1]) is None
+    moved = PixelFile(decoded.file.path + ".elsewhere", decoded.file.shape, decoded.file.digest)
+    lost = pickle.loads(pickle.dumps(NetworkJobs(**{**decoded.jobs.__dict__, "pixel_file": moved})))
+    with pytest.raises(RuntimeError, match=r"cannot read the run's decoded pixels at .*elsewhere.*--run-dir"):
+        lost.read_pixels()
+
+
+def test_ray_ships_the_pixels_only_to_nodes_that_cannot_read_them(decoded, ray_tmp):
+    import ray
+
+    ray.init(num_cpus=1, include_dashboard=False, _temp_dir=ray_tmp, log_to_driver=False)
+    try:
+        assert nodes_not_reading(ray, decoded.file) == []
+        executor = RayExecutor()
+        assert executor._by_reference_where_possible(ray, decoded.jobs) is decoded.jobs
+        assert executor.pixels_via == f"read from {decoded.file.path} on every node"
+        # Another file at that path (another run directory mounted there, say): the node does not read it.
+        other = PixelFile(decoded.file.path, decoded.file.shape, "0" * 64)
+        assert nodes_not_reading(ray, other) == [ray.util.get_node_ip_address()]
+        with pytest.warns(UserWarning, match=r"1 Ray node\(s\) .* cannot read the decoded pixels .* object store"):
+            shipped = executor._by_reference_where_possible(ray, NetworkJobs(**{**decoded.jobs.__dict__,
+                                                                                 "pixel_file": other}))
+        assert shipped.pixel_file is None and np.array_equal(shipped.pixels, decoded.pixels)
+        assert executor.pixels_via == "through the object store"
+    finally:
+        ray.shutdown()

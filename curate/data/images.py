@@ -147,6 +147,64 @@ def decode_images(
     return _open_cache(cache_path, int(ok.sum()), size), ok, bad
 
 
+@dataclass(frozen=True)
+class PixelFile:
+    """The decoded pixels of a run on disk, by reference: a job in another process or on another machine
+    opens them memory-mapped (one copy in each machine's page cache, shared by its processes) instead of
+    receiving a copy of every image.
+
+    ``size`` and ``digest`` (of the file's first and last MiB) tell whether a machine sees this very file.
+    """
+
+    path: str
+    shape: tuple[int, ...]
+    digest: str
+
+    @classmethod
+    def of(cls, path: str | os.PathLike, shape: tuple[int, ...]) -> "PixelFile":
+        return cls(str(path), tuple(int(s) for s in shape), _edge_digest(path))
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape))
+
+    def readable(self) -> bool:
+        """Whether this machine sees the file (a shared filesystem mounted at the same path)."""
+        try:
+            return os.path.getsize(self.path) == self.nbytes and _edge_digest(self.path) == self.digest
+        except OSError:
+            return False
+
+    def open(self) -> np.ndarray:
+        return np.memmap(self.path, dtype=np.uint8, mode="r", shape=self.shape)
+
+
+def _edge_digest(path: str | os.PathLike, span: int = 1 << 20) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        digest.update(file.read(span))
+        file.seek(max(0, os.fstat(file.fileno()).st_size - span))
+        digest.update(file.read(span))
+    return digest.hexdigest()
+
+
+def decoded_file(cache_path: str | os.PathLike, filepaths: list[str]) -> PixelFile | None:
+    """The decoded cache at ``cache_path`` as a :class:`PixelFile` if it holds exactly ``filepaths`` (the readable
+    images, in order), else None (pixels that did not come from :func:`decode_images`)."""
+    cache_path = Path(cache_path)
+    index_path = cache_path.with_suffix(".json")
+    if not (cache_path.exists() and index_path.exists()):
+        return None
+    index = json.loads(index_path.read_text())
+    kept = [path for path, ok in zip(index["filepaths"], index["ok"]) if ok]
+    if kept != list(filepaths) or not kept:
+        return None
+    size = index["size"]
+    return PixelFile.of(cache_path, (len(kept), 3, size, size))
+
+
 def _open_cache(path: Path, n: int, size: int) -> np.ndarray:
     if n == 0:  # a memmap cannot be empty
         return np.empty((0, 3, size, size), dtype=np.uint8)

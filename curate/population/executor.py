@@ -11,6 +11,7 @@ that finished, wherever it ran.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 
@@ -77,6 +78,7 @@ class RayExecutor:
         self.address, self.job_cpus, self.job_gpus = address, job_cpus, job_gpus
         self.max_retries, self.device, self.num_cpus = max_retries, device, num_cpus
         self.resources: dict[str, float] = {}
+        self.pixels_via = ""
 
     name = "ray"
 
@@ -89,7 +91,8 @@ class RayExecutor:
     def description(self) -> str:
         """What the manifest records: the cluster joined and what each job asked for."""
         asked = ", ".join(f"{v:g} {k.removeprefix('num_')}" for k, v in self.resources.items())
-        return f"{self.name} ({self.cluster or 'a local instance'}; {asked or 'no job run'} per job)"
+        via = f"; pixels {self.pixels_via}" if self.pixels_via else ""
+        return f"{self.name} ({self.cluster or 'a local instance'}; {asked or 'no job run'} per job{via})"
 
     def map(self, fn, jobs, progress=None):
         ray = import_ray()
@@ -101,7 +104,7 @@ class RayExecutor:
             self.resources = self._job_resources(ray, len(jobs))
             task = ray.remote(_run_job).options(max_retries=self.max_retries, retry_exceptions=False,
                                                 **self.resources)
-            fn_ref = ray.put(fn)  # shipped once: every job reads the same pixels from the object store
+            fn_ref = ray.put(self._by_reference_where_possible(ray, fn))  # shipped once, shared by every job
             pending = {task.remote(fn_ref, job): job for job in jobs}
             try:
                 while pending:
@@ -114,6 +117,25 @@ class RayExecutor:
         finally:
             if started_here:
                 ray.shutdown()
+
+    def _by_reference_where_possible(self, ray, fn):
+        """``fn`` as the workers receive it: without its pixels when every node reads its ``pixel_file``
+        (memory-mapped, one copy per machine), else carrying them through Ray's object store."""
+        pixel_file = getattr(fn, "pixel_file", None)
+        if pixel_file is None:
+            self.pixels_via = "through the object store"
+            return fn
+        blind = nodes_not_reading(ray, pixel_file)
+        if not blind:
+            self.pixels_via = f"read from {pixel_file.path} on every node"
+            return fn
+        warnings.warn(
+            f"{len(blind)} Ray node(s) ({', '.join(blind[:3])}) cannot read the decoded pixels at {pixel_file.path}, so "
+            f"they go through Ray's object store ({pixel_file.nbytes / 2**30:.1f} GiB). For datasets larger than the "
+            "object store, put the run directory (--run-dir) on a filesystem every node mounts at the same path.",
+            stacklevel=2)
+        self.pixels_via = "through the object store"
+        return fn.carrying_pixels()
 
     def _connect(self, ray) -> None:
         import logging
@@ -150,6 +172,22 @@ class RayExecutor:
                 raise ValueError(f"Each job asks for {asked:g} {what}, but no node of the Ray cluster has more than "
                                  f"{have:g}; lower --job-{what[:3].lower()}.")
         return {"num_cpus": cpus, "num_gpus": gpus}
+
+
+def nodes_not_reading(ray, pixel_file) -> list[str]:
+    """The alive nodes of the cluster on which ``pixel_file`` cannot be read (by address)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    check = ray.remote(_can_read)
+    asked = {node["NodeManagerAddress"]: check.options(
+        num_cpus=0, max_retries=0,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(pixel_file)
+        for node in ray.nodes() if node.get("Alive")}
+    return [address for address, ref in asked.items() if not ray.get(ref)]
+
+
+def _can_read(pixel_file) -> bool:
+    return pixel_file.readable()
 
 
 def _run_job(fn, job):

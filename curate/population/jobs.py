@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from curate.data.images import PixelFile
 from curate.population.config import CurateConfig
 from curate.population.executor import MemberJob
 
@@ -101,20 +102,46 @@ class NetworkJobs:
     copies of it, predict every image.
 
     Picklable, so that an executor can ship it once to other processes or machines
-    (:class:`curate.population.executor.RayExecutor` puts it in Ray's object store) and call it there.
+    (:class:`curate.population.executor.RayExecutor` puts it in Ray's object store) and call it there. With
+    ``pixel_file`` set, it pickles without its pixels: a job elsewhere opens that file instead (memory-mapped,
+    so the processes of a machine share one copy), and a million photos never travel through the object
+    store; :meth:`carrying_pixels` is the copy for machines that cannot read the file.
     Predictions cover all images; :func:`curate.population.pipeline.run_population` files the network's
     held-out fold as out-of-sample and the rest as in-sample. Robustness uses a seeded sample of the held-out
     fold only.
     """
 
     config: CurateConfig
-    pixels: np.ndarray
+    pixels: np.ndarray | None
     labels: np.ndarray
     n_classes: int
     folds: dict[int, np.ndarray]
     mean: np.ndarray
     std: np.ndarray
     probes: np.ndarray
+    pixel_file: PixelFile | None = None  # where ``pixels`` lie on disk (:func:`curate.data.images.decoded_file`)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.pixel_file is not None:
+            state["pixels"] = None  # opened from pixel_file where the job runs
+        return state
+
+    def carrying_pixels(self) -> "NetworkJobs":
+        """A copy that pickles with its pixels, for workers that cannot read :attr:`pixel_file`."""
+        return dataclasses.replace(self, pixels=np.asarray(self.read_pixels()), pixel_file=None)
+
+    def read_pixels(self) -> np.ndarray:
+        if self.pixels is not None:
+            return self.pixels
+        if not self.pixel_file.readable():
+            import socket
+
+            raise RuntimeError(
+                f"The worker on {socket.gethostname()} cannot read the run's decoded pixels at {self.pixel_file.path} "
+                "(a node that joined after the run started?). Put the run directory (--run-dir) on a filesystem "
+                "every node mounts at the same path.")
+        return self.pixel_file.open()
 
     def __call__(self, job: MemberJob, progress=None) -> NetworkResult:
         """Run ``job``; ``progress(steps)`` is called as training steps finish (None: silently)."""
@@ -128,7 +155,7 @@ class NetworkJobs:
                                              filter_levels, forget_on_second_split, measured_sparsity, predict_probs,
                                              predict_regions, prune_levels, resolve_device, train_dense)
 
-        config, pixels, labels, n_classes, folds = self.config, self.pixels, self.labels, self.n_classes, self.folds
+        config, pixels, labels, n_classes, folds = self.config, self.read_pixels(), self.labels, self.n_classes, self.folds
         probes = self.probes
         configure_threads()
         device = resolve_device(config.device)

@@ -22,7 +22,7 @@ from curate.science.analysis import analyse, flag_samples, matched_overlaps, ove
 from curate.science.crossfit import check_fold_support, stratified_folds
 from curate.population.executor import Executor, InProcessExecutor, MemberJob
 from curate.data.faults import checkpoint
-from curate.data.images import BadImage, decode_images, load_in_memory
+from curate.data.images import BadImage, decode_images, decoded_file, load_in_memory
 from curate.science.flags import Categories, in_sample_views
 from curate.science.pies import PieScores
 from curate.science.probes import ProbeSuite, make_probes
@@ -269,7 +269,11 @@ def run_population(
         done_note = f" ({len(jobs) - len(todo)} of {len(jobs)} resumed from {store.root})" if len(todo) < len(jobs) else ""
         with tqdm(total=total, desc=f"train+prune {len(todo)} networks{done_note}", unit="step",
                   disable=not progress, smoothing=0.05, mininterval=0.5 if sys.stderr.isatty() else 30) as bar:
-            network_jobs = NetworkJobs(config, pixels, images.labels, n_classes, folds, mean, std, probes.pixels)
+            # Jobs elsewhere read the decoded cache where they can, rather than receive a copy of every image.
+            pixel_file = (None if executor.name == InProcessExecutor.name
+                          else decoded_file(store.image_cache(config.image_size), images.filepaths))
+            network_jobs = NetworkJobs(config, pixels, images.labels, n_classes, folds, mean, std, probes.pixels,
+                                       pixel_file)
             started = time.perf_counter()
             for done, (job, out) in enumerate(executor.map(network_jobs, todo, bar.update), start=1):
                 store.save_job(job.name, fingerprint, **out.arrays())
