@@ -278,6 +278,39 @@ def pixel_rates(files: list[str], ref: Path) -> dict:
     return out
 
 
+DECODE_WAYS = {  # curate.data.images.decode_images forced one way or another
+    "one thread": "images.POOL_MIN_WORK = float('inf'); decode(workers=1)",
+    "threads": "images.POOL_MIN_WORK = float('inf'); decode(workers=min(8, 2 * os.cpu_count()))",
+    "processes": "images.POOL_MIN_WORK = 0; decode()",
+    "curate's choice": "decode()",
+}
+
+
+def decode_rates(files: list[str], size: int) -> dict:
+    """Images per second decoding ``files`` at ``size`` px on one thread, on threads, and on a process per core
+    (:func:`curate.data.images.decode_images` forced each way), each in a fresh process (the pool's start
+    counted), after the files were read once (warm page cache)."""
+    for path in files:
+        Path(path).read_bytes()
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        listing = Path(tmp) / "files.json"
+        listing.write_text(json.dumps(files))
+        for name, code in DECODE_WAYS.items():
+            script = ("import json, os, tempfile, time\nfrom pathlib import Path\nimport curate.data.images as images\n"
+                      f"f = json.load(open({str(listing)!r}))\n"
+                      f"def decode(**kw): images.decode_images(f, {size}, Path(tempfile.mkdtemp(dir={tmp!r})) / 'c.u8', "
+                      "progress=False, **kw)\n"
+                      f"t = time.perf_counter(); {code}; print(time.perf_counter() - t)\n")
+            done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp,
+                                  env=dict(os.environ, PYTHONPATH=str(REPO)))
+            if done.returncode:
+                sys.exit(f"decoding ({name}) failed:\n{done.stderr[-2000:]}")
+            seconds = float(done.stdout.strip().splitlines()[-1])
+            out[name] = {"seconds": round(seconds, 3), "images_per_second": round(len(files) / seconds, 1)}
+    return out
+
+
 def digits_files(where: Path) -> list[str]:
     from curate.fiftyone.source import load_source
 
@@ -367,7 +400,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "out" / "bench_scaling.json")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "img" / "scaling.png")
     parser.add_argument("--ref", default="07cb563")
-    parser.add_argument("--pixels-only", action="store_true")
+    parser.add_argument("--pixels-only", action="store_true", help="Only the pixel checks and decoding.")
+    parser.add_argument("--decode-counts", default="2000,20000", help="Images to decode each way, per size.")
     parser.add_argument("--keep", action="store_true", help="Keep the images made in --work.")
     parser.add_argument("--replot", type=Path, help="Print the table and draw the plot of an earlier --out JSON.")
     parser.add_argument("--merge", action="store_true",
@@ -402,6 +436,7 @@ def main() -> None:
         if args.merge and args.out.exists():
             earlier = json.loads(args.out.read_text())
             report["points"], report["pixel_checks"] = earlier["points"], earlier["pixel_checks"]
+            report["decode"] = earlier.get("decode", {})
             report["command"] = f"{earlier['command']}; then {report['command']}"
         else:
             report["pixel_checks"]["digits (1,797, the demo's)"] = pixel_rates(digits_files(args.work), ref)
@@ -409,6 +444,13 @@ def main() -> None:
                 root = make_images(args.work / f"images-{size}", size, 2000)
                 files = [line.split(",")[0] for line in manifest(root, 2000).read_text().splitlines()[1:]]
                 report["pixel_checks"][f"synthetic {size} px (2,000)"] = pixel_rates(files, ref)
+                for n in (int(c) for c in args.decode_counts.split(",")):
+                    root = make_images(args.work / f"images-{size}", size, n)
+                    files = [line.split(",")[0] for line in manifest(root, n).read_text().splitlines()[1:]]
+                    report.setdefault("decode", {})[f"synthetic {size} px ({n:,})"] = decode_rates(files, size)
+        for name, rates in report.get("decode", {}).items():
+            print(f"decode, {name}: " + ", ".join(f"{way} {r['images_per_second']:,.0f} images/s"
+                                                  for way, r in rates.items()))
         for name, rates in report["pixel_checks"].items():
             print(f"pixel checks, {name}: reference {rates['reference']['images_per_second']:,.0f} images/s, "
                   f"now {rates['now']['images_per_second']:,.0f} images/s ({rates['speedup']:.1f}x)")

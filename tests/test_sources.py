@@ -1,5 +1,7 @@
 """Sources: folder trees, CSV manifests, FiftyOne datasets; unreadable images; clear errors."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -157,3 +159,31 @@ def test_large_jpegs_decode_at_reduced_scale_to_the_same_square(tmp_path):
         full = np.asarray(image.convert("RGB").resize((43, 32), Image.BILINEAR).crop((5, 0, 37, 32)))
     got = decode_one(str(path), 32).transpose(1, 2, 0).astype(int)
     assert got.shape == (32, 32, 3) and np.abs(got - full.astype(int)).mean() < 3
+
+
+def test_decoding_on_processes_gives_what_threads_give(tmp_path, monkeypatch):
+    """Enough work decodes on a process per core, each writing its rows of the cache: same pixels, same
+    unreadable files in the same order, as the threads that decode less work."""
+    import curate.data.images as images
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(600):  # three chunks of DECODE_CHUNK
+        path = tmp_path / "src" / f"{i:03d}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    paths[300] = str(tmp_path / "missing.png")
+    (tmp_path / "src" / "010.png").write_text("not an image")
+    on_threads = decode_images(paths, 8, tmp_path / "threads.u8", progress=False)
+    monkeypatch.setattr(images, "POOL_MIN_WORK", 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+
+    def no_threads(*args):
+        raise AssertionError("decoded on threads here, not on the processes")
+
+    monkeypatch.setattr(images, "ThreadPoolExecutor", no_threads)
+    on_processes = decode_images(paths, 8, tmp_path / "processes.u8", progress=False)
+    np.testing.assert_array_equal(on_processes[0], on_threads[0])
+    np.testing.assert_array_equal(on_processes[1], on_threads[1])
+    assert on_processes[2] == on_threads[2] and [b.path for b in on_processes[2]] == [paths[10], paths[300]]

@@ -22,7 +22,7 @@ from curate.data.faults import checkpoint
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-DECODE_WINDOW = 4096
+DECODE_WINDOW = 4096  # readable images copied into the final cache at a time
 
 
 @dataclass(frozen=True)
@@ -116,21 +116,16 @@ def decode_images(
     tmp_path = cache_path.with_suffix(".partial")
     full = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.uint8, shape=(max(n, 1), 3, size, size))
     ok = np.zeros(n, dtype=bool)
-    bad: list[BadImage] = []
-    workers = workers or min(8, (os.cpu_count() or 2) * 2)
-    # Threads suffice: PIL releases the GIL while it decodes and resizes, so they use every core. Paths go
-    # to the pool a window at a time, so that a million images do not become a million pending futures.
-    with ThreadPoolExecutor(workers) as pool:
-        results = (result for start in range(0, n, DECODE_WINDOW)
-                   for result in pool.map(lambda p: _try_decode(p, size), filepaths[start:start + DECODE_WINDOW]))
-        for i, result in enumerate(tqdm(results, total=n, desc="decode images", disable=not progress, unit="img")):
-            if i == n // 2:
+    failed: list[tuple[int, BadImage]] = []
+    with tqdm(total=n, desc="decode images", disable=not progress, unit="img") as bar:
+        for rows, chunk_failed in _decode_into(full, tmp_path, filepaths, size, workers):
+            ok[rows] = True
+            ok[[row for row, _ in chunk_failed]] = False
+            failed += chunk_failed
+            if bar.n <= n // 2 < bar.n + len(rows):
                 checkpoint("decode")
-            if isinstance(result, BadImage):
-                bad.append(result)
-            else:
-                full[i] = result
-                ok[i] = True
+            bar.update(len(rows))
+    bad = [reason for _, reason in sorted(failed, key=lambda f: f[0])]
     good = np.memmap(cache_path.with_suffix(".tmp"), dtype=np.uint8, mode="w+", shape=(max(int(ok.sum()), 1), 3, size, size))
     kept = np.flatnonzero(ok)
     for start in range(0, len(kept), DECODE_WINDOW):  # a window at a time: never every image in memory at once
@@ -203,6 +198,89 @@ def decoded_file(cache_path: str | os.PathLike, filepaths: list[str]) -> PixelFi
         return None
     size = index["size"]
     return PixelFile.of(cache_path, (len(kept), 3, size, size))
+
+
+DECODE_CHUNK = 256  # images a process decodes at a time
+
+
+def _decode_into(full: np.ndarray, full_path: Path, filepaths: list[str], size: int, workers: int | None):
+    """Decode ``filepaths`` into rows of ``full`` (the memmap at ``full_path``), yielding ``(rows, failed)``
+    per finished chunk, ``failed`` holding ``(row, BadImage)``.
+
+    Enough work goes to one process per core, each writing its rows into the file itself. Less work stays in
+    this process: on threads for photos (PIL releases the GIL while it decodes them), on this thread for
+    thumbnails, where the Python around each image holds the GIL and threads only add switching.
+    ``scripts/bench_scaling.py`` measures the three ways.
+    """
+    n = len(filepaths)
+    chunks = [range(start, min(n, start + DECODE_CHUNK)) for start in range(0, n, DECODE_CHUNK)]
+    pixels = first_image_pixels(filepaths)
+    done = 0
+    if (os.cpu_count() or 1) > 1 and len(chunks) > 1 and worth_a_process_pool(len(filepaths), pixels):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        full.flush()
+        try:  # spawn, not fork: the parent may hold torch's thread pools, which a forked child can deadlock on
+            with ProcessPoolExecutor(os.cpu_count(), mp_context=multiprocessing.get_context("spawn")) as pool:
+                work = ((str(full_path), chunk.start, filepaths[chunk.start:chunk.stop], size) for chunk in chunks)
+                for chunk, failed in zip(chunks, pool.map(_decode_chunk, work)):
+                    done += 1
+                    yield chunk, failed
+        except BrokenProcessPool:  # a worker could not start (a __main__ spawn cannot re-import): go on here
+            pass
+    if done == len(chunks):
+        return
+    workers = workers or (min(8, (os.cpu_count() or 2) * 2) if pixels >= THREADS_MIN_PIXELS else 1)
+    with ThreadPoolExecutor(workers) as pool:
+        for chunk in chunks[done:]:
+            failed = []
+            for row, result in zip(chunk, pool.map(lambda p: _try_decode(p, size), filepaths[chunk.start:chunk.stop])):
+                if isinstance(result, BadImage):
+                    failed.append((row, result))
+                else:
+                    full[row] = result
+            yield chunk, failed
+
+
+def _decode_chunk(args) -> list[tuple[int, BadImage]]:
+    full_path, start, paths, size = args
+    full = np.load(full_path, mmap_mode="r+")
+    failed = []
+    for row, path in enumerate(paths, start=start):
+        result = _try_decode(path, size)
+        if isinstance(result, BadImage):
+            failed.append((row, result))
+        else:
+            full[row] = result
+    full.flush()
+    return failed
+
+
+POOL_MIN_WORK = 10_000
+"""Work goes to a pool of processes (one per core) from this much, counted as images x (1 + pixels per image /
+3,000): about 7,500 images of 32 px or 600 of 224 px, where one process would take a few seconds. Below it,
+starting the processes costs more than it saves (about a second)."""
+
+
+THREADS_MIN_PIXELS = 3000  # images smaller than this (about 55 x 55) decode faster on one thread than on several
+
+
+def first_image_pixels(filepaths: list[str]) -> int:
+    """Pixels of the first image whose header reads (of the first 8): it stands for the rest."""
+    for path in filepaths[:8]:
+        try:
+            with Image.open(path) as image:
+                return image.size[0] * image.size[1]
+        except Exception:
+            continue
+    return 0
+
+
+def worth_a_process_pool(n_images: int, pixels_per_image: int) -> bool:
+    """Whether reading ``n_images`` such images is enough work to pay for starting a process per core."""
+    return n_images * (1 + pixels_per_image / 3000) >= POOL_MIN_WORK
 
 
 def _open_cache(path: Path, n: int, size: int) -> np.ndarray:

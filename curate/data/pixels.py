@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageFilter, ImageStat
 
+from curate.data.images import first_image_pixels, worth_a_process_pool
+
 _BLOCK_SIDES = range(2, 9)  # enlargement factors (block sides) the pixelation check looks for
 _BLOCK_CROP = 128  # measured on a central crop: block structure survives cropping, not resizing
 _BLUR_MAX_SIDE = 64  # CleanVision measures blur on images at most 64 px on a side
@@ -218,29 +220,11 @@ def _measure_chunk(paths: list[str]) -> list[dict[str, float]]:
 CHUNK = 256
 """Images measured together: enough for the batched arithmetic to pay, few enough to bound the memory
 (256 images of 1024 x 1024 take about 2 GB for each float64 array over the batch)."""
-POOL_MIN_WORK = 10_000
-"""Chunks go to a pool of processes (one per core) from this much work, counted as images x (1 + pixels per
-image / 3,000): about 7,500 images of 32 px or 600 of 224 px, where one process would take a few seconds.
-Below it, starting the processes costs more than it saves (about a second)."""
-
-
-def _pool_pays(filepaths: list[str]) -> bool:
-    pixels = 0
-    for path in filepaths[:8]:  # the first readable header stands for the rest
-        try:
-            with Image.open(path) as image:
-                pixels = image.size[0] * image.size[1]
-                break
-        except Exception:
-            continue
-    return len(filepaths) * (1 + pixels / 3000) >= POOL_MIN_WORK
-
-
 def measure_files(filepaths: list[str], workers: int | None = None, progress: bool = True) -> pd.DataFrame:
     """:func:`measure_image` for every readable file, one row per path (NaN rows for unreadable ones).
 
     Chunks of :data:`CHUNK` files are measured together (:func:`measure_images`), in a pool of ``workers``
-    processes (default: one per core) when there is enough work (:data:`POOL_MIN_WORK`):
+    processes (default: one per core) when there is enough work (:func:`curate.data.images.worth_a_process_pool`):
     the arithmetic is numpy's and PIL's, but the Python around it would hold the GIL in threads.
     """
     from tqdm.auto import tqdm
@@ -250,7 +234,7 @@ def measure_files(filepaths: list[str], workers: int | None = None, progress: bo
     rows: list[dict[str, float]] = []
     done = 0  # chunks measured
     with tqdm(total=len(filepaths), desc="image quality", disable=not progress, unit="img") as bar:
-        if workers > 1 and len(chunks) > 1 and _pool_pays(filepaths):
+        if workers > 1 and len(chunks) > 1 and worth_a_process_pool(len(filepaths), first_image_pixels(filepaths)):
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
             from concurrent.futures.process import BrokenProcessPool
