@@ -289,7 +289,8 @@ DECODE_WAYS = {  # curate.data.images.decode_images forced one way or another
 def decode_rates(files: list[str], size: int) -> dict:
     """Images per second decoding ``files`` at ``size`` px on one thread, on threads, and on a process per core
     (:func:`curate.data.images.decode_images` forced each way), each in a fresh process (the pool's start
-    counted), after the files were read once (warm page cache)."""
+    counted), after the files were read once (warm page cache) and the previous way's output written out
+    and deleted."""
     for path in files:
         Path(path).read_bytes()
     out = {}
@@ -297,17 +298,19 @@ def decode_rates(files: list[str], size: int) -> dict:
         listing = Path(tmp) / "files.json"
         listing.write_text(json.dumps(files))
         for name, code in DECODE_WAYS.items():
-            script = ("import json, os, tempfile, time\nfrom pathlib import Path\nimport curate.data.images as images\n"
+            cache = Path(tmp) / "cache"
+            script = ("import json, os, time\nimport curate.data.images as images\n"
                       f"f = json.load(open({str(listing)!r}))\n"
-                      f"def decode(**kw): images.decode_images(f, {size}, Path(tempfile.mkdtemp(dir={tmp!r})) / 'c.u8', "
-                      "progress=False, **kw)\n"
+                      f"def decode(**kw): images.decode_images(f, {size}, {str(cache / 'c.u8')!r}, progress=False, **kw)\n"
                       f"t = time.perf_counter(); {code}; print(time.perf_counter() - t)\n")
+            os.sync()  # the previous way's cache is written out before this one is timed
             done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp,
                                   env=dict(os.environ, PYTHONPATH=str(REPO)))
             if done.returncode:
                 sys.exit(f"decoding ({name}) failed:\n{done.stderr[-2000:]}")
             seconds = float(done.stdout.strip().splitlines()[-1])
             out[name] = {"seconds": round(seconds, 3), "images_per_second": round(len(files) / seconds, 1)}
+            shutil.rmtree(cache)
     return out
 
 
