@@ -4,7 +4,7 @@
 Takes a seeded subset of the CIFAR-10N training images and adds copies of some of them, written by
 this script to a temporary folder: exact copies (the same bytes), and near copies re-encoded as JPEG
 (quality 70), resized (down to 80% and back), shifted (2 px, edge-padded), colour-jittered (brightness
-+-15%, contrast +-15%) and all four together. curate's duplicate search
++-15%, contrast +-15%), all four together, and mirrored left to right. curate's duplicate search
 (:func:`curate.science.duplicates.find_duplicates`, on the images as a run decodes them) must put each
 copy in one group with its original. Reports recall per kind of copy, the precision of the pairs found
 (a found pair is right when it joins a copy and its original; CIFAR's own near-duplicates, which no one
@@ -25,9 +25,10 @@ import numpy as np
 from bench_pies import cifar10n_subset, write_report  # noqa: E402
 from curate.data.images import decode_images  # noqa: E402
 from curate.data.pixels import file_digests  # noqa: E402
-from curate.science.duplicates import NEAR_BITS, _popcount, find_duplicates, near_pairs, shifted_hashes  # noqa: E402
+from curate.science.duplicates import (MIRRORED, NEAR_BITS, UNSHIFTED, _popcount, find_duplicates,  # noqa: E402
+                                      near_pairs, shifted_hashes)
 
-KINDS = ("exact", "jpeg70", "resized", "shifted", "colour", "all four")
+KINDS = ("exact", "jpeg70", "resized", "shifted", "colour", "mirrored", "all four")
 
 
 def altered(image, kind: str, rng: np.random.Generator):
@@ -44,6 +45,8 @@ def altered(image, kind: str, rng: np.random.Generator):
     if kind in ("colour", "all four"):
         image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.85, 1.15))
         image = ImageEnhance.Contrast(image).enhance(rng.uniform(0.85, 1.15))
+    if kind == "mirrored":
+        image = image.transpose(Image.FLIP_LEFT_RIGHT)
     return image
 
 
@@ -77,7 +80,7 @@ def main() -> None:
         pixels, ok, bad = decode_images(paths, 32, Path(tmp) / "cache.u8", progress=False)
         decoded = time.perf_counter()
         variants = shifted_hashes(np.asarray(pixels, dtype=np.float32).mean(axis=1))
-        hashes = variants[4]
+        hashes = variants[UNSHIFTED]
         digests = file_digests(paths)
         found = find_duplicates(variants, digests, [None] * len(paths), max_bits=args.near_bits)
         searched = time.perf_counter()
@@ -86,6 +89,10 @@ def main() -> None:
     together = found.cluster[copy_index] == found.cluster[sources]
     together &= found.cluster[copy_index] >= 0
     recall = {kind: float(together[kinds == kind].mean()) for kind in KINDS}
+    without_mirror = find_duplicates(variants[:MIRRORED], digests, [None] * len(paths), max_bits=args.near_bits)
+    mirrored = kinds == "mirrored"
+    mirrored_without = float(((without_mirror.cluster[copy_index] == without_mirror.cluster[sources])
+                              & (without_mirror.cluster[copy_index] >= 0))[mirrored].mean())
     pairs = near_pairs(variants, max_bits=args.near_bits)
     planted_pairs = {(int(s), int(c)) for s, c in zip(sources, copy_index)}
     exact_pairs = {(int(s), int(c)) for s, c in zip(sources[kinds == "exact"], copy_index[kinds == "exact"])}
@@ -97,7 +104,7 @@ def main() -> None:
     per_10k = (searched - decoded) / len(paths) * 10000
     report = {
         "n": n, "copies": args.copies, "near_bits": args.near_bits, "recall": recall,
-        "recall_all": float(together.mean()), "pairs_found": int(len(pairs)), "planted_pairs_found": right,
+        "recall_all": float(together.mean()), "recall_mirrored_without_mirror_hash": mirrored_without, "pairs_found": int(len(pairs)), "planted_pairs_found": right,
         "natural_pairs": len(natural), "other_pairs": wrong,
         "precision_excluding_natural": right / max(1, right + wrong),
         "exact_found": int(found.exact[copy_index[kinds == "exact"]].sum()), "exact_planted": len(exact_pairs),
@@ -108,7 +115,8 @@ def main() -> None:
         "natural_examples": [[images.filepaths[a], images.filepaths[b]] for a, b in natural[:10]],
     }
     print(f"{n} CIFAR-10N images + {args.copies} planted copies (near = at most {args.near_bits} of 64 bits apart)")
-    print("recall per kind of copy: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in recall.items()))
+    print("recall per kind of copy: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in recall.items())
+          + f" (mirrored without the mirror image's hash: {100 * mirrored_without:.0f}%)")
     print(f"pairs found {len(pairs)}: planted {right}, CIFAR's own {len(natural)}, other {wrong}; "
           f"precision (planted / (planted + other)) {report['precision_excluding_natural']:.3f}")
     print(f"random pairs of images: {random_bits.mean():.1f} +- {random_bits.std():.1f} bits apart; "

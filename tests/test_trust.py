@@ -268,7 +268,26 @@ def test_perceptual_hash_sets_half_the_bits_and_survives_small_changes():
     brighter = perceptual_hash(images * 1.1 + 5)
     assert (hashes == brighter).all()  # the DCT's ranks ignore brightness and contrast
     variants = shifted_hashes(images)
-    assert variants.shape == (9, 20) and (variants[4] == hashes).all()
+    assert variants.shape == (10, 20) and (variants[4] == hashes).all()
+    assert (variants[9] == perceptual_hash(images[:, :, ::-1])).all()  # the mirror image's
+
+
+def test_shifted_and_mirrored_copies_are_near_duplicates_of_their_originals():
+    from curate.science.duplicates import find_duplicates, shifted_hashes
+
+    rng = np.random.default_rng(2)
+    originals = rng.random((30, 64, 64)).cumsum(axis=1).cumsum(axis=2)
+    originals = originals + rng.normal(0, originals.std() * 0.5, originals.shape[:1])[:, None, None] * \
+        np.linspace(-1, 1, 64)[None, None, :]  # a left-right gradient of its own: no image is its own mirror
+    copies = np.concatenate([originals[:5, :, ::-1],  # mirrored
+                             np.pad(originals[5:10], ((0, 0), (0, 0), (4, 0)), mode="edge")[:, :, :64],  # shifted
+                             np.pad(originals[10:15, :, ::-1], ((0, 0), (4, 0), (0, 0)), mode="edge")[:, :64]])  # both
+    gray = np.concatenate([originals, copies])
+    found = find_duplicates(shifted_hashes(gray), [""] * len(gray), [None] * len(gray))
+    assert (found.cluster[30:] == np.arange(15)).all()  # each copy joins its original, and nothing else does
+    assert (found.cluster[15:30] == -1).all()
+    no_mirror = find_duplicates(shifted_hashes(gray)[:9], [""] * len(gray), [None] * len(gray))
+    assert (no_mirror.cluster[30:35] == -1).all()  # without the mirror image's hash, flipped copies are missed
 
 
 def test_near_pairs_match_brute_force():

@@ -137,7 +137,7 @@ HASH_CHUNK = 1024  # images hashed at a time: grey float copies of a chunk, neve
 
 def image_hashes(filepaths: list[str], pixels: np.ndarray, image_size: int, store: RunStore,
                  progress: bool = True) -> np.ndarray:
-    """The duplicate hashes of every image, ``(9, n)`` (:func:`curate.science.duplicates.shifted_hashes`): of
+    """The duplicate hashes of every image, ``(10, n)`` (:func:`curate.science.duplicates.shifted_hashes`): of
     the run's own pixels when they are at least :data:`HASH_SIZE` px, else of the files decoded again at that
     size (cached in the run directory). Chunk by chunk, so memory does not grow with the dataset."""
     if image_size < HASH_SIZE:

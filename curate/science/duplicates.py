@@ -3,9 +3,10 @@
 - *Exact*: the same file content (a digest of the bytes, computed by the data layer).
 - *Near*: a perceptual hash (pHash: the 8 x 8 lowest DCT frequencies of the grey image, thresholded
   at their median) of the decoded image, also taken with the image shifted by a sixteenth of its side
-  in each direction. Re-encoding, resizing, small shifts and colour changes move few of its 64 bits;
-  two different images differ in about 32. Two images are near duplicates when a hash of one is within
-  :data:`NEAR_BITS` bits of the other's.
+  in each direction, and mirrored left to right (flipped copies are the commonest augmentation a
+  dataset is padded with). Re-encoding, resizing, small shifts and colour changes move few of its 64
+  bits; two different images differ in about 32. Two images are near duplicates when a hash of one is
+  within :data:`NEAR_BITS` bits of the other's.
 
 Pairs become clusters (connected components). A cluster whose images carry both a training split and an
 evaluation split is a *leak*: the same picture would be trained on and tested on.
@@ -58,24 +59,28 @@ def _block_mean_matrix(side: int) -> np.ndarray:
 
 SHIFT = 1 / 16
 """Share of the side by which copies may be shifted: a near duplicate is also searched at these offsets."""
+UNSHIFTED, MIRRORED = 4, 9
+"""Rows of :func:`shifted_hashes`: the image's own hash, and its mirror image's."""
 
 
 def shifted_hashes(gray: np.ndarray, *, shift: float = SHIFT) -> np.ndarray:
-    """pHashes of each image moved by ``-shift, 0, +shift`` of its side in each direction (edge-padded),
-    ``(9, n)``; row 4 is the unshifted hash. Comparing each image with its neighbours' shifted hashes
-    finds shifted copies without loosening the threshold (docs/benchmarks.md, "Duplicates")."""
+    """pHashes of each image moved by ``-shift, 0, +shift`` of its side in each direction (edge-padded), and
+    of its mirror image: ``(10, n)``; row :data:`UNSHIFTED` is the image's own hash, row :data:`MIRRORED` the
+    mirror image's. Comparing each image with its neighbours' variants finds shifted and flipped copies
+    without loosening the threshold (docs/benchmarks.md, "Duplicates")."""
     gray = np.asarray(gray, dtype=np.float64)
     n, h, w = gray.shape
     dy, dx = max(1, int(round(shift * h))), max(1, int(round(shift * w)))
     padded = np.pad(gray, ((0, 0), (dy, dy), (dx, dx)), mode="edge")
     if min(h, w) < 32:  # enlarged first (perceptual_hash): small images, cheap either way
         return np.stack([perceptual_hash(padded[:, dy + oy:dy + oy + h, dx + ox:dx + ox + w])
-                         for oy in (-dy, 0, dy) for ox in (-dx, 0, dx)])
+                         for oy in (-dy, 0, dy) for ox in (-dx, 0, dx)] + [perceptual_hash(gray[:, :, ::-1])])
     # The column means of each horizontal shift serve its three vertical shifts: 3 large products, not 9.
     rows, columns = _block_mean_matrix(h), _block_mean_matrix(w).T
     by_column = {ox: padded[:, :, dx + ox:dx + ox + w] @ columns for ox in (-dx, 0, dx)}
+    mirrored = rows @ (gray[:, :, ::-1] @ columns)
     return np.stack([_hash_of_block_means(rows @ by_column[ox][:, dy + oy:dy + oy + h])
-                     for oy in (-dy, 0, dy) for ox in (-dx, 0, dx)])
+                     for oy in (-dy, 0, dy) for ox in (-dx, 0, dx)] + [_hash_of_block_means(mirrored)])
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
@@ -87,7 +92,8 @@ def near_pairs(hashes: np.ndarray, *, max_bits: int = NEAR_BITS) -> np.ndarray:
     """Every pair ``(i, j)``, ``i < j``, whose hashes differ in at most ``max_bits`` bits, ``(m, 2)``.
 
     ``hashes`` ``(n,)``, or ``(variants, n)`` from :func:`shifted_hashes`: then ``i`` and ``j`` pair when
-    some variant of one is within ``max_bits`` of some variant of the other.
+    some variant of one is within ``max_bits`` of some variant of the other (a mirrored image with a shifted
+    one counts too: a copy may be both).
 
     Exact, not sampled: hashes within ``max_bits`` agree on at least one of ``max_bits + 1`` chunks of
     their bits (pigeonhole), so only pairs sharing a chunk value are compared.
@@ -172,10 +178,10 @@ class Duplicates:
 def find_duplicates(hashes: np.ndarray, digests: list[str] | np.ndarray, splits: list[str | None], *,
                     max_bits: int = NEAR_BITS) -> Duplicates:
     """Exact duplicates (equal ``digests``) and near duplicates (``hashes`` within ``max_bits``; ``hashes``
-    ``(n,)`` or the ``(9, n)`` of :func:`shifted_hashes`), clustered, with each cluster's keeper and leaks
+    ``(n,)`` or the ``(10, n)`` of :func:`shifted_hashes`), clustered, with each cluster's keeper and leaks
     across ``splits`` (``None``: no split, counts as training)."""
     variants = np.asarray(hashes, dtype=np.uint64)
-    hashes = variants[len(variants) // 2] if variants.ndim == 2 else variants  # the unshifted hashes
+    hashes = variants[UNSHIFTED] if variants.ndim == 2 else variants
     digests = np.asarray(digests, dtype=object)
     n = len(hashes)
     if len(digests) != n or len(splits) != n:
