@@ -127,7 +127,7 @@ def test_mirror_averaged_predictions_are_the_mean_of_both_logits():
                                predict_probs(model, pixels, normalize, flip=True), atol=1e-5)
 
 
-def test_the_cost_estimate_counts_the_steps_a_network_takes():
+def test_the_cost_estimate_counts_the_steps_and_predictions_a_network_takes(monkeypatch):
     pixels, labels = _separable(n=96)
     config = CurateConfig(members=2, folds=2, sparsities=(0.5, 0.9), quantizations=("fp16",), image_size=8,
                           robustness_images=4, corruptions=("gaussian_noise",), severities=(1, 3),
@@ -135,12 +135,23 @@ def test_the_cost_estimate_counts_the_steps_a_network_takes():
                           train=TrainSettings(epochs=2, finetune_epochs=1, batch_size=16))
     folds = {k: stratified_folds(labels, 2, config.member_seed(k)) for k in range(2)}
     mean, std = Normalizer.channel_stats(pixels)
-    steps = []
+    steps, predicted = [], []
+    import curate.population.train as train
+
+    def counted(predict, per_image):
+        def wrapper(model, images, *args, **kwargs):
+            predicted.append(len(images) * per_image(kwargs))
+            return predict(model, images, *args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(train, "predict_probs", counted(train.predict_probs, lambda kw: 2 if kw.get("flip") else 1))
+    monkeypatch.setattr(train, "predict_regions", counted(train.predict_regions, lambda kw: len(train.REGIONS)))
     run = NetworkJobs(config, pixels, labels, 2, folds, mean, std, pixels[:6])
     run(MemberJob(0, 0, config.job_seed(0, 0)), steps.append)
     n_train = int((folds[0] != 0).sum())
     work = work_per_network(config, len(pixels), n_train, 6)
     assert sum(steps) == work["dense_steps"] + work["finetune_steps"] + work["forget_steps"] + work["distill_steps"]
+    assert sum(predicted) == work["predicted_images"]
     estimate = estimate_cost(config, pixels, 2, mean, std, networks=4, n_train=n_train, n_probes=6)
     assert estimate.steps == sum(steps) and estimate.seconds > 0
     assert estimate.seconds == pytest.approx(sum(estimate.parts.values()))

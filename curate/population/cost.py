@@ -97,7 +97,7 @@ def format_seconds(seconds: float) -> str:
 def work_per_network(config: CurateConfig, n_images: int, n_train: int, n_probes: int) -> dict[str, int]:
     """Optimiser steps of each kind, and images predicted, for one network and its compressed copies
     (named as :class:`CostEstimate`'s fields)."""
-    from curate.population.train import steps_per_epoch
+    from curate.population.train import REGIONS, steps_per_epoch
 
     settings = config.train
     n_held_out = n_images - n_train
@@ -114,9 +114,12 @@ def work_per_network(config: CurateConfig, n_images: int, n_train: int, n_probes
         "distill_steps": per_epoch * settings.epochs * len(config.distillations),
         "forget_steps": steps_per_epoch(n_held_out, settings.batch_size) * settings.forget_epochs * (1 + pruned)
         if n_held_out and settings.forget_epochs else 0,
-        # Region predictions: four halves of each held-out image and probe, by the dense network.
-        "predicted_images": flips * (versions * (n_images + n_probes) + (2 + pruned) * n_images) + versions * robust
-        + 4 * (n_held_out + n_probes),
+        # Every version on every probe; the dense network and its pruned copies on every image, the other kinds
+        # on the held-out images; the control copy on every image; the forgotten copies on the training
+        # images; the dense network's windows of each held-out image and probe.
+        "predicted_images": flips * (versions * n_probes + (1 + pruned) * n_images + (versions - 1 - pruned) * n_held_out
+                                     + n_images + (1 + pruned) * n_train)
+        + versions * robust + len(REGIONS) * (n_held_out + n_probes),
     }
 
 

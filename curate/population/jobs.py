@@ -26,12 +26,14 @@ class NetworkResult:
         dense: ``(N, C)`` the dense network's probabilities.
         control: ``(N, C)`` the control copy's: the dense network fine-tuned exactly as the first pruning
             level is, seed included, at sparsity 0 (:func:`curate.population.train.control_copy`).
-        compressed: ``(L, N, C)`` each compressed copy's (pruning levels, then quantization formats).
+        compressed: ``(L, N, C)`` each compressed copy's (pruning levels, then quantization formats, filter
+            pruning, students); beyond the pruning levels, on the network's held-out fold only (NaN elsewhere).
         regions: ``(len(REGIONS), N, C)`` the dense network's probabilities on each image half
             (:func:`curate.population.train.predict_regions`), for its held-out images only (NaN elsewhere).
         probe_regions: ``(len(REGIONS), P, C)`` the same on the probe images.
         forgotten, forgotten_compressed: ``(N, C)`` and ``(len(sparsities), N, C)``: the dense network
-            and each pruned copy after second-split forgetting.
+            and each pruned copy after second-split forgetting, on the images it trained on (NaN on its
+            held-out fold).
         aum: ``(N,)`` area under the margin of each training image, NaN for held-out images and probes.
         probes: ``(L+1, P, C)`` the dense network's and every copy's probabilities on the probe images.
         sparsity: ``(L,)`` share of the dense network's convolution and linear weights each compressed copy
@@ -197,19 +199,30 @@ class NetworkJobs:
         networks += [(student, normalize) for student in distilled_students(
             model, train_pixels, train_labels, normalize, config.train, [config.student(s) for s in config.distillations],
             n_classes, job.seed, progress=progress)]
-        probs = [predict(net, pixels, norm) for net, norm in networks]
+        held_idx = np.flatnonzero(held_out)
+        n_pruned = len(config.sparsities)
+
+        def on_held_out(net, norm):  # NaN on the training images: no one reads them there
+            out = np.full((len(labels), n_classes), np.nan, dtype=np.float32)
+            out[held_idx] = predict(net, RowView(pixels, held_idx), norm)
+            return out
+
+        # The dense network and its pruned copies on every image: their in-sample views feed the flags
+        # (curate.science.flags.in_sample_views). The other kinds are compared on held-out images only.
+        probs = [predict(net, pixels, norm) if k <= n_pruned else on_held_out(net, norm)
+                 for k, (net, norm) in enumerate(networks)]
         control = predict(control_copy(model, train_pixels, train_labels, normalize, config.train, job.seed, progress),
                           pixels, normalize)
-        held_idx = np.flatnonzero(held_out)
         regions = np.full((len(REGIONS), len(labels), n_classes), np.nan, dtype=np.float32)
         regions[:, held_idx] = predict_regions(model, RowView(pixels, held_idx), normalize)
         # The dense network and each pruned copy unlearn on the same held-out images, seeded alike, so
         # that the copies' forgotten views differ from the dense one's by the pruning alone.
-        forgotten = np.stack([
-            predict(forget_on_second_split(net, RowView(pixels, held_idx), labels[held_idx], normalize,
-                                           config.train, job.seed + 104723, progress), pixels, normalize)
-            for net, _ in networks[:1 + len(config.sparsities)]
-        ])
+        # Only the images each copy trained on are read from the forgotten views (they measure memorisation).
+        forgotten = np.full((1 + n_pruned, len(labels), n_classes), np.nan, dtype=np.float32)
+        for k, (net, _) in enumerate(networks[:1 + n_pruned]):
+            forgotten[k, train_idx] = predict(
+                forget_on_second_split(net, RowView(pixels, held_idx), labels[held_idx], normalize, config.train,
+                                       job.seed + 104723, progress), train_pixels, normalize)
         robust = _robustness(config, job, networks, pixels, labels, held_out, probs) if config.robustness else {}
         # A quantized copy counts as the network it rounds (torch's dynamic int8 hides its weights).
         same_shape = len(config.sparsities) + len(config.quantizations)

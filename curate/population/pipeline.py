@@ -43,7 +43,8 @@ class Population:
     """Probabilities of the whole population, split by whether a network trained on the image.
 
     ``dense`` ``(K, N, C)`` and ``compressed`` ``(L, K, N, C)`` are out of sample: one network per
-    member that never saw the image. ``dense_in`` ``(K*(F-1), N, C)`` and ``compressed_in`` are in
+    member that never saw the image. ``dense_in`` ``(K*(F-1), N, C)`` and ``compressed_in``
+    ``(len(sparsities), K*(F-1), N, C)`` (the pruning levels: the flags read no other kind in sample) are in
     sample: the member networks that did train on it. ``forgotten_in`` ``(K*(F-1), N, C)``: the same
     networks after training on their held-out images (:func:`curate.population.train.forget_on_second_split`);
     ``forgotten_compressed_in`` the same for each pruned copy, its zeros kept.
@@ -195,7 +196,7 @@ def run_population(
     dense_in = np.full((n_in, n, n_classes), np.nan, dtype=np.float32)
     forgotten_in = np.full((n_in, n, n_classes), np.nan, dtype=np.float32)
     forgotten_compressed_in = np.full((len(config.sparsities), n_in, n, n_classes), np.nan, dtype=np.float32)
-    compressed_in = np.full((n_levels, n_in, n, n_classes), np.nan, dtype=np.float32)
+    compressed_in = np.full((len(config.sparsities), n_in, n, n_classes), np.nan, dtype=np.float32)
     sparsity_sum = np.zeros(n_levels)
     footprint_sum = np.zeros((n_levels + 1, 3))
     aum_sum, aum_count = np.zeros(n), np.zeros(n)
@@ -228,7 +229,7 @@ def run_population(
         dense_in[slot, trained] = out.dense[trained]
         forgotten_in[slot, trained] = out.forgotten[trained]
         forgotten_compressed_in[:, slot, trained] = out.forgotten_compressed[:, trained]
-        compressed_in[:, slot, trained] = out.compressed[:, trained]
+        compressed_in[:, slot, trained] = out.compressed[:len(config.sparsities), trained]
         if config.label_probes:
             slot_of = np.full(n, -1)
             slot_of[trained] = slot
