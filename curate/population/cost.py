@@ -114,10 +114,10 @@ def work_per_network(config: CurateConfig, n_images: int, n_train: int, n_probes
         "distill_steps": per_epoch * settings.epochs * len(config.distillations),
         "forget_steps": steps_per_epoch(n_held_out, settings.batch_size) * settings.forget_epochs * (1 + pruned)
         if n_held_out and settings.forget_epochs else 0,
-        # Every version on every probe; the dense network and its pruned copies on every image, the other kinds
-        # on the held-out images; the control copy on every image; the forgotten copies on the training
-        # images; the dense network's windows of each held-out image and probe.
-        "predicted_images": flips * (versions * n_probes + (1 + pruned) * n_images + (versions - 1 - pruned) * n_held_out
+        # The dense network and its pruned copies on every image and probe, the other kinds on the held-out
+        # images; the control copy on every image; the forgotten copies on the training images; the dense
+        # network's windows of each held-out image and probe.
+        "predicted_images": flips * ((1 + pruned) * (n_images + n_probes) + (versions - 1 - pruned) * n_held_out
                                      + n_images + (1 + pruned) * n_train)
         + versions * robust + len(REGIONS) * (n_held_out + n_probes),
     }

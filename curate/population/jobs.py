@@ -35,7 +35,8 @@ class NetworkResult:
             and each pruned copy after second-split forgetting, on the images it trained on (NaN on its
             held-out fold).
         aum: ``(N,)`` area under the margin of each training image, NaN for held-out images and probes.
-        probes: ``(L+1, P, C)`` the dense network's and every copy's probabilities on the probe images.
+        probes: ``(1 + len(sparsities), P, C)`` the dense network's and each pruned copy's probabilities on the
+            probe images (what sets the flags' thresholds).
         sparsity: ``(L,)`` share of the dense network's convolution and linear weights each compressed copy
             lacks: its zeros (unstructured pruning, rounding to zero), or the weights it does not have
             (filter pruning, a student).
@@ -233,7 +234,7 @@ class NetworkJobs:
             dense=probs[0], control=control, regions=regions,
             probe_regions=predict_regions(model, probes, normalize), compressed=np.stack(probs[1:]), aum=aum,
             forgotten=forgotten[0], forgotten_compressed=forgotten[1:],
-            probes=np.stack([predict(net, probes, norm) for net, norm in networks]),
+            probes=np.stack([predict(net, probes, norm) for net, norm in networks[:1 + n_pruned]]),
             sparsity=np.array([measured_sparsity(net) for net, _ in networks[1:1 + same_shape]]
                               + [1.0 - fp[0] / fps[0][0] for fp in fps[1 + same_shape:]]),
             footprint=np.stack(fps),

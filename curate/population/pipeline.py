@@ -62,7 +62,7 @@ class Population:
     footprint: np.ndarray | None = None  # (L+1, 3) mean over networks: weights, MACs, CPU ms per image (footprint)
     aum: np.ndarray | None = None  # (N,) mean area under the margin over the networks that trained on it
     probes: ProbeSuite | None = None
-    probe_probs: np.ndarray | None = None  # (L+1, K*F, P, C): dense then each level, every network
+    probe_probs: np.ndarray | None = None  # (1 + len(sparsities), K*F, P, C): dense then each pruning level
     robust_correct: np.ndarray | None = None  # (L+1, K*F, corruptions, severities) accuracy, see robustness
     robust_clean: np.ndarray | None = None  # (L+1, K*F) accuracy on the same images uncorrupted
     label_probe_labels: np.ndarray | None = None  # (K*(F-1), N) wrong label an in-sample slot trained with, or -1
@@ -203,7 +203,7 @@ def run_population(
     # No more probes of a kind than the dataset has images: they calibrate thresholds against the dataset,
     # and on a small one they would otherwise cost more predictions than the images themselves.
     probes = make_probes(pixels, images.labels, min(config.probes_per_kind, n), seed=config.seed)
-    probe_probs = np.full((n_levels + 1, n_networks, len(probes), n_classes), np.nan, dtype=np.float32)
+    probe_probs = np.full((1 + len(config.sparsities), n_networks, len(probes), n_classes), np.nan, dtype=np.float32)
     probe_regions = np.full((n_networks, len(REGIONS), len(probes), n_classes), np.nan, dtype=np.float32)
     shape = (len(config.corruptions), len(config.severities)) if config.robustness else (0, 0)
     robust_correct = np.full((n_levels + 1, n_networks, *shape), np.nan)
@@ -369,7 +369,7 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
     # (docs/benchmarks.md, "Second-split forgetting").
     pruned = slice(0, len(config.sparsities))
     categories, reasons = flag_samples(dense, compressed[pruned], kept.labels, kept.classes, config.level_names,
-                                       scores, population.probe_probs[:1 + len(config.sparsities)],
+                                       scores, population.probe_probs,
                                        population.probes.kinds, severity=severity,
                                        in_sample_probs=in_sample_views(population.dense_in,
                                                                        population.compressed_in[pruned]),

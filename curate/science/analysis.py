@@ -111,7 +111,8 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
                  probe_region_probs: np.ndarray | None = None):
     """Categories (:func:`curate.science.flags.categorise`) and one reason per sample. Returns ``(categories, reasons)``.
 
-    ``probe_probs`` ``(L+1, networks, P, C)`` are every network's predictions on the probe suite;
+    ``probe_probs`` ``(1 + pruning levels, networks, P, C)`` are the dense and pruned networks' predictions
+    on the probe suite;
     ``in_sample_probs`` ``(slots, N, C)`` the in-sample predictions, one slot per network that
     trained on the image, as trained (for the label-noise score); ``forgotten_probs`` the same after
     second-split forgetting (:func:`curate.population.train.forget_on_second_split`), read instead where the
