@@ -144,24 +144,36 @@ def test_a_pie_with_a_pixel_issue_is_corruption_even_when_the_models_are_sure():
 def test_windows_that_disagree_confidently_are_multi_object_and_a_near_tie_is_ambiguous():
     from curate.science.regions import REGIONS
 
-    labels = np.array([0, 0, 1, 1])
-    probs = np.array([[0.5, 0.5], [0.5, 0.5], [0.1, 0.9], [0.2, 0.8]])  # samples 0 and 1: even splits
+    labels = np.array([0, 0] + [1] * 10)
+    probs = np.array([[0.5, 0.5], [0.5, 0.5]] + [[0.1, 0.9]] * 10)  # samples 0 and 1: even splits
     # Every window agrees with the whole image, except sample 0's: its middle-left window is
     # confidently 0 and its middle-right window confidently 1.
     regions = np.repeat(probs[None], len(REGIONS), axis=0)
     regions[REGIONS.index("middle-left"), 0] = [0.95, 0.05]
     regions[REGIONS.index("middle-right"), 0] = [0.1, 0.9]
-    # The two-object probe: its left and right windows say 0 at 0.9 and 1 at 0.85 (score 0.85).
-    probe_regions = np.full((len(REGIONS), 1, 2), 0.5)
-    probe_regions[REGIONS.index("middle-left"), 0] = [0.9, 0.1]
-    probe_regions[REGIONS.index("middle-right"), 0] = [0.15, 0.85]
-    cats = categorise(labels, probs, np.ones(4, dtype=bool), np.zeros(4), np.array([[0.5, 0.5]]),
-                      np.array([[0.5, 0.5]]), label_wrong_probability=np.zeros(4), region_probs=regions,
-                      two_class_probe_regions=probe_regions)
-    # Youden's threshold between the probe (0.85) and the dataset (0.9, 0, 0, 0) is 0.85.
+    # Two two-object probes: left and right windows say 0 at 0.9 and 1 at 0.85 (score 0.85), and 0 at
+    # 0.97 and 1 at 0.95 (score 0.95).
+    probe_regions = np.full((len(REGIONS), 2, 2), 0.5)
+    probe_regions[REGIONS.index("middle-left")] = [[0.9, 0.1], [0.97, 0.03]]
+    probe_regions[REGIONS.index("middle-right")] = [[0.15, 0.85], [0.05, 0.95]]
+    kwargs = dict(label_wrong_probability=np.zeros(12), region_probs=regions, two_class_probe_regions=probe_regions)
+    cats = categorise(labels, probs, np.ones(12, dtype=bool), np.zeros(12), np.array([[0.5, 0.5]]),
+                      np.array([[0.5, 0.5]]), two_class_probe_labels=np.array([1, 0]), **kwargs)
+    # At 0.85 every probe passes and 1 of the 12 images (0.083): a likelihood ratio of 12 >= 10.
     assert cats.thresholds["multi_object_region_confidence"] == pytest.approx(0.85)
-    assert list(cats.category) == ["multi_object", "ambiguous", "atypical", "atypical"]
-    assert cats.scores["multi_object"] == pytest.approx([0.9, 0, 0, 0])
+    assert cats.thresholds["multi_object_probe_recall"] == 1.0
+    assert cats.thresholds["multi_object_dataset_rate"] == pytest.approx(1 / 12)
+    assert list(cats.category[:3]) == ["multi_object", "ambiguous", "atypical"]
+    assert cats.scores["multi_object"] == pytest.approx([0.9] + [0] * 11)
+    # Probes labelled as neither of their objects (class 2 of 3) score 0: nothing rules in, nothing is found.
+    three = np.concatenate([regions, np.zeros((*regions.shape[:2], 1))], axis=2)
+    probe_three = np.concatenate([probe_regions, np.zeros((*probe_regions.shape[:2], 1))], axis=2)
+    unrelated = categorise(labels, np.c_[probs, np.zeros(12)], np.ones(12, dtype=bool), np.zeros(12),
+                           np.array([[0.5, 0.5, 0]]), np.array([[0.5, 0.5, 0]]), label_wrong_probability=np.zeros(12),
+                           region_probs=three, two_class_probe_regions=probe_three,
+                           two_class_probe_labels=np.array([2, 2]))
+    assert unrelated.thresholds["multi_object_region_confidence"] is None
+    assert unrelated.thresholds["multi_object_dataset_rate"] == 0.0 and "multi_object" not in set(unrelated.category)
 
 
 def test_no_probe_predictions_is_a_clear_error():

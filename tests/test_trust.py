@@ -9,7 +9,7 @@ from curate.data.planted import DAMAGES, DUPLICATE, TWO_OBJECTS, WRONG_LABEL, Pl
 from curate.data.sources import LabeledImages
 from curate.science.noise_model import fit_noise_model, fit_transition, reliability_table, tempered
 from curate.science.pies import compare_with_control, mark_pies
-from curate.science.regions import PAIRS, REGIONS, region_split, youden_threshold
+from curate.science.regions import PAIRS, REGIONS, region_split
 
 
 # --- noise model ---------------------------------------------------------------------------------
@@ -158,11 +158,16 @@ def test_windows_that_overlap_are_never_paired():
     assert len(PAIRS) == 16
 
 
-def test_youden_threshold_by_hand():
-    # Positives 0.6, 0.7, 0.9; negatives 0.1, 0.2, 0.65. At 0.7: TPR 2/3, FPR 0 (J 0.67); at 0.6: TPR 1,
-    # FPR 1/3 (J 0.67): the tie goes to the higher threshold.
-    assert youden_threshold(np.array([0.6, 0.7, 0.9]), np.array([0.1, 0.2, 0.65])) == 0.7
-    assert youden_threshold(np.array([0.1]), np.array([0.5])) == float("inf")
+def test_likelihood_ratio_threshold_by_hand():
+    from curate.science.regions import likelihood_ratio_threshold, pass_rate
+
+    # Positives 0.6, 0.7, 0.9; 20 negatives, three of them high. At 0.6 the positives pass 1.0 and the
+    # negatives 0.15 (ratio 6.7 < 10); at 0.7, 2/3 against 0.05 (13.3): the lowest threshold that rules in.
+    negatives = np.array([0.1] * 17 + [0.62, 0.65, 0.95])
+    assert likelihood_ratio_threshold(np.array([0.6, 0.7, 0.9]), negatives) == 0.7
+    assert likelihood_ratio_threshold(np.array([0.6, 0.7, 0.9]), negatives, ratio=5) == 0.6
+    assert likelihood_ratio_threshold(np.array([0.1]), np.array([0.5])) == float("inf")
+    assert pass_rate(negatives, 0.7) == pytest.approx(0.05) and pass_rate(negatives, float("inf")) == 0.0
 
 
 # --- planted copy --------------------------------------------------------------------------------

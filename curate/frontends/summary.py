@@ -92,6 +92,11 @@ def flag_lines(result) -> list[Line]:
     view = result.manifest.get("in_sample_view")
     if view:
         lines.append((in_sample_view_sentence(view), None))
+    thresholds = result.categories.thresholds
+    if "multi_object_probe_recall" in thresholds:
+        lines.append((multi_object_sentence(thresholds["multi_object_region_confidence"],
+                                            thresholds["multi_object_probe_recall"],
+                                            thresholds["multi_object_dataset_rate"]), None))
     if "corruption" in samples:
         corrupt = int(samples["corruption"].sum())
         line = f"Degraded images (a pixel check fires), PIE or not: {corrupt} ({100 * corrupt / len(samples):.2f}%)"
@@ -101,6 +106,16 @@ def flag_lines(result) -> list[Line]:
             line += ": " + ", ".join(f"{check.replace('_', ' ')} {n}" for check, n in counts.items())
         lines.append((line, None))
     return lines
+
+
+def multi_object_sentence(threshold: float | None, probe_recall: float, dataset_rate: float) -> str:
+    """How far to trust ``multi_object``, from the two-object probes (:mod:`curate.science.regions`)."""
+    if threshold is None:
+        return ("multi_object is off for this run: at no threshold do the image windows pass made two-object images "
+                "10x as often as this dataset's own, so the networks cannot tell two objects from one here.")
+    return (f"multi_object: the image windows pass {100 * probe_recall:.0f}% of made two-object images and "
+            f"{100 * dataset_rate:.1f}% of this dataset's images; expect it to find about "
+            f"{100 * probe_recall:.0f}% of the real ones.")
 
 
 def planted_lines(result, planted) -> list[Line]:

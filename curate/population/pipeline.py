@@ -376,7 +376,8 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
                                        label_probe_labels=population.label_probe_labels,
                                        forgotten_probs=in_sample_views(population.forgotten_in,
                                                                        population.forgotten_compressed_in),
-                                       region_probs=population.regions, probe_region_probs=population.probe_regions)
+                                       region_probs=population.regions, probe_region_probs=population.probe_regions,
+                                       probe_labels=population.probes.class_a)
     samples = sample_table(scores, kept.labels, kept.classes, config.level_names, kept.filepaths, kept.splits,
                            sample_ids=kept.sample_ids, categories=categories, flag_reasons=reasons)
     samples = pd.concat([samples, severity.add_prefix("quality_"), duplicate_columns(duplicates)], axis=1)

@@ -108,7 +108,7 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
                  probe_probs: np.ndarray, probe_kinds: np.ndarray, *, severity: pd.DataFrame | None = None,
                  in_sample_probs: np.ndarray | None = None, label_probe_labels: np.ndarray | None = None,
                  forgotten_probs: np.ndarray | None = None, region_probs: np.ndarray | None = None,
-                 probe_region_probs: np.ndarray | None = None):
+                 probe_region_probs: np.ndarray | None = None, probe_labels: np.ndarray | None = None):
     """Categories (:func:`curate.science.flags.categorise`) and one reason per sample. Returns ``(categories, reasons)``.
 
     ``probe_probs`` ``(1 + pruning levels, networks, P, C)`` are the dense and pruned networks' predictions
@@ -121,7 +121,8 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
     probes per in-sample slot (-1: none), which set the label-noise count
     (:func:`curate.science.flags.probe_label_noise`); ``region_probs`` ``(members, R, N, C)`` the held-out
     predictions of each image half and ``probe_region_probs`` ``(networks, R, P, C)`` the probes' (for
-    ``multi_object``, :mod:`curate.science.regions`).
+    ``multi_object``, :mod:`curate.science.regions`), scored as labelled ``probe_labels`` (one of each
+    composite's classes).
     """
     probs = population_mean(dense_probs, compressed_probs)
     in_sample = probed = check = as_trained = None
@@ -154,6 +155,7 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
         region_probs=None if region_probs is None else np.asarray(region_probs, dtype=np.float64).mean(axis=0),
         two_class_probe_regions=None if probe_region_probs is None
         else np.asarray(probe_region_probs, dtype=np.float64).mean(axis=0)[:, kinds == TWO_CLASS],
+        two_class_probe_labels=None if probe_labels is None else np.asarray(probe_labels)[kinds == TWO_CLASS],
     )
     # What the label-noise score read, beside the categories' own thresholds, for the run record.
     categories = dataclasses.replace(categories, thresholds={

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from curate.science.noise_model import NoiseModel, fit_noise_model
-from curate.science.regions import PAIRS, REGIONS, RegionSplit, region_split, youden_threshold
+from curate.science.regions import PAIRS, REGIONS, RegionSplit, likelihood_ratio_threshold, pass_rate, region_split
 
 NO_CATEGORY = ""
 
@@ -486,7 +486,7 @@ class FlagEvidence:
     evenness: np.ndarray               # second / first probability (:func:`split_evenness`)
     split_threshold: float             # the median evenness of two-class composite probes
     region: RegionSplit | None         # how confidently non-overlapping windows disagree (None: no window predictions)
-    region_threshold: float            # Youden's threshold between composite probes and the dataset
+    region_threshold: float            # where probes pass 10x as often as the dataset (regions.likelihood_ratio_threshold)
     first: np.ndarray                  # top class, and the runner-up, and their probabilities
     second: np.ndarray
     p_first: np.ndarray
@@ -706,6 +706,7 @@ def categorise(
     suggestion_in_sample: np.ndarray | None = None,
     region_probs: np.ndarray | None = None,
     two_class_probe_regions: np.ndarray | None = None,
+    two_class_probe_labels: np.ndarray | None = None,
     registry: CategoryRegistry | None = None,
 ) -> Categories:
     """Assign every PIE one category and score every sample for every category.
@@ -726,6 +727,8 @@ def categorise(
         region_probs: ``(len(REGIONS), N, C)`` mean held-out predictions of each image half, and
             ``two_class_probe_regions`` ``(len(REGIONS), P2, C)`` the same for the composite probes, for
             ``multi_object`` (:mod:`curate.science.regions`); without them ``multi_object`` finds nothing.
+            ``two_class_probe_labels`` ``(P2,)``: the class of one of each probe's objects, the label a
+            person would have given it (None: scored without a label, which flatters the probes).
         registry: the categories and their order [default: :data:`REGISTRY`].
     """
     labels, probs = _check(labels, probs)
@@ -759,8 +762,8 @@ def categorise(
         if np.asarray(region_probs).shape[1] != n:
             raise ValueError(f"region_probs covers {np.asarray(region_probs).shape[1]} samples; expected {n}.")
         region = region_split(region_probs, labels)
-        # A probe is labelled as neither of its objects, so any confident disagreement counts there.
-        region_threshold = youden_threshold(region_split(two_class_probe_regions).score, region.score)
+        probe_score = region_split(two_class_probe_regions, two_class_probe_labels).score
+        region_threshold = likelihood_ratio_threshold(probe_score, region.score)
     noise_model = fit_noise_model(labels, probs)
     p_wrong = noise_model.p_wrong if label_wrong_probability is None else np.asarray(label_wrong_probability, float)
     is_noise = np.nan_to_num(p_wrong, nan=0.0) >= 0.5
@@ -795,7 +798,11 @@ def categorise(
         noise_model=noise_model,
         thresholds={"ambiguous_evenness": split_threshold, "corruption_top_probability": corrupted_top,
                     **({} if region_threshold is None else {
-                        "multi_object_region_confidence": region_threshold if np.isfinite(region_threshold) else None}),
+                        "multi_object_region_confidence": region_threshold if np.isfinite(region_threshold) else None,
+                        # What a reviewer can expect: the share of two-object probes the rule finds, and of the
+                        # dataset it flags (0 and 0 when no threshold passes the likelihood-ratio bar).
+                        "multi_object_probe_recall": pass_rate(probe_score, region_threshold),
+                        "multi_object_dataset_rate": pass_rate(region.score, region_threshold)}),
                     "label_noise_expected_wrong": float(np.nansum(p_wrong)),
                     "label_noise_expected_wrong_among_flags": float(np.nansum(p_wrong[is_noise])),
                     "noise_model_temperature": noise_model.temperature,

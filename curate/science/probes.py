@@ -51,20 +51,51 @@ def _half_size(images: np.ndarray) -> np.ndarray:
     return x.reshape(*x.shape[:-2], h // 2, 2, w // 2, 2).mean(axis=(-3, -1))
 
 
-def two_class_composites(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Two objects in one frame: ``a`` and ``b`` ``(n, 3, h, w)`` at half size, ``a`` in the left half and
-    ``b`` in the right, vertically centred, on the pair's mean border colour."""
+def two_class_composites(a: np.ndarray, b: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Two objects in one frame: ``a`` and ``b`` ``(n, 3, h, w)`` each shrunk to 45-55% of the side and placed
+    in opposite halves (left/right or top/bottom, anywhere within their half) on the pair's mean border
+    colour, as objects fall in real photos rather than on the windows' grid. Without ``rng``: exactly half
+    size, ``a`` left and ``b`` right, vertically centred."""
     a, b = a.astype(np.float32), b.astype(np.float32)
     h, w = a.shape[-2:]
     border = np.concatenate([x[..., [0, -1], :].reshape(*x.shape[:2], -1) for x in (a, b)]
                             + [x[..., :, [0, -1]].reshape(*x.shape[:2], -1) for x in (a, b)], axis=-1)
     out = np.broadcast_to(border.mean(axis=-1)[..., None, None], a.shape).copy()
-    small_a, small_b = _half_size(a), _half_size(b)
-    sh, sw = small_a.shape[-2:]
-    top = (h - sh) // 2
-    out[..., top:top + sh, :sw] = small_a
-    out[..., top:top + sh, w - sw:] = small_b
+    if rng is None:
+        small_a, small_b = _half_size(a), _half_size(b)
+        sh, sw = small_a.shape[-2:]
+        top = (h - sh) // 2
+        out[..., top:top + sh, :sw] = small_a
+        out[..., top:top + sh, w - sw:] = small_b
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    for i in range(len(a)):
+        side_by_side = rng.random() < 0.5
+        for k, x in enumerate((a[i], b[i])):
+            scale = rng.uniform(0.45, 0.55)
+            sh, sw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+            small = _resize(x, sh, sw)
+            if side_by_side:
+                top = rng.integers(0, h - sh + 1)
+                left = rng.integers(0, max(0, w // 2 - sw) + 1) if k == 0 else rng.integers(min(w // 2, w - sw), w - sw + 1)
+            else:
+                left = rng.integers(0, w - sw + 1)
+                top = rng.integers(0, max(0, h // 2 - sh) + 1) if k == 0 else rng.integers(min(h // 2, h - sh), h - sh + 1)
+            out[i, :, top:top + sh, left:left + sw] = small
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``image`` ``(c, h, w)`` resized by area averaging (each output pixel the mean of the input it covers)."""
+    return _area_matrix(image.shape[-2], height) @ image @ _area_matrix(image.shape[-1], width).T
+
+
+def _area_matrix(side: int, new: int) -> np.ndarray:
+    """``(new, side)``: row ``i`` averages input pixels over ``[i, i + 1) * side / new``, by overlap."""
+    edges = np.arange(new + 1) * side / new
+    starts, stops = edges[:-1, None], edges[1:, None]
+    pixel = np.arange(side)[None, :]
+    overlap = np.clip(np.minimum(stops, pixel + 1) - np.maximum(starts, pixel), 0, None)
+    return (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def corrupt(images: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
@@ -104,7 +135,7 @@ def make_probes(pixels: np.ndarray, labels: np.ndarray, per_kind: int = 256, see
     while clash.any():
         second[clash] = rng.integers(0, n, int(clash.sum()))
         clash = labels[first] == labels[second]
-    chunks.append(two_class_composites(np.asarray(pixels[first]), np.asarray(pixels[second])))
+    chunks.append(two_class_composites(np.asarray(pixels[first]), np.asarray(pixels[second]), rng))
     kinds += [TWO_CLASS] * per_kind
     class_a.append(labels[first])
     class_b.append(labels[second])
