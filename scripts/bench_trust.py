@@ -80,10 +80,13 @@ def region_rates(result, planted: np.ndarray) -> dict:
     ambiguous = evidence.evenness >= evidence.split_threshold
     two, untouched = planted == TWO_OBJECTS, planted == ""
     out = {}
+    thresholds = result.categories.thresholds
     for name, rule in (("multi_object", multi), ("ambiguous", ambiguous)):
         out[name] = {"recall_two_objects": float(rule[two].mean()) if two.any() else float("nan"),
                      "rate_untouched": float(rule[untouched].mean()),
                      "precision": float(two[rule].mean()) if rule.any() else float("nan"), "flagged": int(rule.sum())}
+    # What the run promised its reviewer: the share of made two-object probes the rule passes.
+    out["multi_object"]["probe_recall"] = thresholds.get("multi_object_probe_recall", float("nan"))
     return out
 
 
