@@ -148,7 +148,7 @@ class PixelFile:
     opens them memory-mapped (one copy in each machine's page cache, shared by its processes) instead of
     receiving a copy of every image.
 
-    ``size`` and ``digest`` (of the file's first and last MiB) tell whether a machine sees this very file.
+    Its size (from ``shape``) and ``digest`` (of its first and last MiB) tell whether a machine sees this very file.
     """
 
     path: str

@@ -109,9 +109,9 @@ class NetworkJobs:
     ``pixel_file`` set, it pickles without its pixels: a job elsewhere opens that file instead (memory-mapped,
     so the processes of a machine share one copy), and a million photos never travel through the object
     store; :meth:`carrying_pixels` is the copy for machines that cannot read the file.
-    Predictions cover all images; :func:`curate.population.pipeline.run_population` files the network's
-    held-out fold as out-of-sample and the rest as in-sample. Robustness uses a seeded sample of the held-out
-    fold only.
+    The dense network and its pruned copies predict every image; :func:`curate.population.pipeline.run_population`
+    files the network's held-out fold as out-of-sample and the rest as in-sample. The other copies predict the
+    held-out fold only, and robustness uses a seeded sample of it.
     """
 
     config: CurateConfig
