@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.data.sources import LabeledImages
+from curate.science.probes import two_object_placements
 
 DAMAGES = ("jpeg_blocks", "noise", "washed_out")
 WRONG_LABEL = "wrong_label"
@@ -52,7 +53,8 @@ def damage(pixels: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarra
 def two_objects(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``a`` and ``b`` (same shape, ``(H, W)`` or ``(H, W, 3)`` uint8) shrunk to 45-55% of the side and
     placed in opposite halves (left/right or top/bottom, at random) of a canvas of their mean border
-    colour: two objects in one frame, unlike the probes' squeezed side-by-side halves."""
+    colour: two objects in one frame, placed as the two-object probes are
+    (:func:`curate.science.probes.two_object_placements`)."""
     from PIL import Image
 
     h, w = a.shape[:2]
@@ -60,18 +62,8 @@ def two_objects(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.nd
                             + [x[:, [0, -1]].reshape(-1, *x.shape[2:]) for x in (a, b)])
     canvas = np.empty_like(a)
     canvas[...] = np.rint(border.astype(np.float64).mean(axis=0)).astype(np.uint8)
-    side_by_side = rng.random() < 0.5
-    for k, x in enumerate((a, b)):
-        scale = rng.uniform(0.45, 0.55)
-        sh, sw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
-        small = np.asarray(Image.fromarray(x).resize((sw, sh), Image.BILINEAR))
-        if side_by_side:
-            top = rng.integers(0, h - sh + 1)
-            left = rng.integers(0, max(0, w // 2 - sw) + 1) if k == 0 else rng.integers(min(w // 2, w - sw), w - sw + 1)
-        else:
-            left = rng.integers(0, w - sw + 1)
-            top = rng.integers(0, max(0, h // 2 - sh) + 1) if k == 0 else rng.integers(min(h // 2, h - sh), h - sh + 1)
-        canvas[top:top + sh, left:left + sw] = small
+    for x, (top, left, sh, sw) in zip((a, b), two_object_placements(h, w, rng)):
+        canvas[top:top + sh, left:left + sw] = np.asarray(Image.fromarray(x).resize((sw, sh), Image.BILINEAR))
     return canvas
 
 

@@ -69,19 +69,27 @@ def two_class_composites(a: np.ndarray, b: np.ndarray, rng: np.random.Generator 
         out[..., top:top + sh, w - sw:] = small_b
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
     for i in range(len(a)):
-        side_by_side = rng.random() < 0.5
-        for k, x in enumerate((a[i], b[i])):
-            scale = rng.uniform(0.45, 0.55)
-            sh, sw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
-            small = _resize(x, sh, sw)
-            if side_by_side:
-                top = rng.integers(0, h - sh + 1)
-                left = rng.integers(0, max(0, w // 2 - sw) + 1) if k == 0 else rng.integers(min(w // 2, w - sw), w - sw + 1)
-            else:
-                left = rng.integers(0, w - sw + 1)
-                top = rng.integers(0, max(0, h // 2 - sh) + 1) if k == 0 else rng.integers(min(h // 2, h - sh), h - sh + 1)
-            out[i, :, top:top + sh, left:left + sw] = small
+        for x, (top, left, sh, sw) in zip((a[i], b[i]), two_object_placements(h, w, rng)):
+            out[i, :, top:top + sh, left:left + sw] = _resize(x, sh, sw)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def two_object_placements(h: int, w: int, rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
+    """Where two objects go in an ``h x w`` frame: each shrunk to 45-55% of the side, in opposite halves
+    (left/right or top/bottom, at random), anywhere within its half; ``(top, left, height, width)`` each."""
+    side_by_side = rng.random() < 0.5
+    placed = []
+    for k in range(2):
+        scale = rng.uniform(0.45, 0.55)
+        sh, sw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+        if side_by_side:
+            top = rng.integers(0, h - sh + 1)
+            left = rng.integers(0, max(0, w // 2 - sw) + 1) if k == 0 else rng.integers(min(w // 2, w - sw), w - sw + 1)
+        else:
+            left = rng.integers(0, w - sw + 1)
+            top = rng.integers(0, max(0, h // 2 - sh) + 1) if k == 0 else rng.integers(min(h // 2, h - sh), h - sh + 1)
+        placed.append((int(top), int(left), sh, sw))
+    return placed
 
 
 def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
