@@ -241,7 +241,7 @@ def run_population(
         aum_sum[seen] += out.aum[seen]
         aum_count[seen] += 1
         network = job.member * config.folds + job.fold
-        probe_probs[:, network] = out.probes
+        probe_probs[:, network] = out.probes[:1 + len(config.sparsities)]  # a job stored by an older curate has all levels
         probe_regions[network] = out.probe_regions
         if config.robustness:
             robust_correct[:, network] = out.robust_correct
