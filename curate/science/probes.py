@@ -44,30 +44,15 @@ class ProbeSuite:
         return np.isin(self.kinds, kinds)
 
 
-def _half_size(images: np.ndarray) -> np.ndarray:
-    """Halve height and width by averaging 2 x 2 blocks (odd sides drop the last row or column)."""
-    h, w = images.shape[-2] // 2 * 2, images.shape[-1] // 2 * 2
-    x = images[..., :h, :w]
-    return x.reshape(*x.shape[:-2], h // 2, 2, w // 2, 2).mean(axis=(-3, -1))
-
-
-def two_class_composites(a: np.ndarray, b: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+def two_class_composites(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Two objects in one frame: ``a`` and ``b`` ``(n, 3, h, w)`` each shrunk to 45-55% of the side and placed
     in opposite halves (left/right or top/bottom, anywhere within their half) on the pair's mean border
-    colour, as objects fall in real photos rather than on the windows' grid. Without ``rng``: exactly half
-    size, ``a`` left and ``b`` right, vertically centred."""
+    colour, as objects fall in real photos rather than on the windows' grid."""
     a, b = a.astype(np.float32), b.astype(np.float32)
     h, w = a.shape[-2:]
     border = np.concatenate([x[..., [0, -1], :].reshape(*x.shape[:2], -1) for x in (a, b)]
                             + [x[..., :, [0, -1]].reshape(*x.shape[:2], -1) for x in (a, b)], axis=-1)
     out = np.broadcast_to(border.mean(axis=-1)[..., None, None], a.shape).copy()
-    if rng is None:
-        small_a, small_b = _half_size(a), _half_size(b)
-        sh, sw = small_a.shape[-2:]
-        top = (h - sh) // 2
-        out[..., top:top + sh, :sw] = small_a
-        out[..., top:top + sh, w - sw:] = small_b
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
     for i in range(len(a)):
         for x, (top, left, sh, sw) in zip((a[i], b[i]), two_object_placements(h, w, rng)):
             out[i, :, top:top + sh, left:left + sw] = _resize(x, sh, sw)
