@@ -26,6 +26,7 @@ Prints the tables and writes every figure as JSON.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -87,6 +88,7 @@ def region_rates(result, planted: np.ndarray) -> dict:
                      "precision": float(two[rule].mean()) if rule.any() else float("nan"), "flagged": int(rule.sum())}
     # What the run promised its reviewer: the share of made two-object probes the rule passes.
     out["multi_object"]["probe_recall"] = thresholds.get("multi_object_probe_recall", float("nan"))
+    out["ambiguous"]["probe_recall"] = thresholds.get("ambiguous_probe_recall", float("nan"))
     return out
 
 
@@ -126,6 +128,19 @@ def run_digits(args) -> dict:
     return report
 
 
+def filed(samples: pd.DataFrame, manifest: Path, truth: np.ndarray) -> dict:
+    """Images per flag category as the run stored them, with the thresholds that decided two of them."""
+    thresholds = json.loads(manifest.read_text()).get("flag_thresholds", {}) if manifest.exists() else {}
+    pies = samples["category"].fillna("").astype(str)
+    rows = [{"category": c, "PIEs": int((pies == c).sum()), "wrong labels among them": int(truth[(pies == c).to_numpy()].sum())}
+            for c in sorted(set(pies) - {""})]
+    return {"categories": rows, "pies": int((pies != "").sum()), "label_noise_flags": int(samples["label_noise"].sum()),
+            "wrong_labels": int(truth.sum()),
+            **{k: thresholds.get(k) for k in ("ambiguous_evenness", "ambiguous_probe_recall", "ambiguous_dataset_rate",
+                                              "multi_object_region_confidence", "multi_object_probe_recall",
+                                              "multi_object_dataset_rate")}}
+
+
 def run_cifar10n(args) -> dict:
     require_cifar10n()
     table_report = {}
@@ -150,6 +165,12 @@ def run_cifar10n(args) -> dict:
         table_report[column] = entry
         print_calibration(f"CIFAR-10N {column} (held-out accuracy {entry['held_out_accuracy']:.3f}, "
                           f"temperature {model.temperature:.2f}, noise rate {entry['noise_rate']:.3f})", entry)
+        samples_file = Path(run_dir) / "samples.parquet"
+        if samples_file.exists():
+            # What the run filed (as of the curate that last ran it), against how many labels are wrong.
+            entry["filed"] = filed(pd.read_parquet(samples_file), Path(run_dir) / "manifest.json", truth)
+            print(pd.DataFrame(entry["filed"]["categories"]).to_string(index=False))
+            print({k: v for k, v in entry["filed"].items() if k != "categories"})
         levels_csv = Path(run_dir) / "levels.csv"
         if levels_csv.exists():
             entry["control"] = control_rows(pd.read_csv(levels_csv))

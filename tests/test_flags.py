@@ -93,22 +93,30 @@ def _population():
         [0.10, 0.10, 0.15, 0.65],  # 7: right, but a PIE -> atypical
         [0.20, 0.75, 0.03, 0.02],  # 8: labelled 0, models say 1 -> label noise, NOT a PIE
     ])
-    is_pie = np.array([False, True, False, True, False, True, False, True, False])
-    severity = np.zeros((9, 2))
+    # The rest of the dataset: 21 images the models are sure of, so that an even split is rare here
+    # (2 of 30 images as even as the composites: the probes pass 15x as often, above the bar of 10).
+    labels = np.r_[labels, np.arange(21) % 4]
+    probs = np.r_[probs, np.full((21, 4), 0.01)]
+    probs[np.arange(9, 30), labels[9:]] = 0.97
+    is_pie = np.r_[[False, True, False, True, False, True, False, True, False], np.zeros(21, bool)]
+    severity = np.zeros((N, 2))
     severity[5, 1] = 0.6  # sample 5 is dark
     severity[0, 0] = 0.9  # sample 0 is blurry but the models are sure; not a PIE: flagged, ranked low
     return labels, probs, is_pie, severity
 
 
+N = 30
+
+
 # P(label wrong) per sample of _population(), as the noise model would give it on a larger population.
-P_WRONG = np.array([0.0, 0.9, 0.0, 0.3, 0.0, 0.2, 0.0, 0.1, 0.8])
+P_WRONG = np.r_[0.0, 0.9, 0.0, 0.3, 0.0, 0.2, 0.0, 0.1, 0.8, np.zeros(21)]
 
 
 def test_categorise_assigns_one_category_per_pie_by_hand():
     labels, probs, is_pie, severity = _population()
-    cats = categorise(labels, probs, is_pie, np.linspace(0, 0.8, 9), TWO_CLASS_PROBES, CORRUPTED_PROBES,
+    cats = categorise(labels, probs, is_pie, np.linspace(0, 0.8, N), TWO_CLASS_PROBES, CORRUPTED_PROBES,
                       pixel_severity=severity, check_names=("blurry", "dark"), label_wrong_probability=P_WRONG)
-    assert list(cats.category) == ["", "label_noise", "", "ambiguous", "", "corruption", "", "atypical", ""]
+    assert list(cats.category) == ["", "label_noise", "", "ambiguous", "", "corruption", "", "atypical", ""] + [""] * 21
     # Labels more likely wrong than right, PIE or not, are label noise (non-PIEs tagged, not categorised).
     np.testing.assert_array_equal(np.flatnonzero(cats.label_noise), [1, 8])
     assert cats.suggested[1] == 1 and cats.suggested[8] == 1
@@ -133,15 +141,15 @@ def test_categorise_assigns_one_category_per_pie_by_hand():
 def test_a_pie_with_a_pixel_issue_is_corruption_even_when_the_models_are_sure():
     labels, probs, is_pie, severity = _population()
     is_pie[0] = True
-    cats = categorise(labels, probs, is_pie, np.zeros(9), TWO_CLASS_PROBES, CORRUPTED_PROBES,
+    cats = categorise(labels, probs, is_pie, np.zeros(N), TWO_CLASS_PROBES, CORRUPTED_PROBES,
                       pixel_severity=severity, check_names=("blurry", "dark"), label_wrong_probability=P_WRONG)
     assert cats.category[0] == "corruption" and cats.corruption[0]
-    without_pixels = categorise(labels, probs, is_pie, np.zeros(9), TWO_CLASS_PROBES, CORRUPTED_PROBES,
+    without_pixels = categorise(labels, probs, is_pie, np.zeros(N), TWO_CLASS_PROBES, CORRUPTED_PROBES,
                                 label_wrong_probability=P_WRONG)
     assert not without_pixels.corruption.any() and without_pixels.category[5] == "ambiguous"  # 0.35 vs 0.30
 
 
-def test_windows_that_disagree_confidently_are_multi_object_and_a_near_tie_is_ambiguous():
+def test_windows_that_disagree_confidently_are_multi_object():
     from curate.science.regions import REGIONS
 
     labels = np.array([0, 0] + [1] * 10)
@@ -163,7 +171,9 @@ def test_windows_that_disagree_confidently_are_multi_object_and_a_near_tie_is_am
     assert cats.thresholds["multi_object_region_confidence"] == pytest.approx(0.85)
     assert cats.thresholds["multi_object_probe_recall"] == 1.0
     assert cats.thresholds["multi_object_dataset_rate"] == pytest.approx(1 / 12)
-    assert list(cats.category[:3]) == ["multi_object", "ambiguous", "atypical"]
+    # Sample 1's even split is no evidence here: 2 of 12 images are as even as the composite (a ratio of 6).
+    assert list(cats.category[:3]) == ["multi_object", "atypical", "atypical"]
+    assert cats.thresholds["ambiguous_evenness"] is None
     assert cats.scores["multi_object"] == pytest.approx([0.9] + [0] * 11)
     # Probes labelled as neither of their objects (class 2 of 3) score 0: nothing rules in, nothing is found.
     three = np.concatenate([regions, np.zeros((*regions.shape[:2], 1))], axis=2)
@@ -176,15 +186,38 @@ def test_windows_that_disagree_confidently_are_multi_object_and_a_near_tie_is_am
     assert unrelated.thresholds["multi_object_dataset_rate"] == 0.0 and "multi_object" not in set(unrelated.category)
 
 
+def test_ambiguous_is_off_where_an_even_split_is_common_and_the_summary_says_so():
+    from curate.frontends.summary import ambiguous_sentence
+
+    labels, probs, is_pie, _ = _population()
+    # A weak population: a third of the dataset's images split as evenly as the composites (0.5 or more).
+    weak = probs.copy()
+    weak[9:19] = [0.4, 0.3, 0.2, 0.1]
+    weak[19] = [0.45, 0.45, 0.05, 0.05]
+    cats = categorise(labels, weak, is_pie, np.zeros(N), TWO_CLASS_PROBES, CORRUPTED_PROBES,
+                      label_wrong_probability=P_WRONG)
+    # At evenness 0.5 the probes pass 3 of 3 and the dataset 13 of 30; at 1.0, 1 of 3 and 2 of 30: ratios 2.3 and 5.
+    assert cats.thresholds["ambiguous_evenness"] is None and cats.thresholds["ambiguous_probe_recall"] == 0
+    assert "ambiguous" not in set(cats.category) and cats.category[3] == "atypical"
+    assert ambiguous_sentence(None, 0.0, 0.0).startswith("ambiguous is off for this run")
+    strong = categorise(labels, probs, is_pie, np.zeros(N), TWO_CLASS_PROBES, CORRUPTED_PROBES,
+                        label_wrong_probability=P_WRONG)
+    t = strong.thresholds
+    assert (t["ambiguous_evenness"], t["ambiguous_probe_recall"], t["ambiguous_dataset_rate"]) == pytest.approx((0.5, 1, 2 / 30))
+    assert ambiguous_sentence(0.5, 1.0, 2 / 30) == ("ambiguous: a near tie between two classes (second probability "
+                                                    "at least 50% of the first) on 100% of made two-class images and "
+                                                    "6.7% of this dataset's images.")
+
+
 def test_no_probe_predictions_is_a_clear_error():
     labels, probs, is_pie, _ = _population()
     with pytest.raises(ValueError, match="no probes"):
-        categorise(labels, probs, is_pie, np.zeros(9), np.empty((0, 4)), CORRUPTED_PROBES)
+        categorise(labels, probs, is_pie, np.zeros(N), np.empty((0, 4)), CORRUPTED_PROBES)
 
 
 def test_reasons_read_like_sentences():
     labels, probs, is_pie, severity = _population()
-    cats = categorise(labels, probs, is_pie, np.zeros(9), TWO_CLASS_PROBES, CORRUPTED_PROBES,
+    cats = categorise(labels, probs, is_pie, np.zeros(N), TWO_CLASS_PROBES, CORRUPTED_PROBES,
                       pixel_severity=severity, check_names=("blurry", "dark"), label_wrong_probability=P_WRONG)
     member_probs = np.stack([probs] * 3 + [np.roll(probs, 1, axis=1)])  # 4 networks, 3 agree with the mean
     votes = votes_for(member_probs, cats.suggested)
@@ -197,7 +230,7 @@ def test_reasons_read_like_sentences():
     assert text[5] == "dark image; models' top class car at p 0.35; labelled car"
     assert text[0] == "blurry image; models' top class cat at p 0.90; labelled cat"  # not a PIE, still said
     assert text[7] == "labelled ship; dense models say ship, compressed copies forget it: prune90 say cat"
-    assert text[8].startswith("3 of 4 models say dog") and text[2] == ""
+    assert text[8].startswith("3 of 4 models say dog") and text[2] == "" and not any(text[9:])
 
 
 def test_count_from_confident_learning_ranking_with_in_sample_view():

@@ -97,6 +97,9 @@ def flag_lines(result) -> list[Line]:
         lines.append((multi_object_sentence(thresholds["multi_object_region_confidence"],
                                             thresholds["multi_object_probe_recall"],
                                             thresholds["multi_object_dataset_rate"]), None))
+    if "ambiguous_probe_recall" in thresholds:
+        lines.append((ambiguous_sentence(thresholds["ambiguous_evenness"], thresholds["ambiguous_probe_recall"],
+                                         thresholds["ambiguous_dataset_rate"]), None))
     if "corruption" in samples:
         corrupt = int(samples["corruption"].sum())
         line = f"Degraded images (a pixel check fires), PIE or not: {corrupt} ({100 * corrupt / len(samples):.2f}%)"
@@ -116,6 +119,17 @@ def multi_object_sentence(threshold: float | None, probe_recall: float, dataset_
     return (f"multi_object: the image windows pass {100 * probe_recall:.0f}% of made two-object images and "
             f"{100 * dataset_rate:.1f}% of this dataset's images; expect it to find about "
             f"{100 * probe_recall:.0f}% of the real ones.")
+
+
+def ambiguous_sentence(threshold: float | None, probe_recall: float, dataset_rate: float) -> str:
+    """How far to trust ``ambiguous``, from the two-class composite probes (:mod:`curate.science.flags`)."""
+    if threshold is None:
+        return ("ambiguous is off for this run: the networks split their belief between two classes on so many of "
+                "this dataset's images that a near tie says nothing (no threshold passes made two-class images "
+                "10x as often).")
+    return (f"ambiguous: a near tie between two classes (second probability at least {100 * threshold:.0f}% of the "
+            f"first) on {100 * probe_recall:.0f}% of made two-class images and {100 * dataset_rate:.1f}% of this "
+            "dataset's images.")
 
 
 def planted_lines(result, planted) -> list[Line]:

@@ -15,7 +15,10 @@ Every PIE gets exactly one category, the first that applies in the order of the 
    as on two-object probes (:mod:`curate.science.regions`).
 4. ``ambiguous``: the population's mass splits between two classes at least as evenly as it does,
    typically, on a two-class composite probe: a near tie, from fine-grained classes, a hard image
-   or a doubtful label, where no half of the image is confidently something else.
+   or a doubtful label, where no half of the image is confidently something else. Like
+   ``multi_object`` it must be evidence: the threshold rises until composites pass 10x as often as
+   the dataset's own images (:func:`curate.science.regions.likelihood_ratio_threshold`), and the tag
+   is off where none does (a weak population splits its mass on a third of all images).
 5. ``atypical``: a PIE that is none of the above: rightly labelled, rare, the long tail.
 
 No threshold is a constant tuned to a dataset: the label-noise probability comes from a model of
@@ -484,7 +487,7 @@ class FlagEvidence:
     noise: LabelNoise
     is_noise: np.ndarray               # P(label wrong) >= 0.5
     evenness: np.ndarray               # second / first probability (:func:`split_evenness`)
-    split_threshold: float             # the median evenness of two-class composite probes
+    split_threshold: float             # the median evenness of two-class composite probes, or higher (see categorise)
     region: RegionSplit | None         # how confidently non-overlapping windows disagree (None: no window predictions)
     region_threshold: float            # where probes pass 10x as often as the dataset (regions.likelihood_ratio_threshold)
     first: np.ndarray                  # top class, and the runner-up, and their probabilities
@@ -738,7 +741,10 @@ def categorise(
     noise = find_label_noise(labels, probs, in_sample_probs, label_noise_count, suggestion_in_sample)
 
     evenness = split_evenness(probs)
-    split_threshold = probe_threshold(split_evenness(two_class_probe_probs), "multi-object")
+    probe_evenness = split_evenness(two_class_probe_probs)
+    # As even as a typical composite, and rare enough in the dataset for the split to be evidence.
+    split_threshold = max(probe_threshold(probe_evenness, "ambiguous"),
+                          likelihood_ratio_threshold(probe_evenness, evenness))
     corrupted_top = probe_threshold(np.asarray(corrupted_probe_probs).max(axis=1), "corruption")
 
     if pixel_severity is None:
@@ -796,7 +802,10 @@ def categorise(
         corruption_check=worst_check,
         label_wrong_probability=p_wrong,
         noise_model=noise_model,
-        thresholds={"ambiguous_evenness": split_threshold, "corruption_top_probability": corrupted_top,
+        thresholds={"ambiguous_evenness": split_threshold if np.isfinite(split_threshold) else None,
+                    "ambiguous_probe_recall": pass_rate(probe_evenness, split_threshold),
+                    "ambiguous_dataset_rate": pass_rate(evenness, split_threshold),
+                    "corruption_top_probability": corrupted_top,
                     **({} if region_threshold is None else {
                         "multi_object_region_confidence": region_threshold if np.isfinite(region_threshold) else None,
                         # What a reviewer can expect: the share of two-object probes the rule finds, and of the
