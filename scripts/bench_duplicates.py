@@ -4,13 +4,20 @@
 Takes a seeded subset of the CIFAR-10N training images and adds copies of some of them, written by
 this script to a temporary folder: exact copies (the same bytes), and near copies re-encoded as JPEG
 (quality 70), resized (down to 80% and back), shifted (2 px, edge-padded), colour-jittered (brightness
-+-15%, contrast +-15%), all four together, and mirrored left to right. curate's duplicate search
++-15%, contrast +-15%), all four together, mirrored left to right, cropped (the central 75% enlarged
+back) and rotated (8 degrees, edges filled). curate's duplicate search
 (:func:`curate.science.duplicates.find_duplicates`, on the images as a run decodes them) must put each
 copy in one group with its original. Reports recall per kind of copy, the precision of the pairs found
 (a found pair is right when it joins a copy and its original; CIFAR's own near-duplicates, which no one
 planted, are listed apart), and the time per 10,000 images of hashing and searching.
 
+``--features`` also trains one network as a run's first job does (curate's defaults, on every image: the
+copies carry their original's label) and searches its features
+(:func:`curate.science.duplicates.feature_duplicates`, threshold from copies the network makes of its own
+images), reporting recall per kind for the hashes, the features and both, and the feature pairs' precision.
+
     python scripts/bench_duplicates.py --n 10000 --copies 500 --out out/bench_duplicates.json
+    python scripts/bench_duplicates.py --n 10000 --copies 560 --features --out out/bench_duplicates_features.json
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from curate.data.pixels import file_digests  # noqa: E402
 from curate.science.duplicates import (MIRRORED, NEAR_BITS, UNSHIFTED, _popcount, find_duplicates,  # noqa: E402
                                       near_pairs, shifted_hashes)
 
-KINDS = ("exact", "jpeg70", "resized", "shifted", "colour", "mirrored", "all four")
+KINDS = ("exact", "jpeg70", "resized", "shifted", "colour", "mirrored", "all four", "cropped", "rotated")
 
 
 def altered(image, kind: str, rng: np.random.Generator):
@@ -47,7 +54,39 @@ def altered(image, kind: str, rng: np.random.Generator):
         image = ImageEnhance.Contrast(image).enhance(rng.uniform(0.85, 1.15))
     if kind == "mirrored":
         image = image.transpose(Image.FLIP_LEFT_RIGHT)
+    if kind == "cropped":
+        w, h = image.size
+        cw, ch = round(0.75 * w), round(0.75 * h)
+        left, top = (w - cw) // 2, (h - ch) // 2
+        image = image.crop((left, top, left + cw, top + ch)).resize((w, h), Image.BILINEAR)
+    if kind == "rotated":
+        image = image.rotate(float(rng.choice([-8, 8])), resample=Image.BILINEAR, fillcolor=tuple(
+            int(v) for v in np.asarray(image).reshape(-1, 3).mean(axis=0)))
     return image
+
+
+def feature_search(pixels: np.ndarray, labels: np.ndarray, known: np.ndarray, seed: int) -> tuple[dict, float]:
+    """Train one network as a run's first job does, and search its features; (record, seconds)."""
+    import torch
+
+    from curate.options import RunOptions
+    from curate.population.features import features_and_copies
+    from curate.population.models import build_model
+    from curate.population.train import Normalizer, configure_threads, train_dense
+    from curate.science.duplicates import feature_duplicates
+
+    configure_threads()
+    config = RunOptions().config_for("folder", len(pixels), 32)
+    mean, std = Normalizer.channel_stats(pixels)
+    normalize = Normalizer(mean, std, torch.device("cpu"))
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    model = build_model(config.model, int(labels.max()) + 1).to(memory_format=torch.channels_last)
+    train_dense(model, pixels, labels, normalize, config.train, seed)
+    trained = time.perf_counter()
+    found = feature_duplicates(**features_and_copies(model, pixels, normalize, seed), known=known)
+    return {**found.record(), "pairs": found.pairs.tolist(), "train_seconds": trained - started,
+            "search_seconds": time.perf_counter() - trained}, trained - started
 
 
 def main() -> None:
@@ -58,6 +97,7 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--near-bits", type=int, default=NEAR_BITS)
+    parser.add_argument("--features", action="store_true", help="also train one network and search its features")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     images, _ = cifar10n_subset(args.n, args.seed)
@@ -78,6 +118,7 @@ def main() -> None:
             paths.append(str(out))
         started = time.perf_counter()
         pixels, ok, bad = decode_images(paths, 32, Path(tmp) / "cache.u8", progress=False)
+        pixels = np.array(pixels)  # the cache file goes with the folder
         decoded = time.perf_counter()
         variants = shifted_hashes(np.asarray(pixels, dtype=np.float32).mean(axis=1))
         hashes = variants[UNSHIFTED]
@@ -122,6 +163,35 @@ def main() -> None:
     print(f"random pairs of images: {random_bits.mean():.1f} +- {random_bits.std():.1f} bits apart; "
           f"{100 * report['random_pair_bits']['share_within_near_bits']:.3f}% within {args.near_bits}")
     print(f"hash + search: {searched - decoded:.2f} s ({per_10k:.2f} s per 10,000 images); decode {decoded - started:.1f} s")
+    if args.features:
+        labels = np.concatenate([images.labels, images.labels[sources]])
+        record, _ = feature_search(pixels, labels, found.is_duplicate, args.seed)
+        feature_pairs = np.asarray(record.pop("pairs"), dtype=np.int64).reshape(-1, 2)
+        both = find_duplicates(variants, digests, [None] * len(paths), max_bits=args.near_bits, feature_pairs=feature_pairs)
+        alone = {tuple(p) for p in feature_pairs.tolist()}
+        by_features = np.array([(int(s), int(c)) in alone for s, c in zip(sources, copy_index)])
+        with_both = (both.cluster[copy_index] == both.cluster[sources]) & (both.cluster[copy_index] >= 0)
+        right_f = sum(p in planted_pairs for p in alone)
+        natural_f = [p for p in alone if p[0] < n and p[1] < n]
+        record.update(
+            recall_features={kind: float(by_features[kinds == kind].mean()) for kind in KINDS},
+            recall_both={kind: float(with_both[kinds == kind].mean()) for kind in KINDS},
+            planted_pairs=right_f, natural_pairs=len(natural_f), other_pairs=len(alone) - right_f - len(natural_f),
+            new_natural_pairs=[[images.filepaths[a], images.filepaths[b]] for a, b in natural_f
+                               if found.cluster[a] < 0 or found.cluster[a] != found.cluster[b]][:20])
+        report["features"] = record
+        threshold = record["feature_similarity"]
+        print(f"\nfeatures of one network ({record['train_seconds']:.0f} s to train, {record['search_seconds']:.1f} s to "
+              f"search): threshold {threshold if threshold is None else round(threshold, 3)}, made copies pass "
+              f"{100 * record['feature_copy_recall']:.0f}%, images without a copy "
+              f"{100 * record['feature_neighbour_rate']:.2f}%")
+        print("kind        hashes  features  both")
+        for kind in KINDS:
+            print(f"{kind:<10} {100 * recall[kind]:6.0f}% {100 * record['recall_features'][kind]:8.0f}% "
+                  f"{100 * record['recall_both'][kind]:5.0f}%")
+        print(f"feature pairs {len(alone)}: planted {right_f}, CIFAR's own {len(natural_f)}, other "
+              f"{record['other_pairs']}; precision (planted / (planted + other)) "
+              f"{right_f / max(1, right_f + record['other_pairs']):.3f}")
     write_report(args.out, report)
 
 

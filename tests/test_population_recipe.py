@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from curate.population.config import CurateConfig
-from curate.population.cost import CostEstimate, estimate_cost, format_seconds, work_per_network
+from curate.population.cost import CostEstimate, embedded_images, estimate_cost, format_seconds, work_per_network
 from curate.population.jobs import NetworkJobs
 from curate.population.executor import MemberJob
 from curate.population.models import SmallResNet, build_model, load_weights
@@ -146,14 +146,21 @@ def test_the_cost_estimate_counts_the_steps_and_predictions_a_network_takes(monk
 
     monkeypatch.setattr(train, "predict_probs", counted(train.predict_probs, lambda kw: 2 if kw.get("flip") else 1))
     monkeypatch.setattr(train, "predict_regions", counted(train.predict_regions, lambda kw: len(train.REGIONS)))
+    import curate.population.features as features
+
+    embedded = []
+    monkeypatch.setattr(features, "embed", lambda model, images, *a, **kw: embedded.append(len(images)) or np.zeros((len(images), 4)))
     run = NetworkJobs(config, pixels, labels, 2, folds, mean, std, pixels[:6])
     run(MemberJob(0, 0, config.job_seed(0, 0)), steps.append)
     n_train = int((folds[0] != 0).sum())
     work = work_per_network(config, len(pixels), n_train, 6)
     assert sum(steps) == work["dense_steps"] + work["finetune_steps"] + work["forget_steps"] + work["distill_steps"]
     assert sum(predicted) == work["predicted_images"]
-    estimate = estimate_cost(config, pixels, 2, mean, std, networks=4, n_train=n_train, n_probes=6)
+    assert sum(embedded) == embedded_images(len(pixels)) == 2 * 96  # job (0, 0) embeds for the duplicate search
+    estimate = estimate_cost(config, pixels, 2, mean, std, networks=4, n_train=n_train, n_probes=6,
+                             embedded_images=sum(embedded))
     assert estimate.steps == sum(steps) and estimate.seconds > 0
+    assert estimate.parts["predictions"] == pytest.approx((4 * work["predicted_images"] + 192) * estimate.seconds_per_image)
     assert estimate.seconds == pytest.approx(sum(estimate.parts.values()))
 
 

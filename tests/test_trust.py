@@ -1,6 +1,8 @@
 """Flags a reviewer can trust: the noise model's P(label wrong), the control level, the region rule
 for multi-object images, and the planted copy the demo runs on. Hand-worked arrays throughout."""
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -246,6 +248,10 @@ def test_the_demo_finds_its_planted_problems_and_the_app_opens_on_them(fo, tmp_p
     originals = [list(paths).index(p) for p in np.array(dataset.values("copy_of"))[copies]]
     assert (clusters[copies] >= 0).all() and (clusters[copies] == clusters[originals]).all()
     assert len(dataset.load_saved_view("duplicates")) >= 2 * len(copies)
+    # The first network's features searched for copies too, and the summary says what they added.
+    record = json.loads((tmp_path / "run" / "manifest.json").read_text())["duplicates"]
+    assert record["feature_copy_recall"] >= 0.5 or record["feature_similarity"] is None
+    assert "Duplicates: " in result.output and "the network's features added" in result.output
     config = dataset.app_config
     assert config.active_fields.paths == ["ground_truth", "curate_suggested", "curate_dense", "curate_prune90"]
     groups = {g.name: g for g in config.sidebar_groups}
@@ -321,3 +327,71 @@ def test_duplicates_clusters_keepers_and_leaks():
     assert found.distance.tolist() == [1, 1, 0, 0, -1, 3]
     assert found.keep.tolist() == [True, False, True, True, True, False]  # one per cluster in training
     assert found.leak.tolist() == [False, False, True, True, False, False]
+
+
+def test_nearest_neighbours_by_centred_cosine_by_hand():
+    from curate.science.duplicates import nearest_neighbours
+
+    # Centred on the mean (1, 1): rows become (1, 0), (0.9, 0), (-1, 0.1), (-0.9, -0.1) up to scale.
+    features = np.array([[2.0, 1.0], [1.9, 1.0], [0.0, 1.1], [0.1, 0.9]])
+    index, similarity = nearest_neighbours(features, k=2, chunk=3)  # chunks of 3 rows: 2 blocks
+    assert index[:, 0].tolist() == [1, 0, 3, 2]
+    assert similarity[0, 0] == pytest.approx(1.0)
+    assert similarity[2, 0] == pytest.approx(np.dot([-1, 0.1], [-0.9, -0.1]) / np.hypot(-1, 0.1) / np.hypot(-0.9, -0.1))
+    assert (similarity[:, 0] >= similarity[:, 1]).all()
+
+
+def test_feature_duplicates_pass_pairs_as_similar_as_made_copies_and_stand_down_otherwise():
+    from curate.science.duplicates import feature_duplicates, find_duplicates
+
+    rng = np.random.default_rng(0)
+    distinct = rng.normal(size=(200, 16))
+    features = np.concatenate([distinct, distinct[:3] + 0.05 * rng.normal(size=(3, 16))])  # 200-202 copy 0-2
+    copy_rows = np.arange(50)
+    copies = features[copy_rows] + 0.05 * rng.normal(size=(50, 16))
+    known = np.isin(np.arange(203), [0, 1, 2, 200, 201, 202])
+    found = feature_duplicates(features, copies, copy_rows, known=known)
+    # Made copies sit at similarity ~0.99, an image's nearest distinct neighbour far below: every copy passes,
+    # no image without a copy does (a likelihood ratio far above 100), and the three planted pairs are found,
+    # alone. Images 0-2 have a copy: told so, their nearest neighbours do not count against the threshold.
+    assert found.copy_recall == 1.0 and found.neighbour_rate == 0.0 and 0.9 < found.threshold < 1
+    assert found.pairs.tolist() == [[0, 200], [1, 201], [2, 202]]
+    assert found.record()["feature_pairs"] == 3
+    hashes = rng.integers(0, 2**63, 203, dtype=np.uint64)  # ~32 bits apart: no pair by hash
+    merged = find_duplicates(hashes, [""] * 203,
+                             [None] * 203, feature_pairs=found.pairs)
+    assert merged.cluster[[0, 200, 1, 201]].tolist() == [0, 0, 1, 1] and (merged.cluster[3:200] == -1).all()
+    # Not told, the copies count as look-alikes: 6 of 203 images pass where every made copy does, a ratio of
+    # 34, below the bar of 100: nothing is found.
+    unknown = feature_duplicates(features, copies, copy_rows)
+    assert unknown.threshold == np.inf and len(unknown.pairs) == 0
+    # A network that maps copies no closer than other images: a few pass by chance, too few to set a threshold.
+    blind = feature_duplicates(features, rng.normal(size=(50, 16)), copy_rows, known=known)
+    assert blind.threshold == np.inf and len(blind.pairs) == 0 and blind.record()["feature_similarity"] is None
+
+
+def test_made_copies_and_features_come_from_the_network():
+    import torch
+
+    from curate.population.features import COPY_KINDS, embed, features_and_copies, made_copies
+    from curate.population.models import build_model
+    from curate.population.train import Normalizer
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (12, 3, 16, 16), dtype=np.uint8)
+    copies = made_copies(pixels, np.random.default_rng(1))
+    assert copies.shape == pixels.shape and copies.dtype == np.uint8
+    mirrored = COPY_KINDS.index("mirrored")
+    assert (copies[mirrored] == pixels[mirrored][:, :, ::-1]).all()
+    assert all(not np.array_equal(copies[i], pixels[i]) for i in range(len(pixels)))
+    torch.manual_seed(0)
+    model = build_model("resnet-small:8", 3)
+    normalize = Normalizer(np.full(3, 0.5), np.full(3, 0.25), torch.device("cpu"))
+    features = embed(model, pixels, normalize, batch_size=5)
+    assert features.shape == (12, model.head.in_features) and features.dtype == np.float16
+    # The features are what the classifier reads: its output from them is the model's output.
+    with torch.no_grad():
+        logits = model.eval()(normalize(pixels))
+        assert torch.allclose(model.head(torch.as_tensor(features.astype(np.float32))), logits, atol=0.05)
+    fields = features_and_copies(model, pixels, normalize, seed=3)
+    assert fields["copy_features"].shape == (12, features.shape[1]) and sorted(fields["copy_rows"]) == list(range(12))

@@ -100,6 +100,8 @@ def flag_lines(result) -> list[Line]:
     if "ambiguous_probe_recall" in thresholds:
         lines.append((ambiguous_sentence(thresholds["ambiguous_evenness"], thresholds["ambiguous_probe_recall"],
                                          thresholds["ambiguous_dataset_rate"]), None))
+    if result.manifest.get("duplicates"):
+        lines.append((duplicates_sentence(result.manifest["duplicates"]), None))
     if "corruption" in samples:
         corrupt = int(samples["corruption"].sum())
         line = f"Degraded images (a pixel check fires), PIE or not: {corrupt} ({100 * corrupt / len(samples):.2f}%)"
@@ -119,6 +121,21 @@ def multi_object_sentence(threshold: float | None, probe_recall: float, dataset_
     return (f"multi_object: the image windows pass {100 * probe_recall:.0f}% of made two-object images and "
             f"{100 * dataset_rate:.1f}% of this dataset's images; expect it to find about "
             f"{100 * probe_recall:.0f}% of the real ones.")
+
+
+def duplicates_sentence(record: dict) -> str:
+    """What the duplicate search found, and what the network's features added (manifest ``duplicates``)."""
+    text = (f"Duplicates: {record['images']} images in {record['clusters']} groups ({record['exact']} exact copies, "
+            f"{record['leaks']} across train and val/test)")
+    if "feature_copy_recall" not in record:
+        return text + "."
+    if record["feature_similarity"] is None:
+        return text + ("; the network's features added none: they do not tell copies made of these images from "
+                       "look-alikes 100 to 1.")
+    return text + (f"; the network's features added {record['feature_pairs']} pairs (similarity >= "
+                   f"{record['feature_similarity']:.2f}, reached by {100 * record['feature_copy_recall']:.0f}% of "
+                   f"copies made of these images and {100 * record['feature_neighbour_rate']:.2f}% of images "
+                   "without a copy).")
 
 
 def ambiguous_sentence(threshold: float | None, probe_recall: float, dataset_rate: float) -> str:

@@ -33,6 +33,7 @@ class CostEstimate:
     device: str
     resumed: int = 0           # networks already in the run directory
     distill_step_cost: float = 1.0  # a student's step against a dense one: its MACs plus the teacher's forward pass
+    embedded_images: int = 0   # once a population: the first job's features for the duplicate search
 
     @property
     def steps(self) -> int:
@@ -46,7 +47,7 @@ class CostEstimate:
             "pruning fine-tuning": self.networks * self.finetune_steps * self.seconds_per_step,
             "distillation": self.networks * self.distill_steps * self.seconds_per_step * self.distill_step_cost,
             "second-split forgetting": self.networks * self.forget_steps * self.seconds_per_step,
-            "predictions": self.networks * self.predicted_images * self.seconds_per_image,
+            "predictions": (self.networks * self.predicted_images + self.embedded_images) * self.seconds_per_image,
         }
 
     @property
@@ -123,10 +124,20 @@ def work_per_network(config: CurateConfig, n_images: int, n_train: int, n_probes
     }
 
 
+def embedded_images(n_images: int) -> int:
+    """Images the feature job embeds once a population: every image and the copies it makes
+    (:func:`curate.population.features.features_and_copies`)."""
+    from curate.population.features import COPIES
+
+    return n_images + min(COPIES, n_images)
+
+
 def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean: np.ndarray, std: np.ndarray, *,
-                  networks: int, n_train: int, n_probes: int, resumed: int = 0) -> CostEstimate:
+                  networks: int, n_train: int, n_probes: int, resumed: int = 0,
+                  embedded_images: int = 0) -> CostEstimate:
     """Time :data:`WARMUP_STEPS` training steps and a batch of predictions with the run's own model on
-    its own images, then scale by the work the population needs."""
+    its own images, then scale by the work the population needs (``embedded_images``: the feature job's,
+    :func:`embedded_images`, when it is among the ``networks``)."""
     import torch
 
     from curate.population.models import build_model
@@ -156,6 +167,7 @@ def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean
         torch.random.set_rng_state(rng_state)
     return CostEstimate(networks=networks, **work_per_network(config, len(pixels), n_train, n_probes),
                         seconds_per_step=per_step, seconds_per_image=per_image, device=str(device), resumed=resumed,
+                        embedded_images=embedded_images,
                         distill_step_cost=_distill_step_cost(config, model, n_classes))
 
 

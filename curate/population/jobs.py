@@ -43,6 +43,9 @@ class NetworkResult:
         footprint: ``(L+1, 3)`` the dense network's and each copy's nonzero weights, MACs per image and CPU
             milliseconds per image (:func:`curate.population.footprint.footprint`).
         label_probe_index, label_probe_label: the training images given a random wrong label, and it.
+        features, copy_features, copy_rows: the first job's dense network's features of every image ``(N, D)``
+            and of copies it made of images ``copy_rows`` (:func:`curate.population.features.features_and_copies`),
+            for the duplicate search; ``None`` in the other jobs.
         robust_rows, robust_correct, robust_clean: held-out images corrupted for robustness, and the
             accuracy of every version of the network on them (``None`` with robustness off).
         seconds: wall time of the job.
@@ -64,6 +67,9 @@ class NetworkResult:
     robust_rows: np.ndarray | None = None
     robust_correct: np.ndarray | None = None
     robust_clean: np.ndarray | None = None
+    features: np.ndarray | None = None
+    copy_features: np.ndarray | None = None
+    copy_rows: np.ndarray | None = None
     seconds: float = 0.0
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -151,6 +157,7 @@ class NetworkJobs:
         import torch
 
         from curate.data.faults import checkpoint
+        from curate.population.features import features_and_copies
         from curate.population.footprint import footprints
         from curate.population.models import build_model, load_weights
         from curate.population.quantize import quantized_copy, runs_on_cpu_only
@@ -225,6 +232,8 @@ class NetworkJobs:
                 forget_on_second_split(net, RowView(pixels, held_idx), labels[held_idx], normalize, config.train,
                                        job.seed + 104723, progress), train_pixels, normalize)
         robust = _robustness(config, job, networks, pixels, labels, held_out, probs) if config.robustness else {}
+        # One network's features put every image in one space for the duplicate search.
+        features = features_and_copies(model, pixels, normalize, job.seed) if is_feature_job(job) else {}
         # A quantized copy counts as the network it rounds (torch's dynamic int8 hides its weights).
         same_shape = len(config.sparsities) + len(config.quantizations)
         quantized = range(1 + len(config.sparsities), 1 + same_shape)
@@ -239,7 +248,12 @@ class NetworkJobs:
                               + [1.0 - fp[0] / fps[0][0] for fp in fps[1 + same_shape:]]),
             footprint=np.stack(fps),
             label_probe_index=train_idx[probe_rows], label_probe_label=train_labels[probe_rows],
-            **robust, seconds=time.perf_counter() - started)
+            **robust, **features, seconds=time.perf_counter() - started)
+
+
+def is_feature_job(job: MemberJob) -> bool:
+    """The job whose dense network embeds every image for the duplicate search: the first one."""
+    return job.member == 0 and job.fold == 0
 
 
 def label_probes(labels: np.ndarray, n_classes: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -27,14 +27,15 @@ from curate.science.flags import Categories, in_sample_views
 from curate.science.pies import PieScores
 from curate.science.probes import ProbeSuite, make_probes
 from curate.data.pixels import RAW_PROPERTIES, file_digests, measure_files
-from curate.science.duplicates import duplicate_columns, duplicate_warnings, find_duplicates, shifted_hashes
+from curate.science.duplicates import (duplicate_columns, duplicate_warnings, feature_duplicates, find_duplicates,
+                                      shifted_hashes)
 from curate.science.quality import quality_severity
 from curate.data.safety import check_run_dir, media_folders, run_dir_lock
 from curate.science.findings import robustness_table
 from curate.data.sources import LabeledImages, SourceError
 from curate.data.store import RUN_STORE_VERSION, RunStore
 from curate.population.config import CurateConfig
-from curate.population.jobs import NetworkJobs, NetworkResult
+from curate.population.jobs import NetworkJobs, NetworkResult, is_feature_job
 from curate.science.regions import REGIONS
 
 
@@ -68,6 +69,7 @@ class Population:
     label_probe_labels: np.ndarray | None = None  # (K*(F-1), N) wrong label an in-sample slot trained with, or -1
     forgotten_in: np.ndarray | None = None
     forgotten_compressed_in: np.ndarray | None = None  # (len(sparsities), K*(F-1), N, C) pruned copies, same
+    features: dict[str, np.ndarray] | None = None  # the first job's features and made copies (jobs.is_feature_job)
     estimated_seconds: float | None = None  # the cost estimate of the networks trained now (None: all resumed)
     seconds: float | None = None  # what they took
 
@@ -179,7 +181,7 @@ def run_population(
     """
     from tqdm.auto import tqdm
 
-    from curate.population.cost import estimate_cost
+    from curate.population.cost import embedded_images, estimate_cost
     from curate.population.train import Normalizer, configure_threads
 
     configure_threads()
@@ -247,7 +249,10 @@ def run_population(
             robust_correct[:, network] = out.robust_correct
             robust_clean[:, network] = out.robust_clean
         seconds[job.name] = out.seconds
+        if is_feature_job(job) and out.features is not None:  # a job stored by an older curate has none
+            features.update(features=out.features, copy_features=out.copy_features, copy_rows=out.copy_rows)
 
+    features: dict[str, np.ndarray] = {}
     todo = []
     for job in jobs:
         cached = store.load_job(job.name, fingerprint)  # None when absent or from another configuration
@@ -259,7 +264,8 @@ def run_population(
         mean, std = Normalizer.channel_stats(pixels)
         n_train = int(n * (config.folds - 1) / config.folds)
         cost = estimate_cost(config, pixels, n_classes, mean, std, networks=len(todo), n_train=n_train,
-                             n_probes=len(probes), resumed=len(jobs) - len(todo))
+                             n_probes=len(probes), resumed=len(jobs) - len(todo),
+                             embedded_images=embedded_images(n) if any(map(is_feature_job, todo)) else 0)
         for line in cost.lines(config):
             say(line, "info")
         if executor.name != InProcessExecutor.name:
@@ -296,7 +302,8 @@ def run_population(
                       footprint=footprint_sum / len(jobs), aum=aum, probes=probes,
                       probe_probs=probe_probs, robust_correct=robust_correct, robust_clean=robust_clean,
                       label_probe_labels=probe_labels if config.label_probes else None, forgotten_in=forgotten_in,
-                      forgotten_compressed_in=forgotten_compressed_in, estimated_seconds=estimated_seconds,
+                      forgotten_compressed_in=forgotten_compressed_in, features=features or None,
+                      estimated_seconds=estimated_seconds,
                       seconds=population_seconds)
 
 
@@ -359,8 +366,13 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
                                      bits=config.level_bits, control_probs=population.control,
                                      footprint=population.footprint)
     severity = quality_severity(image_quality(kept.filepaths, store, progress))
-    duplicates = find_duplicates(image_hashes(kept.filepaths, pixels, config.image_size, store, progress),
-                                 file_digests(kept.filepaths), kept.splits)
+    hashes, digests = image_hashes(kept.filepaths, pixels, config.image_size, store, progress), file_digests(kept.filepaths)
+    duplicates = find_duplicates(hashes, digests, kept.splits)
+    by_features = None
+    if population.features and len(population.features["features"]) == len(kept):
+        by_features = feature_duplicates(**population.features, known=duplicates.is_duplicate)
+        if len(by_features.pairs):
+            duplicates = find_duplicates(hashes, digests, kept.splits, feature_pairs=by_features.pairs)
     # The flags pool the dense networks with their pruned copies (measured in bench_flags); quantized
     # copies are near-duplicates of the dense networks and would only re-weight them. Networks trained
     # long enough memorise their training labels, wrong ones included, and the plain in-sample view then
@@ -434,7 +446,7 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
         + duplicate_warnings(duplicates),
         "duplicates": {"images": int(duplicates.is_duplicate.sum()), "clusters": int(len(np.unique(
             duplicates.cluster[duplicates.is_duplicate]))), "exact": int(duplicates.exact.sum()),
-            "leaks": int(duplicates.leak.sum())},
+            "leaks": int(duplicates.leak.sum()), **({} if by_features is None else by_features.record())},
         "files": ["manifest.json", "probs.npz", "samples.parquet", "classes.csv", "levels.csv", "overlap.csv",
                   "quality.parquet",
                   *(["robustness.csv"] if config.robustness else []), "jobs/"],

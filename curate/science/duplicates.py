@@ -8,6 +8,14 @@
   bits; two different images differ in about 32. Two images are near duplicates when a hash of one is
   within :data:`NEAR_BITS` bits of the other's.
 
+- *Near, by content*: the dense network's features (the input of its last linear layer), centred and
+  compared by cosine similarity. A copy cropped, re-shot or strongly recoloured moves many pHash bits but
+  few features. The threshold is set per run from copies the job makes of its own images (shifted,
+  mirrored, cropped, resized, recoloured): the lowest similarity that such copies reach
+  :data:`FEATURE_LIKELIHOOD_RATIO` times as often as an image with no known copy (none by content hash or
+  pHash) reaches its nearest neighbour, and that at least half of the made copies reach. Where none does,
+  the network cannot tell a copy from a look-alike and only the hashes count.
+
 Pairs become clusters (connected components). A cluster whose images carry both a training split and an
 evaluation split is a *leak*: the same picture would be trained on and tested on.
 """
@@ -127,6 +135,98 @@ def near_pairs(hashes: np.ndarray, *, max_bits: int = NEAR_BITS) -> np.ndarray:
     return np.unique(np.concatenate(found), axis=0).astype(np.int64) if n else np.zeros((0, 2), dtype=np.int64)
 
 
+NEIGHBOURS = 4
+"""Neighbours searched per image: a cluster of up to five copies joins directly."""
+FEATURE_LIKELIHOOD_RATIO = 100.0
+"""How much likelier a made copy must be than an image without a copy to pass. Duplicates are rare (about 1
+in 100 CIFAR-10 test images has a near copy in its training set, Barz and Denzler 2020), so a pair needs
+100 to 1 evidence to be as likely a copy as not; the hashes' 3 bits hold random pairs to under 1 in 10,000."""
+MIN_COPY_RECALL = 0.5
+"""A feature threshold that half of the made copies miss is set by a handful of them: too few to trust."""
+
+
+def nearest_neighbours(features: np.ndarray, *, k: int = NEIGHBOURS, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` most similar other images of each, ``(n, k)`` indices and centred cosine similarities,
+    most similar first. Exact: similarities are computed ``chunk`` rows at a time against every image."""
+    unit = centred_unit(features)
+    n = len(unit)
+    k = min(k, max(n - 1, 0))
+    index, similarity = np.zeros((n, k), dtype=np.int64), np.zeros((n, k), dtype=np.float32)
+    for start in range(0, n, chunk):
+        block = unit[start:start + chunk] @ unit.T
+        block[np.arange(len(block)), np.arange(start, start + len(block))] = -np.inf  # not its own neighbour
+        top = np.argpartition(-block, k - 1, axis=1)[:, :k] if k else np.zeros((len(block), 0), dtype=np.int64)
+        order = np.argsort(-np.take_along_axis(block, top, axis=1), axis=1, kind="stable")
+        index[start:start + chunk] = np.take_along_axis(top, order, axis=1)
+        similarity[start:start + chunk] = np.take_along_axis(block, index[start:start + chunk], axis=1)
+    return index, similarity
+
+
+def centred_unit(features: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
+    """Rows minus the mean row (``mean``, or the rows' own), scaled to length 1 (zero rows stay zero).
+    ReLU features all point one way; centring makes the cosine tell images apart."""
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 2:
+        raise ValueError(f"features must be (n_images, n_features), got shape {features.shape}.")
+    centred = features - (features.mean(axis=0) if mean is None else mean)
+    norm = np.linalg.norm(centred, axis=1, keepdims=True)
+    return np.divide(centred, norm, out=np.zeros_like(centred), where=norm > 0)
+
+
+def copy_similarity(features: np.ndarray, copy_features: np.ndarray, copy_rows: np.ndarray) -> np.ndarray:
+    """Centred cosine similarity of each made copy ``copy_features[i]`` with its original ``features[copy_rows[i]]``
+    (centred on the dataset's mean, as :func:`nearest_neighbours` does)."""
+    mean = np.asarray(features, dtype=np.float32).mean(axis=0)
+    originals = centred_unit(np.asarray(features, dtype=np.float32)[np.asarray(copy_rows)], mean)
+    return (originals * centred_unit(copy_features, mean)).sum(axis=1)
+
+
+@dataclass
+class FeatureMatch:
+    """Near duplicates by the network's features (:func:`feature_duplicates`)."""
+
+    pairs: np.ndarray           # (m, 2) i < j
+    threshold: float            # cosine similarity; inf when no similarity passes the bar
+    copy_recall: float          # share of made copies at or above it
+    neighbour_rate: float       # share of images without a known copy whose nearest neighbour is at or above it
+
+    def record(self) -> dict:
+        return {"feature_similarity": self.threshold if np.isfinite(self.threshold) else None,
+                "feature_copy_recall": self.copy_recall, "feature_neighbour_rate": self.neighbour_rate,
+                "feature_pairs": int(len(self.pairs))}
+
+
+def feature_duplicates(features: np.ndarray, copy_features: np.ndarray, copy_rows: np.ndarray, *,
+                       known: np.ndarray | None = None, ratio: float = FEATURE_LIKELIHOOD_RATIO,
+                       min_recall: float = MIN_COPY_RECALL) -> FeatureMatch:
+    """Pairs of images whose features are as similar as an image and its made copy (see the module docstring).
+
+    Args:
+        features: ``(N, D)`` one network's features of every image.
+        copy_features: ``(M, D)`` the same network's features of copies it made of images ``copy_rows`` ``(M,)``.
+        known: ``(N,)`` images already known to have a copy (the hashes'); the others' nearest neighbours are
+            the look-alikes a copy must beat [default: none known].
+    """
+    from curate.science.regions import likelihood_ratio_threshold, pass_rate
+
+    copies = copy_similarity(features, copy_features, copy_rows)
+    index, similarity = nearest_neighbours(features)
+    none = FeatureMatch(np.zeros((0, 2), dtype=np.int64), float("inf"), 0.0, 0.0)
+    if similarity.shape[1] == 0:
+        return none
+    alone = np.ones(len(features), dtype=bool) if known is None else ~np.asarray(known, dtype=bool)
+    nearest = similarity[alone, 0]
+    if not len(nearest):
+        return none
+    threshold = likelihood_ratio_threshold(copies, nearest, ratio=ratio)
+    if pass_rate(copies, threshold) < min_recall:
+        threshold = float("inf")
+    rows, cols = np.nonzero(similarity >= threshold)
+    a, b = rows, index[rows, cols]
+    pairs = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0) if len(rows) else none.pairs
+    return FeatureMatch(pairs.astype(np.int64), threshold, pass_rate(copies, threshold), pass_rate(nearest, threshold))
+
+
 def clusters(n: int, pairs: np.ndarray) -> np.ndarray:
     """Connected components of ``pairs`` over ``n`` items: ``(n,)`` cluster ids, -1 for an item in no pair.
     Ids are the smallest member index of each cluster, so they are stable across runs."""
@@ -176,10 +276,11 @@ class Duplicates:
 
 
 def find_duplicates(hashes: np.ndarray, digests: list[str] | np.ndarray, splits: list[str | None], *,
-                    max_bits: int = NEAR_BITS) -> Duplicates:
+                    max_bits: int = NEAR_BITS, feature_pairs: np.ndarray | None = None) -> Duplicates:
     """Exact duplicates (equal ``digests``) and near duplicates (``hashes`` within ``max_bits``; ``hashes``
-    ``(n,)`` or the ``(10, n)`` of :func:`shifted_hashes`), clustered, with each cluster's keeper and leaks
-    across ``splits`` (``None``: no split, counts as training)."""
+    ``(n,)`` or the ``(10, n)`` of :func:`shifted_hashes`; and ``feature_pairs`` ``(m, 2)`` from
+    :func:`feature_duplicates`), clustered, with each cluster's keeper and leaks across ``splits``
+    (``None``: no split, counts as training)."""
     variants = np.asarray(hashes, dtype=np.uint64)
     hashes = variants[UNSHIFTED] if variants.ndim == 2 else variants
     digests = np.asarray(digests, dtype=object)
@@ -192,6 +293,8 @@ def find_duplicates(hashes: np.ndarray, digests: list[str] | np.ndarray, splits:
     exact_pairs = np.stack([first[inverse][exact], np.flatnonzero(exact)], axis=1)
     exact_pairs = exact_pairs[exact_pairs[:, 0] != exact_pairs[:, 1]]
     near = near_pairs(variants, max_bits=max_bits)
+    if feature_pairs is not None and len(feature_pairs):
+        near = np.concatenate([near, np.asarray(feature_pairs, dtype=np.int64).reshape(-1, 2)])
     pairs = np.concatenate([exact_pairs, near]) if len(near) else exact_pairs
     cluster = clusters(n, pairs)
     nearest = np.full(n, 64, dtype=np.int64)
