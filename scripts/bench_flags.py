@@ -178,26 +178,6 @@ def expected_f1_count(score: np.ndarray, p_wrong: np.ndarray) -> int:
     return int(f1_of_each_top_k(score, p_wrong).argmax()) + 1
 
 
-def second_split_learning_view(result) -> np.ndarray:
-    """Each image's prediction by the networks that trained on it for one epoch only: the forgetting
-    copies (:func:`curate.population.train.forget_on_second_split`) after their epoch on the images their parents
-    never saw, each pooled with its pruned copies, averaged over those networks. Early-learning
-    (Liu et al. 2020): networks fit right labels before wrong ones. Read from the job files, where the
-    forgetting copies' predictions on every image are kept."""
-    from curate.science.crossfit import stratified_folds
-
-    config, labels = result.config, result.images.labels
-    total, count = 0.0, np.zeros(len(labels))
-    for job in config.jobs():
-        with np.load(result.store.job_path(job.name)) as stored:
-            view = (stored["forgotten"] + stored["forgotten_compressed"].sum(axis=0)) / (
-                1 + len(stored["forgotten_compressed"]))
-        learned = stratified_folds(labels, config.folds, config.member_seed(job.member)) == job.fold
-        total = total + np.where(learned[:, None], view, 0.0)
-        count += learned
-    return total / np.maximum(count, 1)[:, None]
-
-
 def suggestion_metrics(labels: np.ndarray, clean: np.ndarray, flagged: np.ndarray, suggested: np.ndarray,
                        confidence: np.ndarray, held_out: np.ndarray,
                        other_confidences: dict[str, np.ndarray] | None = None) -> dict:
@@ -353,8 +333,6 @@ def score_label_set(result, clean: np.ndarray) -> dict:
             curate_noise.score, highest(curate_noise.score, int(round(posterior_wrong.sum())))),
         "tried: curate's ranking, flagged where expected F1 under P(wrong) is highest": (
             curate_noise.score, highest(curate_noise.score, expected_f1_count(curate_noise.score, posterior_wrong))),
-        "tried: held-out, in-sample, and held-out images after one epoch of training on them": (
-            1 - (pooled + pooled_in + second_split_learning_view(result))[rows, labels] / 3, None),
         "PIE score only": (result.scores.pie_score, result.scores.is_pie_any),
         "in-sample forgetting at 90%: dense_in - compressed_in p(label)": (
             (dense_in_mean - in_sample(compressed_in[-1]))[rows, labels], None),
