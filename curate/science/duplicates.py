@@ -145,11 +145,13 @@ MIN_COPY_RECALL = 0.5
 """A feature threshold that half of the made copies miss is set by a handful of them: too few to trust."""
 
 
-def nearest_neighbours(features: np.ndarray, *, k: int = NEIGHBOURS, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbours(features: np.ndarray, *, k: int = NEIGHBOURS, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` most similar other images of each, ``(n, k)`` indices and centred cosine similarities,
-    most similar first. Exact: similarities are computed ``chunk`` rows at a time against every image."""
+    most similar first. Exact: similarities are computed ``chunk`` rows at a time against every image
+    [default: as many rows as keep a block of similarities near 128 MB]."""
     unit = centred_unit(features)
     n = len(unit)
+    chunk = chunk or max(16, 2**25 // max(n, 1))
     k = min(k, max(n - 1, 0))
     index, similarity = np.zeros((n, k), dtype=np.int64), np.zeros((n, k), dtype=np.float32)
     for start in range(0, n, chunk):
