@@ -17,7 +17,7 @@ copies carry their original's label) and searches its features
 images), reporting recall per kind for the hashes, the features and both, and the feature pairs' precision.
 
     python scripts/bench_duplicates.py --n 10000 --copies 500 --out out/bench_duplicates.json
-    python scripts/bench_duplicates.py --n 10000 --copies 560 --features --out out/bench_duplicates_features.json
+    python scripts/bench_duplicates.py --n 10000 --copies 540 --features --out out/bench_duplicates_features.json
 """
 
 from __future__ import annotations

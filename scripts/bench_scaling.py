@@ -219,7 +219,8 @@ def run_point(csv: Path, size: int, n: int, home: Path, train_images: int) -> di
     _timed_stages(timings, sampler, [
         (pipeline, "prepare_images", "decode"), (pipeline, "image_quality", "pixel checks"),
         (pipeline, "image_hashes", "duplicates"), (pipeline, "file_digests", "duplicates"),
-        (pipeline, "find_duplicates", "duplicates"), (pipeline, "run_population", "population, no training"),
+        (pipeline, "duplicate_pairs", "duplicates"), (pipeline, "feature_duplicates", "duplicates"),
+        (pipeline, "group_duplicates", "duplicates"), (pipeline, "run_population", "population, no training"),
         (pipeline, "analyse", "scores and flags"), (pipeline, "flag_samples", "scores and flags"),
         (pipeline, "sample_table", "scores and flags"), (write, "write_brain_fields", "Brain fields")])
     images = load_source(str(csv), "ground_truth")

@@ -27,8 +27,8 @@ from curate.science.flags import Categories, in_sample_views
 from curate.science.pies import PieScores
 from curate.science.probes import ProbeSuite, make_probes
 from curate.data.pixels import RAW_PROPERTIES, file_digests, measure_files
-from curate.science.duplicates import (duplicate_columns, duplicate_warnings, feature_duplicates, find_duplicates,
-                                      shifted_hashes)
+from curate.science.duplicates import (duplicate_columns, duplicate_pairs, duplicate_warnings, feature_duplicates,
+                                      group_duplicates, in_a_pair, shifted_hashes)
 from curate.science.quality import quality_severity
 from curate.data.safety import check_run_dir, media_folders, run_dir_lock
 from curate.science.findings import robustness_table
@@ -367,12 +367,11 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
                                      footprint=population.footprint)
     severity = quality_severity(image_quality(kept.filepaths, store, progress))
     hashes, digests = image_hashes(kept.filepaths, pixels, config.image_size, store, progress), file_digests(kept.filepaths)
-    duplicates = find_duplicates(hashes, digests, kept.splits)
-    by_features = None
+    pairs, by_features = duplicate_pairs(hashes, digests), None
     if population.features and len(population.features["features"]) == len(kept):
-        by_features = feature_duplicates(**population.features, known=duplicates.is_duplicate)
-        if len(by_features.pairs):
-            duplicates = find_duplicates(hashes, digests, kept.splits, feature_pairs=by_features.pairs)
+        by_features = feature_duplicates(**population.features, known=in_a_pair(len(kept), pairs))
+        pairs = np.concatenate([pairs, by_features.pairs])
+    duplicates = group_duplicates(pairs, hashes, digests, kept.splits)
     # The flags pool the dense networks with their pruned copies (measured in bench_flags); quantized
     # copies are near-duplicates of the dense networks and would only re-weight them. Networks trained
     # long enough memorise their training labels, wrong ones included, and the plain in-sample view then

@@ -245,9 +245,7 @@ def clusters(n: int, pairs: np.ndarray) -> np.ndarray:
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
     roots = np.array([root(i) for i in range(n)])
-    in_pair = np.zeros(n, dtype=bool)
-    in_pair[np.asarray(pairs, dtype=np.int64).reshape(-1)] = True
-    return np.where(in_pair, roots, -1)
+    return np.where(in_a_pair(n, pairs), roots, -1)
 
 
 EVAL_SPLITS = ("val", "validation", "test")
@@ -282,22 +280,58 @@ def find_duplicates(hashes: np.ndarray, digests: list[str] | np.ndarray, splits:
     """Exact duplicates (equal ``digests``) and near duplicates (``hashes`` within ``max_bits``; ``hashes``
     ``(n,)`` or the ``(10, n)`` of :func:`shifted_hashes`; and ``feature_pairs`` ``(m, 2)`` from
     :func:`feature_duplicates`), clustered, with each cluster's keeper and leaks across ``splits``
-    (``None``: no split, counts as training)."""
-    variants = np.asarray(hashes, dtype=np.uint64)
-    hashes = variants[UNSHIFTED] if variants.ndim == 2 else variants
-    digests = np.asarray(digests, dtype=object)
-    n = len(hashes)
-    if len(digests) != n or len(splits) != n:
+    (``None``: no split, counts as training): :func:`group_duplicates` of :func:`duplicate_pairs`."""
+    pairs = duplicate_pairs(hashes, digests, max_bits=max_bits)
+    if feature_pairs is not None and len(feature_pairs):
+        pairs = np.concatenate([pairs, np.asarray(feature_pairs, dtype=np.int64).reshape(-1, 2)])
+    return group_duplicates(pairs, hashes, digests, splits)
+
+
+def _check_lengths(hashes: np.ndarray, digests, splits=None) -> int:
+    n = np.asarray(hashes).shape[-1]
+    if len(digests) != n or (splits is not None and len(splits) != n):
         raise ValueError(f"hashes, digests and splits must have one entry per image; got {n}, {len(digests)}, "
-                         f"{len(splits)}.")
-    _, first, inverse = np.unique(digests.astype(str), return_index=True, return_inverse=True)
-    exact = (np.bincount(inverse, minlength=len(first))[inverse] > 1) & (digests.astype(str) != "")
+                         f"{n if splits is None else len(splits)}.")
+    return n
+
+
+def _same_file(digests) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each image's file-content group (``inverse``), the first image of each group, and whether the
+    image shares its content with another."""
+    digests = np.asarray(digests, dtype=object).astype(str)
+    _, first, inverse = np.unique(digests, return_index=True, return_inverse=True)
+    exact = (np.bincount(inverse, minlength=len(first))[inverse] > 1) & (digests != "")
+    return inverse, first, exact
+
+
+def duplicate_pairs(hashes: np.ndarray, digests: list[str] | np.ndarray, *, max_bits: int = NEAR_BITS) -> np.ndarray:
+    """Every pair of exact duplicates (equal ``digests``) and of near duplicates (``hashes`` within ``max_bits``,
+    :func:`near_pairs`), ``(m, 2)``."""
+    variants = np.asarray(hashes, dtype=np.uint64)
+    _check_lengths(variants, digests)
+    inverse, first, exact = _same_file(digests)
     exact_pairs = np.stack([first[inverse][exact], np.flatnonzero(exact)], axis=1)
     exact_pairs = exact_pairs[exact_pairs[:, 0] != exact_pairs[:, 1]]
     near = near_pairs(variants, max_bits=max_bits)
-    if feature_pairs is not None and len(feature_pairs):
-        near = np.concatenate([near, np.asarray(feature_pairs, dtype=np.int64).reshape(-1, 2)])
-    pairs = np.concatenate([exact_pairs, near]) if len(near) else exact_pairs
+    return np.concatenate([exact_pairs, near]) if len(near) else exact_pairs
+
+
+def in_a_pair(n: int, pairs: np.ndarray) -> np.ndarray:
+    """``(n,)`` whether each of ``n`` images is in one of ``pairs``."""
+    found = np.zeros(n, dtype=bool)
+    found[np.asarray(pairs, dtype=np.int64).reshape(-1)] = True
+    return found
+
+
+def group_duplicates(pairs: np.ndarray, hashes: np.ndarray, digests: list[str] | np.ndarray,
+                     splits: list[str | None]) -> Duplicates:
+    """Duplicate ``pairs`` ``(m, 2)`` (:func:`duplicate_pairs`, plus any others) clustered, with each cluster's
+    keeper, its leaks across ``splits`` and each image's distance in bits to its nearest fellow."""
+    variants = np.asarray(hashes, dtype=np.uint64)
+    hashes = variants[UNSHIFTED] if variants.ndim == 2 else variants
+    n = _check_lengths(variants, digests, splits)
+    inverse, _, exact = _same_file(digests)
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     cluster = clusters(n, pairs)
     nearest = np.full(n, 64, dtype=np.int64)
     if len(pairs):
