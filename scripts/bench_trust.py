@@ -15,6 +15,9 @@ Four questions, each on data whose truth is known:
              predictions: calibration against the truth (label != clean label), expected against true
              wrong labels among the flags and in the dataset, and the flag set's precision and recall.
 
+Both also audit each run as a reviewer would (:mod:`curate.science.audit`), with the truth as the reviewer,
+200 times per audit size: how often the audit's 90% interval holds the true count, and how wide it is.
+
     python scripts/bench_trust.py digits --out out/bench_trust_digits.json
     python scripts/bench_flags.py --labels aggre worse --population-only --run-root RUNS
     python scripts/bench_trust.py cifar10n --runs aggre=RUNS/flags-aggre-... worse=RUNS/flags-worse-... \
@@ -66,6 +69,54 @@ def print_calibration(name: str, c: dict) -> None:
           f"(precision {c['precision']:.3f}, recall {c['recall']:.3f}); ECE {c['ece']:.3f} (all), "
           f"{c['ece_flags']:.3f} (flags); AUROC {c['auroc']:.3f}")
     print(pd.DataFrame(c["reliability"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def audit_coverage(p_wrong: np.ndarray, flagged: np.ndarray, truth: np.ndarray, *, repeats: int = 200) -> list[dict]:
+    """The label audit (:mod:`curate.science.audit`) with the truth as its reviewer, drawn ``repeats`` times per
+    audit size: how often its 90% interval holds the true number of wrong labels (and the flags' true precision),
+    and how wide it is, beside the noise model's own count."""
+    from curate.science.audit import audit_strata, draw_audit, estimate_from_audit
+
+    strata = audit_strata(p_wrong, flagged)
+    rows = []
+    for per_stratum in (20, 50):
+        counts, precisions = [], []
+        for seed in range(repeats):
+            drawn = draw_audit(strata, per_stratum=per_stratum, seed=seed)
+            estimate = estimate_from_audit(strata, drawn, truth, draws=4000, seed=seed)
+            counts.append(estimate.wrong_labels)
+            if estimate.flag_precision is not None:
+                precisions.append(estimate.flag_precision.low <= truth[flagged].mean() <= estimate.flag_precision.high)
+        rows.append({"reviews": int(drawn.sum()), "wrong": int(truth.sum()), "model_count": float(p_wrong.sum()),
+                     "coverage": float(np.mean([c.low <= truth.sum() <= c.high for c in counts])),
+                     "median_width": float(np.median([c.high - c.low for c in counts])),
+                     "median_estimate": float(np.median([c.estimate for c in counts])),
+                     "precision_coverage": float(np.mean(precisions)) if precisions else float("nan")})
+    print(f"  label audit with the truth as reviewer (90% intervals, {repeats} draws each):")
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    from curate.frontends.summary import label_audit_sentence
+
+    drawn = draw_audit(strata, seed=0)
+    first = label_audit_sentence(estimate_from_audit(strata, drawn, truth), float(p_wrong.sum()), int(drawn.sum()))
+    print(f"  what `curate status` says once the first audit is reviewed:\n  {first}")
+    return {"rows": rows, "status_after_first_audit": first}
+
+
+def prediction_shape(held_out: np.ndarray, labels: np.ndarray) -> dict:
+    """What a count from held-out predictions and labels alone could read: how confident the population gets
+    on each class's most typical images (97th percentile of each class's probability over all images: an
+    anchor-point noise estimate reads 1 minus it as that class's noise), and how often the labels agree
+    with the predictions against how often the predictions expect them to (sum of squared probabilities)."""
+    q = held_out / held_out.sum(axis=1, keepdims=True)
+    shape = {"ceiling_97": [float(np.percentile(q[:, k], 97)) for k in range(q.shape[1])],
+             "top_probability": float(q.max(axis=1).mean()),
+             "label_probability": float(q[np.arange(len(labels)), labels].mean()),
+             "expected_label_probability": float((q ** 2).sum(axis=1).mean())}
+    print(f"  held-out predictions: per-class 97th-percentile probability "
+          f"{' '.join(f'{c:.2f}' for c in shape['ceiling_97'])}; mean top probability {shape['top_probability']:.3f}; "
+          f"mean probability of the given label {shape['label_probability']:.3f} "
+          f"(if the labels followed the predictions: {shape['expected_label_probability']:.3f})")
+    return shape
 
 
 def control_rows(levels: pd.DataFrame) -> list[dict]:
@@ -121,6 +172,7 @@ def run_digits(args) -> dict:
         report[name] = entry
         print(f"\n=== digits, {name} ({seconds:.0f} s)")
         print_calibration(name, entry["calibration"])
+        entry["audit"] = audit_coverage(result.categories.label_wrong_probability, flagged, truth)
         print(pd.DataFrame(entry["control"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         if shares is not None:
             print(pd.DataFrame(entry["recovery"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -138,7 +190,7 @@ def filed(samples: pd.DataFrame, manifest: Path, truth: np.ndarray) -> dict:
             "wrong_labels": int(truth.sum()),
             **{k: thresholds.get(k) for k in ("ambiguous_evenness", "ambiguous_probe_recall", "ambiguous_dataset_rate",
                                               "multi_object_region_confidence", "multi_object_probe_recall",
-                                              "multi_object_dataset_rate")}}
+                                              "multi_object_dataset_rate", "label_noise_confident_learning_count")}}
 
 
 def run_cifar10n(args) -> dict:
@@ -165,6 +217,8 @@ def run_cifar10n(args) -> dict:
         table_report[column] = entry
         print_calibration(f"CIFAR-10N {column} (held-out accuracy {entry['held_out_accuracy']:.3f}, "
                           f"temperature {model.temperature:.2f}, noise rate {entry['noise_rate']:.3f})", entry)
+        entry["audit"] = audit_coverage(model.p_wrong, flagged, truth)
+        entry["what_the_predictions_show"] = prediction_shape(held_out, labels)
         samples_file = Path(run_dir) / "samples.parquet"
         if samples_file.exists():
             # What the run filed (as of the curate that last ran it), against how many labels are wrong.

@@ -60,7 +60,7 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
     others = ["filter50", "distill50"]
     assert set(dataset.list_saved_views()) == {
         "pies", "pies-prune50", "pies-prune90", "pies-label_noise", "pies-corruption", "pies-multi_object",
-        "pies-ambiguous", "pies-atypical", "label-noise", "corruption", "duplicates",
+        "pies-ambiguous", "pies-atypical", "label-noise", "corruption", "duplicates", "label-audit",
         *(f"pies-{q}" for q in quantized + others)}
     assert isinstance(sample["curate_int4"], fo.Classification)
     assert isinstance(sample["curate_filter50"], fo.Classification)

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from curate.science.review import (ExportPolicy, ReviewError, apply_decision, plan_export, review_state,
-                           sample_weights, status_table, stratified_splits)
+from curate.science.review import (ExportPolicy, ReviewError, apply_decision, label_audit_review, plan_export,
+                                   review_state, sample_weights, status_table, stratified_splits)
 
 CLASSES = ["cat", "dog", "ship"]
 
@@ -155,3 +155,34 @@ def test_weighted_sampler_draws_by_weight():
     assert len(weighted_sampler(np.array([0.0, 1.0, 2.0]))) == 2
     with pytest.raises(ValueError, match="Every weight is zero"):
         weighted_sampler(np.zeros(3))
+
+
+def test_label_audit_verdicts_count_and_a_wrong_label_leaves_the_export():
+    rows = table(ROWS)
+    # Audit images: a (flagged, label:wrong), h (label:right, its corruption flag rejected), i (unflagged,
+    # label:wrong), d (confirmed multi_object: says nothing of its label), c (relabelled in the App: wrong),
+    # g (removed: says nothing of its label).
+    verdicts = {"a": ["confirmed", "label:wrong"], "h": ["rejected", "label:right"], "i": ["label:wrong"]}
+    rows["tags"] = [verdicts.get(sid, tags) for sid, tags in zip(rows["sample_id"], rows["tags"])]
+    rows["label_audit"] = rows["sample_id"].isin(["a", "c", "d", "g", "h", "i"])
+    rows["audit_stratum"] = ["flagged", "flagged", "doubtful", "trusted", "flagged", "flagged", "trusted", "doubtful",
+                             "trusted"]
+    plan = plan_export(rows, CLASSES)
+    by_id = plan.set_index("sample_id")
+    assert by_id.loc["i", "action"] == "drop" and by_id.loc["i", "reason"] == "label wrong (label audit)"
+    assert by_id.loc["i", "state"] == "unreviewed"  # the flag review is a separate question
+    assert by_id.loc["d", "action"] == "keep" and by_id.loc["h", "action"] == "keep"
+    estimate = label_audit_review(plan)
+    # Decided: flagged a (wrong); doubtful c (wrong), h (right); trusted i (wrong). d and g say nothing.
+    assert estimate.reviewed == (1, 2, 1) and estimate.wrong == (1, 1, 1)
+    assert estimate.sizes == (4, 2, 3)
+    assert estimate.wrong_labels.estimate == pytest.approx(4 * 1 + 2 * 0.5 + 3 * 1)
+    assert label_audit_review(plan.drop(columns=["label_audit", "audit_stratum"])) is None
+
+
+def test_audit_verdicts_replace_each_other_not_the_flag_review():
+    tags = apply_decision(["train", "confirmed"], "label_wrong")
+    assert tags == ["train", "confirmed", "label:wrong"]
+    assert apply_decision(tags, "label_right") == ["train", "confirmed", "label:right"]
+    assert apply_decision(tags, "reject") == ["train", "label:wrong", "rejected"]
+    assert apply_decision(tags, "clear") == ["train"]

@@ -85,7 +85,8 @@ def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str
     """One row per sample the run scored: current and run-time label, split, flag, suggestion, tags, PIE.
 
     Returns ``(table, classes)``, the columns :func:`curate.science.review.plan_export` needs plus
-    ``pie``, ``pie_score`` and ``p_label_wrong`` (the run's P(label wrong), NaN for runs without it).
+    ``pie``, ``pie_score``, ``p_label_wrong`` (the run's P(label wrong), NaN for runs without it),
+    ``audit_stratum`` and ``label_audit`` (:mod:`curate.science.audit`; None and False for runs without it).
     """
     config = run_record(dataset, run_key)
     names = names_for(run_key, list(config.levels))
@@ -104,12 +105,16 @@ def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str
     p_wrong = [float(wrong.get(p, np.nan)) for p in paths]
     keeper = by_path["duplicate_keep"] if "duplicate_keep" in by_path else pd.Series(dtype=bool)
     duplicate_keep = [bool(keeper.get(p, True)) for p in paths]
+    # Runs before the label audit have none: no image is in it.
+    stratum = by_path["audit_stratum"] if "audit_stratum" in by_path else pd.Series(dtype=object)
+    drawn = by_path["label_audit"] if "label_audit" in by_path else pd.Series(dtype=bool)
     flags = [flag_of(c, n, x) for c, n, x in zip(category, noisy, corrupt)]
     table = pd.DataFrame({
         "sample_id": ids, "filepath": paths, "label": labels, "run_label": run_labels,
         "split": [split_of(t) for t in tags], "flag": flags, "suggested": suggested, "tags": tags,
         "pie": [bool(p) for p in pie], "pie_score": [float(s or 0.0) for s in pie_score], "p_label_wrong": p_wrong,
         "duplicate_keep": duplicate_keep,
+        "audit_stratum": [stratum.get(p) for p in paths], "label_audit": [bool(drawn.get(p, False)) for p in paths],
     })
     return table, classes
 

@@ -53,6 +53,8 @@ class RunNames:
     pie_levels: str
     pie_beyond_control: str
     p_label_wrong: str
+    label_audit: str
+    label_audit_view: str
     duplicate_cluster: str
     duplicate_tag: str
     leak_tag: str
@@ -64,7 +66,7 @@ class RunNames:
     def fields(self) -> list[str]:
         """The per-sample fields curate writes itself (the brain fields are written by FiftyOne Brain)."""
         return [self.dense, *self.levels.values(), self.pie, self.pie_score, self.pie_level, self.pie_levels,
-                self.pie_beyond_control, self.p_label_wrong, self.duplicate_cluster, self.category, self.label_noise, self.corruption, self.corruption_score, self.suggested,
+                self.pie_beyond_control, self.p_label_wrong, self.label_audit, self.duplicate_cluster, self.category, self.label_noise, self.corruption, self.corruption_score, self.suggested,
                 self.flag_score, self.reason]
 
     @property
@@ -75,7 +77,7 @@ class RunNames:
     @property
     def all_views(self) -> list[str]:
         return [*self.views.values(), *self.category_views.values(), self.label_noise_view, self.corruption_view,
-                self.duplicates_view]
+                self.duplicates_view, self.label_audit_view]
 
 
 def names_for(run_key: str, level_names: list[str], categories: tuple[str, ...] | None = None) -> RunNames:
@@ -109,6 +111,8 @@ def names_for(run_key: str, level_names: list[str], categories: tuple[str, ...] 
         pie_levels=f"{run_key}_pie_levels",
         pie_beyond_control=f"{run_key}_pie_beyond_control",
         p_label_wrong=f"{run_key}_p_label_wrong",
+        label_audit=f"{run_key}_label_audit",
+        label_audit_view=f"{prefix}label-audit",
         duplicate_cluster=f"{run_key}_duplicate_cluster",
         duplicate_tag="duplicate" if run_key == METHOD else f"{run_key}:duplicate",
         leak_tag="leak" if run_key == METHOD else f"{run_key}:leak",
@@ -345,6 +349,8 @@ def _write_fields(fo, dataset, ids: list[str], result, names: RunNames) -> None:
         values[names.duplicate_cluster].append(cluster if cluster >= 0 else None)
         wrong = None if categories.label_wrong_probability is None else float(categories.label_wrong_probability[i])
         values[names.p_label_wrong].append(wrong if wrong is not None and np.isfinite(wrong) else None)
+        drawn = "label_audit" in samples and bool(samples["label_audit"].iat[i])
+        values[names.label_audit].append(str(samples["audit_stratum"].iat[i]) if drawn else None)
     # A run can find no PIE or flag at all; FiftyOne cannot infer a field's type from all-None values.
     import fiftyone.core.fields as fof
 
@@ -352,6 +358,7 @@ def _write_fields(fo, dataset, ids: list[str], result, names: RunNames) -> None:
                 names.corruption_score: (fof.FloatField, {}), names.p_label_wrong: (fof.FloatField, {}),
                 names.pie_beyond_control: (fof.BooleanField, {}), names.duplicate_cluster: (fof.IntField, {}),
                 names.category: (fof.StringField, {}), names.reason: (fof.StringField, {}),
+                names.label_audit: (fof.StringField, {}),
                 names.pie_levels: (fof.ListField, {"subfield": fof.StringField}),
                 names.suggested: (fof.EmbeddedDocumentField, {"embedded_doc_type": fo.Classification})}
     for field, (kind, kwargs) in declared.items():
@@ -427,6 +434,13 @@ def save_views(dataset, run_key: str, names: RunNames, level_names: list[str]) -
         dataset.exists(names.duplicate_cluster).sort_by(names.duplicate_cluster).group_by(
             names.duplicate_cluster, order_by="filepath"),
         description=f"Exact and near duplicates found by run {run_key!r}, one group per cluster",
+        overwrite=True,
+    )
+    dataset.save_view(
+        names.label_audit_view,
+        dataset.exists(names.label_audit).shuffle(seed=0),
+        description=f"Images of run {run_key!r} drawn at random to count its wrong labels: tag each label:wrong (or "
+                    "relabel it) or label:right; curate status counts them",
         overwrite=True,
     )
     dataset.save_view(

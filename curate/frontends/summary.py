@@ -100,6 +100,8 @@ def flag_lines(result) -> list[Line]:
     if "ambiguous_probe_recall" in thresholds:
         lines.append((ambiguous_sentence(thresholds["ambiguous_evenness"], thresholds["ambiguous_probe_recall"],
                                          thresholds["ambiguous_dataset_rate"]), None))
+    if result.manifest.get("label_audit"):
+        lines.append((audit_invitation(result.manifest["label_audit"]), None))
     if result.manifest.get("duplicates"):
         lines.append((duplicates_sentence(result.manifest["duplicates"]), None))
     if "corruption" in samples:
@@ -177,6 +179,49 @@ def trust_sentence(expected_among_flags: float, n_flags: int, expected_total: fl
     return (head + f"the whole dataset is expected to hold about {expected_total:.0f} wrong labels "
             f"({100 * expected_total / max(n, 1):.1f}%), {missed:.0f} of them among images not flagged "
             "(sort the label-noise view by P(label wrong) to work down from the likeliest).")
+
+
+def audit_invitation(record: dict) -> str:
+    """Where the label audit is and what reviewing it gives (:mod:`curate.science.audit`)."""
+    strata = record["strata"]
+    drawn = sum(s["audit"] for s in strata.values())
+    parts = ", ".join(f"{s['audit']} {name}" for name, s in strata.items() if s["audit"])
+    return (f"Label audit: {drawn} images drawn at random ({parts}) in the label-audit view. Tag each label:wrong "
+            "(or relabel it) or label:right, and `curate status` counts the dataset's wrong labels from them "
+            "with an interval. The count above comes from the networks, which miss the noise they learned when "
+            "trained on many wrong labels; the audit's does not.")
+
+
+def label_audit_sentence(estimate, expected_by_model: float | None, drawn: int) -> str:
+    """``curate status``: what the label-audit images reviewed so far say (:func:`curate.science.review.label_audit_review`)."""
+    view = "label-audit view"
+    reviewed = sum(estimate.reviewed)
+    head = f"Label audit: {reviewed} reviewed, {sum(estimate.wrong)} of them wrongly labelled"
+    if not reviewed:
+        return (f"Label audit: none reviewed yet. Tag the {drawn} images of the {view} label:wrong (or relabel them) "
+                "or label:right to count the dataset's wrong labels with an interval.")
+    level = f"{100 * estimate.level:.0f}%"
+    if estimate.wrong_labels is None:
+        from curate.science.audit import STRATA
+
+        missing = [name for name, size, n in zip(STRATA, estimate.sizes, estimate.reviewed) if size and not n]
+        text = f"{head}; review at least one {' and one '.join(missing)} image of the {view} for a count."
+    else:
+        total = estimate.wrong_labels
+        text = (f"{head}. The dataset holds about {total.estimate:,.0f} wrong labels ({level} interval "
+                f"{total.low:,.0f}-{total.high:,.0f}")
+        if expected_by_model is not None:
+            text += f"; the networks' count was {expected_by_model:,.0f}"
+        text += ")."
+    if estimate.flag_precision is not None:
+        p = estimate.flag_precision
+        text += (f" The label-noise flags are {100 * p.estimate:.0f}% right ({100 * p.low:.0f}-{100 * p.high:.0f}%)")
+        if estimate.flag_recall is not None:
+            r = estimate.flag_recall
+            text += f" and catch {100 * r.estimate:.0f}% of the wrong labels ({100 * r.low:.0f}-{100 * r.high:.0f}%)"
+        text += "."
+    left = drawn - reviewed
+    return text + (f" {left} audit images left to review: each narrows the intervals." if left > 0 else "")
 
 
 def in_sample_view_sentence(view: dict) -> str:
@@ -261,12 +306,16 @@ def status_lines(status) -> list[Line]:
     lines += [(f"Warning: {warning}", "warning") for warning in status.warnings]
     lines.append((table([[flag, *row] for flag, row in zip(counts.index, counts.to_numpy().tolist())],
                         ["flag", *counts.columns]), None))
-    from curate.science.review import label_noise_review
+    from curate.science.review import label_audit_review, label_noise_review
 
     if "p_label_wrong" in plan:
         review = label_noise_review(plan)
         if review["flags"] and review["has_probabilities"]:
             lines.append((label_noise_review_sentence(review), None))
+    audit = label_audit_review(plan)
+    if audit is not None:
+        modelled = float(np.nansum(plan["p_label_wrong"])) if "p_label_wrong" in plan else None
+        lines.append((label_audit_sentence(audit, modelled, int(plan["label_audit"].astype(bool).sum())), None))
     reasons = plan[plan["action"] != "keep"]["reason"].fillna("").astype(str).str.replace(r" [^ ]+ -> [^ ]+ ", " ", regex=True)
     notes = plan[(plan["action"] == "keep") & (plan["reason"] != "")]["reason"].value_counts()
     lines.append(("\n" + export_now_sentence(plan) + (":" if len(reasons) or len(notes) else "."), None))

@@ -222,10 +222,11 @@ def student_level_name(spec: str) -> str:
     return f"distill{round(share * 100):02d}" + (f"-d{stages}" if stages != 3 else "")
 
 
-JOB_OUTPUTS = 3
+JOB_OUTPUTS = 4
 """Version of what a population job computes (its predictions' meaning: control copy, image windows,
-probe construction, compression footprints, filter pruning and students). Part of the fingerprint, so a stored job from an older version is retrained
-rather than read with another meaning."""
+probe construction, compression footprints, filter pruning and students; 4: two-object probes placed as
+objects fall, and the first job's feature embedding). Part of the fingerprint, so a stored job from an
+older version is retrained rather than read with another meaning. Bump it with every change to a job's outputs."""
 
 
 def _file_digest(path: str) -> str:

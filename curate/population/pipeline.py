@@ -19,6 +19,7 @@ import pandas as pd
 
 from curate import __version__
 from curate.science.analysis import analyse, flag_samples, matched_overlaps, overlap_table, population_warnings, sample_table
+from curate.science.audit import audit_columns, audit_record
 from curate.science.crossfit import check_fold_support, stratified_folds
 from curate.population.executor import Executor, InProcessExecutor, MemberJob
 from curate.data.faults import checkpoint
@@ -391,7 +392,9 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
                                        probe_labels=population.probes.class_a)
     samples = sample_table(scores, kept.labels, kept.classes, config.level_names, kept.filepaths, kept.splits,
                            sample_ids=kept.sample_ids, categories=categories, flag_reasons=reasons)
-    samples = pd.concat([samples, severity.add_prefix("quality_"), duplicate_columns(duplicates)], axis=1)
+    # A random sample for a reviewer to count the wrong labels with, whatever the networks learned.
+    audit = audit_columns(categories.label_wrong_probability, categories.label_noise, seed=config.seed)
+    samples = pd.concat([samples, severity.add_prefix("quality_"), duplicate_columns(duplicates), audit], axis=1)
     store.save_probs(config.level_names, dense=dense, compressed=compressed, control=population.control,
                      regions=population.regions, probe_regions=population.probe_regions,
                      dense_in=population.dense_in, compressed_in=population.compressed_in,
@@ -446,6 +449,7 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
         "duplicates": {"images": int(duplicates.is_duplicate.sum()), "clusters": int(len(np.unique(
             duplicates.cluster[duplicates.is_duplicate]))), "exact": int(duplicates.exact.sum()),
             "leaks": int(duplicates.leak.sum()), **({} if by_features is None else by_features.record())},
+        "label_audit": audit_record(audit),
         "files": ["manifest.json", "probs.npz", "samples.parquet", "classes.csv", "levels.csv", "overlap.csv",
                   "quality.parquet",
                   *(["robustness.csv"] if config.robustness else []), "jobs/"],

@@ -9,7 +9,13 @@ sample tag          meaning
 ``rejected``        the flag is wrong: the sample is fine as it is
 ``remove``          leave the sample out of exports, whatever its flag
 ``relabel:<class>`` the right label is ``<class>`` (``relabel:suggested``: curate's suggestion)
+``label:wrong``     label audit: the label is wrong, whatever the sample's flag
+``label:right``     label audit: the label is right
 ==================  ==================================================================
+
+The two ``label:*`` tags answer the label audit's one question (:mod:`curate.science.audit`) and
+are kept apart from the flag review, since an audit image may carry any flag: confirming that an image
+is atypical says nothing about its label.
 
 Editing the label itself in the App counts as a relabel too: curate compares the label field
 with the label the run saw. The App plugin (``curate plugin install``) sets these tags for the
@@ -27,11 +33,13 @@ import numpy as np
 import pandas as pd
 
 CONFIRMED, REJECTED, REMOVE = "confirmed", "rejected", "remove"
+LABEL_WRONG, LABEL_RIGHT = "label:wrong", "label:right"
+AUDIT_TAGS = (LABEL_WRONG, LABEL_RIGHT)
 RELABEL_PREFIX = "relabel:"
 SUGGESTED = "suggested"
 REVIEW_TAGS = (CONFIRMED, REJECTED, REMOVE)
 STATES = ("unreviewed", CONFIRMED, REJECTED, "relabelled", REMOVE)
-DECISIONS = ("confirm", "reject", "remove", "relabel_suggested", "relabel", "clear")
+DECISIONS = ("confirm", "reject", "remove", "relabel_suggested", "relabel", "label_wrong", "label_right", "clear")
 EVAL_SPLITS = ("val", "validation", "test")
 SPLIT_TAGS = ("train", *EVAL_SPLITS)
 REQUIRED = ("sample_id", "filepath", "label", "run_label", "split", "flag", "suggested", "tags")
@@ -101,7 +109,8 @@ def apply_decision(tags: list[str], decision: str, label: str | None = None,
     ``relabel:*``), so a sample never carries contradictory ones; other tags (splits, ``pie:*``,
     the user's own) are kept in order. ``relabel`` needs ``label`` (checked against ``classes``
     when given); ``relabel_suggested`` tags ``relabel:suggested``, resolved to curate's suggestion
-    at export; ``clear`` only removes review tags.
+    at export; ``clear`` only removes review tags. ``label_wrong`` and ``label_right`` (the label audit's
+    verdicts) replace only each other, and ``clear`` removes them too.
     """
     if decision not in DECISIONS:
         raise ReviewError(f"Unknown review decision {decision!r}; use one of {list(DECISIONS)}.")
@@ -110,7 +119,10 @@ def apply_decision(tags: list[str], decision: str, label: str | None = None,
             raise ReviewError("The relabel decision needs the right label; choose one of the classes.")
         if classes is not None and label not in classes:
             raise ReviewError(f"Cannot relabel to {label!r}: not a class; classes are {list(classes)}.")
-    kept = [t for t in tags if t not in REVIEW_TAGS and not t.startswith(RELABEL_PREFIX)]
+    if decision in ("label_wrong", "label_right"):
+        return [t for t in tags if t not in AUDIT_TAGS] + [LABEL_WRONG if decision == "label_wrong" else LABEL_RIGHT]
+    cleared = REVIEW_TAGS + (AUDIT_TAGS if decision == "clear" else ())
+    kept = [t for t in tags if t not in cleared and not t.startswith(RELABEL_PREFIX)]
     added = {
         "confirm": CONFIRMED, "reject": REJECTED, "remove": REMOVE,
         "relabel_suggested": RELABEL_PREFIX + SUGGESTED, "relabel": f"{RELABEL_PREFIX}{label}", "clear": None,
@@ -164,6 +176,8 @@ def plan_export(table: pd.DataFrame, classes: list[str], policy: ExportPolicy = 
             action, new_label, reason = "relabel", target, f"relabelled {row.run_label} -> {target} by a reviewer"
         elif state == CONFIRMED and flag in policy.drop_confirmed:
             action, reason = "drop", f"confirmed {flag}"
+        elif LABEL_WRONG in tags and "label_noise" in policy.drop_confirmed:
+            action, reason = "drop", "label wrong (label audit)"
         elif state == "unreviewed" and flag and flag in policy.drop_unreviewed:
             if in_eval and not policy.drop_unreviewed_in_eval:
                 reason = f"unreviewed {flag} kept: {row.split} is an evaluation split"
@@ -210,6 +224,26 @@ def label_noise_review(plan: pd.DataFrame) -> dict[str, float]:
             "expected": float(np.nansum(p[decided])), "confirmed": int((decided & wrong).sum()),
             "unreviewed": int((~decided).sum()), "unreviewed_expected": float(np.nansum(p[~decided])),
             "has_probabilities": bool(p.notna().any())}
+
+
+def label_audit_review(plan: pd.DataFrame, *, level: float = 0.9):
+    """The dataset's wrong labels, and the label-noise flags' precision and recall, from the label-audit
+    images reviewed so far (:func:`curate.science.audit.estimate_from_audit`); ``None`` for runs without an audit.
+
+    ``plan`` is :func:`plan_export`'s with ``audit_stratum`` and ``label_audit`` columns. An audit image's
+    label is wrong when tagged ``label:wrong`` or relabelled, right when tagged ``label:right``; other
+    tags (a flag's ``confirmed``, ``remove``) say nothing about it.
+    """
+    from curate.science.audit import estimate_from_audit
+
+    if "label_audit" not in plan or not plan["label_audit"].astype(bool).any():
+        return None
+    drawn = plan["label_audit"].astype(bool).to_numpy()
+    said_wrong = np.array([LABEL_WRONG in tags for tags in plan["tags"]], dtype=bool)
+    said_right = np.array([LABEL_RIGHT in tags for tags in plan["tags"]], dtype=bool)
+    wrong = said_wrong | (plan["state"] == "relabelled").to_numpy()
+    decided = drawn & (wrong | said_right)
+    return estimate_from_audit(plan["audit_stratum"].to_numpy(dtype=object), decided, wrong, level=level)
 
 
 def stratified_splits(labels: np.ndarray, fractions: tuple[float, ...], seed: int,

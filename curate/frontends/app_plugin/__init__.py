@@ -29,6 +29,8 @@ DECISION_LABELS = {
     "remove": "Remove the sample from exports",
     "relabel_suggested": "Relabel to curate's suggestion",
     "relabel": "Relabel to a class I choose",
+    "label_wrong": "Label audit: the label is wrong",
+    "label_right": "Label audit: the label is right",
     "clear": "Clear my review of these samples",
 }
 
@@ -41,6 +43,8 @@ def done_message(decision: str, n: int, label: str | None = None) -> str:
         "remove": f"Marked {samples} for removal from exports",
         "relabel_suggested": f"Marked {samples} for relabelling to curate's suggestion",
         "relabel": f"Marked {samples} for relabelling to {label!r}",
+        "label_wrong": f"Audit: marked the label of {samples} wrong",
+        "label_right": f"Audit: marked the label of {samples} right",
         "clear": f"Cleared the review of {samples}",
     }[decision]
 

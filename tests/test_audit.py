@@ -1,0 +1,117 @@
+"""The label audit (curate.science.audit): strata, the random draw, and the count it gives, on hand-made arrays."""
+
+import numpy as np
+import pytest
+
+from curate.science.audit import (DOUBT, PER_STRATUM, STRATA, audit_columns, audit_record, audit_strata, draw_audit,
+                                  estimate_from_audit)
+
+
+def test_strata_follow_the_flag_then_the_doubt():
+    p = np.array([0.9, 0.6, 0.3, DOUBT, 0.05, np.nan])
+    flagged = np.array([True, False, False, False, True, False])
+    assert audit_strata(p, flagged).tolist() == ["flagged", "doubtful", "doubtful", "doubtful", "flagged", "trusted"]
+
+
+def test_draw_takes_per_stratum_at_random_and_all_of_a_small_one():
+    strata = np.array(["flagged"] * 5 + ["doubtful"] * 30 + ["trusted"] * 500, dtype=object)
+    drawn = draw_audit(strata, per_stratum=20, seed=3)
+    assert [(drawn & (strata == h)).sum() for h in STRATA] == [5, 20, 20]
+    assert np.array_equal(drawn, draw_audit(strata, per_stratum=20, seed=3))
+    assert not np.array_equal(drawn, draw_audit(strata, per_stratum=20, seed=4))
+    # Not the first images of a stratum: a random sample.
+    assert drawn[35:].nonzero()[0].max() > 100
+
+
+def test_estimate_by_hand():
+    # 10 flagged (5 reviewed, 4 wrong), 20 doubtful (4 reviewed, 1 wrong), 70 trusted (5 reviewed, none wrong).
+    strata = np.array(["flagged"] * 10 + ["doubtful"] * 20 + ["trusted"] * 70, dtype=object)
+    reviewed = np.zeros(100, bool)
+    reviewed[[0, 1, 2, 3, 4, 10, 11, 12, 13, 30, 31, 32, 33, 34]] = True
+    wrong = np.zeros(100, bool)
+    wrong[[0, 1, 2, 3, 10]] = True
+    estimate = estimate_from_audit(strata, reviewed, wrong)
+    assert estimate.sizes == (10, 20, 70) and estimate.reviewed == (5, 4, 5) and estimate.wrong == (4, 1, 0)
+    total = estimate.wrong_labels
+    assert total.estimate == pytest.approx(10 * 4 / 5 + 20 * 1 / 4 + 0)  # 13
+    # At least the five wrong labels seen; none seen among the trusted cannot rule out none there.
+    assert 5 <= total.low <= 13 <= total.high <= 100 - 9
+    assert estimate.flag_precision.estimate == pytest.approx(0.8)
+    assert 0.4 < estimate.flag_precision.low < 0.8 < estimate.flag_precision.high <= 1.0
+    assert estimate.flag_recall.estimate == pytest.approx(8 / 13)
+    assert estimate.flag_recall.low < 8 / 13 < estimate.flag_recall.high
+    # The same reviews give the same figures.
+    assert estimate == estimate_from_audit(strata, reviewed, wrong)
+
+
+def test_fully_reviewed_strata_are_counted_exactly():
+    strata = np.array(["flagged"] * 4 + ["doubtful"] * 3 + ["trusted"] * 5, dtype=object)
+    wrong = np.array([1, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0], bool)
+    estimate = estimate_from_audit(strata, np.ones(12, bool), wrong)
+    assert (estimate.wrong_labels.estimate, estimate.wrong_labels.low, estimate.wrong_labels.high) == (4, 4, 4)
+    assert estimate.flag_precision.low == estimate.flag_precision.high == 0.75
+
+
+def test_no_count_until_every_stratum_has_a_review():
+    strata = np.array(["flagged"] * 4 + ["doubtful"] * 3 + ["trusted"] * 5, dtype=object)
+    reviewed = np.array([1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0], bool)
+    estimate = estimate_from_audit(strata, reviewed, np.ones(12, bool))
+    assert not estimate.complete and estimate.wrong_labels is None and estimate.flag_recall is None
+    assert estimate.flag_precision.estimate == 1.0
+    # An empty stratum needs no review.
+    estimate = estimate_from_audit(strata[4:], np.array([1, 0, 0, 1, 0, 0, 0, 0], bool), np.zeros(8, bool))
+    assert estimate.complete and estimate.flag_precision is None and estimate.wrong_labels.low == 0
+
+
+def test_intervals_cover_the_truth_where_the_model_that_chose_the_strata_is_wrong():
+    # A run whose P(label wrong) is far too low (as on CIFAR-10N `worse`): the flags hold few of the
+    # 3,000 wrong labels and the trusted images many. The audit's 90% interval still covers the truth
+    # about 90% of the time; the model's own count (here 600) never does.
+    rng = np.random.default_rng(0)
+    n = 10_000
+    wrong = rng.random(n) < 0.3
+    p_wrong = np.clip(np.where(wrong, rng.beta(2, 6, n), rng.beta(1, 12, n)), 0, 1)
+    flagged = p_wrong >= 0.5
+    strata = audit_strata(p_wrong, flagged)
+    covered = [estimate_from_audit(strata, draw_audit(strata, seed=s), wrong, draws=4000, seed=s)
+               .wrong_labels for s in range(120)]
+    coverage = np.mean([c.low <= wrong.sum() <= c.high for c in covered])
+    assert coverage >= 0.85, coverage
+    assert p_wrong.sum() < 0.8 * wrong.sum()
+
+
+def test_columns_and_record():
+    p = np.r_[np.full(30, 0.8), np.full(30, 0.2), np.full(100, 0.01)]
+    columns = audit_columns(p, p >= 0.5, seed=1)
+    assert list(columns) == ["audit_stratum", "label_audit"]
+    assert int(columns["label_audit"].sum()) == 3 * PER_STRATUM
+    record = audit_record(columns)
+    assert record["strata"] == {"flagged": {"images": 30, "audit": 20}, "doubtful": {"images": 30, "audit": 20},
+                                "trusted": {"images": 100, "audit": 20}}
+
+
+def test_bad_input_names_the_problem():
+    with pytest.raises(ValueError, match="one value per image"):
+        audit_strata(np.zeros(3), np.zeros(4, bool))
+    with pytest.raises(ValueError, match="Unknown audit strata"):
+        draw_audit(np.array(["flagged", "maybe"], dtype=object))
+    with pytest.raises(ValueError, match="level must lie"):
+        estimate_from_audit(np.array(["flagged"], dtype=object), np.ones(1, bool), np.ones(1, bool), level=90)
+
+
+def test_status_sentence_in_plain_words():
+    from curate.frontends.summary import label_audit_sentence
+
+    strata = np.array(["flagged"] * 10 + ["doubtful"] * 20 + ["trusted"] * 70, dtype=object)
+    reviewed, wrong = np.zeros(100, bool), np.zeros(100, bool)
+    assert "none reviewed yet. Tag the 6 images" in label_audit_sentence(
+        estimate_from_audit(strata, reviewed, wrong), 3.0, 6)
+    reviewed[[0, 1, 10]] = True
+    wrong[[0]] = True
+    partial = label_audit_sentence(estimate_from_audit(strata, reviewed, wrong), 3.0, 6)
+    assert "3 reviewed, 1 of them wrongly labelled; review at least one trusted image" in partial
+    assert "flags are 50% right" in partial and "3 audit images left" in partial
+    reviewed[30] = True
+    done = label_audit_sentence(estimate_from_audit(strata, reviewed, wrong), 3.0, 4)
+    assert "The dataset holds about 5 wrong labels (90% interval " in done and "networks' count was 3" in done
+    assert "catch 100% of the wrong labels" in done and "left to review" not in done
