@@ -178,6 +178,10 @@ def test_label_audit_verdicts_count_and_a_wrong_label_leaves_the_export():
     assert estimate.sizes == (4, 2, 3)
     assert estimate.wrong_labels.estimate == pytest.approx(4 * 1 + 2 * 0.5 + 3 * 1)
     assert label_audit_review(plan.drop(columns=["label_audit", "audit_stratum"])) is None
+    # An unreviewed label-noise flag whose label the audit found right is not dropped as unreviewed noise.
+    rows.loc[rows["sample_id"] == "f", "tags"] = pd.Series([["label:right"]], index=rows.index[rows["sample_id"] == "f"])
+    dropping = plan_export(rows, CLASSES, ExportPolicy(drop_unreviewed=("label_noise",))).set_index("sample_id")
+    assert dropping.loc["f", "action"] == "keep" and dropping.loc["f", "state"] == "unreviewed"
 
 
 def test_audit_verdicts_replace_each_other_not_the_flag_review():

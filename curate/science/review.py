@@ -178,7 +178,8 @@ def plan_export(table: pd.DataFrame, classes: list[str], policy: ExportPolicy = 
             action, reason = "drop", f"confirmed {flag}"
         elif LABEL_WRONG in tags and "label_noise" in policy.drop_confirmed:
             action, reason = "drop", "label wrong (label audit)"
-        elif state == "unreviewed" and flag and flag in policy.drop_unreviewed:
+        elif (state == "unreviewed" and flag and flag in policy.drop_unreviewed
+              and not (flag == "label_noise" and LABEL_RIGHT in tags)):  # the audit said the label is right
             if in_eval and not policy.drop_unreviewed_in_eval:
                 reason = f"unreviewed {flag} kept: {row.split} is an evaluation split"
             else:
