@@ -256,6 +256,7 @@ def test_the_demo_finds_its_planted_problems_and_the_app_opens_on_them(fo, tmp_p
     assert config.active_fields.paths == ["ground_truth", "curate_suggested", "curate_dense", "curate_prune90"]
     groups = {g.name: g for g in config.sidebar_groups}
     assert groups["curate: review"].expanded and "curate_p_label_wrong" in groups["curate: review"].paths
+    assert "curate_label_audit" in groups["curate: review"].paths
     view = dataset.load_saved_view("label-noise")
     wrong = view.values("curate_p_label_wrong")
     assert wrong == sorted(wrong, reverse=True) and min(wrong) >= 0.5

@@ -476,7 +476,7 @@ def configure_app(dataset, run_key: str, names: RunNames, label_field: str, leve
     card = [label_field, names.suggested, names.dense] + ([strongest] if strongest else [])
     review = [names.category, names.p_label_wrong, names.reason, names.suggested, names.dense,
               *([strongest] if strongest else []), names.label_noise, names.corruption, names.pie,
-              names.pie_score, names.pie_beyond_control, names.pie_levels, names.flag_score]
+              names.pie_score, names.pie_beyond_control, names.pie_levels, names.flag_score, names.label_audit]
     others = [field for field in names.levels.values() if field != strongest]
     review_group, levels_group = app_groups(run_key)
     config = dataset.app_config
