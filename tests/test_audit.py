@@ -115,3 +115,14 @@ def test_status_sentence_in_plain_words():
     done = label_audit_sentence(estimate_from_audit(strata, reviewed, wrong), 3.0, 4)
     assert "The dataset holds about 5 wrong labels (90% interval " in done and "networks' count was 3" in done
     assert "catch 100% of the wrong labels" in done and "left to review" not in done
+
+
+def test_the_summary_says_when_two_counts_from_the_same_predictions_disagree():
+    from curate.frontends.summary import count_disagreement_sentence, counts_disagree
+
+    # CIFAR-10N worse (the networks learned the noise) and clean labels with a weak population
+    # (confident learning counts confusion): both disagree; trained digits: they agree.
+    assert counts_disagree(1373, 4125) and counts_disagree(37, 2607)
+    assert not counts_disagree(96, 84) and not counts_disagree(0, 2) and not counts_disagree(0.2, 0)
+    sentence = count_disagreement_sentence(1373.0, 4125)
+    assert "counts 4,125 wrong labels against the noise model's 1,373" in sentence and "label audit" in sentence

@@ -54,8 +54,15 @@ def test_label_audit_counts_what_the_reviewer_found(fo, digits_run):
     from curate.fiftyone.export import review_plan
     from curate.science.review import label_audit_review
 
+    from curate.frontends.summary import counts_disagree
+
     _, run_dir, output = digits_run
     assert "Label audit:" in output and "label-audit view" in output
+    # The summary says when the noise model's and confident learning's counts disagree, and only then.
+    samples = pd.read_parquet(run_dir / "samples.parquet")
+    confident = json.loads((run_dir / "manifest.json").read_text())["label_noise_count"]["confident_learning"]
+    disagree = counts_disagree(float(samples["label_wrong_probability"].sum()), confident)
+    assert ("confident learning counts" in output) == disagree
     result = invoke("demo", "--clean", "--dataset", "test-audit", "--run-dir", str(run_dir), *TINY)
     assert result.exit_code == 0, result.output
     dataset = fo.load_dataset("test-audit")

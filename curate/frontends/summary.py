@@ -86,9 +86,12 @@ def flag_lines(result) -> list[Line]:
     lines.append((f"Suspected label errors, PIE or not: {noisy} ({100 * noisy / len(samples):.2f}%), "
                   "each with a suggested label and P(label wrong)", None))
     if result.categories.label_wrong_probability is not None:
+        expected = float(np.nansum(result.categories.label_wrong_probability))
         lines.append((trust_sentence(result.categories.expected_wrong_among(samples["label_noise"].to_numpy(bool)),
-                                     noisy, float(np.nansum(result.categories.label_wrong_probability)),
-                                     len(samples)), None))
+                                     noisy, expected, len(samples)), None))
+        confident = result.manifest.get("label_noise_count", {}).get("confident_learning")
+        if confident is not None and counts_disagree(expected, confident):
+            lines.append((count_disagreement_sentence(expected, confident), None))
     view = result.manifest.get("in_sample_view")
     if view:
         lines.append((in_sample_view_sentence(view), None))
@@ -179,6 +182,26 @@ def trust_sentence(expected_among_flags: float, n_flags: int, expected_total: fl
     return (head + f"the whole dataset is expected to hold about {expected_total:.0f} wrong labels "
             f"({100 * expected_total / max(n, 1):.1f}%), {missed:.0f} of them among images not flagged "
             "(sort the label-noise view by P(label wrong) to work down from the likeliest).")
+
+
+COUNT_FACTOR = 2.0
+"""How far apart the noise model's and confident learning's counts of wrong labels may be before the summary
+says the population cannot settle the count: a factor of two is a disagreement about the size of the problem,
+not about its last decimal."""
+
+
+def counts_disagree(model: float, confident: float) -> bool:
+    """The two counts of wrong labels differ by more than :data:`COUNT_FACTOR` (a count under one is one)."""
+    low, high = sorted((max(model, 1.0), max(float(confident), 1.0)))
+    return high > COUNT_FACTOR * low
+
+
+def count_disagreement_sentence(model: float, confident: float) -> str:
+    """Why two counts of wrong labels from the same predictions can differ, and what settles it."""
+    return (f"  confident learning counts {confident:,.0f} wrong labels against the noise model's {model:,.0f}: "
+            "networks trained on many wrong labels learn part of the noise, which the noise model then misses, and "
+            "weak networks confuse classes, which confident learning then counts; these predictions cannot tell "
+            "which happened here. The label audit below can.")
 
 
 def audit_invitation(record: dict) -> str:
