@@ -330,6 +330,9 @@ def _write_fields(fo, dataset, ids: list[str], result, names: RunNames) -> None:
         values[names.pie_beyond_control].append(None if scores.control is None else bool(scores.control.beyond[:, i].any()))
     categories = result.categories
     samples = result.samples
+    # An audit image's field is its stratum; the others have none (runs before the audit: no image).
+    audit = ([str(h) if drawn else None for h, drawn in zip(samples["audit_stratum"], samples["label_audit"])]
+             if "label_audit" in samples else [None] * len(ids))
     for i in range(len(ids)):
         category = categories.category[i]
         noisy, corrupt = bool(categories.label_noise[i]), bool(categories.corruption[i])
@@ -349,8 +352,7 @@ def _write_fields(fo, dataset, ids: list[str], result, names: RunNames) -> None:
         values[names.duplicate_cluster].append(cluster if cluster >= 0 else None)
         wrong = None if categories.label_wrong_probability is None else float(categories.label_wrong_probability[i])
         values[names.p_label_wrong].append(wrong if wrong is not None and np.isfinite(wrong) else None)
-        drawn = "label_audit" in samples and bool(samples["label_audit"].iat[i])
-        values[names.label_audit].append(str(samples["audit_stratum"].iat[i]) if drawn else None)
+        values[names.label_audit].append(audit[i])
     # A run can find no PIE or flag at all; FiftyOne cannot infer a field's type from all-None values.
     import fiftyone.core.fields as fof
 

@@ -135,8 +135,7 @@ def estimate_from_audit(strata: np.ndarray, reviewed: np.ndarray, wrong: np.ndar
     def interval(point: float, lows: np.ndarray, highs: np.ndarray) -> Interval:
         return Interval(float(point), float(np.quantile(lows, tails)), float(np.quantile(highs, 1.0 - tails)))
 
-    with np.errstate(invalid="ignore", divide="ignore"):
-        point_h = np.where(n > 0, sizes * k / np.maximum(n, 1), 0.0)
+    point_h = np.where(n > 0, sizes * k / np.maximum(n, 1), 0.0)
     complete = bool(((n > 0) | (sizes == 0)).all())
     flags = sizes[0]
     precision = interval(k[0] / n[0], floor[0] / flags, ceiling[0] / flags) if n[0] > 0 else None
@@ -153,14 +152,13 @@ def estimate_from_audit(strata: np.ndarray, reviewed: np.ndarray, wrong: np.ndar
                          flag_recall=recall, level=level)
 
 
-def audit_columns(p_wrong: np.ndarray, flagged: np.ndarray, *, per_stratum: int = PER_STRATUM,
-                  seed: int = 0):
+def audit_columns(p_wrong: np.ndarray, flagged: np.ndarray, *, seed: int = 0):
     """The per-sample columns of ``samples.parquet``: every image's ``audit_stratum`` and whether it was
-    drawn for the ``label_audit``."""
+    drawn (:data:`PER_STRATUM` a stratum, as :func:`audit_record` records) for the ``label_audit``."""
     import pandas as pd
 
     strata = audit_strata(p_wrong, flagged)
-    return pd.DataFrame({"audit_stratum": strata, "label_audit": draw_audit(strata, per_stratum=per_stratum, seed=seed)})
+    return pd.DataFrame({"audit_stratum": strata, "label_audit": draw_audit(strata, seed=seed)})
 
 
 def audit_record(columns) -> dict:
