@@ -75,24 +75,33 @@ def audit_coverage(p_wrong: np.ndarray, flagged: np.ndarray, truth: np.ndarray, 
     """The label audit (:mod:`curate.science.audit`) with the truth as its reviewer, drawn ``repeats`` times per
     audit size: how often its 90% interval holds the true number of wrong labels (and the flags' true precision),
     and how wide it is, beside the noise model's own count."""
-    from curate.science.audit import audit_strata, draw_audit, estimate_from_audit
+    from curate.science.audit import audit_strata, audited_p_wrong, draw_audit, estimate_from_audit
 
     strata = audit_strata(p_wrong, flagged)
     rows = []
+    in_flags = max(1, int(truth[flagged].sum()))
     for per_stratum in (20, 50):
-        counts, precisions = [], []
+        counts, precisions, eces, flag_errors = [], [], [], []
         for seed in range(repeats):
             drawn = draw_audit(strata, per_stratum=per_stratum, seed=seed)
             estimate = estimate_from_audit(strata, drawn, truth, draws=4000, seed=seed)
             counts.append(estimate.wrong_labels)
             if estimate.flag_precision is not None:
                 precisions.append(estimate.flag_precision.low <= truth[flagged].mean() <= estimate.flag_precision.high)
+            # The probabilities calibrated by this audit, judged on the images it did not review.
+            audited = audited_p_wrong(p_wrong, strata, drawn, truth)
+            eces.append(reliability_table(audited[~drawn], truth[~drawn])[1])
+            flag_errors.append((audited[flagged].sum() - truth[flagged].sum()) / in_flags)
         rows.append({"reviews": int(drawn.sum()), "wrong": int(truth.sum()), "model_count": float(p_wrong.sum()),
                      "coverage": float(np.mean([c.low <= truth.sum() <= c.high for c in counts])),
                      "median_width": float(np.median([c.high - c.low for c in counts])),
                      "median_estimate": float(np.median([c.estimate for c in counts])),
-                     "precision_coverage": float(np.mean(precisions)) if precisions else float("nan")})
-    print(f"  label audit with the truth as reviewer (90% intervals, {repeats} draws each):")
+                     "precision_coverage": float(np.mean(precisions)) if precisions else float("nan"),
+                     "audited_ece_median": float(np.median(eces)), "audited_ece_p90": float(np.quantile(eces, 0.9)),
+                     "audited_flags_within_10pct": float(np.mean(np.abs(flag_errors) <= 0.1))})
+    print(f"  label audit with the truth as reviewer (90% intervals, {repeats} draws each; audited_*: P(label wrong) "
+          "calibrated by the audit, ECE on the images it did not review, and how often its expected count among "
+          "the flags is within 10% of the truth):")
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     from curate.frontends.summary import label_audit_sentence
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from curate.science.audit import (DOUBT, PER_STRATUM, STRATA, audit_columns, audit_record, audit_strata, draw_audit,
-                                  estimate_from_audit)
+from curate.science.audit import (DOUBT, PER_STRATUM, STRATA, audit_columns, audit_record, audit_strata,
+                                  audited_p_wrong, draw_audit, estimate_from_audit)
 
 
 def test_strata_follow_the_flag_then_the_doubt():
@@ -80,6 +80,57 @@ def test_intervals_cover_the_truth_where_the_model_that_chose_the_strata_is_wron
     assert p_wrong.sum() < 0.8 * wrong.sum()
 
 
+def test_audited_probabilities_by_hand():
+    p = np.array([0.9, 0.7, 0.6, 0.8,  0.3, 0.2, 0.1,  0.01, 0.02, 0.03])
+    strata = audit_strata(p, p >= 0.5)
+    reviewed = np.array([1, 0, 0, 0,  0, 0, 0,  1, 1, 0], bool)
+    wrong = np.array([0, 1, 1, 1,  1, 1, 1,  1, 0, 1], bool)
+    audited = audited_p_wrong(p, strata, reviewed, wrong)
+    # Reviewed images take their verdict; wrong is read nowhere else.
+    assert audited[[0, 7, 8]].tolist() == [0.0, 1.0, 0.0]
+    # Flagged: 0 of 1 reviewed wrong, the model's mean 0.75 worth one review: (0 + 0.75) / 2 for the three others.
+    assert audited[1:4].mean() == pytest.approx(0.375)
+    # Their order stays, and one shift of the log-odds moved them all.
+    assert audited[2] < audited[1] < audited[3]
+    logit = lambda q: np.log(q / (1 - q))  # noqa: E731
+    assert np.ptp(logit(audited[1:4]) - logit(p[1:4])) == pytest.approx(0, abs=1e-6)
+    # Doubtful: nothing reviewed, the model's probabilities stay. Trusted: 1 of 2 wrong, prior 0.02: 1.02 / 3.
+    assert audited[4:7].tolist() == p[4:7].tolist()
+    assert audited[9] == pytest.approx(1.02 / 3)
+    # Nothing reviewed: the run's probabilities.
+    assert np.array_equal(audited_p_wrong(p, strata, np.zeros(10, bool), wrong), p)
+
+
+def test_audited_probabilities_stay_small_where_every_reviewed_label_is_right():
+    # Clean labels: the model's trusted mean is 0.002 and 20 reviews find nothing; a flat prior would
+    # put the rest near 0.024 (0.5 / 21), the model-centred one keeps them near 0.0001.
+    p = np.full(1000, 0.002)
+    strata = audit_strata(p, np.zeros(1000, bool))
+    drawn = draw_audit(strata, seed=0)
+    audited = audited_p_wrong(p, strata, drawn, np.zeros(1000, bool))
+    assert audited[~drawn].max() == pytest.approx(0.002 / 21)
+
+
+def test_audited_probabilities_count_what_the_model_missed():
+    # A run whose probabilities expect 43% of its 3,000 wrong labels. After a 60-image audit they sum to
+    # a count that is right on average over audits, and always inside the audit's own interval: as
+    # precise as the audit, no more (20 reviews of 5,400 trusted images leave a wide spread).
+    rng = np.random.default_rng(1)
+    n = 10_000
+    wrong = rng.random(n) < 0.3
+    p_wrong = np.clip(np.where(wrong, rng.beta(2, 6, n), rng.beta(1, 12, n)), 0, 1)
+    strata = audit_strata(p_wrong, p_wrong >= 0.5)
+    errors = []
+    for seed in range(40):
+        drawn = draw_audit(strata, seed=seed)
+        total = audited_p_wrong(p_wrong, strata, drawn, wrong).sum()
+        interval = estimate_from_audit(strata, drawn, wrong, draws=4000, seed=seed).wrong_labels
+        assert interval.low <= total <= interval.high
+        errors.append(total / wrong.sum() - 1)
+    assert abs(np.mean(errors)) < 0.05, errors
+    assert p_wrong.sum() < 0.5 * wrong.sum()
+
+
 def test_columns_and_record():
     p = np.r_[np.full(30, 0.8), np.full(30, 0.2), np.full(100, 0.01)]
     columns = audit_columns(p, p >= 0.5, seed=1)
@@ -97,6 +148,11 @@ def test_bad_input_names_the_problem():
         draw_audit(np.array(["flagged", "maybe"], dtype=object))
     with pytest.raises(ValueError, match="level must lie"):
         estimate_from_audit(np.array(["flagged"], dtype=object), np.ones(1, bool), np.ones(1, bool), level=90)
+    with pytest.raises(ValueError, match="one value per image"):
+        audited_p_wrong(np.zeros(3), np.array(["trusted"] * 2, dtype=object), np.zeros(3, bool), np.zeros(3, bool))
+    with pytest.raises(ValueError, match="prior_weight must be positive"):
+        audited_p_wrong(np.zeros(1), np.array(["trusted"], dtype=object), np.ones(1, bool), np.ones(1, bool),
+                        prior_weight=0)
 
 
 def test_status_sentence_in_plain_words():
@@ -126,3 +182,30 @@ def test_the_summary_says_when_two_counts_from_the_same_predictions_disagree():
     assert not counts_disagree(96, 84) and not counts_disagree(0, 2) and not counts_disagree(0.2, 0)
     sentence = count_disagreement_sentence(1373.0, 4125)
     assert "counts 4,125 wrong labels against the noise model's 1,373" in sentence and "label audit" in sentence
+
+
+def test_status_reads_the_flags_with_the_audited_probabilities():
+    import pandas as pd
+
+    from curate.frontends.summary import status_lines
+    from curate.science.review import audited_label_probabilities
+
+    # Four flags the run thought 30% wrong each; the reviewer found both audited flags wrong.
+    plan = pd.DataFrame({
+        "flag": ["label_noise"] * 4 + [""] * 4, "p_label_wrong": [0.3] * 4 + [0.01] * 4,
+        "audit_stratum": ["flagged"] * 4 + ["trusted"] * 4, "label_audit": [True, True, False, False, True, False, False, False],
+        "tags": [["label:wrong"], ["label:wrong"], [], [], ["label:right"], [], [], []],
+        "state": ["unreviewed"] * 8, "action": ["keep"] * 8, "reason": [""] * 8})
+    audited = audited_label_probabilities(plan)
+    assert audited[:2].tolist() == [1.0, 1.0] and audited[2:4].mean() == pytest.approx((2 + 0.3) / 3)
+
+    class Status:
+        dataset, run_key, warnings = "d", "curate", []
+        counts = pd.DataFrame({"unreviewed": [4, 4], "total": [4, 4]}, index=["label_noise", "(no flag)"])
+    Status.plan = plan
+    text = "\n".join(line for line, _ in status_lines(Status))
+    assert "the 4 flags are expected to hold about 4 wrong labels by the label audit (1 by the networks alone)" in text
+    # Without a decided audit image, the run's own probabilities.
+    plan["tags"] = [[]] * 8
+    Status.plan = plan
+    assert "expected to hold about 1 wrong labels." in "\n".join(line for line, _ in status_lines(Status))

@@ -329,13 +329,15 @@ def status_lines(status) -> list[Line]:
     lines += [(f"Warning: {warning}", "warning") for warning in status.warnings]
     lines.append((table([[flag, *row] for flag, row in zip(counts.index, counts.to_numpy().tolist())],
                         ["flag", *counts.columns]), None))
-    from curate.science.review import label_audit_review, label_noise_review
+    from curate.science.review import audited_label_probabilities, label_audit_review, label_noise_review
 
+    audit = label_audit_review(plan)
     if "p_label_wrong" in plan:
         review = label_noise_review(plan)
+        audited = audited_label_probabilities(plan) if audit is not None and sum(audit.reviewed) else None
         if review["flags"] and review["has_probabilities"]:
-            lines.append((label_noise_review_sentence(review), None))
-    audit = label_audit_review(plan)
+            lines.append((label_noise_review_sentence(
+                review, label_noise_review(plan, audited) if audited is not None else None), None))
     if audit is not None:
         modelled = float(np.nansum(plan["p_label_wrong"])) if "p_label_wrong" in plan else None
         lines.append((label_audit_sentence(audit, modelled, int(plan["label_audit"].astype(bool).sum())), None))
@@ -347,15 +349,20 @@ def status_lines(status) -> list[Line]:
     return lines
 
 
-def label_noise_review_sentence(review: dict) -> str:
-    """The reviewed label-noise flags against what the run expected them to hold."""
+def label_noise_review_sentence(review: dict, audited: dict | None = None) -> str:
+    """The reviewed label-noise flags against what the run expected them to hold; with ``audited``
+    (the same review read with the audit-calibrated probabilities), what the label audit expects instead."""
+    def expected(key: str, digits: int) -> str:
+        text = f"{(audited or review)[key]:.{digits}f} wrong labels"
+        return text if audited is None else f"{text} by the label audit ({review[key]:.{digits}f} by the networks alone)"
+
     if not review["reviewed"]:
         return (f"Label-noise flags: none reviewed yet; the {review['flags']} flags are expected to hold about "
-                f"{review['expected'] + review['unreviewed_expected']:.0f} wrong labels.")
+                f"{expected('unreviewed_expected', 0)}.")
     return (f"Label-noise flags reviewed: {review['reviewed']} of {review['flags']}. The run expected them to hold "
-            f"{review['expected']:.1f} wrong labels; the reviewer confirmed {review['confirmed']} (confirmed or "
+            f"{expected('expected', 1)}; the reviewer confirmed {review['confirmed']} (confirmed or "
             f"relabelled). The {review['unreviewed']} unreviewed flags are expected to hold about "
-            f"{review['unreviewed_expected']:.0f}.")
+            f"{expected('unreviewed_expected', 0)}.")
 
 
 def export_lines(manifest: dict, out) -> list[Line]:

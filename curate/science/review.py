@@ -206,45 +206,76 @@ def status_table(plan: pd.DataFrame) -> pd.DataFrame:
     return counts
 
 
-def label_noise_review(plan: pd.DataFrame) -> dict[str, float]:
+def label_noise_review(plan: pd.DataFrame, p_wrong: np.ndarray | None = None) -> dict[str, float]:
     """The label-noise flags reviewed so far against what the run expected of them.
 
     ``plan`` is :func:`plan_export`'s with a ``p_label_wrong`` column. Among the samples flagged
     ``label_noise`` that a reviewer decided (confirmed, rejected or relabelled; ``remove`` says
     nothing about the label): ``expected``, the sum of their P(label wrong), against ``confirmed``,
     how many the reviewer found wrong (confirmed or relabelled). ``unreviewed_expected``: what the
-    rest of the flags should still hold.
+    rest of the flags should still hold. ``p_wrong`` (one per plan row) replaces the run's
+    probabilities, e.g. with :func:`audited_label_probabilities`.
     """
     if "p_label_wrong" not in plan:
         raise ValueError("The plan has no p_label_wrong column; it comes from curate.fiftyone.export.review_table.")
-    flagged = plan[plan["flag"] == "label_noise"]
+    if p_wrong is not None and len(p_wrong) != len(plan):
+        raise ValueError(f"p_wrong has {len(p_wrong)} values for a plan of {len(plan)} samples.")
+    is_flag = (plan["flag"] == "label_noise").to_numpy()
+    flagged = plan[is_flag]
     decided = flagged["state"].isin([CONFIRMED, REJECTED, "relabelled"])
     wrong = flagged["state"].isin([CONFIRMED, "relabelled"])
-    p = flagged["p_label_wrong"].astype(float)
+    p = pd.Series(np.asarray(p_wrong, dtype=float)[is_flag] if p_wrong is not None
+                  else flagged["p_label_wrong"].astype(float).to_numpy(), index=flagged.index)
     return {"flags": int(len(flagged)), "reviewed": int(decided.sum()),
             "expected": float(np.nansum(p[decided])), "confirmed": int((decided & wrong).sum()),
             "unreviewed": int((~decided).sum()), "unreviewed_expected": float(np.nansum(p[~decided])),
             "has_probabilities": bool(p.notna().any())}
 
 
-def label_audit_review(plan: pd.DataFrame, *, level: float = 0.9):
-    """The dataset's wrong labels, and the label-noise flags' precision and recall, from the label-audit
-    images reviewed so far (:func:`curate.science.audit.estimate_from_audit`); ``None`` for runs without an audit.
+def _audit_verdicts(plan: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Which label-audit images a reviewer decided, and which of those have a wrong label.
 
-    ``plan`` is :func:`plan_export`'s with ``audit_stratum`` and ``label_audit`` columns. An audit image's
-    label is wrong when tagged ``label:wrong`` or relabelled, right when tagged ``label:right``; other
-    tags (a flag's ``confirmed``, ``remove``) say nothing about it.
+    An audit image's label is wrong when tagged ``label:wrong`` or relabelled, right when tagged
+    ``label:right``; other tags (a flag's ``confirmed``, ``remove``) say nothing about it.
     """
-    from curate.science.audit import estimate_from_audit
-
-    if "label_audit" not in plan or not plan["label_audit"].astype(bool).any():
-        return None
     drawn = plan["label_audit"].astype(bool).to_numpy()
     said_wrong = np.array([LABEL_WRONG in tags for tags in plan["tags"]], dtype=bool)
     said_right = np.array([LABEL_RIGHT in tags for tags in plan["tags"]], dtype=bool)
     wrong = said_wrong | (plan["state"] == "relabelled").to_numpy()
-    decided = drawn & (wrong | said_right)
+    return drawn & (wrong | said_right), wrong
+
+
+def _has_audit(plan: pd.DataFrame) -> bool:
+    return "label_audit" in plan and bool(plan["label_audit"].astype(bool).any())
+
+
+def label_audit_review(plan: pd.DataFrame, *, level: float = 0.9):
+    """The dataset's wrong labels, and the label-noise flags' precision and recall, from the label-audit
+    images reviewed so far (:func:`curate.science.audit.estimate_from_audit`); ``None`` for runs without an audit.
+
+    ``plan`` is :func:`plan_export`'s with ``audit_stratum`` and ``label_audit`` columns.
+    """
+    from curate.science.audit import estimate_from_audit
+
+    if not _has_audit(plan):
+        return None
+    decided, wrong = _audit_verdicts(plan)
     return estimate_from_audit(plan["audit_stratum"].to_numpy(dtype=object), decided, wrong, level=level)
+
+
+def audited_label_probabilities(plan: pd.DataFrame) -> np.ndarray | None:
+    """Every sample's P(label wrong) calibrated by the label audit reviewed so far
+    (:func:`curate.science.audit.audited_p_wrong`); ``None`` for runs without an audit or without
+    probabilities, and the run's own probabilities while no audit image is decided."""
+    from curate.science.audit import audited_p_wrong
+
+    if not _has_audit(plan) or "p_label_wrong" not in plan:
+        return None
+    p_wrong = plan["p_label_wrong"].astype(float).to_numpy()
+    if not np.isfinite(p_wrong).any():
+        return None
+    decided, wrong = _audit_verdicts(plan)
+    return audited_p_wrong(p_wrong, plan["audit_stratum"].to_numpy(dtype=object), decided, wrong)
 
 
 def stratified_splits(labels: np.ndarray, fractions: tuple[float, ...], seed: int,
