@@ -9,6 +9,10 @@ wall time, held-out accuracy of the dense networks and of every pruning level, a
     python scripts/bench_population.py demo --out out/bench_population_demo.json
     python scripts/bench_population.py demo --clean --out out/bench_population_demo_clean.json
     python scripts/bench_population.py cifar10n --n 10000 --out out/bench_population_cifar10n.json
+    python scripts/bench_population.py demo --with-serial --out out/bench_population_demo_executor.json
+
+``--with-serial`` adds a third side: this checkout with ``--executor serial`` (one network after another in
+one process, as the reference trains), which tells what the local worker processes save.
 
 ``demo`` is ``curate demo`` (digits, into FiftyOne), as a new user runs it. ``cifar10n`` is ``curate run`` on a
 CSV manifest of a seeded, stratified CIFAR-10N subset with its clean labels, with every default, without
@@ -87,29 +91,33 @@ def main() -> None:
     parser.add_argument("--clean", action="store_true",
                         help="demo: run today's demo on the untouched digits (`curate demo --clean`), the data the "
                              "reference's demo used; without it today's demo plants wrong labels and damage")
+    parser.add_argument("--with-serial", action="store_true",
+                        help="also run this checkout with --executor serial (one network after another)")
     parser.add_argument("--out")
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="curate-bench-population-"))
     ref = worktree(args.ref)
-    sides = {"reference": (ref, "curate.cli"), "current": (REPO, "curate")}
+    sides = {"reference": (ref, "curate.cli", []), "current": (REPO, "curate", [])}
     if args.only:
         sides = {args.only: sides[args.only]}
+    if args.with_serial:
+        sides["serial"] = (REPO, "curate", ["--executor", "serial"])
     results = {}
     try:
         if args.what == "cifar10n":
             csv = cifar_manifest(args.n, args.seed, scratch)
-        for name, (code, module) in sides.items():
+        for name, (code, module, extra) in sides.items():
             home = scratch / name
             home.mkdir()
             if args.what == "demo":
-                clean = ["--clean"] if args.clean and name == "current" else []
-                seconds, output = run_curate(code, module, ["demo", *clean], home)
+                clean = ["--clean"] if args.clean and name != "reference" else []
+                seconds, output = run_curate(code, module, ["demo", *clean, *extra], home)
                 run_dir = home / "curate" / "runs" / "curate-digits" / "curate"
             else:
                 run_dir = home / "run"
                 seconds, output = run_curate(code, module, ["run", str(csv), "--no-fiftyone", "--run-dir",
-                                                           str(run_dir), "-q"], home)
+                                                           str(run_dir), "-q", *extra], home)
             results[name] = {"wall_seconds": seconds, **summary(run_dir), "stdout": output}
             print(f"{name}: {seconds:.0f} s wall, dense held-out accuracy {results[name]['accuracy']['dense']:.3f}",
                   flush=True)
@@ -129,11 +137,15 @@ def main() -> None:
                                                  for r in results.values()))
     report = {"what": args.what, "ref": args.ref, "n": args.n if args.what == "cifar10n" else 1797,
               "results": results}
-    if len(results) == 2:
+    if "reference" in results and "current" in results:
         ratio = results["current"]["wall_seconds"] / results["reference"]["wall_seconds"]
         delta = results["current"]["accuracy"]["dense"] - results["reference"]["accuracy"]["dense"]
         print(f"wall time ratio (current / reference): {ratio:.2f}; dense accuracy change: {100 * delta:+.1f} points")
         report.update(wall_time_ratio=ratio, dense_accuracy_change=delta)
+    if "serial" in results and "current" in results:
+        speedup = results["serial"]["wall_seconds"] / results["current"]["wall_seconds"]
+        print(f"worker processes: {speedup:.2f}x faster than one network after another")
+        report.update(worker_process_speedup=speedup)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2))

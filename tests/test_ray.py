@@ -99,7 +99,7 @@ def test_an_interrupted_ray_run_resumes_from_the_finished_jobs(ray_tmp, source, 
 
 def test_executor_choices_are_checked(monkeypatch):
     assert isinstance(make_executor("local"), InProcessExecutor)
-    with pytest.raises(ValueError, match="--executor must be one of local, ray, ray://HOST:PORT .* got 'spark'"):
+    with pytest.raises(ValueError, match="--executor must be one of local, serial, ray, ray://HOST:PORT .* got 'spark'"):
         make_executor("spark")
     with pytest.raises(ValueError, match="add --executor ray"):
         make_executor("local", job_gpus=1)

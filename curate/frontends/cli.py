@@ -126,9 +126,10 @@ def population_options(f):
         click.option("--seed", default=RunOptions.seed, show_default=True, help="Base seed of partitions and initialisations."),
         click.option("--device", default=RunOptions.device, show_default=True, callback=_check_device, help="auto, cpu or cuda[:i]."),
         click.option("--executor", default=RunOptions.executor, show_default=True,
-                     help="Where the networks train: local (one after another in this process), ray (a local Ray "
-                          "instance, or the cluster RAY_ADDRESS names), ray://HOST:PORT (a Ray cluster); "
-                          "needs curate[ray]."),
+                     help="Where the networks train: local (this machine: on a CPU with more than 30 s of work, "
+                          "several at a time in worker processes, else one after another in this process), serial "
+                          "(always one after another in this process), ray (a local Ray instance, or the cluster "
+                          "RAY_ADDRESS names), ray://HOST:PORT (a Ray cluster; ray needs curate[ray])."),
         click.option("--job-cpus", default=None, type=click.FloatRange(min=0.01),
                      help="CPUs each network asks Ray for [default: an even share of the cluster's]."),
         click.option("--job-gpus", default=None, type=click.FloatRange(min=0.0),

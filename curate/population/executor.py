@@ -2,10 +2,11 @@
 
 A job is one network of the population (a member seed and the fold it leaves out) together with
 its compressed copies. Jobs are independent, so any engine that can map a function over a list
-can run them: :class:`InProcessExecutor` runs them one after another in this process,
-:class:`RayExecutor` on the workers of a Ray cluster (a local one it starts, or one it joins).
-Either way the caller stores each result as it arrives, so an interrupted run resumes from every job
-that finished, wherever it ran.
+can run them: :class:`InProcessExecutor` runs them one after another in this process, or hands them
+to :class:`ProcessExecutor` (several at a time in worker processes of this machine) where the work
+is large enough to pay for starting them; :class:`RayExecutor` runs them on the workers of a Ray
+cluster (a local one it starts, or one it joins). Either way the caller stores each result as it
+arrives, so an interrupted run resumes from every job that finished, wherever it ran.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 R = TypeVar("R")
 Progress = Callable[[int], None]
 
-EXECUTORS = ("local", "ray", "ray://HOST:PORT")
+EXECUTORS = ("local", "serial", "ray", "ray://HOST:PORT")
 """What ``--executor`` accepts (:func:`make_executor`)."""
 RAY_INSTALL = 'pip install "curate[ray]"  (or, in a clone: pip install -e ".[ray]")'
 
@@ -45,18 +46,137 @@ class Executor(Protocol):
         """Run ``fn(job, progress)`` on every job, yielding ``(job, result)`` as each finishes (any order).
 
         ``fn`` is picklable (:class:`curate.population.jobs.NetworkJobs`); ``progress(steps)`` reports
-        training steps where the executor can relay them (in this process), else the caller counts jobs.
+        training steps where the executor can relay them (this machine), else the caller counts jobs.
         """
+
+    def for_work(self, n_jobs: int, estimated_seconds: float, device: str) -> "Executor":
+        """The executor to run ``n_jobs`` jobs with, given their estimated seconds one after another on ``device``."""
+
+
+PARALLEL_FROM_SECONDS = 30.0
+"""Estimated seconds of work from which ``local`` trains networks in parallel worker processes: each starts
+Python and torch afresh (a few seconds), which a small population does not win back."""
 
 
 class InProcessExecutor:
-    """Run jobs sequentially in this process (the default, and what most tests use)."""
+    """``local``: jobs one after another in this process; with ``parallel``, several at a time in worker
+    processes where :meth:`for_work` finds that it pays. ``serial`` never starts processes.
 
-    name = description = "local"
+    Small networks leave cores idle (two threads trained the demo's networks only 1.3x faster than one),
+    so on a CPU a worker per core, one thread each, trains a population faster than one network
+    after another using every core (1.4x on the demo; docs/benchmarks.md).
+    """
+
+    name = "local"
+
+    def __init__(self, parallel: bool = True):
+        self.parallel = parallel
+        self.description = "local" if parallel else "serial"
+
+    def for_work(self, n_jobs: int, estimated_seconds: float, device: str) -> "InProcessExecutor | ProcessExecutor":
+        """The executor for ``n_jobs`` jobs estimated to take ``estimated_seconds`` one after another on
+        ``device``: worker processes on a CPU with several cores and more than :data:`PARALLEL_FROM_SECONDS`
+        of work, else this one. Records the choice in :attr:`description` (the run's manifest)."""
+        cores = cpu_budget()
+        if (not self.parallel or not device.startswith("cpu") or n_jobs < 2 or cores < 2
+                or estimated_seconds < PARALLEL_FROM_SECONDS):
+            return self
+        workers = min(n_jobs, cores)
+        chosen = ProcessExecutor(workers, threads=max(1, cores // workers))
+        self.description = chosen.description
+        return chosen
 
     def map(self, fn, jobs, progress=None):
         for job in jobs:
             yield job, fn(job, progress)
+
+
+def cpu_budget() -> int:
+    """The cores this run may use: OMP_NUM_THREADS where set (to share the machine), else every core."""
+    wanted = os.environ.get("OMP_NUM_THREADS", "")
+    return int(wanted) if wanted.isdigit() and int(wanted) > 0 else max(1, os.cpu_count() or 1)
+
+
+class ProcessExecutor:
+    """Run jobs ``workers`` at a time in fresh worker processes of this machine, ``threads`` torch threads each.
+
+    Workers are spawned (not forked: a forked child inherits torch's thread pool mid-use) and read the
+    run's decoded pixels memory-mapped, one copy shared by all. Their training steps reach the caller's
+    progress bar through a queue. If the caller stops (an error, Ctrl+C) the workers are terminated; the
+    jobs that finished were stored and a rerun resumes from them. As with any use of multiprocessing, a
+    Python script that calls curate must do so under ``if __name__ == "__main__":`` (a worker imports
+    the script), or choose ``executor="serial"``.
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int, threads: int = 1):
+        if workers < 1 or threads < 1:
+            raise ValueError(f"workers and threads must be at least 1, got {workers} and {threads}.")
+        self.workers, self.threads = workers, threads
+
+    @property
+    def description(self) -> str:
+        return f"local ({self.workers} worker processes, {self.threads} thread{'s' * (self.threads > 1)} each)"
+
+    def map(self, fn, jobs, progress=None):
+        import multiprocessing
+        import threading
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        context = multiprocessing.get_context("spawn")
+        steps = context.SimpleQueue() if progress is not None else None
+        relay = None
+        if steps is not None:
+            def forward() -> None:
+                while (done := steps.get()) is not None:
+                    progress(done)
+            relay = threading.Thread(target=forward, name="curate-progress", daemon=True)
+            relay.start()
+        pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
+                                   initargs=(self.threads, steps))
+        pending = {}
+        try:
+            pending = {pool.submit(_run_in_worker, fn, job): job for job in jobs}
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    job = pending.pop(future)
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        raise RuntimeError(
+                            f"A worker process died while training {job.name} (out of memory, or killed). The jobs "
+                            "that finished are stored; run the same command again to resume, with --executor serial "
+                            "to train one network at a time. From a Python script, call curate under "
+                            "`if __name__ == \"__main__\":`.") from None
+                    yield job, result
+        finally:
+            if pending:  # stopped early: do not leave networks training
+                for future in pending:
+                    future.cancel()
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+            if steps is not None:
+                steps.put(None)
+                relay.join()
+
+
+_worker_steps = None
+
+
+def _start_worker(threads: int, steps) -> None:
+    global _worker_steps
+    # Read by curate.population.train.configure_threads when a job starts: the job's share of the cores.
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    _worker_steps = steps
+
+
+def _run_in_worker(fn, job):
+    report = _worker_steps.put if _worker_steps is not None else None
+    return fn(job, report)
 
 
 class RayExecutor:
@@ -93,6 +213,9 @@ class RayExecutor:
         asked = ", ".join(f"{v:g} {k.removeprefix('num_')}" for k, v in self.resources.items())
         via = f"; pixels {self.pixels_via}" if self.pixels_via else ""
         return f"{self.name} ({self.cluster or 'a local instance'}; {asked or 'no job run'} per job{via})"
+
+    def for_work(self, n_jobs: int, estimated_seconds: float, device: str) -> "RayExecutor":
+        return self  # Ray decides where and how many at a time
 
     def map(self, fn, jobs, progress=None):
         ray = import_ray()
@@ -215,11 +338,12 @@ def import_ray():
 
 def make_executor(spec: str = "local", *, job_cpus: float | None = None, job_gpus: float | None = None,
                   device: str = "auto") -> InProcessExecutor | RayExecutor:
-    """``local`` -> :class:`InProcessExecutor`; ``ray`` or ``ray://HOST:PORT`` (``ray:auto``) -> :class:`RayExecutor`."""
-    if spec in ("local", ""):
+    """``local`` -> :class:`InProcessExecutor` (worker processes where they pay), ``serial`` -> one that
+    never starts them; ``ray`` or ``ray://HOST:PORT`` (``ray:auto``) -> :class:`RayExecutor`."""
+    if spec in ("local", "serial", ""):
         if job_cpus is not None or job_gpus is not None:
             raise ValueError("--job-cpus and --job-gpus ask Ray for resources; add --executor ray.")
-        return InProcessExecutor()
+        return InProcessExecutor(parallel=spec != "serial")
     if spec == "ray" or spec.startswith("ray:"):
         address = None if spec == "ray" else (spec if spec.startswith("ray://") else spec.partition(":")[2])
         import_ray()

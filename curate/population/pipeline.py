@@ -21,7 +21,7 @@ from curate import __version__
 from curate.science.analysis import analyse, flag_samples, matched_overlaps, overlap_table, population_warnings, sample_table
 from curate.science.audit import audit_columns, audit_record
 from curate.science.crossfit import check_fold_support, stratified_folds
-from curate.population.executor import Executor, InProcessExecutor, MemberJob
+from curate.population.executor import Executor, InProcessExecutor, MemberJob, ProcessExecutor
 from curate.data.faults import checkpoint
 from curate.data.images import BadImage, decode_images, decoded_file, load_in_memory
 from curate.science.flags import Categories, in_sample_views
@@ -269,7 +269,12 @@ def run_population(
                              embedded_images=embedded_images(n) if any(map(is_feature_job, todo)) else 0)
         for line in cost.lines(config):
             say(line, "info")
-        if executor.name != InProcessExecutor.name:
+        executor = executor.for_work(len(todo), cost.seconds, cost.device)
+        if isinstance(executor, ProcessExecutor):
+            say(f"That is for one network after another; they train {executor.workers} at a time here, in worker "
+                f"processes of {executor.threads} thread{'s' * (executor.threads > 1)} each, which is faster "
+                "(--executor serial: one after another).", "info")
+        elif executor.name != InProcessExecutor.name:
             say(f"That is for one network after another on this machine; {executor.name} runs them in parallel "
                 "where the cluster has room.", "info")
         estimated_seconds = cost.seconds
@@ -278,7 +283,7 @@ def run_population(
         with tqdm(total=total, desc=f"train+prune {len(todo)} networks{done_note}", unit="step",
                   disable=not progress, smoothing=0.05, mininterval=0.5 if sys.stderr.isatty() else 30) as bar:
             # Jobs elsewhere read the decoded cache where they can, rather than receive a copy of every image.
-            pixel_file = (None if executor.name == InProcessExecutor.name
+            pixel_file = (None if isinstance(executor, InProcessExecutor)
                           else decoded_file(store.image_cache(config.image_size), images.filepaths))
             network_jobs = NetworkJobs(config, pixels, images.labels, n_classes, folds, mean, std, probes.pixels,
                                        pixel_file)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,8 +113,9 @@ def configure_threads() -> None:
     Set even when torch already runs: CPU convolutions sum in an order that depends on the thread count, so
     the same job gives the same bits only with the same number of threads, wherever it runs.
     """
-    wanted = os.environ.get("OMP_NUM_THREADS", "")
-    threads = int(wanted) if wanted.isdigit() and int(wanted) > 0 else max(1, os.cpu_count() or 1)
+    from curate.population.executor import cpu_budget
+
+    threads = cpu_budget()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 

@@ -1,0 +1,77 @@
+"""The local executor: worker processes where they pay, and the same results as one network after another.
+
+Worker processes are spawned: a job function must be importable there, as this module's are.
+"""
+
+import json
+import os
+
+import pandas as pd
+import pytest
+
+from curate.population import executor as executors
+from curate.population.executor import InProcessExecutor, MemberJob, ProcessExecutor, make_executor
+from helpers import SMALL, invoke
+
+
+def _job_report(job, progress):
+    """A job that reports three steps and says where it ran."""
+    progress(3)
+    return job.member, os.environ["OMP_NUM_THREADS"], os.getpid()
+
+
+def _failing_job(job, progress):
+    if job.member == 1:
+        raise ValueError(f"bad input in job {job.name}")
+    return job.member
+
+
+def test_local_chooses_worker_processes_only_where_they_pay(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    local = InProcessExecutor()
+    chosen = local.for_work(8, 100.0, "cpu")
+    assert isinstance(chosen, ProcessExecutor) and (chosen.workers, chosen.threads) == (2, 1)
+    assert local.description == "local (2 worker processes, 1 thread each)"  # what the manifest records
+    # Too little work to pay for starting processes, one network, a GPU, or never asked to.
+    for args in ((8, 10.0, "cpu"), (1, 100.0, "cpu"), (8, 100.0, "cuda:0")):
+        assert InProcessExecutor().for_work(*args).__class__ is InProcessExecutor, args
+    assert make_executor("serial").for_work(8, 100.0, "cpu").description == "serial"
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a machine shared down to one core
+    assert InProcessExecutor().for_work(8, 100.0, "cpu").__class__ is InProcessExecutor
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    chosen = InProcessExecutor().for_work(3, 100.0, "cpu")
+    assert (chosen.workers, chosen.threads) == (3, 2)
+
+
+def test_worker_processes_run_every_job_relay_progress_and_raise_a_jobs_error():
+    jobs = [MemberJob(member, 0, seed=member) for member in range(3)]
+    steps = []
+    results = dict(ProcessExecutor(2, threads=1).map(_job_report, jobs, steps.append))
+    assert sorted(job.member for job in results) == [0, 1, 2]
+    assert {threads for _, threads, _ in results.values()} == {"1"}
+    assert os.getpid() not in {pid for _, _, pid in results.values()}
+    assert sum(steps) == 9
+    with pytest.raises(ValueError, match="bad input in job member01-fold00"):
+        list(ProcessExecutor(2).map(_failing_job, jobs))
+
+
+def _outputs(run_dir):
+    return {"samples": pd.read_parquet(run_dir / "samples.parquet").drop(columns=["sample_id"], errors="ignore"),
+            "levels": pd.read_csv(run_dir / "levels.csv").drop(columns=["latency_ms", "speedup"]),
+            "overlap": pd.read_csv(run_dir / "overlap.csv")}
+
+
+def test_a_run_in_worker_processes_gives_the_serial_results(small_source, small_run, tmp_path, monkeypatch):
+    # conftest's small_run trained its networks one after another, one thread each; here two workers of
+    # one thread each train them at once (the small run is below the threshold, so it is lowered).
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setattr(executors, "PARALLEL_FROM_SECONDS", 0.0)
+    loud = [a for a in SMALL if a != "-q"]
+    result = invoke("run", small_source, "--run-dir", str(tmp_path), "--no-fiftyone", *loud)
+    assert result.exit_code == 0, result.output
+    assert "they train 2 at a time here, in worker processes of 1 thread each" in result.output
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["executor"] == "local (2 worker processes, 1 thread each)"
+    expected = _outputs(small_run)
+    for name, table in _outputs(tmp_path).items():
+        pd.testing.assert_frame_equal(table, expected[name], obj=name)
