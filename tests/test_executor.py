@@ -69,7 +69,7 @@ def test_a_run_in_worker_processes_gives_the_serial_results(small_source, small_
     loud = [a for a in SMALL if a != "-q"]
     result = invoke("run", small_source, "--run-dir", str(tmp_path), "--no-fiftyone", *loud)
     assert result.exit_code == 0, result.output
-    assert "they train 2 at a time here, in worker processes of 1 thread each" in result.output
+    assert "2 networks at a time" in result.output and "train 2 at a time in worker processes of 1 thread each" in result.output
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["executor"] == "local (2 worker processes, 1 thread each)"
     expected = _outputs(small_run)

@@ -1,6 +1,7 @@
 """The population's recipe: local checkpoints (--weights), the chained pruning schedule, mirror-image
 prediction, and the cost estimate printed before training."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -172,6 +173,11 @@ def test_the_estimate_reads_as_plain_words_with_ways_to_make_it_cheaper():
     assert f"Estimated {format_seconds(estimate.seconds)} on cpu" in text
     assert "--epochs 8" in text and "--device cuda" in text
     assert format_seconds(59) == "59 s" and format_seconds(61) == "1 min 01 s" and format_seconds(7322) == "2 h 02 min"
+    # Two networks at a time in worker processes: the same work, half the wall time.
+    parallel = dataclasses.replace(estimate, at_a_time=2)
+    assert parallel.seconds == pytest.approx(estimate.seconds / 2)
+    assert f"Estimated {format_seconds(parallel.seconds)} on cpu, 2 networks at a time (" in "\n".join(
+        parallel.lines(CurateConfig()))
 
 
 def test_the_cli_prints_the_estimate_before_training(tmp_path):

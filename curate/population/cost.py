@@ -34,6 +34,7 @@ class CostEstimate:
     resumed: int = 0           # networks already in the run directory
     distill_step_cost: float = 1.0  # a student's step against a dense one: its MACs plus the teacher's forward pass
     embedded_images: int = 0   # once a population: the first job's features for the duplicate search
+    at_a_time: int = 1         # networks training in parallel (worker processes), each timed at its own threads
 
     @property
     def steps(self) -> int:
@@ -52,18 +53,20 @@ class CostEstimate:
 
     @property
     def seconds(self) -> float:
-        return sum(self.parts.values())
+        """Wall seconds: the work of every network, shared by the networks that train at a time."""
+        return sum(self.parts.values()) / self.at_a_time
 
     def lines(self, config: CurateConfig) -> list[str]:
         """The estimate in plain words, with the cheapest ways to make it smaller."""
         resumed = f" ({self.resumed} more already in the run directory)" if self.resumed else ""
         parts = self.parts
-        share = ", ".join(f"{name} {100 * s / max(self.seconds, 1e-9):.0f}%" for name, s in parts.items())
+        share = ", ".join(f"{name} {100 * s / max(sum(parts.values()), 1e-9):.0f}%" for name, s in parts.items())
+        at_a_time = f", {self.at_a_time} networks at a time" if self.at_a_time > 1 else ""
         lines = [
             f"Population: {self.networks} networks to train{resumed}, {self.steps:,} optimiser steps and "
             f"{self.predicted_images:,} image predictions each.",
-            f"Estimated {format_seconds(self.seconds)} on {self.device} ({share}; timed on {WARMUP_STEPS} "
-            f"warm-up steps).",
+            f"Estimated {format_seconds(self.seconds)} on {self.device}{at_a_time} ({share}; timed on "
+            f"{WARMUP_STEPS} warm-up steps).",
         ]
         hints = []
         biggest = max(parts, key=parts.get)
@@ -134,10 +137,11 @@ def embedded_images(n_images: int) -> int:
 
 def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean: np.ndarray, std: np.ndarray, *,
                   networks: int, n_train: int, n_probes: int, resumed: int = 0,
-                  embedded_images: int = 0) -> CostEstimate:
+                  embedded_images: int = 0, threads: int | None = None, at_a_time: int = 1) -> CostEstimate:
     """Time :data:`WARMUP_STEPS` training steps and a batch of predictions with the run's own model on
     its own images, then scale by the work the population needs (``embedded_images``: the feature job's,
-    :func:`embedded_images`, when it is among the ``networks``)."""
+    :func:`embedded_images`, when it is among the ``networks``). ``threads``: time with as many torch
+    threads as each network will have (default: as now); ``at_a_time``: networks that will train at once."""
     import torch
 
     from curate.population.models import build_model
@@ -148,7 +152,9 @@ def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean
     batch = min(config.train.batch_size, n_train)
     rows = np.arange(min(len(pixels), batch * WARMUP_STEPS))
     labels = np.arange(len(rows)) % n_classes
-    rng_state = torch.random.get_rng_state()
+    rng_state, threads_now = torch.random.get_rng_state(), torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         model = build_model(config.model, n_classes).to(device).to(memory_format=torch.channels_last)
         one = dict(normalize=normalize, settings=config.train, epochs=1, peak_lr=config.train.lr, seed=0)
@@ -165,9 +171,10 @@ def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean
         per_image = (time.perf_counter() - started) / len(predicted)
     finally:
         torch.random.set_rng_state(rng_state)
+        torch.set_num_threads(threads_now)
     return CostEstimate(networks=networks, **work_per_network(config, len(pixels), n_train, n_probes),
                         seconds_per_step=per_step, seconds_per_image=per_image, device=str(device), resumed=resumed,
-                        embedded_images=embedded_images,
+                        embedded_images=embedded_images, at_a_time=max(1, min(at_a_time, networks)),
                         distill_step_cost=_distill_step_cost(config, model, n_classes))
 
 

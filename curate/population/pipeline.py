@@ -7,6 +7,7 @@ FiftyOne push and the CLI read the result.
 
 from __future__ import annotations
 
+import functools
 import platform
 import sys
 import time
@@ -264,16 +265,19 @@ def run_population(
     if todo:
         mean, std = Normalizer.channel_stats(pixels)
         n_train = int(n * (config.folds - 1) / config.folds)
-        cost = estimate_cost(config, pixels, n_classes, mean, std, networks=len(todo), n_train=n_train,
-                             n_probes=len(probes), resumed=len(jobs) - len(todo),
-                             embedded_images=embedded_images(n) if any(map(is_feature_job, todo)) else 0)
+        estimate = functools.partial(estimate_cost, config, pixels, n_classes, mean, std, networks=len(todo),
+                                     n_train=n_train, n_probes=len(probes), resumed=len(jobs) - len(todo),
+                                     embedded_images=embedded_images(n) if any(map(is_feature_job, todo)) else 0)
+        cost = estimate()
+        executor = executor.for_work(len(todo), cost.seconds, cost.device)
+        if isinstance(executor, ProcessExecutor):  # timed again as each worker will run: fewer threads, side by side
+            cost = estimate(threads=executor.threads, at_a_time=executor.workers)
         for line in cost.lines(config):
             say(line, "info")
-        executor = executor.for_work(len(todo), cost.seconds, cost.device)
         if isinstance(executor, ProcessExecutor):
-            say(f"That is for one network after another; they train {executor.workers} at a time here, in worker "
-                f"processes of {executor.threads} thread{'s' * (executor.threads > 1)} each, which is faster "
-                "(--executor serial: one after another).", "info")
+            say(f"The networks train {executor.workers} at a time in worker processes of {executor.threads} "
+                f"thread{'s' * (executor.threads > 1)} each (--executor serial: one after another in this "
+                "process).", "info")
         elif executor.name != InProcessExecutor.name:
             say(f"That is for one network after another on this machine; {executor.name} runs them in parallel "
                 "where the cluster has room.", "info")
