@@ -62,9 +62,9 @@ class InProcessExecutor:
     """``local``: jobs one after another in this process; with ``parallel``, several at a time in worker
     processes where :meth:`for_work` finds that it pays. ``serial`` never starts processes.
 
-    Small networks leave cores idle (two threads trained the demo's networks only 1.3x faster than one),
-    so on a CPU a worker per core, one thread each, trains a population faster than one network
-    after another using every core (1.4x on the demo; docs/benchmarks.md).
+    Small networks leave cores idle when one network uses them all, so on a CPU a worker per core, one
+    thread each, trains a population faster than one network after another (the demo: 1.5x on 2 cores;
+    docs/benchmarks.md, "Demo wall time").
     """
 
     name = "local"
