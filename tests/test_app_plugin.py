@@ -83,6 +83,7 @@ def test_review_operator_writes_the_tags_export_reads(fo, dataset, tmp_path):
 
     status = fo.operators.execute_operator(STATUS, ctx={"dataset": dataset, "params": {}}).result
     assert "| label_noise |" in status["status"], status["status"]
+    assert "Label audit: " in status["status"]  # what the label audit says so far, as curate status prints it
     assert status["dropped"] == 3 and status["relabelled"] == 2  # 2 confirmed + 1 removed; 2 relabels
 
     out = tmp_path / "export"

@@ -329,24 +329,33 @@ def status_lines(status) -> list[Line]:
     lines += [(f"Warning: {warning}", "warning") for warning in status.warnings]
     lines.append((table([[flag, *row] for flag, row in zip(counts.index, counts.to_numpy().tolist())],
                         ["flag", *counts.columns]), None))
-    from curate.science.review import audited_label_probabilities, label_audit_review, label_noise_review
-
-    audit = label_audit_review(plan)
-    if "p_label_wrong" in plan:
-        review = label_noise_review(plan)
-        audited = audited_label_probabilities(plan) if audit is not None and sum(audit.reviewed) else None
-        if review["flags"] and review["has_probabilities"]:
-            lines.append((label_noise_review_sentence(
-                review, label_noise_review(plan, audited) if audited is not None else None), None))
-    if audit is not None:
-        modelled = float(np.nansum(plan["p_label_wrong"])) if "p_label_wrong" in plan else None
-        lines.append((label_audit_sentence(audit, modelled, int(plan["label_audit"].astype(bool).sum())), None))
+    lines += [(sentence, None) for sentence in label_review_sentences(plan)]
     reasons = plan[plan["action"] != "keep"]["reason"].fillna("").astype(str).str.replace(r" [^ ]+ -> [^ ]+ ", " ", regex=True)
     notes = plan[(plan["action"] == "keep") & (plan["reason"] != "")]["reason"].value_counts()
     lines.append(("\n" + export_now_sentence(plan) + (":" if len(reasons) or len(notes) else "."), None))
     lines += [(f"  {count:6d}  {reason}", None) for reason, count in reasons.value_counts().items()]
     lines += [(f"  {count:6d}  {reason}", None) for reason, count in notes.items()]
     return lines
+
+
+def label_review_sentences(plan) -> list[str]:
+    """What the reviewed label-noise flags and label-audit images say so far (``curate status`` and the App's
+    review-status operator): the flags against what they were expected to hold, by the audit where it has
+    answers, and the audit's count of the dataset's wrong labels."""
+    from curate.science.review import audited_label_probabilities, label_audit_review, label_noise_review
+
+    sentences = []
+    audit = label_audit_review(plan)
+    if "p_label_wrong" in plan:
+        review = label_noise_review(plan)
+        audited = audited_label_probabilities(plan) if audit is not None and sum(audit.reviewed) else None
+        if review["flags"] and review["has_probabilities"]:
+            sentences.append(label_noise_review_sentence(
+                review, label_noise_review(plan, audited) if audited is not None else None))
+    if audit is not None:
+        modelled = float(np.nansum(plan["p_label_wrong"])) if "p_label_wrong" in plan else None
+        sentences.append(label_audit_sentence(audit, modelled, int(plan["label_audit"].astype(bool).sum())))
+    return sentences
 
 
 def label_noise_review_sentence(review: dict, audited: dict | None = None) -> str:

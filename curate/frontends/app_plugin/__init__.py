@@ -10,8 +10,8 @@ the backtick key in the App, or use the operator browser):
   the modal, or, when asked, every sample of a filtered view such as ``pies-multi_object``). It
   writes the review tags ``curate export`` reads (:mod:`curate.science.review`), one state per sample,
   replacing contradictory tags a hand-tagging session may have left.
-- ``review_status``: counts of flags by review state, and what an export would do now, the
-  table ``curate status`` prints.
+- ``review_status``: counts of flags by review state, what the reviewed flags and label audit say so
+  far, and what an export would do now: what ``curate status`` prints.
 - ``export_dataset``: ``curate export`` of the reviewed dataset to a new directory.
 
 The logic lives in :mod:`curate.api` (which the CLI calls too) and :mod:`curate.science.review`; this module
@@ -195,7 +195,7 @@ class ReviewStatus(foo.Operator):
 
     def execute(self, ctx):
         from curate import api
-        from curate.frontends.summary import export_now_sentence
+        from curate.frontends.summary import export_now_sentence, label_review_sentences
 
         run_key = ctx.params.get("run_key") or curate_run_keys(ctx.dataset)[0]
         review = api.status(ctx.dataset, run_key=run_key)
@@ -206,7 +206,7 @@ class ReviewStatus(foo.Operator):
                   for flag, row in zip(counts.index, counts.to_numpy().tolist())]
         dropped = int((plan["action"] == "drop").sum())
         relabelled = int((plan["action"] == "relabel").sum())
-        summary = export_now_sentence(plan) + "."
+        summary = "\n\n".join([*label_review_sentences(plan), export_now_sentence(plan) + "."])
         warnings = "".join(f"\n\n**Warning:** {w}" for w in review.warnings)
         return {"status": "\n".join(lines) + "\n\n" + summary + warnings, "dropped": dropped,
                 "relabelled": relabelled}
