@@ -77,6 +77,9 @@ def run(source: str, *, dataset: str | None = None, label_field: str = DEFAULT_L
     from curate.data.safety import check_run_dir, dataset_lock, media_folders, run_dir_lock
     from curate.data.images import native_size
     from curate.fiftyone.source import load_source
+    from curate.population.executor import check_not_starting_worker
+
+    check_not_starting_worker()  # before reading a single image
 
     options = dataclasses.replace(options or RunOptions(), **option_values)
     started = time.time()

@@ -4,6 +4,8 @@ Worker processes are spawned: a job function must be importable there, as this m
 """
 
 import json
+import subprocess
+import sys
 import os
 
 import pandas as pd
@@ -75,3 +77,21 @@ def test_a_run_in_worker_processes_gives_the_serial_results(small_source, small_
     expected = _outputs(small_run)
     for name, table in _outputs(tmp_path).items():
         pd.testing.assert_frame_equal(table, expected[name], obj=name)
+
+
+def test_a_script_that_calls_curate_at_import_is_told_to_guard_the_call(small_source, tmp_path):
+    # Each spawned worker imports the script that started the run; an unguarded call would start a run in
+    # every worker. The workers refuse at once, and the run says how to fix the script.
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import curate.population.executor as executor\n"
+        "executor.PARALLEL_FROM_SECONDS = 0.0\n"
+        "from curate import api\n"
+        f"api.run({small_source!r}, run_dir={str(tmp_path / 'run')!r}, to_fiftyone=False, progress=False,\n"
+        "        members=2, folds=2, epochs=1, finetune_epochs=1, sparsities=(0.5,), quantize=(), filter_prune=(),\n"
+        "        distill=(), robustness_images=0, image_size=8)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "2"}, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "curate was called while a worker process was starting" in done.stderr, done.stderr[-3000:]
+    assert 'outside `if __name__ == "__main__":`' in done.stderr

@@ -147,10 +147,10 @@ class ProcessExecutor:
                         result = future.result()
                     except BrokenProcessPool:
                         raise RuntimeError(
-                            f"A worker process died while training {job.name} (out of memory, or killed). The jobs "
-                            "that finished are stored; run the same command again to resume, with --executor serial "
-                            "to train one network at a time. From a Python script, call curate under "
-                            "`if __name__ == \"__main__\":`.") from None
+                            f"A worker process stopped while training {job.name}: out of memory or killed, or, from a "
+                            "Python script, the script calls curate outside `if __name__ == \"__main__\":` (each "
+                            "worker imports it). The jobs that finished are stored; run again to resume (--executor "
+                            "serial trains one network at a time in this process).") from None
                     yield job, result
         finally:
             if pending:  # stopped early: do not leave networks training
@@ -162,6 +162,20 @@ class ProcessExecutor:
             if steps is not None:
                 steps.put(None)
                 relay.join()
+
+
+WORKER_START = ("curate was called while a worker process was starting: each worker imports the script that "
+                "started the run, and this script calls curate at import. Put the call under "
+                "`if __name__ == \"__main__\":`, or pass executor=\"serial\".")
+
+
+def check_not_starting_worker() -> None:
+    """Refuse to run while a spawned worker imports its parent's script (an unguarded call would start a run in
+    every worker); multiprocessing's own check comes only later, after images are read."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise RuntimeError(WORKER_START)
 
 
 _worker_steps = None

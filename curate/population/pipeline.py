@@ -22,7 +22,8 @@ from curate import __version__
 from curate.science.analysis import analyse, flag_samples, matched_overlaps, overlap_table, population_warnings, sample_table
 from curate.science.audit import audit_columns, audit_record
 from curate.science.crossfit import check_fold_support, stratified_folds
-from curate.population.executor import Executor, InProcessExecutor, MemberJob, ProcessExecutor
+from curate.population.executor import (Executor, InProcessExecutor, MemberJob, ProcessExecutor,
+                                       check_not_starting_worker)
 from curate.data.faults import checkpoint
 from curate.data.images import BadImage, decode_images, decoded_file, load_in_memory
 from curate.science.flags import Categories, in_sample_views
@@ -346,6 +347,7 @@ def run_curate(
 
 def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: Executor | None,
                 progress: bool, say) -> RunResult:
+    check_not_starting_worker()
     store = RunStore(run_dir)
     store.check_version()
     executor = executor or InProcessExecutor()
