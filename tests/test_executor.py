@@ -34,6 +34,8 @@ def test_local_chooses_worker_processes_only_where_they_pay(monkeypatch):
     chosen = local.for_work(8, 100.0, "cpu")
     assert isinstance(chosen, ProcessExecutor) and (chosen.workers, chosen.threads) == (2, 1)
     assert local.description == "local (2 worker processes, 1 thread each)"  # what the manifest records
+    local.for_work(8, 10.0, "cpu")  # the same executor, a later run too small for workers
+    assert local.description == "local"
     # Too little work to pay for starting processes, one network, a GPU, or never asked to.
     for args in ((8, 10.0, "cpu"), (1, 100.0, "cpu"), (8, 100.0, "cuda:0")):
         assert InProcessExecutor().for_work(*args).__class__ is InProcessExecutor, args

@@ -71,12 +71,13 @@ class InProcessExecutor:
 
     def __init__(self, parallel: bool = True):
         self.parallel = parallel
-        self.description = "local" if parallel else "serial"
+        self.description = "local" if parallel else "serial"  # what the manifest records; for_work may refine it
 
     def for_work(self, n_jobs: int, estimated_seconds: float, device: str) -> "InProcessExecutor | ProcessExecutor":
         """The executor for ``n_jobs`` jobs estimated to take ``estimated_seconds`` one after another on
         ``device``: worker processes on a CPU with several cores and more than :data:`PARALLEL_FROM_SECONDS`
         of work, else this one. Records the choice in :attr:`description` (the run's manifest)."""
+        self.description = "local" if self.parallel else "serial"  # this run's choice, not an earlier run's
         cores = cpu_budget()
         if (not self.parallel or not device.startswith("cpu") or n_jobs < 2 or cores < 2
                 or estimated_seconds < PARALLEL_FROM_SECONDS):
