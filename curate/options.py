@@ -25,9 +25,10 @@ class RunOptions:
     :class:`curate.population.pipeline.CurateConfig` and :class:`curate.population.train.TrainSettings` take their defaults
     from here, and so do the CLI's options, the App's form and the README's table (a test checks it). ``None`` means
     "derived from the data": ``filter_prune`` (:func:`default_filter_prune`), ``batch_size`` (:func:`default_batch_size`), ``image_size``
-    (:func:`default_image_size`; 16 for digits); ``hflip`` is on (off for digits). ``executor``, ``job_cpus`` and
-    ``job_gpus`` say where the networks train (:func:`curate.population.executor.make_executor`), not what they
-    compute: a run resumes across executors.
+    (:func:`default_image_size`; 16 for digits); ``hflip`` is on (off for digits). ``executor``, ``job_cpus``,
+    ``job_gpus`` and ``train_together`` say where and how the networks train
+    (:func:`curate.population.executor.make_executor`), not what they compute: a run resumes across executors
+    (``train_together``'s default is derived from the device, :func:`curate.population.pipeline.networks_together`).
     """
 
     model: str = "resnet-small"
@@ -52,6 +53,7 @@ class RunOptions:
     executor: str = "local"
     job_cpus: float | None = None
     job_gpus: float | None = None
+    train_together: int | None = None
 
     def config_for(self, source: str, n_images: int, native_size: int | None = None):
         """The run's full :class:`curate.population.pipeline.CurateConfig` for ``n_images`` images of
@@ -80,7 +82,8 @@ class RunOptions:
         """Where this run's networks train (:func:`curate.population.executor.make_executor`)."""
         from curate.population.executor import make_executor
 
-        return make_executor(self.executor, job_cpus=self.job_cpus, job_gpus=self.job_gpus, device=self.device)
+        return make_executor(self.executor, job_cpus=self.job_cpus, job_gpus=self.job_gpus, device=self.device,
+                             together=self.train_together)
 
 
 DEFAULT_FILTER_PRUNE = (0.5,)

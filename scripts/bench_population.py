@@ -10,9 +10,12 @@ wall time, held-out accuracy of the dense networks and of every pruning level, a
     python scripts/bench_population.py demo --clean --out out/bench_population_demo_clean.json
     python scripts/bench_population.py cifar10n --n 10000 --out out/bench_population_cifar10n.json
     python scripts/bench_population.py demo --with-serial --out out/bench_population_demo_executor.json
+    python scripts/bench_population.py demo --clean --with-together 8 --out out/bench_population_demo_together.json
 
 ``--with-serial`` adds a third side: this checkout with ``--executor serial`` (one network after another in
-one process, as the reference trains), which tells what the local worker processes save.
+one process, as the reference trains), which tells what the local worker processes save. ``--with-together N``
+adds a side with ``--train-together N`` (N networks stacked as one batched computation, in one process), which
+tells what stacking the networks gives on this machine's device.
 
 ``demo`` is ``curate demo`` (digits, into FiftyOne), as a new user runs it. ``cifar10n`` is ``curate run`` on a
 CSV manifest of a seeded, stratified CIFAR-10N subset with its clean labels, with every default, without
@@ -93,6 +96,8 @@ def main() -> None:
                              "reference's demo used; without it today's demo plants wrong labels and damage")
     parser.add_argument("--with-serial", action="store_true",
                         help="also run this checkout with --executor serial (one network after another)")
+    parser.add_argument("--with-together", type=int, metavar="N",
+                        help="also run this checkout with --train-together N (networks stacked as one)")
     parser.add_argument("--out")
     args = parser.parse_args()
 
@@ -103,6 +108,8 @@ def main() -> None:
         sides = {args.only: sides[args.only]}
     if args.with_serial:
         sides["serial"] = (REPO, "curate", ["--executor", "serial"])
+    if args.with_together:
+        sides["together"] = (REPO, "curate", ["--train-together", str(args.with_together)])
     results = {}
     try:
         if args.what == "cifar10n":
@@ -146,6 +153,10 @@ def main() -> None:
         speedup = results["serial"]["wall_seconds"] / results["current"]["wall_seconds"]
         print(f"worker processes: {speedup:.2f}x faster than one network after another")
         report.update(worker_process_speedup=speedup)
+    if "together" in results and "current" in results:
+        speedup = results["current"]["wall_seconds"] / results["together"]["wall_seconds"]
+        print(f"--train-together {args.with_together}: {speedup:.2f}x the speed of the default")
+        report.update(together=args.with_together, together_speedup=speedup)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2))

@@ -135,6 +135,10 @@ def population_options(f):
         click.option("--job-gpus", default=None, type=click.FloatRange(min=0.0),
                      help="GPUs each network asks Ray for; fractions pack several on one GPU [default: 1 when the "
                           "cluster has GPUs]."),
+        click.option("--train-together", default=None, type=click.IntRange(min=1),
+                     help="Networks trained as one batched computation (resnet-small models: grouped convolutions), "
+                          "to fill a GPU that one small network leaves idle [default: every network of the run on a "
+                          "GPU of this machine, 1 on a CPU or with Ray]."),
         click.option("--run-key", default=DEFAULT_RUN_KEY, show_default=True,
                      help="Name of the run on the dataset; fields are prefixed with it."),
         click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -137,15 +137,17 @@ def embedded_images(n_images: int) -> int:
 
 def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean: np.ndarray, std: np.ndarray, *,
                   networks: int, n_train: int, n_probes: int, resumed: int = 0,
-                  embedded_images: int = 0, threads: int | None = None, at_a_time: int = 1) -> CostEstimate:
+                  embedded_images: int = 0, threads: int | None = None, at_a_time: int = 1,
+                  together: int = 1) -> CostEstimate:
     """Time :data:`WARMUP_STEPS` training steps and a batch of predictions with the run's own model on
     its own images, then scale by the work the population needs (``embedded_images``: the feature job's,
     :func:`embedded_images`, when it is among the ``networks``). ``threads``: time with as many torch
-    threads as each network will have (default: as now); ``at_a_time``: networks that will train at once."""
+    threads as each network will have (default: as now); ``at_a_time``: networks that will train at once
+    in parallel; ``together``: networks that train stacked as one (timed so, :func:`curate.population.train.fit`)."""
     import torch
 
-    from curate.population.models import build_model
-    from curate.population.train import Normalizer, _fit, predict_probs, resolve_device
+    from curate.population.models import build_model, stack_networks
+    from curate.population.train import FitPart, Normalizer, fit, predict_probs, resolve_device
 
     device = resolve_device(config.device)
     normalize = Normalizer(mean, std, device)
@@ -157,13 +159,15 @@ def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean
         torch.set_num_threads(threads)
     try:
         model = build_model(config.model, n_classes).to(device).to(memory_format=torch.channels_last)
-        one = dict(normalize=normalize, settings=config.train, epochs=1, peak_lr=config.train.lr, seed=0)
-        _fit(model, pixels[rows[:batch]], labels[:batch], **one)  # untimed: one-time setup of the kernels
+        trained = stack_networks([model] * together) if together > 1 else model
+        one = dict(normalize=normalize, settings=config.train, epochs=1, peak_lr=config.train.lr)
+        fit(trained, [FitPart(pixels[rows[:batch]], labels[:batch], seed)  # untimed: one-time setup of the kernels
+                      for seed in range(together)], **one)
         _sync(device)
         started = time.perf_counter()
-        _fit(model, pixels[rows], labels, **one)
+        fit(trained, [FitPart(pixels[rows], labels, seed) for seed in range(together)], **one)
         _sync(device)
-        per_step = (time.perf_counter() - started) / max(1, len(rows) // batch)
+        per_step = (time.perf_counter() - started) / max(1, len(rows) // batch) / together
         predicted = pixels[:min(len(pixels), 1024)]
         started = time.perf_counter()
         predict_probs(model, predicted, normalize)

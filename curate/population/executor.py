@@ -1,8 +1,9 @@
 """Where population jobs run. The science never sees this: it receives finished arrays.
 
 A job is one network of the population (a member seed and the fold it leaves out) together with
-its compressed copies. Jobs are independent, so any engine that can map a function over a list
-can run them: :class:`InProcessExecutor` runs them one after another in this process, or hands them
+its compressed copies; executors run groups of jobs (:class:`JobGroup`), whose networks train as one
+batched computation where they can (one job a group unless asked, or on a GPU). Groups are
+independent, so any engine that can map a function over a list can run them: :class:`InProcessExecutor` runs them one after another in this process, or hands them
 to :class:`ProcessExecutor` (several at a time in worker processes of this machine) where the work
 is large enough to pay for starting them; :class:`RayExecutor` runs them on the workers of a Ray
 cluster (a local one it starts, or one it joins). Either way the caller stores each result as it
@@ -37,20 +38,40 @@ class MemberJob:
         return f"member{self.member:02d}-fold{self.fold:02d}"
 
 
+@dataclass(frozen=True)
+class JobGroup:
+    """Jobs that one worker runs together: their networks train as one batched computation where they can
+    (:func:`curate.population.train.fit_together`), which fills a GPU that one small network leaves idle."""
+
+    jobs: tuple[MemberJob, ...]
+
+    @property
+    def name(self) -> str:
+        return self.jobs[0].name if len(self.jobs) == 1 else f"{self.jobs[0].name} and {len(self.jobs) - 1} more"
+
+
+def group_jobs(jobs: list[MemberJob], together: int) -> list[JobGroup]:
+    """``jobs`` in order, ``together`` to a group (the last may be smaller)."""
+    size = max(1, together)
+    return [JobGroup(tuple(jobs[i:i + size])) for i in range(0, len(jobs), size)]
+
+
 class Executor(Protocol):
     name: str  # what --executor calls it
     description: str  # recorded in the run's manifest
+    together: int | None  # networks a group (--train-together); None: the pipeline's default
 
-    def map(self, fn: Callable[[MemberJob, Progress | None], R], jobs: Iterable[MemberJob],
-            progress: Progress | None = None) -> Iterator[tuple[MemberJob, R]]:
-        """Run ``fn(job, progress)`` on every job, yielding ``(job, result)`` as each finishes (any order).
+    def map(self, fn: Callable[[JobGroup, Progress | None], R], groups: Iterable[JobGroup],
+            progress: Progress | None = None) -> Iterator[tuple[JobGroup, R]]:
+        """Run ``fn(group, progress)`` on every group, yielding ``(group, result)`` as each finishes (any order).
 
         ``fn`` is picklable (:class:`curate.population.jobs.NetworkJobs`); ``progress(steps)`` reports
         training steps where the executor can relay them (this machine), else the caller counts jobs.
         """
 
-    def for_work(self, n_jobs: int, estimated_seconds: float, device: str) -> "Executor":
-        """The executor to run ``n_jobs`` jobs with, given their estimated seconds one after another on ``device``."""
+    def for_work(self, n_groups: int, estimated_seconds: float, device: str) -> "Executor":
+        """The executor to run ``n_groups`` groups with, given their estimated seconds one after another on
+        ``device``."""
 
 
 PARALLEL_FROM_SECONDS = 30.0
@@ -69,12 +90,12 @@ class InProcessExecutor:
 
     name = "local"
 
-    def __init__(self, parallel: bool = True):
-        self.parallel = parallel
+    def __init__(self, parallel: bool = True, together: int | None = None):
+        self.parallel, self.together = parallel, together
         self.description = "local" if parallel else "serial"  # what the manifest records; for_work may refine it
 
     def for_work(self, n_jobs: int, estimated_seconds: float, device: str) -> "InProcessExecutor | ProcessExecutor":
-        """The executor for ``n_jobs`` jobs estimated to take ``estimated_seconds`` one after another on
+        """The executor for ``n_jobs`` groups of jobs estimated to take ``estimated_seconds`` one after another on
         ``device``: worker processes on a CPU with several cores and more than :data:`PARALLEL_FROM_SECONDS`
         of work, else this one. Records the choice in :attr:`description` (the run's manifest)."""
         self.description = "local" if self.parallel else "serial"  # this run's choice, not an earlier run's
@@ -87,9 +108,9 @@ class InProcessExecutor:
         self.description = chosen.description
         return chosen
 
-    def map(self, fn, jobs, progress=None):
-        for job in jobs:
-            yield job, fn(job, progress)
+    def map(self, fn, groups, progress=None):
+        for group in groups:
+            yield group, fn(group, progress)
 
 
 def cpu_budget() -> int:
@@ -110,6 +131,8 @@ class ProcessExecutor:
     """
 
     name = "local"
+
+    together = None
 
     def __init__(self, workers: int, threads: int = 1):
         if workers < 1 or threads < 1:
@@ -209,8 +232,8 @@ class RayExecutor:
     """
 
     def __init__(self, address: str | None = None, *, job_cpus: float | None = None, job_gpus: float | None = None,
-                 max_retries: int = 3, device: str = "auto", num_cpus: int | None = None):
-        self.address, self.job_cpus, self.job_gpus = address, job_cpus, job_gpus
+                 max_retries: int = 3, device: str = "auto", num_cpus: int | None = None, together: int | None = None):
+        self.address, self.job_cpus, self.job_gpus, self.together = address, job_cpus, job_gpus, together
         self.max_retries, self.device, self.num_cpus = max_retries, device, num_cpus
         self.resources: dict[str, float] = {}
         self.pixels_via = ""
@@ -352,15 +375,18 @@ def import_ray():
 
 
 def make_executor(spec: str = "local", *, job_cpus: float | None = None, job_gpus: float | None = None,
-                  device: str = "auto") -> InProcessExecutor | RayExecutor:
+                  device: str = "auto", together: int | None = None) -> InProcessExecutor | RayExecutor:
     """``local`` -> :class:`InProcessExecutor` (worker processes where they pay), ``serial`` -> one that
-    never starts them; ``ray`` or ``ray://HOST:PORT`` (``ray:auto``) -> :class:`RayExecutor`."""
+    never starts them; ``ray`` or ``ray://HOST:PORT`` (``ray:auto``) -> :class:`RayExecutor`. ``together``:
+    networks trained as one batched computation (None: :func:`curate.population.pipeline.networks_together`)."""
+    if together is not None and (isinstance(together, bool) or not isinstance(together, int) or together < 1):
+        raise ValueError(f"--train-together must be a whole number of networks, at least 1; got {together!r}.")
     if spec in ("local", "serial", ""):
         if job_cpus is not None or job_gpus is not None:
             raise ValueError("--job-cpus and --job-gpus ask Ray for resources; add --executor ray.")
-        return InProcessExecutor(parallel=spec != "serial")
+        return InProcessExecutor(parallel=spec != "serial", together=together)
     if spec == "ray" or spec.startswith("ray:"):
         address = None if spec == "ray" else (spec if spec.startswith("ray://") else spec.partition(":")[2])
         import_ray()
-        return RayExecutor(address, job_cpus=job_cpus, job_gpus=job_gpus, device=device)
+        return RayExecutor(address, job_cpus=job_cpus, job_gpus=job_gpus, device=device, together=together)
     raise ValueError(f"--executor must be one of {', '.join(EXECUTORS)} (or ray:auto), got {spec!r}.")

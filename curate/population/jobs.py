@@ -12,7 +12,7 @@ import numpy as np
 
 from curate.data.images import PixelFile
 from curate.population.config import CurateConfig
-from curate.population.executor import MemberJob
+from curate.population.executor import JobGroup, MemberJob
 
 
 @dataclass(kw_only=True)
@@ -152,53 +152,93 @@ class NetworkJobs:
                 "every node mounts at the same path.")
         return self.pixel_file.open()
 
-    def __call__(self, job: MemberJob, progress=None) -> NetworkResult:
-        """Run ``job``; ``progress(steps)`` is called as training steps finish (None: silently)."""
+    def __call__(self, group: JobGroup | MemberJob, progress=None) -> list[NetworkResult] | NetworkResult:
+        """Run the jobs of ``group``, their networks trained together where they can
+        (:func:`curate.population.train.fit_together`); ``progress(steps)`` is called as training steps
+        finish (None: silently). One result per job, in order; of a single job, its result."""
         import torch
 
-        from curate.data.faults import checkpoint
-        from curate.population.features import features_and_copies
-        from curate.population.footprint import footprints
-        from curate.population.models import build_model, load_weights
-        from curate.population.quantize import quantized_copy, runs_on_cpu_only
-        from curate.population.train import (REGIONS, Normalizer, configure_threads, control_copy, distilled_students,
-                                             filter_levels, forget_on_second_split, measured_sparsity, predict_probs,
-                                             predict_regions, prune_levels, resolve_device, train_dense)
+        if isinstance(group, MemberJob):
+            return self(JobGroup((group,)), progress)[0]
 
-        config, pixels, labels, n_classes, folds = self.config, self.read_pixels(), self.labels, self.n_classes, self.folds
-        probes = self.probes
+        from curate.data.faults import checkpoint
+        from curate.population.models import build_model, load_weights
+        from curate.population.train import (FitPart, Normalizer, configure_threads, control_copies, forgotten_copies,
+                                             prune_levels_of, resolve_device, train_networks)
+
+        config, pixels, labels, n_classes = self.config, self.read_pixels(), self.labels, self.n_classes
         configure_threads()
         device = resolve_device(config.device)
+        normalize = Normalizer(self.mean, self.std, device)
+        together = len(group.jobs)
+        started = time.perf_counter()
+        networks = [self._network(job) for job in group.jobs]
+        models = []
+        for job in group.jobs:
+            torch.manual_seed(job.seed)
+            model = build_model(config.model, n_classes)
+            if config.weights:
+                load_weights(model, config.weights)
+            models.append(model.to(device).to(memory_format=torch.channels_last))
+        train_networks(models, [FitPart(net.train_pixels, net.train_labels, net.job.seed, margins=net.margins)
+                                for net in networks], normalize, config.train, together=together, progress=progress)
+        checkpoint("network")
+        training = [FitPart(net.train_pixels, net.train_labels, net.job.seed) for net in networks]
+        pruned = prune_levels_of(models, training, normalize, config.train, config.sparsities, together=together,
+                                 progress=progress)
+        controls = control_copies(models, training, normalize, config.train, together=together, progress=progress)
+        # The dense network and each pruned copy unlearn on the same held-out images, seeded alike, so
+        # that the copies' forgotten views differ from the dense one's by the pruning alone.
+        unlearning = [[model] + copies for model, copies in zip(models, pruned)]
+        forgotten = forgotten_copies(
+            [net for nets in unlearning for net in nets],
+            [FitPart(RowView(pixels, net.held_idx), labels[net.held_idx], net.job.seed + 104723)
+             for net, nets in zip(networks, unlearning) for _ in nets],
+            normalize, config.train, together=together * (1 + len(config.sparsities)), progress=progress)
+        per_network = 1 + len(config.sparsities)
+        results = [self._result(net, model, copies, control, forgotten[i * per_network:(i + 1) * per_network],
+                                normalize, progress)
+                   for i, (net, model, copies, control) in enumerate(zip(networks, models, pruned, controls))]
+        for result in results:  # the group's wall time, shared evenly by its networks
+            result.seconds = (time.perf_counter() - started) / together
+        return results
+
+    def _network(self, job: MemberJob) -> "_Network":
+        held_out = self.folds[job.member] == job.fold
+        train_idx = np.flatnonzero(~held_out)
+        train_labels, probe_rows = label_probes(self.labels[train_idx], self.n_classes, self.config.label_probes,
+                                                job.seed)
+        return _Network(job=job, held_out=held_out, held_idx=np.flatnonzero(held_out), train_idx=train_idx,
+                        train_pixels=RowView(self.read_pixels(), train_idx), train_labels=train_labels,
+                        probe_rows=probe_rows, margins=np.zeros((len(train_idx), 2)))
+
+    def _result(self, net: "_Network", model, pruned: list, control, forgotten_nets: list, normalize,
+                progress) -> NetworkResult:
+        """The rest of a job once its network, pruned copies, control copy and forgotten copies are trained:
+        the other compressed copies, one at a time, and every prediction."""
+        import torch
+
+        from curate.population.features import features_and_copies
+        from curate.population.footprint import footprints
+        from curate.population.quantize import quantized_copy, runs_on_cpu_only
+        from curate.population.train import (REGIONS, Normalizer, distilled_students, filter_levels,
+                                             measured_sparsity, predict_probs, predict_regions)
+
+        config, pixels, labels, n_classes, job = self.config, self.read_pixels(), self.labels, self.n_classes, net.job
+        train_idx, held_idx, train_pixels, train_labels = net.train_idx, net.held_idx, net.train_pixels, net.train_labels
         # Mirror-image averaging only where mirror images share the label (hflip training says they do).
         flip = config.train.flip_test and config.train.hflip
 
-        def predict(net, images, norm):
-            return predict_probs(net, images, norm, flip=flip)
+        def predict(network, images, norm):
+            return predict_probs(network, images, norm, flip=flip)
 
-        normalize = Normalizer(self.mean, self.std, device)
         cpu_normalize = Normalizer(self.mean, self.std, torch.device("cpu"))
-
-        held_out = folds[job.member] == job.fold
-        train_idx = np.flatnonzero(~held_out)
-        train_pixels = RowView(pixels, train_idx)
-        train_labels, probe_rows = label_probes(labels[train_idx], n_classes, config.label_probes, job.seed)
-        torch.manual_seed(job.seed)
-        started = time.perf_counter()
-        model = build_model(config.model, n_classes)
-        if config.weights:
-            load_weights(model, config.weights)
-        model = model.to(device).to(memory_format=torch.channels_last)
-        margins = np.zeros((len(train_idx), 2))
-        train_dense(model, train_pixels, train_labels, normalize, config.train, job.seed, progress,
-                    margins=margins)
-        checkpoint("network")
-        margins[probe_rows] = np.nan  # a probe's margin is about its wrong label, not the image's own
+        margins = net.margins
+        margins[net.probe_rows] = np.nan  # a probe's margin is about its wrong label, not the image's own
         aum = np.full(len(labels), np.nan, dtype=np.float32)
         with np.errstate(invalid="ignore", divide="ignore"):
             aum[train_idx] = margins[:, 0] / margins[:, 1]
-        networks = [(model, normalize)] + [
-            (pruned, normalize) for pruned in prune_levels(model, train_pixels, train_labels, normalize, config.train,
-                                                           config.sparsities, job.seed, progress)]
+        networks = [(model, normalize)] + [(copy, normalize) for copy in pruned]
         for fmt in config.quantizations:
             networks.append((quantized_copy(model, fmt), cpu_normalize if runs_on_cpu_only(fmt) else normalize))
         networks += [(smaller, normalize) for smaller in filter_levels(
@@ -207,48 +247,56 @@ class NetworkJobs:
         networks += [(student, normalize) for student in distilled_students(
             model, train_pixels, train_labels, normalize, config.train, [config.student(s) for s in config.distillations],
             n_classes, job.seed, progress=progress)]
-        held_idx = np.flatnonzero(held_out)
         n_pruned = len(config.sparsities)
 
-        def on_held_out(net, norm):  # NaN on the training images: no one reads them there
+        def on_held_out(network, norm):  # NaN on the training images: no one reads them there
             out = np.full((len(labels), n_classes), np.nan, dtype=np.float32)
-            out[held_idx] = predict(net, RowView(pixels, held_idx), norm)
+            out[held_idx] = predict(network, RowView(pixels, held_idx), norm)
             return out
 
         # The dense network and its pruned copies on every image: their in-sample views feed the flags
         # (curate.science.flags.in_sample_views). The other kinds are compared on held-out images only.
-        probs = [predict(net, pixels, norm) if k <= n_pruned else on_held_out(net, norm)
-                 for k, (net, norm) in enumerate(networks)]
-        control = predict(control_copy(model, train_pixels, train_labels, normalize, config.train, job.seed, progress),
-                          pixels, normalize)
+        probs = [predict(network, pixels, norm) if k <= n_pruned else on_held_out(network, norm)
+                 for k, (network, norm) in enumerate(networks)]
         regions = np.full((len(REGIONS), len(labels), n_classes), np.nan, dtype=np.float32)
         regions[:, held_idx] = predict_regions(model, RowView(pixels, held_idx), normalize)
-        # The dense network and each pruned copy unlearn on the same held-out images, seeded alike, so
-        # that the copies' forgotten views differ from the dense one's by the pruning alone.
         # Only the images each copy trained on are read from the forgotten views (they measure memorisation).
         forgotten = np.full((1 + n_pruned, len(labels), n_classes), np.nan, dtype=np.float32)
-        for k, (net, _) in enumerate(networks[:1 + n_pruned]):
-            forgotten[k, train_idx] = predict(
-                forget_on_second_split(net, RowView(pixels, held_idx), labels[held_idx], normalize, config.train,
-                                       job.seed + 104723, progress), train_pixels, normalize)
-        robust = _robustness(config, job, networks, pixels, labels, held_out, probs) if config.robustness else {}
+        for k, network in enumerate(forgotten_nets):
+            forgotten[k, train_idx] = predict(network, train_pixels, normalize)
+        robust = _robustness(config, job, networks, pixels, labels, net.held_out, probs) if config.robustness else {}
         # One network's features put every image in one space for the duplicate search.
         features = features_and_copies(model, pixels, normalize, job.seed) if is_feature_job(job) else {}
         # A quantized copy counts as the network it rounds (torch's dynamic int8 hides its weights).
         same_shape = len(config.sparsities) + len(config.quantizations)
         quantized = range(1 + len(config.sparsities), 1 + same_shape)
-        fps = list(footprints([net for net, _ in networks], config.image_size,
+        fps = list(footprints([network for network, _ in networks], config.image_size,
                               shapes_of=[model if i in quantized else None for i in range(len(networks))]))
         return NetworkResult(
-            dense=probs[0], control=control, regions=regions,
-            probe_regions=predict_regions(model, probes, normalize), compressed=np.stack(probs[1:]), aum=aum,
+            dense=probs[0], control=predict(control, pixels, normalize), regions=regions,
+            probe_regions=predict_regions(model, self.probes, normalize), compressed=np.stack(probs[1:]), aum=aum,
             forgotten=forgotten[0], forgotten_compressed=forgotten[1:],
-            probes=np.stack([predict(net, probes, norm) for net, norm in networks[:1 + n_pruned]]),
-            sparsity=np.array([measured_sparsity(net) for net, _ in networks[1:1 + same_shape]]
+            probes=np.stack([predict(network, self.probes, norm) for network, norm in networks[:1 + n_pruned]]),
+            sparsity=np.array([measured_sparsity(network) for network, _ in networks[1:1 + same_shape]]
                               + [1.0 - fp[0] / fps[0][0] for fp in fps[1 + same_shape:]]),
             footprint=np.stack(fps),
-            label_probe_index=train_idx[probe_rows], label_probe_label=train_labels[probe_rows],
-            **robust, **features, seconds=time.perf_counter() - started)
+            label_probe_index=train_idx[net.probe_rows], label_probe_label=train_labels[net.probe_rows],
+            **robust, **features)
+
+
+@dataclass
+class _Network:
+    """One job's share of a group: its images, the labels it trains with (label probes included) and its
+    margin accumulator."""
+
+    job: MemberJob
+    held_out: np.ndarray
+    held_idx: np.ndarray
+    train_idx: np.ndarray
+    train_pixels: RowView
+    train_labels: np.ndarray
+    probe_rows: np.ndarray
+    margins: np.ndarray
 
 
 def is_feature_job(job: MemberJob) -> bool:

@@ -24,42 +24,99 @@ import torch
 from torch import nn
 
 
-def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+def _conv_bn(c_in: int, c_out: int, networks: int = 1) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
+        nn.Conv2d(networks * c_in, networks * c_out, 3, padding=1, bias=False, groups=networks),
+        nn.BatchNorm2d(networks * c_out),
         nn.GELU(),
     )
 
 
 class _Residual(nn.Module):
-    def __init__(self, width: int):
+    def __init__(self, width: int, networks: int = 1):
         super().__init__()
-        self.body = nn.Sequential(_conv_bn(width, width), _conv_bn(width, width))
+        self.body = nn.Sequential(_conv_bn(width, width, networks), _conv_bn(width, width, networks))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
 
 
+class _GroupedLinear(nn.Linear):
+    """``networks`` linear heads side by side: features ``(n, networks * in)`` -> logits ``(n, networks, out)``.
+
+    Its weight is the heads' weights stacked, ``(networks * out, in)``, so pruning and the state dict
+    see it as one linear layer.
+    """
+
+    def __init__(self, in_features: int, out_features: int, networks: int):
+        super().__init__(in_features, networks * out_features)
+        self.networks, self.per_network = networks, out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        weight = self.weight.view(self.networks, self.per_network, self.in_features)
+        out = torch.einsum("ngi,goi->ngo", x.reshape(n, self.networks, self.in_features), weight)
+        return out + self.bias.view(self.networks, self.per_network)
+
+
 class SmallResNet(nn.Module):
     """Three stages (width w, 2w, 4w), each a conv, a 2x2 max-pool and a residual block; ``stages`` sets
-    how many (a shallower student, :func:`curate.population.train.distilled_students`)."""
+    how many (a shallower student, :func:`curate.population.train.distilled_students`).
 
-    def __init__(self, num_classes: int, width: int = 32, stages: int = 3):
+    With ``networks`` > 1 it is that many such networks side by side, trained as one
+    (:mod:`curate.population.together`): every convolution is grouped, one group per network, so no
+    network sees another's channels, and batch norm normalises each network's channels over its own
+    images. It reads ``(n, networks * 3, h, w)`` (network ``g``'s images in channels ``3g..3g+2``) and
+    returns ``(n, networks, classes)``. Network ``g``'s weights are rows ``g`` of every tensor of the
+    state dict split into ``networks`` equal parts along its first dimension.
+    """
+
+    def __init__(self, num_classes: int, width: int = 32, stages: int = 3, networks: int = 1):
         super().__init__()
-        if stages < 1 or width < 1:
-            raise ValueError(f"SmallResNet needs a width and stages of at least 1, got width {width}, stages {stages}.")
+        if stages < 1 or width < 1 or networks < 1:
+            raise ValueError(f"SmallResNet needs a width, stages and networks of at least 1, got width {width}, "
+                             f"stages {stages}, networks {networks}.")
+        self.shape = (num_classes, width, stages)
+        self.networks = networks
         widths = tuple(width * 2 ** s for s in range(stages))
-        layers: list[nn.Module] = [_conv_bn(3, widths[0])]
+        layers: list[nn.Module] = [_conv_bn(3, widths[0], networks)]
         c_in = widths[0]
         for w in widths:
-            layers += [_conv_bn(c_in, w), nn.MaxPool2d(2, ceil_mode=True), _Residual(w)]
+            layers += [_conv_bn(c_in, w, networks), nn.MaxPool2d(2, ceil_mode=True), _Residual(w, networks)]
             c_in = w
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(c_in, num_classes)
+        self.head = nn.Linear(c_in, num_classes) if networks == 1 else _GroupedLinear(c_in, num_classes, networks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.amax(self.features(x), dim=(2, 3)))
+
+
+def stackable(models: list[nn.Module]) -> bool:
+    """Whether ``models`` are resnet-small networks of one shape, as built (not filter-pruned), which
+    :func:`stack_networks` can train as one."""
+    if not models or any(type(m) is not SmallResNet or m.networks != 1 for m in models):
+        return False
+    built = {k: v.shape for k, v in SmallResNet(*models[0].shape).state_dict().items()}
+    return all({k: v.shape for k, v in m.state_dict().items()} == built for m in models)
+
+
+def stack_networks(models: list[SmallResNet]) -> SmallResNet:
+    """One :class:`SmallResNet` of ``len(models)`` networks holding copies of their weights and statistics,
+    on the first one's device (see :func:`stackable`)."""
+    first = next(models[0].parameters())
+    stacked = SmallResNet(*models[0].shape, networks=len(models)).to(device=first.device, dtype=first.dtype)
+    states = [m.state_dict() for m in models]
+    # Batch norm's step counters are scalars, alike in networks that trained alike: the first one's.
+    stacked.load_state_dict({name: first if first.ndim == 0 else torch.cat([s[name] for s in states])
+                             for name, first in states[0].items()})
+    return stacked.to(memory_format=torch.channels_last)
+
+
+def unstack_networks(stacked: SmallResNet, models: list[SmallResNet]) -> None:
+    """Copy each network of ``stacked`` back into ``models`` (as many, in order)."""
+    for g, model in enumerate(models):
+        model.load_state_dict({name: value if value.ndim == 0 else value.chunk(stacked.networks)[g]
+                               for name, value in stacked.state_dict().items()})
 
 
 def build_model(spec: str, num_classes: int) -> nn.Module:

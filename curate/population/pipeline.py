@@ -23,7 +23,7 @@ from curate.science.analysis import analyse, flag_samples, matched_overlaps, ove
 from curate.science.audit import audit_columns, audit_record
 from curate.science.crossfit import check_fold_support, stratified_folds
 from curate.population.executor import (Executor, InProcessExecutor, MemberJob, ProcessExecutor,
-                                       check_not_starting_worker)
+                                       check_not_starting_worker, group_jobs)
 from curate.data.faults import checkpoint
 from curate.data.images import BadImage, decode_images, decoded_file, load_in_memory
 from curate.science.flags import Categories, in_sample_views
@@ -75,6 +75,7 @@ class Population:
     features: dict[str, np.ndarray] | None = None  # the first job's features and made copies (jobs.is_feature_job)
     estimated_seconds: float | None = None  # the cost estimate of the networks trained now (None: all resumed)
     seconds: float | None = None  # what they took
+    together: int | None = None  # networks trained as one batched computation (None: all resumed)
 
 
 @dataclass(kw_only=True)
@@ -215,7 +216,7 @@ def run_population(
     robust_clean = np.full((n_levels + 1, n_networks), np.nan if config.robustness else 0.0)
     probe_labels = np.full((n_in, n), -1, dtype=np.int64)
     seconds: dict[str, float] = {}
-    estimated_seconds = population_seconds = None
+    estimated_seconds = population_seconds = together = None
 
     jobs = config.jobs()
     folds = {k: stratified_folds(images.labels, config.folds, config.member_seed(k)) for k in range(config.members)}
@@ -269,17 +270,21 @@ def run_population(
         estimate = functools.partial(estimate_cost, config, pixels, n_classes, mean, std, networks=len(todo),
                                      n_train=n_train, n_probes=len(probes), resumed=len(jobs) - len(todo),
                                      embedded_images=embedded_images(n) if any(map(is_feature_job, todo)) else 0)
-        cost = estimate()
-        executor = executor.for_work(len(todo), cost.seconds, cost.device)
+        together = networks_together(executor, config, len(todo))
+        groups = group_jobs(todo, together)
+        cost = estimate(together=together)
+        executor = executor.for_work(len(groups), cost.seconds, cost.device)
         if isinstance(executor, ProcessExecutor):  # timed again as each worker will run: fewer threads, side by side
-            cost = estimate(threads=executor.threads, at_a_time=executor.workers)
+            cost = estimate(threads=executor.threads, at_a_time=executor.workers, together=together)
         for line in cost.lines(config):
             say(line, "info")
         if isinstance(executor, ProcessExecutor):
             say(f"The networks train {executor.workers} at a time in worker processes of {executor.threads} "
                 f"thread{'s' * (executor.threads > 1)} each (--executor serial: one after another in this "
                 "process).", "info")
-        elif executor.name != InProcessExecutor.name:
+        if together > 1:
+            say(f"{together} networks train at a time as one batched computation (--train-together).", "info")
+        if executor.name != InProcessExecutor.name:
             say(f"That is for one network after another on this machine; {executor.name} runs them in parallel "
                 "where the cluster has room.", "info")
         estimated_seconds = cost.seconds
@@ -293,10 +298,13 @@ def run_population(
             network_jobs = NetworkJobs(config, pixels, images.labels, n_classes, folds, mean, std, probes.pixels,
                                        pixel_file)
             started = time.perf_counter()
-            for done, (job, out) in enumerate(executor.map(network_jobs, todo, bar.update), start=1):
-                store.save_job(job.name, fingerprint, **out.arrays())
-                checkpoint("train")
-                place(job, out)
+            done = 0
+            for group, outs in executor.map(network_jobs, groups, bar.update):
+                for job, out in zip(group.jobs, outs):
+                    store.save_job(job.name, fingerprint, **out.arrays())
+                    checkpoint("train")
+                    place(job, out)
+                done += len(group.jobs)
                 # Executors that run jobs elsewhere cannot relay their steps: count finished jobs instead.
                 bar.update(max(0, min(total, done * cost.steps) - bar.n))
             population_seconds = time.perf_counter() - started
@@ -315,7 +323,23 @@ def run_population(
                       label_probe_labels=probe_labels if config.label_probes else None, forgotten_in=forgotten_in,
                       forgotten_compressed_in=forgotten_compressed_in, features=features or None,
                       estimated_seconds=estimated_seconds,
-                      seconds=population_seconds)
+                      seconds=population_seconds, together=together)
+
+
+def networks_together(executor: Executor, config: CurateConfig, n_jobs: int) -> int:
+    """How many networks train as one batched computation: what the executor was asked for
+    (``--train-together``), else every network of the run on a GPU of this machine and one at a time on a
+    CPU (where a small network already keeps a core busy; docs/benchmarks.md, "Networks trained together")
+    or on a Ray cluster (which spreads them over its GPUs)."""
+    from curate.options import small_resnet_width
+    from curate.population.train import resolve_device
+
+    asked = getattr(executor, "together", None)
+    if asked is None:
+        local_gpu = executor.name == InProcessExecutor.name and resolve_device(config.device).type == "cuda"
+        asked = n_jobs if local_gpu else 1
+    # Only resnet-small networks stack; others train one at a time whatever was asked.
+    return max(1, min(asked, n_jobs)) if small_resnet_width(config.model) is not None else 1
 
 
 def _to_stderr(message: str, kind: str = "info") -> None:
@@ -434,6 +458,7 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.time() - started, 1),
         "executor": executor.description,
+        "networks_trained_together": population.together,
         "fingerprint": fingerprint,
         "torch": torch.__version__,
         "n_images": len(kept),

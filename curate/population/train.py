@@ -123,10 +123,10 @@ def configure_threads() -> None:
 class Normalizer:
     """uint8 pixels -> float tensors standardised with the dataset's channel statistics."""
 
-    def __init__(self, mean: np.ndarray, std: np.ndarray, device: torch.device):
-        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        self.std = torch.as_tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        self.device = device
+    def __init__(self, mean: np.ndarray, std: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32):
+        self.mean = torch.as_tensor(mean, dtype=dtype, device=device).view(1, 3, 1, 1)
+        self.std = torch.as_tensor(std, dtype=dtype, device=device).view(1, 3, 1, 1)
+        self.device, self.dtype = device, dtype
 
     @staticmethod
     def channel_stats(pixels: np.ndarray, max_images: int = 5000) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +135,7 @@ class Normalizer:
         return sample.mean(axis=(0, 2, 3)), sample.std(axis=(0, 2, 3)) + 1e-3
 
     def __call__(self, batch_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
-        x = torch.as_tensor(np.asarray(batch_uint8), device=self.device).float().div_(255.0)
+        x = torch.as_tensor(np.asarray(batch_uint8), device=self.device).to(self.dtype).div_(255.0)
         return (x - self.mean) / self.std
 
 
@@ -167,15 +167,28 @@ def cubic_sparsity(step: int, ramp_steps: int, final_sparsity: float, initial_sp
     return final_sparsity + (initial_sparsity - final_sparsity) * (1.0 - progress) ** 3
 
 
-def global_magnitude_masks(model: nn.Module, sparsity: float) -> dict[str, torch.Tensor]:
-    """Masks keeping the largest-magnitude ``1 - sparsity`` share of all prunable weights together."""
+def global_magnitude_masks(model: nn.Module, sparsity: float | list[float]) -> dict[str, torch.Tensor]:
+    """Masks keeping the largest-magnitude ``1 - sparsity`` share of all prunable weights together.
+
+    A model of several stacked networks (:class:`curate.population.models.SmallResNet` with ``networks``)
+    takes one sparsity per network, and each network is pruned among its own weights.
+    """
     params = prunable_parameters(model)
-    magnitudes = torch.cat([p.detach().abs().flatten() for _, p in params])
-    n_prune = int(round(sparsity * magnitudes.numel()))
-    if n_prune == 0:
+    networks = getattr(model, "networks", 1)
+    targets = [sparsity] * networks if np.isscalar(sparsity) else list(sparsity)
+    if len(targets) != networks:
+        raise ValueError(f"{len(targets)} sparsities for a model of {networks} networks.")
+    magnitudes = torch.cat([p.detach().abs().reshape(networks, -1) for _, p in params], dim=1)
+    thresholds = []
+    for row, target in zip(magnitudes, targets):
+        n_prune = int(round(target * row.numel()))
+        # At least single precision: half-precision magnitudes would tie at the threshold.
+        row = row.cpu() if row.dtype in (torch.float32, torch.float64) else row.float().cpu()
+        thresholds.append(float("-inf") if n_prune == 0 else torch.kthvalue(row, n_prune).values.item())
+    if networks == 1 and thresholds[0] == float("-inf"):
         return {name: torch.ones_like(p, dtype=torch.bool) for name, p in params}
-    threshold = torch.kthvalue(magnitudes.float().cpu(), n_prune).values.to(magnitudes.device)
-    return {name: p.detach().abs() > threshold for name, p in params}
+    limit = torch.tensor(thresholds, dtype=magnitudes.dtype, device=magnitudes.device).view(networks, 1)
+    return {name: (p.detach().abs().reshape(networks, -1) > limit).reshape(p.shape) for name, p in params}
 
 
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
@@ -190,30 +203,68 @@ def measured_sparsity(model: nn.Module) -> float:
     return zeros / sum(p.numel() for _, p in params)
 
 
-def _fit(
+def network_sparsities(model: nn.Module) -> list[float]:
+    """The share of zero weights of each network of a model (one, or several stacked)."""
+    networks = getattr(model, "networks", 1)
+    rows = torch.cat([p.detach().reshape(networks, -1) for _, p in prunable_parameters(model)], dim=1)
+    return [int(zeros) / rows.shape[1] for zeros in (rows == 0).sum(dim=1)]
+
+
+@dataclass
+class FitPart:
+    """One network's share of a fit: its images and labels, seed, target sparsity (0: not pruned), and
+    the optional margin accumulator and sampling weights of :func:`train_dense`."""
+
+    pixels: np.ndarray
+    labels: np.ndarray
+    seed: int
+    final_sparsity: float = 0.0
+    margins: np.ndarray | None = None
+    sample_weights: np.ndarray | None = None
+
+
+def _fit(model: nn.Module, pixels, labels, normalize: Normalizer, settings: TrainSettings, epochs: int, peak_lr: float,
+         seed: int, final_sparsity: float = 0.0, progress=None, margins: np.ndarray | None = None,
+         sample_weights: np.ndarray | None = None, **options) -> None:
+    """:func:`fit` of one network."""
+    fit(model, [FitPart(pixels, labels, seed, final_sparsity, margins, sample_weights)], normalize, settings, epochs,
+        peak_lr, progress=progress, **options)
+
+
+def fit(
     model: nn.Module,
-    pixels: np.ndarray,
-    labels: np.ndarray,
+    parts: list[FitPart],
     normalize: Normalizer,
     settings: TrainSettings,
     epochs: int,
     peak_lr: float,
-    seed: int,
-    final_sparsity: float = 0.0,
+    *,
     progress=None,
-    margins: np.ndarray | None = None,
-    sample_weights: np.ndarray | None = None,
     fixed_masks: dict[str, torch.Tensor] | None = None,
     pruner=None,
     filter_fraction: tuple[float, float] = (0.0, 0.0),
     teacher: nn.Module | None = None,
     distill: tuple[float, float] = (4.0, 0.9),
 ) -> None:
+    """Train ``model`` in place: one network, or several stacked as one (``model.networks``, one part each).
+
+    Every network draws its batches and augmentations from its own generator seeded with its part's
+    seed, exactly as it would alone, and its loss is its own: stacked, each network follows the steps it
+    would take alone, up to the order of floating-point sums. Filter pruning (``pruner``) and
+    distillation (``teacher``) take one network.
+    """
+    networks = getattr(model, "networks", 1)
+    if len(parts) != networks:
+        raise ValueError(f"{len(parts)} parts of a fit for a model of {networks} networks.")
+    if networks > 1 and (pruner is not None or teacher is not None):
+        raise ValueError("Filter pruning and distillation train one network at a time.")
     device = normalize.device
-    generator = torch.Generator().manual_seed(seed)
-    n = len(labels)
-    batch = min(settings.batch_size, n)
-    per_epoch = steps_per_epoch(n, settings.batch_size)
+    generators = [torch.Generator().manual_seed(part.seed) for part in parts]
+    sizes = [len(part.labels) for part in parts]
+    batch = min(settings.batch_size, sizes[0])
+    per_epoch = steps_per_epoch(sizes[0], settings.batch_size)
+    if any(min(settings.batch_size, n) != batch or steps_per_epoch(n, settings.batch_size) != per_epoch for n in sizes):
+        raise ValueError(f"Networks trained together need the same batches per epoch; their images: {sizes}.")
     total = per_epoch * epochs
     decay, no_decay = [], []
     for p in model.parameters():
@@ -222,42 +273,53 @@ def _fit(
         [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=peak_lr, momentum=settings.momentum, nesterov=True,
     )
-    labels_t = torch.as_tensor(labels, dtype=torch.long)
+    labels_t = [torch.as_tensor(part.labels, dtype=torch.long) for part in parts]
     ramp_steps = int(total * settings.ramp_fraction)
     update_every = max(1, ramp_steps // max(1, settings.mask_updates))
     masks = fixed_masks
+    pruning = any(part.final_sparsity > 0 for part in parts)
     # A copy that is already pruned (the previous level of a chained schedule) ramps on from its sparsity.
-    initial_sparsity = measured_sparsity(model) if final_sparsity > 0 else 0.0
+    initial = network_sparsities(model) if pruning else [0.0] * networks
+    initial = [start if part.final_sparsity > 0 else 0.0 for start, part in zip(initial, parts)]
     use_amp = device.type == "cuda"
     model.train()
     step = 0
-    draw = None if sample_weights is None else torch.as_tensor(np.asarray(sample_weights, dtype=np.float64))
+    draws = [None if part.sample_weights is None else torch.as_tensor(np.asarray(part.sample_weights, dtype=np.float64))
+             for part in parts]
     for _ in range(epochs):
         # Weighted training draws each epoch's n images with replacement, as WeightedRandomSampler does.
-        order = torch.randperm(n, generator=generator) if draw is None else torch.multinomial(
-            draw, n, replacement=True, generator=generator)
+        orders = [torch.randperm(n, generator=gen) if draw is None else torch.multinomial(
+            draw, n, replacement=True, generator=gen) for n, draw, gen in zip(sizes, draws, generators)]
         for b in range(per_epoch):
-            idx = order[b * batch:(b + 1) * batch].numpy()
-            idx.sort()  # sorted reads are much faster on a memmap
-            x = augment(normalize(pixels[idx]), generator, settings.crop_padding, settings.hflip)
-            y = labels_t[idx].to(device)
+            rows, views = [], []
+            for part, order, gen in zip(parts, orders, generators):
+                idx = order[b * batch:(b + 1) * batch].numpy()
+                idx.sort()  # sorted reads are much faster on a memmap
+                rows.append(idx)
+                views.append(augment(normalize(part.pixels[idx]), gen, settings.crop_padding, settings.hflip))
+            x = views[0] if networks == 1 else torch.cat(views, dim=1)
+            ys = [labels[idx].to(device) for labels, idx in zip(labels_t, rows)]
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(step, total, peak_lr)
             if pruner is not None and 0 < step <= ramp_steps and step % update_every == 0:
                 # Channels go on the unstructured levels' cubic ramp (here a share of channels, not weights).
                 pruner.prune_to(cubic_sparsity(step, ramp_steps, filter_fraction[1], filter_fraction[0]))
-            if final_sparsity > 0 and (masks is None or (step <= ramp_steps and step % update_every == 0)):
-                masks = global_magnitude_masks(model, cubic_sparsity(step + update_every, ramp_steps, final_sparsity,
-                                                                     initial_sparsity))
+            if pruning and (masks is None or (step <= ramp_steps and step % update_every == 0)):
+                masks = global_magnitude_masks(model, [
+                    cubic_sparsity(step + update_every, ramp_steps, part.final_sparsity, start)
+                    for part, start in zip(parts, initial)])
                 apply_masks(model, masks)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=settings.label_smoothing)
+                out = model(x)
+                logits = [out] if networks == 1 else list(out.unbind(1))
+                # Each network's own mean loss: summed, every network gets exactly its own gradient.
+                loss = sum(F.cross_entropy(lg, y, label_smoothing=settings.label_smoothing) for lg, y in zip(logits, ys))
                 if teacher is not None:
-                    loss = distillation_loss(logits, teacher(x), loss, *distill)
-            if margins is not None:
-                margins[idx, 0] += assigned_margins(logits.detach().float(), y).cpu().numpy()
-                margins[idx, 1] += 1
+                    loss = distillation_loss(out, teacher(x), loss, *distill)
+            for part, lg, y, idx in zip(parts, logits, ys, rows):
+                if part.margins is not None:
+                    part.margins[idx, 0] += assigned_margins(lg.detach().float(), y).cpu().numpy()
+                    part.margins[idx, 1] += 1
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -265,12 +327,12 @@ def _fit(
                 apply_masks(model, masks)
             step += 1
             if progress is not None:
-                progress(1)
+                progress(networks)
     if pruner is not None:
         pruner.prune_to(filter_fraction[1])  # the ramp's last update may stop short of the target
-    if final_sparsity > 0:
+    if pruning:
         # The last mask update may land a step short of the target: finish exactly at it.
-        apply_masks(model, global_magnitude_masks(model, final_sparsity))
+        apply_masks(model, global_magnitude_masks(model, [part.final_sparsity for part in parts]))
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, label_loss: torch.Tensor,
@@ -292,6 +354,33 @@ def assigned_margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return assigned - others
 
 
+def fit_together(models: list[nn.Module], parts: list[FitPart], normalize: Normalizer, settings: TrainSettings,
+                 epochs: int, peak_lr: float, *, together: int = 1, progress=None,
+                 fixed_masks: list[dict[str, torch.Tensor] | None] | None = None) -> None:
+    """:func:`fit` each of ``models`` on its part, in place: ``together`` at a time stacked as one network
+    (:func:`curate.population.models.stack_networks`) where they stack and take the same steps, else one
+    after another. ``fixed_masks``: each network's zeros to keep, or None."""
+    from curate.population.models import stack_networks, stackable, unstack_networks
+
+    fixed_masks = fixed_masks or [None] * len(models)
+    for start in range(0, len(models), max(1, together)):
+        chunk = slice(start, start + max(1, together))
+        group, group_parts, group_masks = models[chunk], parts[chunk], fixed_masks[chunk]
+        sizes = {(min(settings.batch_size, len(p.labels)), steps_per_epoch(len(p.labels), settings.batch_size))
+                 for p in group_parts}
+        if len(group) > 1 and len(sizes) == 1 and stackable(group):
+            stacked = stack_networks(group)
+            masks = None if all(m is None for m in group_masks) else {
+                name: torch.cat([m[name] if m is not None else torch.ones_like(p, dtype=torch.bool)
+                                 for m, p in zip(group_masks, [dict(prunable_parameters(net))[name] for net in group])])
+                for name, _ in prunable_parameters(group[0])}
+            fit(stacked, group_parts, normalize, settings, epochs, peak_lr, progress=progress, fixed_masks=masks)
+            unstack_networks(stacked, group)
+        else:
+            for model, part, masks in zip(group, group_parts, group_masks):
+                fit(model, [part], normalize, settings, epochs, peak_lr, progress=progress, fixed_masks=masks)
+
+
 def train_dense(model, pixels, labels, normalize, settings: TrainSettings, seed: int, progress=None,
                 margins: np.ndarray | None = None, sample_weights: np.ndarray | None = None) -> nn.Module:
     """Train ``model`` from its initialisation on ``pixels, labels``; returns it in eval mode.
@@ -302,9 +391,29 @@ def train_dense(model, pixels, labels, normalize, settings: TrainSettings, seed:
     With ``sample_weights`` (one per image, non-negative), every epoch draws its images with
     replacement in proportion to them.
     """
-    _fit(model, pixels, labels, normalize, settings, settings.epochs, settings.lr, seed, progress=progress,
-         margins=margins, sample_weights=sample_weights)
-    return model.eval()
+    train_networks([model], [FitPart(pixels, labels, seed, margins=margins, sample_weights=sample_weights)],
+                   normalize, settings, progress=progress)
+    return model
+
+
+def train_networks(models: list[nn.Module], parts: list[FitPart], normalize: Normalizer, settings: TrainSettings, *,
+                   together: int = 1, progress=None) -> None:
+    """:func:`train_dense` of each of ``models`` on its part, ``together`` at a time (:func:`fit_together`);
+    leaves them in eval mode."""
+    fit_together(models, parts, normalize, settings, settings.epochs, settings.lr, together=together,
+                 progress=progress)
+    for model in models:
+        model.eval()
+
+
+def pruned_copies(starts: list[nn.Module], parts: list[FitPart], normalize: Normalizer, settings: TrainSettings,
+                  sparsity: float, *, together: int = 1, progress=None) -> list[nn.Module]:
+    """A copy of each of ``starts`` pruned to ``sparsity``, ramped up gradually while fine-tuning on its part's
+    images with its seed (sparsity 0: fine-tuned only)."""
+    copies = [copy.deepcopy(start) for start in starts]
+    fit_together(copies, [FitPart(p.pixels, p.labels, p.seed, final_sparsity=sparsity) for p in parts], normalize,
+                 settings, settings.finetune_epochs, settings.finetune_lr, together=together, progress=progress)
+    return [c.eval() for c in copies]
 
 
 def prune_and_finetune(dense: nn.Module, pixels, labels, normalize, settings: TrainSettings,
@@ -314,23 +423,32 @@ def prune_and_finetune(dense: nn.Module, pixels, labels, normalize, settings: Tr
     ``dense`` may itself be a pruned copy at a lower sparsity (the chained schedule,
     ``settings.prune_schedule``): the ramp starts from its sparsity and its zeros stay zero.
     """
-    model = copy.deepcopy(dense)
-    _fit(model, pixels, labels, normalize, settings, settings.finetune_epochs, settings.finetune_lr, seed,
-         final_sparsity=sparsity, progress=progress)
-    return model.eval()
+    return pruned_copies([dense], [FitPart(pixels, labels, seed)], normalize, settings, sparsity, progress=progress)[0]
+
+
+def level_seed(seed: int, level: int) -> int:
+    """The fine-tuning seed of compression level ``level`` (0 first) of the network trained with ``seed``."""
+    return seed + 7919 * (level + 1)
+
+
+def prune_levels_of(dense: list[nn.Module], parts: list[FitPart], normalize: Normalizer, settings: TrainSettings,
+                    sparsities, *, together: int = 1, progress=None) -> list[list[nn.Module]]:
+    """:func:`prune_levels` of every network of ``dense`` on its part; per network, its copy at each level."""
+    levels: list[list[nn.Module]] = []
+    for level, sparsity in enumerate(sparsities):
+        starts = levels[-1] if levels and settings.prune_schedule == "chained" else dense
+        levels.append(pruned_copies(starts, [FitPart(p.pixels, p.labels, level_seed(p.seed, level)) for p in parts],
+                                    normalize, settings, sparsity, together=together, progress=progress))
+    return [list(copies) for copies in zip(*levels)] if levels else [[] for _ in dense]
 
 
 def prune_levels(dense: nn.Module, pixels, labels, normalize, settings: TrainSettings, sparsities, seed: int,
                  progress=None) -> list[nn.Module]:
     """A pruned copy of ``dense`` at each of ``sparsities`` (ascending), level ``i`` fine-tuned with seed
-    ``seed + 7919 * (i + 1)``: each from ``dense`` itself, or from the previous level's copy when
+    :func:`level_seed`: each from ``dense`` itself, or from the previous level's copy when
     ``settings.prune_schedule`` is ``chained``."""
-    copies: list[nn.Module] = []
-    for level, sparsity in enumerate(sparsities):
-        start = copies[-1] if copies and settings.prune_schedule == "chained" else dense
-        copies.append(prune_and_finetune(start, pixels, labels, normalize, settings, sparsity,
-                                         seed + 7919 * (level + 1), progress))
-    return copies
+    return prune_levels_of([dense], [FitPart(pixels, labels, seed)], normalize, settings, sparsities,
+                           progress=progress)[0]
 
 
 def filter_prune_and_finetune(start: nn.Module, pixels, labels, normalize, settings: TrainSettings,
@@ -416,7 +534,14 @@ def control_copy(dense: nn.Module, pixels, labels, normalize, settings: TrainSet
     Whatever its predictions change is what fine-tuning and a small population change on their own,
     the noise floor against which a pruning level's PIEs mean something.
     """
-    return prune_and_finetune(dense, pixels, labels, normalize, settings, 0.0, seed + 7919, progress)
+    return control_copies([dense], [FitPart(pixels, labels, seed)], normalize, settings, progress=progress)[0]
+
+
+def control_copies(dense: list[nn.Module], parts: list[FitPart], normalize: Normalizer, settings: TrainSettings, *,
+                   together: int = 1, progress=None) -> list[nn.Module]:
+    """:func:`control_copy` of every network of ``dense`` on its part."""
+    return pruned_copies(dense, [FitPart(p.pixels, p.labels, level_seed(p.seed, 0)) for p in parts], normalize,
+                         settings, 0.0, together=together, progress=progress)
 
 
 def forget_on_second_split(dense: nn.Module, pixels, labels, normalize, settings: TrainSettings, seed: int,
@@ -429,12 +554,19 @@ def forget_on_second_split(dense: nn.Module, pixels, labels, normalize, settings
     from features its images share with others, is the first thing it unlearns here, so the copy's
     probability of each original training image's label reads as in-sample fit without the memory.
     """
-    model = copy.deepcopy(dense)
+    return forgotten_copies([dense], [FitPart(pixels, labels, seed)], normalize, settings, progress=progress)[0]
+
+
+def forgotten_copies(networks: list[nn.Module], parts: list[FitPart], normalize: Normalizer, settings: TrainSettings,
+                     *, together: int = 1, progress=None) -> list[nn.Module]:
+    """:func:`forget_on_second_split` of each of ``networks`` on its part (the images it never saw)."""
+    copies = [copy.deepcopy(net) for net in networks]
     # A pruned copy keeps its zeros: it is the compressed network that unlearns, not a regrown one.
-    masks = {name: p.detach() != 0 for name, p in prunable_parameters(model)} if measured_sparsity(model) > 0 else None
-    _fit(model, pixels, labels, normalize, settings, settings.forget_epochs, settings.finetune_lr, seed,
-         progress=progress, fixed_masks=masks)
-    return model.eval()
+    masks = [{name: p.detach() != 0 for name, p in prunable_parameters(c)} if measured_sparsity(c) > 0 else None
+             for c in copies]
+    fit_together(copies, parts, normalize, settings, settings.forget_epochs, settings.finetune_lr, together=together,
+                 progress=progress, fixed_masks=masks)
+    return [c.eval() for c in copies]
 
 
 @torch.no_grad()
