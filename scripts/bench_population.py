@@ -103,7 +103,9 @@ def main() -> None:
 
     scratch = Path(tempfile.mkdtemp(prefix="curate-bench-population-"))
     ref = worktree(args.ref)
-    sides = {"reference": (ref, "curate.cli", []), "current": (REPO, "curate", [])}
+    # 07cb563 ran as curate.cli; later commits (a --ref of this session's start, say) as curate.
+    ref_module = "curate.cli" if (ref / "curate" / "cli.py").exists() else "curate"
+    sides = {"reference": (ref, ref_module, []), "current": (REPO, "curate", [])}
     if args.only:
         sides = {args.only: sides[args.only]}
     if args.with_serial:
@@ -118,7 +120,8 @@ def main() -> None:
             home = scratch / name
             home.mkdir()
             if args.what == "demo":
-                clean = ["--clean"] if args.clean and name != "reference" else []
+                # The reference's demo had no planted problems: --clean is what it ran (07cb563 lacks the flag).
+                clean = ["--clean"] if args.clean and module == "curate" else []
                 seconds, output = run_curate(code, module, ["demo", *clean, *extra], home)
                 run_dir = home / "curate" / "runs" / "curate-digits" / "curate"
             else:

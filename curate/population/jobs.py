@@ -194,7 +194,7 @@ class NetworkJobs:
             [net for nets in unlearning for net in nets],
             [FitPart(RowView(pixels, net.held_idx), labels[net.held_idx], net.job.seed + 104723)
              for net, nets in zip(networks, unlearning) for _ in nets],
-            normalize, config.train, together=together * (1 + len(config.sparsities)), progress=progress)
+            normalize, config.train, together=together, progress=progress)
         per_network = 1 + len(config.sparsities)
         results = [self._result(net, model, copies, control, forgotten[i * per_network:(i + 1) * per_network],
                                 normalize, progress)
