@@ -11,6 +11,8 @@ wall time, held-out accuracy of the dense networks and of every pruning level, a
     python scripts/bench_population.py cifar10n --n 10000 --out out/bench_population_cifar10n.json
     python scripts/bench_population.py demo --with-serial --out out/bench_population_demo_executor.json
     python scripts/bench_population.py demo --clean --with-together 8 --out out/bench_population_demo_together.json
+    python scripts/bench_population.py cifar10n --n 50000 --only current --args '--device cuda --quantize none
+        --filter-prune none --distill none --robustness-images 0 --batch-size 512' --out out/bench_population_gpu.json
 
 ``--with-serial`` adds a third side: this checkout with ``--executor serial`` (one network after another in
 one process, as the reference trains), which tells what the local worker processes save. ``--with-together N``
@@ -98,6 +100,9 @@ def main() -> None:
                         help="also run this checkout with --executor serial (one network after another)")
     parser.add_argument("--with-together", type=int, metavar="N",
                         help="also run this checkout with --train-together N (networks stacked as one)")
+    parser.add_argument("--args", default="", metavar="'ARGS'",
+                        help="more curate options for this checkout's sides, e.g. the GPU criterion's population: "
+                             "'--device cuda --quantize none --filter-prune none --distill none --robustness-images 0'")
     parser.add_argument("--out")
     args = parser.parse_args()
 
@@ -112,6 +117,8 @@ def main() -> None:
         sides["serial"] = (REPO, "curate", ["--executor", "serial"])
     if args.with_together:
         sides["together"] = (REPO, "curate", ["--train-together", str(args.with_together)])
+    more = args.args.split()
+    sides = {name: (code, module, extra + (more if code == REPO else [])) for name, (code, module, extra) in sides.items()}
     results = {}
     try:
         if args.what == "cifar10n":
