@@ -370,10 +370,10 @@ def fit_together(models: list[nn.Module], parts: list[FitPart], normalize: Norma
                  for p in group_parts}
         if len(group) > 1 and len(sizes) == 1 and stackable(group):
             stacked = stack_networks(group)
-            masks = None if all(m is None for m in group_masks) else {
-                name: torch.cat([m[name] if m is not None else torch.ones_like(p, dtype=torch.bool)
-                                 for m, p in zip(group_masks, [dict(prunable_parameters(net))[name] for net in group])])
-                for name, _ in prunable_parameters(group[0])}
+            weights = [dict(prunable_parameters(net)) for net in group]
+            masks = None if all(m is None for m in group_masks) else {  # a network without zeros to keep: all ones
+                name: torch.cat([m[name] if m is not None else torch.ones_like(w[name], dtype=torch.bool)
+                                 for m, w in zip(group_masks, weights)]) for name in weights[0]}
             fit(stacked, group_parts, normalize, settings, epochs, peak_lr, progress=progress, fixed_masks=masks)
             unstack_networks(stacked, group)
         else:
