@@ -3,7 +3,8 @@
 A job is one network of the population (a member seed and the fold it leaves out) together with
 its compressed copies; executors run groups of jobs (:class:`JobGroup`), whose networks train as one
 batched computation where they can (one job a group unless asked, or on a GPU). Groups are
-independent, so any engine that can map a function over a list can run them: :class:`InProcessExecutor` runs them one after another in this process, or hands them
+independent, so any engine that can map a function over a list can run them:
+:class:`InProcessExecutor` runs them one after another in this process, or hands them
 to :class:`ProcessExecutor` (several at a time in worker processes of this machine) where the work
 is large enough to pay for starting them; :class:`RayExecutor` runs them on the workers of a Ray
 cluster (a local one it starts, or one it joins). Either way the caller stores each result as it
@@ -94,16 +95,16 @@ class InProcessExecutor:
         self.parallel, self.together = parallel, together
         self.description = "local" if parallel else "serial"  # what the manifest records; for_work may refine it
 
-    def for_work(self, n_jobs: int, estimated_seconds: float, device: str) -> "InProcessExecutor | ProcessExecutor":
-        """The executor for ``n_jobs`` groups of jobs estimated to take ``estimated_seconds`` one after another on
+    def for_work(self, n_groups: int, estimated_seconds: float, device: str) -> "InProcessExecutor | ProcessExecutor":
+        """The executor for ``n_groups`` groups of jobs estimated to take ``estimated_seconds`` one after another on
         ``device``: worker processes on a CPU with several cores and more than :data:`PARALLEL_FROM_SECONDS`
         of work, else this one. Records the choice in :attr:`description` (the run's manifest)."""
         self.description = "local" if self.parallel else "serial"  # this run's choice, not an earlier run's
         cores = cpu_budget()
-        if (not self.parallel or not device.startswith("cpu") or n_jobs < 2 or cores < 2
+        if (not self.parallel or not device.startswith("cpu") or n_groups < 2 or cores < 2
                 or estimated_seconds < PARALLEL_FROM_SECONDS):
             return self
-        workers = min(n_jobs, cores)
+        workers = min(n_groups, cores)
         chosen = ProcessExecutor(workers, threads=max(1, cores // workers))
         self.description = chosen.description
         return chosen

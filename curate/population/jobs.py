@@ -172,7 +172,7 @@ class NetworkJobs:
         normalize = Normalizer(self.mean, self.std, device)
         together = len(group.jobs)
         started = time.perf_counter()
-        networks = [self._network(job) for job in group.jobs]
+        networks = [self._network(job, pixels) for job in group.jobs]
         models = []
         for job in group.jobs:
             torch.manual_seed(job.seed)
@@ -203,13 +203,13 @@ class NetworkJobs:
             result.seconds = (time.perf_counter() - started) / together
         return results
 
-    def _network(self, job: MemberJob) -> "_Network":
+    def _network(self, job: MemberJob, pixels: np.ndarray) -> "_Network":
         held_out = self.folds[job.member] == job.fold
         train_idx = np.flatnonzero(~held_out)
         train_labels, probe_rows = label_probes(self.labels[train_idx], self.n_classes, self.config.label_probes,
                                                 job.seed)
         return _Network(job=job, held_out=held_out, held_idx=np.flatnonzero(held_out), train_idx=train_idx,
-                        train_pixels=RowView(self.read_pixels(), train_idx), train_labels=train_labels,
+                        train_pixels=RowView(pixels, train_idx), train_labels=train_labels,
                         probe_rows=probe_rows, margins=np.zeros((len(train_idx), 2)))
 
     def _result(self, net: "_Network", model, pruned: list, control, forgotten_nets: list, normalize,

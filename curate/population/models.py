@@ -64,7 +64,7 @@ class SmallResNet(nn.Module):
     how many (a shallower student, :func:`curate.population.train.distilled_students`).
 
     With ``networks`` > 1 it is that many such networks side by side, trained as one
-    (:mod:`curate.population.together`): every convolution is grouped, one group per network, so no
+    (:func:`curate.population.train.fit_together`): every convolution is grouped, one group per network, so no
     network sees another's channels, and batch norm normalises each network's channels over its own
     images. It reads ``(n, networks * 3, h, w)`` (network ``g``'s images in channels ``3g..3g+2``) and
     returns ``(n, networks, classes)``. Network ``g``'s weights are rows ``g`` of every tensor of the
@@ -107,8 +107,8 @@ def stack_networks(models: list[SmallResNet]) -> SmallResNet:
     stacked = SmallResNet(*models[0].shape, networks=len(models)).to(device=first.device, dtype=first.dtype)
     states = [m.state_dict() for m in models]
     # Batch norm's step counters are scalars, alike in networks that trained alike: the first one's.
-    stacked.load_state_dict({name: first if first.ndim == 0 else torch.cat([s[name] for s in states])
-                             for name, first in states[0].items()})
+    stacked.load_state_dict({name: value if value.ndim == 0 else torch.cat([s[name] for s in states])
+                             for name, value in states[0].items()})
     return stacked.to(memory_format=torch.channels_last)
 
 

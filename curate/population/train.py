@@ -483,7 +483,7 @@ def filter_levels(dense: nn.Module, pixels, labels, normalize, settings: TrainSe
     for level, fraction in enumerate(fractions):
         chained = bool(copies) and settings.prune_schedule == "chained"
         copies.append(filter_prune_and_finetune(
-            copies[-1] if chained else dense, pixels, labels, normalize, settings, fraction, seed + 7919 * (level + 1),
+            copies[-1] if chained else dense, pixels, labels, normalize, settings, fraction, level_seed(seed, level),
             criterion=criterion, dense_channels=dense_channels, initial_fraction=fractions[level - 1] if chained else 0.0,
             progress=progress))
     return copies
