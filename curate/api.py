@@ -29,8 +29,8 @@ from curate.science.review import ExportPolicy, ReviewError
 from curate.data.safety import LockHeld, OutputError
 from curate.data.sources import SourceError
 
-__all__ = ["RunOptions", "RunOutcome", "ReviewStatus", "run", "demo", "status", "export", "weights", "report", "ReportOutcome", "runs",
-           "delete_run", "run_option_defaults", "USER_ERRORS"]
+__all__ = ["RunOptions", "RunOutcome", "ReviewStatus", "run", "demo", "status", "calibrate", "export", "weights", "report",
+           "ReportOutcome", "runs", "delete_run", "run_option_defaults", "USER_ERRORS"]
 
 
 # Errors that are the user's to fix; front ends show their message, not a traceback.
@@ -168,6 +168,7 @@ class ReviewStatus:
     plan: Any    # pandas.DataFrame, one row per scored sample (curate.science.review.plan_export)
     counts: Any  # pandas.DataFrame, flags x review states
     warnings: list[str]
+    calibration: dict | None = None  # the audit reviews the App's audited P(label wrong) was last calibrated with
 
 
 def status(dataset, *, run_key: str = DEFAULT_RUN_KEY, policy: ExportPolicy = ExportPolicy()) -> ReviewStatus:
@@ -177,7 +178,22 @@ def status(dataset, *, run_key: str = DEFAULT_RUN_KEY, policy: ExportPolicy = Ex
 
     dataset = load_dataset(dataset)
     plan = review_plan(dataset, run_key, policy)
-    return ReviewStatus(dataset.name, run_key, plan, status_table(plan), run_warnings(dataset, run_key))
+    from curate.fiftyone.calibrate import calibration_of
+
+    return ReviewStatus(dataset.name, run_key, plan, status_table(plan), run_warnings(dataset, run_key),
+                        calibration_of(dataset, run_key))
+
+
+def calibrate(dataset, *, run_key: str = DEFAULT_RUN_KEY):
+    """Rescale every sample's P(label wrong) by the label-audit images reviewed so far and write it to
+    the App (``<run>_p_label_wrong_audited``, the label-noise view's order, the reasons); returns a
+    :class:`curate.fiftyone.calibrate.Calibration`. Call it again after more reviews."""
+    from curate.fiftyone.calibrate import calibrate_run
+    from curate.data.safety import dataset_lock
+
+    dataset = load_dataset(dataset)
+    with dataset_lock(dataset.name, run_key):
+        return calibrate_run(dataset, run_key)
 
 
 def export(dataset, out: str | os.PathLike, *, fmt: str = "folder", policy: ExportPolicy = ExportPolicy(),

@@ -199,13 +199,32 @@ def test_status_reads_the_flags_with_the_audited_probabilities():
     audited = audited_label_probabilities(plan)
     assert audited[:2].tolist() == [1.0, 1.0] and audited[2:4].mean() == pytest.approx((2 + 0.3) / 3)
 
-    class Status:
-        dataset, run_key, warnings = "d", "curate", []
-        counts = pd.DataFrame({"unreviewed": [4, 4], "total": [4, 4]}, index=["label_noise", "(no flag)"])
-    Status.plan = plan
-    text = "\n".join(line for line, _ in status_lines(Status))
+    from curate.api import ReviewStatus
+
+    counts = pd.DataFrame({"unreviewed": [4, 4], "total": [4, 4]}, index=["label_noise", "(no flag)"])
+
+    def status_text(calibration=None):
+        return "\n".join(line for line, _ in status_lines(ReviewStatus("d", "curate", plan, counts, [], calibration)))
+
+    text = status_text()
     assert "the 4 flags are expected to hold about 4 wrong labels by the label audit (1 by the networks alone)" in text
+    # Three audit images are decided: the App's audited probabilities are missing, stale, then current.
+    assert "To write what the audit says into the App" in text and "curate calibrate d." in text
+    assert "calibrated with 2 audit reviews; 3 are decided now: curate calibrate d again" in status_text({"reviewed": 2})
+    assert "curate calibrate" not in status_text({"reviewed": 3})
     # Without a decided audit image, the run's own probabilities.
     plan["tags"] = [[]] * 8
-    Status.plan = plan
-    assert "expected to hold about 1 wrong labels." in "\n".join(line for line, _ in status_lines(Status))
+    text = status_text()
+    assert "expected to hold about 1 wrong labels." in text and "curate calibrate" not in text
+
+
+def test_audited_reason_quotes_both_values_and_replaces_an_earlier_calibration():
+    from curate.science.flags import audited_reason
+
+    reason = "7 of 8 models say 3 (mean p 0.84); labelled 5 (mean p 0.05); P(label wrong) ~ 0.62"
+    once = audited_reason(reason, 0.91, 0.62)
+    assert once == ("7 of 8 models say 3 (mean p 0.84); labelled 5 (mean p 0.05); "
+                    "P(label wrong) ~ 0.91 by the label audit (0.62 by the networks alone)")
+    assert audited_reason(once, 0.88, 0.62) == once.replace("0.91", "0.88")
+    assert audited_reason("low contrast image; models' top class 9", 0.5, 0.1) == "low contrast image; models' top class 9"
+    assert audited_reason(reason, float("nan"), 0.62) == reason

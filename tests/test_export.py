@@ -253,3 +253,49 @@ def test_weighted_training_example_runs(reviewed, tmp_path):
                           "--batch-size", "256"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "epoch 1: 1795 weighted draws" in out.stdout
+
+
+def test_calibrate_writes_the_audited_probabilities_to_the_app_and_status_says_when_they_are_stale(fo, reviewed):
+    """Last in this module: it rewrites the reasons and finally deletes the run."""
+    import numpy as np
+
+    from curate.fiftyone.export import review_plan
+    from curate.science.review import audited_label_probabilities
+
+    dataset, _ = reviewed
+    refused = invoke("calibrate", "test-review")
+    assert refused.exit_code == 2 and "No image of the 'label-audit' view is reviewed yet" in refused.output
+    audit = dataset.load_saved_view("label-audit").sort_by("filepath").values("id")
+    dataset.select(audit[0]).tag_samples("label:wrong")
+    dataset.select(audit[1:-1]).tag_samples("label:right")
+    status = invoke("status", "test-review").output
+    assert "To write what the audit says into the App" in status and "curate calibrate test-review" in status
+
+    result = invoke("calibrate", "test-review")
+    assert result.exit_code == 0, result.output
+    assert f"calibrated by {len(audit) - 1} reviewed label-audit images (1 wrongly labelled)" in result.output
+    expected = audited_label_probabilities(review_plan(dataset))
+    plan_ids = review_plan(dataset)["sample_id"].tolist()
+    written = dict(zip(*dataset.values(["id", "curate_p_label_wrong_audited"])))
+    assert np.allclose([written[sid] for sid in plan_ids], expected, equal_nan=True)
+    # The reviewed audit images carry their verdicts; the label-noise view sorts by the audited value.
+    assert written[audit[0]] == 1.0 and written[audit[1]] == 0.0
+    view = dataset.load_saved_view("label-noise")
+    ordered = view.values("curate_p_label_wrong_audited")
+    assert len(ordered) >= 6 and ordered == sorted(ordered, reverse=True)
+    reasons = view.values("curate_reason")
+    assert all(r.count("by the label audit") == 1 for r in reasons)
+    assert f"P(label wrong) ~ {ordered[0]:.2f} by the label audit" in reasons[0]
+    review_group = next(g for g in dataset.app_config.sidebar_groups if g.name == "curate: review")
+    assert "curate_p_label_wrong_audited" in review_group.paths
+    assert "To write what the audit says" not in invoke("status", "test-review").output
+
+    dataset.select(audit[-1]).tag_samples("label:right")
+    stale = invoke("status", "test-review").output
+    assert f"calibrated with {len(audit) - 1} audit reviews; {len(audit)} are decided now" in stale
+    again = invoke("calibrate", "test-review")
+    assert again.exit_code == 0 and f"calibrated by {len(audit)} reviewed" in again.output
+    assert all(r.count("by the label audit") == 1 for r in dataset.load_saved_view("label-noise").values("curate_reason"))
+    # The audited field belongs to the run: deleting the run takes it along.
+    assert invoke("runs", "test-review", "--delete", "curate").exit_code == 0
+    assert not dataset.has_sample_field("curate_p_label_wrong_audited")

@@ -76,7 +76,7 @@ def rename_written(dataset, config, key: str, new_key: str) -> None:
     save_views(dataset, new_key, new, levels)
     unconfigure_app(dataset, key, old.fields)
     configure_app(dataset, new_key, new, getattr(config, "label_field", None) or LABEL_FIELD, levels,
-                  _level_kinds(getattr(config, "curate_config", None) or {}, levels))
+                  recorded_level_kinds(getattr(config, "curate_config", None) or {}, levels))
     config.fields, config.tags, config.tag, config.views = new.fields, new.tags, new.tag, new.all_views
     fors.Run.update_run_config(dataset, key, config)
     info = (dataset.info.get("curate") or {}).get(key)
@@ -85,7 +85,7 @@ def rename_written(dataset, config, key: str, new_key: str) -> None:
         update_run_info(dataset, new_key, info)
 
 
-def _level_kinds(curate_config: dict, levels: list[str]) -> list[str]:
+def recorded_level_kinds(curate_config: dict, levels: list[str]) -> list[str]:
     """The kind of every level of a recorded run, in :attr:`CurateConfig.level_kinds` order."""
     counts = [("prune", "sparsities"), ("quantize", "quantizations"), ("filter", "filter_prunings"),
               ("distill", "distillations")]

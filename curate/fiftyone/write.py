@@ -53,6 +53,7 @@ class RunNames:
     pie_levels: str
     pie_beyond_control: str
     p_label_wrong: str
+    p_label_wrong_audited: str  # written by curate calibrate, not by the run
     label_audit: str
     label_audit_view: str
     duplicate_cluster: str
@@ -66,8 +67,9 @@ class RunNames:
     def fields(self) -> list[str]:
         """The per-sample fields curate writes itself (the brain fields are written by FiftyOne Brain)."""
         return [self.dense, *self.levels.values(), self.pie, self.pie_score, self.pie_level, self.pie_levels,
-                self.pie_beyond_control, self.p_label_wrong, self.label_audit, self.duplicate_cluster, self.category, self.label_noise, self.corruption, self.corruption_score, self.suggested,
-                self.flag_score, self.reason]
+                self.pie_beyond_control, self.p_label_wrong, self.p_label_wrong_audited, self.label_audit,
+                self.duplicate_cluster, self.category, self.label_noise, self.corruption, self.corruption_score,
+                self.suggested, self.flag_score, self.reason]
 
     @property
     def tags(self) -> list[str]:
@@ -111,6 +113,7 @@ def names_for(run_key: str, level_names: list[str], categories: tuple[str, ...] 
         pie_levels=f"{run_key}_pie_levels",
         pie_beyond_control=f"{run_key}_pie_beyond_control",
         p_label_wrong=f"{run_key}_p_label_wrong",
+        p_label_wrong_audited=f"{run_key}_p_label_wrong_audited",
         label_audit=f"{run_key}_label_audit",
         label_audit_view=f"{prefix}label-audit",
         duplicate_cluster=f"{run_key}_duplicate_cluster",
@@ -310,7 +313,7 @@ def _write_fields(fo, dataset, ids: list[str], result, names: RunNames) -> None:
 
     with np.errstate(divide="ignore"):
         dense_logits = np.log(np.clip(scores.dense_mean_probs, 1e-12, 1.0))
-    values: dict[str, list] = {field: [] for field in names.fields}
+    values: dict[str, list] = {field: [] for field in names.fields if field != names.p_label_wrong_audited}
     for i in range(len(ids)):
         values[names.dense].append(fo.Classification(
             label=str(classes[scores.dense_modal[i]]), confidence=float(scores.dense_confidence[i]),
@@ -425,10 +428,13 @@ def save_views(dataset, run_key: str, names: RunNames, level_names: list[str]) -
             description=f"PIEs of run {run_key!r} in category {name}, highest score first",
             overwrite=True,
         )
+    audited = dataset.has_sample_field(names.p_label_wrong_audited)
     dataset.save_view(
         names.label_noise_view,
-        dataset.match(F(names.label_noise) == True).sort_by(names.p_label_wrong, reverse=True),  # noqa: E712
-        description=f"Every suspected label error of run {run_key!r} (PIE or not), highest P(label wrong) first",
+        dataset.match(F(names.label_noise) == True).sort_by(  # noqa: E712
+            names.p_label_wrong_audited if audited else names.p_label_wrong, reverse=True),
+        description=f"Every suspected label error of run {run_key!r} (PIE or not), highest P(label wrong)"
+                    f"{' by the label audit' if audited else ''} first",
         overwrite=True,
     )
     dataset.save_view(
@@ -476,7 +482,8 @@ def configure_app(dataset, run_key: str, names: RunNames, label_field: str, leve
     pruned = [name for name, kind in zip(level_names, kinds) if kind == "prune"]
     strongest = names.levels[pruned[-1] if pruned else level_names[-1]] if level_names else None
     card = [label_field, names.suggested, names.dense] + ([strongest] if strongest else [])
-    review = [names.category, names.p_label_wrong, names.reason, names.suggested, names.dense,
+    audited = [names.p_label_wrong_audited] if dataset.has_sample_field(names.p_label_wrong_audited) else []
+    review = [names.category, *audited, names.p_label_wrong, names.reason, names.suggested, names.dense,
               *([strongest] if strongest else []), names.label_noise, names.corruption, names.pie,
               names.pie_score, names.pie_beyond_control, names.pie_levels, names.flag_score, names.label_audit]
     others = [field for field in names.levels.values() if field != strongest]

@@ -386,7 +386,29 @@ def status(name: str, run_key: str, drop_unreviewed, include_eval_splits, keep_c
         review = api.status(name, run_key=run_key, policy=policy)
     except _user_errors() as exc:
         _fail(str(exc))
-    _echo(status_lines(review))
+    _echo(status_lines(review, _launcher()))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--run-key", default=DEFAULT_RUN_KEY, show_default=True, help="Which curate run of dataset NAME.")
+def calibrate(name: str, run_key: str) -> None:
+    """Rescale every P(label wrong) of dataset NAME by the label audit reviewed so far, in the App.
+
+    \b
+    Review some images of the label-audit view first (tag each label:wrong, or relabel it, or
+    label:right). The networks' probabilities miss the noise they learned; the audit's do not.
+    Writes <run>_p_label_wrong_audited, sorts the label-noise view by it and quotes it in each
+    reason, beside the networks' value. Run it again after more reviews.
+    """
+    from curate import api
+    from curate.frontends.summary import calibration_lines
+
+    try:
+        outcome = api.calibrate(name, run_key=run_key)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    _echo(calibration_lines(outcome, name, _launcher()))
 
 
 @main.command()

@@ -322,14 +322,16 @@ def export_now_sentence(plan) -> str:
             f"{dropped}")
 
 
-def status_lines(status) -> list[Line]:
+def status_lines(status, launcher: str = "curate") -> list[Line]:
     """``curate status``: flags by review state, and what an export would do (:class:`curate.api.ReviewStatus`)."""
     plan, counts = status.plan, status.counts
     lines: list[Line] = [(f"{status.dataset}: {len(plan)} samples scored by run {status.run_key!r}", "bold")]
     lines += [(f"Warning: {warning}", "warning") for warning in status.warnings]
     lines.append((table([[flag, *row] for flag, row in zip(counts.index, counts.to_numpy().tolist())],
                         ["flag", *counts.columns]), None))
-    lines += [(sentence, None) for sentence in label_review_sentences(plan)]
+    calibrate = f"{launcher} calibrate {status.dataset}" + (
+        "" if status.run_key == "curate" else f" --run-key {status.run_key}")
+    lines += [(sentence, None) for sentence in label_review_sentences(plan, status.calibration, calibrate)]
     reasons = plan[plan["action"] != "keep"]["reason"].fillna("").astype(str).str.replace(r" [^ ]+ -> [^ ]+ ", " ", regex=True)
     notes = plan[(plan["action"] == "keep") & (plan["reason"] != "")]["reason"].value_counts()
     lines.append(("\n" + export_now_sentence(plan) + (":" if len(reasons) or len(notes) else "."), None))
@@ -338,10 +340,12 @@ def status_lines(status) -> list[Line]:
     return lines
 
 
-def label_review_sentences(plan) -> list[str]:
+def label_review_sentences(plan, calibrated: dict | None = None, calibrate: str = "curate calibrate") -> list[str]:
     """What the reviewed label-noise flags and label-audit images say so far (``curate status`` and the App's
     review-status operator): the flags against what they were expected to hold, by the audit where it has
-    answers, and the audit's count of the dataset's wrong labels."""
+    answers, the audit's count of the dataset's wrong labels, and whether the App's audited P(label wrong)
+    (``calibrated``, the record :func:`curate.fiftyone.calibrate.calibration_of` reads) is up to date;
+    ``calibrate`` names the command that updates it."""
     from curate.science.review import audited_label_probabilities, label_audit_review, label_noise_review
 
     sentences = []
@@ -355,7 +359,42 @@ def label_review_sentences(plan) -> list[str]:
     if audit is not None:
         modelled = float(np.nansum(plan["p_label_wrong"])) if "p_label_wrong" in plan else None
         sentences.append(label_audit_sentence(audit, modelled, int(plan["label_audit"].astype(bool).sum())))
+        if "p_label_wrong" in plan:
+            stale = calibration_stale_sentence(calibrated, int(sum(audit.reviewed)), calibrate)
+            sentences += [stale] if stale else []
     return sentences
+
+
+def calibration_lines(calibration, dataset: str, launcher: str = "curate") -> list[Line]:
+    """``curate calibrate``: what the label audit changed (:class:`curate.fiftyone.calibrate.Calibration`)."""
+    from curate.fiftyone.write import names_for
+
+    c = calibration
+    view = names_for(c.run_key, []).label_noise_view
+    return [
+        (f"P(label wrong) calibrated by {c.reviewed} reviewed label-audit images ({c.wrong} wrongly labelled), "
+         f"written to field {c.field!r}.", "bold"),
+        (table([["label-noise flags", c.flags, f"{c.flags_expected:,.1f}", f"{c.flags_expected_networks:,.1f}"],
+                ["whole dataset", "", f"{c.dataset_expected:,.0f}", f"{c.dataset_expected_networks:,.0f}"]],
+               ["", "images", "expected wrong (audit)", "expected wrong (networks)"]), None),
+        (f"The {view!r} view now sorts by it, and each label-noise reason quotes both values. Review more audit "
+         "images and calibrate again to narrow it.", None),
+        (f"Review in the App:  {launcher} app {dataset} --view {view}", "command"),
+    ]
+
+
+def calibration_stale_sentence(calibrated: dict | None, reviewed: int, calibrate: str = "curate calibrate") -> str | None:
+    """Whether the App's audited P(label wrong) reflects the audit reviews so far; None when it does
+    (or when nothing is reviewed yet)."""
+    if not reviewed:
+        return None
+    if calibrated is None:
+        return (f"To write what the audit says into the App (P(label wrong), the label-noise view's order, the "
+                f"reasons): {calibrate}.")
+    if calibrated.get("reviewed") != reviewed:
+        return (f"The App's audited P(label wrong) was calibrated with {calibrated.get('reviewed')} audit reviews; "
+                f"{reviewed} are decided now: {calibrate} again.")
+    return None
 
 
 def label_noise_review_sentence(review: dict, audited: dict | None = None) -> str:

@@ -551,7 +551,23 @@ class LabelNoiseCategory(FlagCategory):
                 f"{names[evidence.noise.suggested[i]]} (mean p {evidence.noise.suggested_confidence[i]:.2f}); "
                 f"labelled {names[label]} (mean p {evidence.probs[i, label]:.2f})")
         wrong = None if evidence.label_wrong_probability is None else evidence.label_wrong_probability[i]
-        return text if wrong is None or not np.isfinite(wrong) else f"{text}; P(label wrong) ~ {wrong:.2f}"
+        return text if wrong is None or not np.isfinite(wrong) else f"{text}{LABEL_WRONG_MARK}{wrong:.2f}"
+
+
+LABEL_WRONG_MARK = "; P(label wrong) ~ "
+
+
+def audited_reason(reason: str, audited: float, networks: float) -> str:
+    """A label-noise reason with its P(label wrong) replaced by the label audit's (:mod:`curate.science.audit`).
+
+    Keeps the networks' value beside it, so that a reviewer sees what the audit changed; a reason written
+    by an earlier calibration is rewritten, not extended, and a reason without a probability (another
+    category's, or a run without the noise model) is returned as it is.
+    """
+    if LABEL_WRONG_MARK not in reason or not np.isfinite(audited):
+        return reason
+    base = reason.split(LABEL_WRONG_MARK, 1)[0]
+    return f"{base}{LABEL_WRONG_MARK}{audited:.2f} by the label audit ({networks:.2f} by the networks alone)"
 
 
 class CorruptionCategory(FlagCategory):

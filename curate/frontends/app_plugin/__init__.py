@@ -206,7 +206,8 @@ class ReviewStatus(foo.Operator):
                   for flag, row in zip(counts.index, counts.to_numpy().tolist())]
         dropped = int((plan["action"] == "drop").sum())
         relabelled = int((plan["action"] == "relabel").sum())
-        summary = "\n\n".join([*label_review_sentences(plan), export_now_sentence(plan) + "."])
+        summary = "\n\n".join([*label_review_sentences(plan, review.calibration, CALIBRATE_IN_APP),
+                                export_now_sentence(plan) + "."])
         warnings = "".join(f"\n\n**Warning:** {w}" for w in review.warnings)
         return {"status": "\n".join(lines) + "\n\n" + summary + warnings, "dropped": dropped,
                 "relabelled": relabelled}
@@ -215,6 +216,46 @@ class ReviewStatus(foo.Operator):
         outputs = types.Object()
         outputs.str("status", label="Review status", view=types.MarkdownView())
         return types.Property(outputs)
+
+
+CALIBRATE_IN_APP = "the operator 'curate: calibrate P(label wrong) by the label audit'"
+
+
+class CalibrateByAudit(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="calibrate_by_audit",
+            label="curate: calibrate P(label wrong) by the label audit",
+            description="Rescale every P(label wrong) by the label-audit images reviewed so far (curate calibrate)",
+            dynamic=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        if _run_key_input(inputs, ctx) is None:
+            return types.Property(inputs)
+        inputs.view("about", types.Notice(label=(
+            "Reads the label:wrong / label:right tags (and relabels) of the label-audit view's images and writes "
+            "every sample's audited P(label wrong) beside the networks' own; the label-noise view then sorts by "
+            "it. Run it again after more reviews. Labels, tags and images are not modified.")))
+        return types.Property(inputs, view=types.View(label="curate: calibrate by the label audit"))
+
+    def execute(self, ctx):
+        from curate import api
+        from curate.frontends.summary import calibration_lines
+
+        run_key = ctx.params.get("run_key") or curate_run_keys(ctx.dataset)[0]
+        try:
+            outcome = api.calibrate(ctx.dataset, run_key=run_key)
+        except api.USER_ERRORS as exc:
+            raise user_error("calibrate", exc) from None
+        ctx.ops.reload_dataset()
+        return {"summary": markdown_block(calibration_lines(outcome, ctx.dataset.name)),
+                "command": f"curate calibrate {ctx.dataset.name} --run-key {run_key}"}
+
+    def resolve_output(self, ctx):
+        return command_output("Calibrated")
 
 
 FORM_OPTIONS = ("members", "folds", "epochs", "finetune_epochs", "sparsities", "quantize", "distill",
@@ -425,3 +466,4 @@ def register(p):
     p.register(ExportDataset)
     p.register(ReviewSamples)
     p.register(ReviewStatus)
+    p.register(CalibrateByAudit)
