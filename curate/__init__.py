@@ -5,6 +5,7 @@ The Python API (:mod:`curate.api`), importable from here::
     import curate
     outcome = curate.run("path/to/images", dataset="my-data")   # train, compress, score, write FiftyOne
     curate.status("my-data").counts                             # flags by review state
+    curate.calibrate("my-data")                                 # the label audit's P(label wrong), into the App
     curate.export("my-data", "out/clean")                       # cleaned splits, every change explained
     curate.weights("my-data", "out/weights.csv")                # PIE-upweighted sample weights
     curate.report("my-data")                                    # HTML report of the paper's analyses
@@ -12,7 +13,7 @@ The Python API (:mod:`curate.api`), importable from here::
 
 __version__ = "0.2.0"
 
-_API = ("run", "demo", "status", "export", "weights", "report", "runs", "delete_run", "RunOptions", "RunOutcome",
+_API = ("run", "demo", "status", "calibrate", "export", "weights", "report", "runs", "delete_run", "RunOptions", "RunOutcome",
         "ReviewStatus", "ReportOutcome", "USER_ERRORS")
 
 

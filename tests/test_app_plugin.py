@@ -11,6 +11,7 @@ from helpers import flag_label_noise, invoke
 REVIEW = "@curate/curate/review_samples"
 STATUS = "@curate/curate/review_status"
 COMPUTE = "@curate/curate/compute_pies"
+CALIBRATE = "@curate/curate/calibrate_by_audit"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_fiftyone_lists_the_installed_operators(installed):
     import fiftyone.operators as foo
 
     uris = {op.uri for op in foo.list_operators(enabled=True)}
-    assert {REVIEW, STATUS, COMPUTE, "@curate/curate/export_dataset"} <= uris
+    assert {REVIEW, STATUS, COMPUTE, CALIBRATE, "@curate/curate/export_dataset"} <= uris
     assert (installed / "fiftyone.yml").exists()
 
 
@@ -182,3 +183,21 @@ def test_compute_operator_runs_curate_on_the_dataset_in_the_app(fo, installed, d
     bad = {**params, "sparsities": "0.9,1.5"}
     with pytest.raises(Exception, match=r"curate run failed: Sparsities must lie strictly between 0 and 1, got \[1.5\]"):
         foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "params": bad})
+
+
+def test_calibrate_operator_writes_what_curate_calibrate_writes(fo, dataset):
+    import fiftyone.operators as foo
+
+    with pytest.raises(Exception, match="No image of the 'label-audit' view is reviewed yet"):
+        foo.execute_operator(CALIBRATE, ctx={"dataset": dataset, "params": {}})
+    audit = dataset.load_saved_view("label-audit").values("id")
+    try:
+        dataset.select(audit[:3]).tag_samples("label:right")
+        status = foo.execute_operator(STATUS, ctx={"dataset": dataset, "params": {}}).result["status"]
+        assert "curate: calibrate P(label wrong) by the label audit" in status
+        done = foo.execute_operator(CALIBRATE, ctx={"dataset": dataset, "params": {}}).result
+        assert "calibrated by 3 reviewed label-audit images (0 wrongly labelled)" in done["summary"]
+        assert done["command"] == "curate calibrate test-plugin --run-key curate"
+        assert dataset.count("curate_p_label_wrong_audited") == dataset.count("curate_p_label_wrong")
+    finally:
+        dataset.select(audit[:3]).untag_samples("label:right")

@@ -17,7 +17,11 @@ def test_fiftyone_renames_and_deletes_a_curate_run(fo, digits_run):
     dataset = fo.load_dataset("test-fo-runs")
     config = dataset.get_run_info("curate").config
     assert isinstance(config, CurateRunConfig) and config.method == "curate" and config.status == "complete"
+    # A calibrated run (curate calibrate adds a field after the run): rename and delete take it along too.
+    dataset.select(dataset.load_saved_view("label-audit").first().id).tag_samples("label:right")
+    curate.calibrate(dataset)
     fields, n_pies = _written(dataset, "curate_"), dataset.count_sample_tags()["pie"]
+    assert "curate_p_label_wrong_audited" in fields
     views = set(dataset.list_saved_views())
 
     dataset.rename_run("curate", "second")
