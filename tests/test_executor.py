@@ -97,3 +97,17 @@ def test_a_script_that_calls_curate_at_import_is_told_to_guard_the_call(small_so
     assert done.returncode != 0
     assert "curate was called while a worker process was starting" in done.stderr, done.stderr[-3000:]
     assert 'outside `if __name__ == "__main__":`' in done.stderr
+
+
+def test_pixels_shared_read_only_with_workers_are_read_without_a_torch_warning():
+    # Worker processes read the pixels read-only; torch warns (once a process, on the user's screen) when
+    # it is handed an array it cannot write.
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, torch\n"
+            "from curate.population.train import Normalizer\n"
+            "pixels = np.zeros((2, 3, 4, 4), np.uint8); pixels.flags.writeable = False\n"
+            "Normalizer(np.zeros(3), np.ones(3), torch.device('cpu'))(pixels)\n")
+    done = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -135,7 +135,11 @@ class Normalizer:
         return sample.mean(axis=(0, 2, 3)), sample.std(axis=(0, 2, 3)) + 1e-3
 
     def __call__(self, batch_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
-        x = torch.as_tensor(np.asarray(batch_uint8), device=self.device).to(self.dtype).div_(255.0)
+        if not isinstance(batch_uint8, torch.Tensor):
+            batch_uint8 = np.asarray(batch_uint8)
+            if not batch_uint8.flags.writeable:  # pixels shared read-only with worker processes: torch warns
+                batch_uint8 = batch_uint8.copy()
+        x = torch.as_tensor(batch_uint8, device=self.device).to(self.dtype).div_(255.0)
         return (x - self.mean) / self.std
 
 
