@@ -188,10 +188,11 @@ def calibrate(dataset, *, run_key: str = DEFAULT_RUN_KEY):
     """Rescale every sample's P(label wrong) by the label-audit images reviewed so far and write it to
     the App (``<run>_p_label_wrong_audited``, the label-noise view's order, the reasons); returns a
     :class:`curate.fiftyone.calibrate.Calibration`. Call it again after more reviews."""
-    from curate.fiftyone.calibrate import calibrate_run
     from curate.data.safety import dataset_lock
 
-    dataset = load_dataset(dataset)
+    dataset = load_dataset(dataset)  # before anything imports fiftyone: it configures the database first
+    from curate.fiftyone.calibrate import calibrate_run
+
     with dataset_lock(dataset.name, run_key):
         return calibrate_run(dataset, run_key)
 

@@ -228,3 +228,9 @@ def test_audited_reason_quotes_both_values_and_replaces_an_earlier_calibration()
     assert audited_reason(once, 0.88, 0.62) == once.replace("0.91", "0.88")
     assert audited_reason("low contrast image; models' top class 9", 0.5, 0.1) == "low contrast image; models' top class 9"
     assert audited_reason(reason, float("nan"), 0.62) == reason
+    # An image the audit itself reviewed says so; a later calibration (the reviewer changed their mind) rewrites it.
+    found = audited_reason(once, 0.0, 0.62, verdict=False)
+    assert found == ("7 of 8 models say 3 (mean p 0.84); labelled 5 (mean p 0.05); the label audit found the label "
+                     "right (P(label wrong) 0.62 by the networks alone)")
+    assert audited_reason(found, 1.0, 0.62, verdict=True) == found.replace("label right", "label wrong")
+    assert audited_reason(found, 0.7, 0.62) == once.replace("0.91", "0.70")

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import fiftyone.core.runs as fors
 import numpy as np
 
 from curate.fiftyone.export import review_plan, run_record
 from curate.fiftyone.runs import recorded_level_kinds
 from curate.fiftyone.write import LABEL_FIELD, configure_app, names_for, save_views, update_run_info
 from curate.science.flags import audited_reason
-from curate.science.review import audited_label_probabilities, label_audit_review
+from curate.science.review import audit_verdicts, audited_label_probabilities, label_audit_review
 
 
 class CalibrationError(ValueError):
@@ -62,6 +61,7 @@ def calibrate_run(dataset, run_key: str) -> Calibration:
     ids = plan["sample_id"].tolist()
     known = np.isfinite(audited)
     import fiftyone.core.fields as fof
+    import fiftyone.core.runs as fors
 
     if not dataset.has_sample_field(names.p_label_wrong_audited):
         dataset.add_sample_field(names.p_label_wrong_audited, fof.FloatField)
@@ -72,10 +72,13 @@ def calibrate_run(dataset, run_key: str) -> Calibration:
         fors.Run.update_run_config(dataset, run_key, config)
     dataset.set_values(names.p_label_wrong_audited,
                        dict(zip(ids, [float(p) if ok else None for p, ok in zip(audited, known)])), key_field="id")
-    by_id = dict(zip(ids, zip(audited, networks)))
+    decided, wrong = audit_verdicts(plan)
+    verdicts = [bool(w) if d else None for d, w in zip(decided, wrong)]
+    by_id = dict(zip(ids, zip(audited, networks, verdicts)))
     changed = {}
     for sid, reason in zip(*dataset.select(ids).values(["id", names.reason])):
-        rewritten = audited_reason(reason, *by_id[sid]) if reason else reason
+        p_audit, p_networks, verdict = by_id[sid]
+        rewritten = audited_reason(reason, p_audit, p_networks, verdict=verdict) if reason else reason
         if rewritten != reason:
             changed[sid] = rewritten
     if changed:

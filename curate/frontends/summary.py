@@ -374,9 +374,9 @@ def calibration_lines(calibration, dataset: str, launcher: str = "curate") -> li
     return [
         (f"P(label wrong) calibrated by {c.reviewed} reviewed label-audit images ({c.wrong} wrongly labelled), "
          f"written to field {c.field!r}.", "bold"),
-        (table([["label-noise flags", c.flags, f"{c.flags_expected:,.1f}", f"{c.flags_expected_networks:,.1f}"],
-                ["whole dataset", "", f"{c.dataset_expected:,.0f}", f"{c.dataset_expected_networks:,.0f}"]],
-               ["", "images", "expected wrong (audit)", "expected wrong (networks)"]), None),
+        (table([["label-noise flags", c.flags, round(c.flags_expected), round(c.flags_expected_networks)],
+                ["whole dataset", "", round(c.dataset_expected), round(c.dataset_expected_networks)]],
+               ["", "images", "wrong labels expected by the audit", "by the networks alone"]), None),
         (f"The {view!r} view now sorts by it, and each label-noise reason quotes both values. Review more audit "
          "images and calibrate again to narrow it.", None),
         (f"Review in the App:  {launcher} app {dataset} --view {view}", "command"),

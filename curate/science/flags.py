@@ -555,18 +555,24 @@ class LabelNoiseCategory(FlagCategory):
 
 
 LABEL_WRONG_MARK = "; P(label wrong) ~ "
+AUDIT_VERDICT_MARK = "; the label audit found the label "
 
 
-def audited_reason(reason: str, audited: float, networks: float) -> str:
+def audited_reason(reason: str, audited: float, networks: float, *, verdict: bool | None = None) -> str:
     """A label-noise reason with its P(label wrong) replaced by the label audit's (:mod:`curate.science.audit`).
 
-    Keeps the networks' value beside it, so that a reviewer sees what the audit changed; a reason written
+    Keeps the networks' value beside it, so that a reviewer sees what the audit changed; ``verdict``: the
+    audit reviewed this very image and found its label wrong (True) or right (False). A reason written
     by an earlier calibration is rewritten, not extended, and a reason without a probability (another
     category's, or a run without the noise model) is returned as it is.
     """
-    if LABEL_WRONG_MARK not in reason or not np.isfinite(audited):
+    at = [reason.find(mark) for mark in (LABEL_WRONG_MARK, AUDIT_VERDICT_MARK) if mark in reason]
+    if not at or not np.isfinite(audited):
         return reason
-    base = reason.split(LABEL_WRONG_MARK, 1)[0]
+    base = reason[:min(at)]
+    if verdict is not None:
+        return (f"{base}{AUDIT_VERDICT_MARK}{'wrong' if verdict else 'right'} (P(label wrong) {networks:.2f} by the "
+                "networks alone)")
     return f"{base}{LABEL_WRONG_MARK}{audited:.2f} by the label audit ({networks:.2f} by the networks alone)"
 
 

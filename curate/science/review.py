@@ -232,7 +232,7 @@ def label_noise_review(plan: pd.DataFrame, p_wrong: np.ndarray | None = None) ->
             "has_probabilities": bool(p.notna().any())}
 
 
-def _audit_verdicts(plan: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def audit_verdicts(plan: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Which label-audit images a reviewer decided, and which of those have a wrong label.
 
     An audit image's label is wrong when tagged ``label:wrong`` or relabelled, right when tagged
@@ -259,7 +259,7 @@ def label_audit_review(plan: pd.DataFrame, *, level: float = 0.9):
 
     if not _has_audit(plan):
         return None
-    decided, wrong = _audit_verdicts(plan)
+    decided, wrong = audit_verdicts(plan)
     return estimate_from_audit(plan["audit_stratum"].to_numpy(dtype=object), decided, wrong, level=level)
 
 
@@ -274,7 +274,7 @@ def audited_label_probabilities(plan: pd.DataFrame) -> np.ndarray | None:
     p_wrong = plan["p_label_wrong"].astype(float).to_numpy()
     if not np.isfinite(p_wrong).any():
         return None
-    decided, wrong = _audit_verdicts(plan)
+    decided, wrong = audit_verdicts(plan)
     return audited_p_wrong(p_wrong, plan["audit_stratum"].to_numpy(dtype=object), decided, wrong)
 
 
