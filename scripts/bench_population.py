@@ -9,6 +9,7 @@ wall time, held-out accuracy of the dense networks and of every pruning level, a
     python scripts/bench_population.py demo --out out/bench_population_demo.json
     python scripts/bench_population.py demo --clean --out out/bench_population_demo_clean.json
     python scripts/bench_population.py cifar10n --n 10000 --out out/bench_population_cifar10n.json
+    python scripts/bench_population.py cifar10n --n 10000 --only current --keep-runs out/runs --out out/bench_population_cifar10n_current.json
     python scripts/bench_population.py demo --with-serial --out out/bench_population_demo_executor.json
     python scripts/bench_population.py demo --clean --with-together 8 --out out/bench_population_demo_together.json
     python scripts/bench_population.py cifar10n --n 50000 --only current --args '--device cuda --quantize none
@@ -103,6 +104,8 @@ def main() -> None:
     parser.add_argument("--args", default="", metavar="'ARGS'",
                         help="more curate options for this checkout's sides, e.g. the GPU criterion's population: "
                              "'--device cuda --quantize none --filter-prune none --distill none --robustness-images 0'")
+    parser.add_argument("--keep-runs", metavar="DIR",
+                        help="cifar10n: keep each side's run directory under DIR/<side> (e.g. for bench_trust.py)")
     parser.add_argument("--out")
     args = parser.parse_args()
 
@@ -136,6 +139,11 @@ def main() -> None:
                 seconds, output = run_curate(code, module, ["run", str(csv), "--no-fiftyone", "--run-dir",
                                                            str(run_dir), "-q", *extra], home)
             results[name] = {"wall_seconds": seconds, **summary(run_dir), "stdout": output}
+            if args.keep_runs and args.what == "cifar10n":
+                kept = Path(args.keep_runs) / name
+                shutil.rmtree(kept, ignore_errors=True)
+                shutil.copytree(run_dir, kept)
+                results[name]["kept_run_dir"] = str(kept)
             print(f"{name}: {seconds:.0f} s wall, dense held-out accuracy {results[name]['accuracy']['dense']:.3f}",
                   flush=True)
     finally:
