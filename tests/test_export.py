@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from helpers import TINY, flag_label_noise, invoke
+from helpers import TINY, curate_process, flag_label_noise, invoke
 
 
 @pytest.fixture(scope="module")
@@ -271,6 +271,12 @@ def test_calibrate_writes_the_audited_probabilities_to_the_app_and_status_says_w
     status = invoke("status", "test-review").output
     assert "To write what the audit says into the App" in status and "curate calibrate test-review" in status
 
+    # Killed after the audited field, before the reasons and views: status still asks for a calibration,
+    # and the next one finishes the job as if nothing had happened.
+    killed = curate_process("calibrate", "test-review", kill_at="calibrate")
+    assert killed.returncode == -9 and dataset.reload() is None
+    assert dataset.has_sample_field("curate_p_label_wrong_audited")
+    assert "To write what the audit says into the App" in invoke("status", "test-review").output
     result = invoke("calibrate", "test-review")
     assert result.exit_code == 0, result.output
     assert f"calibrated by {len(audit) - 1} reviewed label-audit images (1 wrongly labelled)" in result.output

@@ -19,7 +19,8 @@ FRESH_POINTS = ["decode", "train", "score", "store", "fiftyone:samples"]
 # Re-runs over a dataset that holds a complete run: every other step of the FiftyOne write.
 RERUN_POINTS = [p for p in POINTS if p.startswith("fiftyone:") and p not in FRESH_POINTS]
 # "network" kills a worker: tests/test_ray.py
-assert set(FRESH_POINTS + RERUN_POINTS + ["report", "network"]) == set(POINTS), "every point is tested"
+# "calibrate" is tested with curate calibrate (tests/test_export.py).
+assert set(FRESH_POINTS + RERUN_POINTS + ["report", "network", "calibrate"]) == set(POINTS), "every point is tested"
 SAMPLE_FIELDS = ["filepath", "curate_pie", "curate_pie_score", "curate_pie_levels", "curate_category",
                  "curate_label_noise", "curate_reason", "curate_dense.label", "hardness", "mistakenness", "tags"]
 

@@ -25,6 +25,7 @@ POINTS = (
     "fiftyone:brain",     # hardness computed, mistakenness not
     "fiftyone:views",     # some saved views written
     "fiftyone:complete",  # everything written, run not yet marked complete
+    "calibrate",          # curate calibrate: audited field written, reasons and views not
     "report",             # report HTML half written
 )
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from curate.data.faults import checkpoint
 from curate.fiftyone.export import review_plan, run_record
 from curate.fiftyone.runs import recorded_level_kinds
 from curate.fiftyone.write import LABEL_FIELD, configure_app, names_for, save_views, update_run_info
@@ -49,8 +50,8 @@ def calibrate_run(dataset, run_key: str) -> Calibration:
     plan = review_plan(dataset, run_key)
     audit = label_audit_review(plan)
     if audit is None:
-        raise CalibrationError(f"Run {run_key!r} of dataset {dataset.name!r} has no label audit (runs before curate "
-                               "0.1 drew none); run it again to draw one.")
+        raise CalibrationError(f"Run {run_key!r} of dataset {dataset.name!r} has no label audit (it was run by a "
+                               "curate that drew none); run it again to draw one.")
     if not sum(audit.reviewed):
         raise CalibrationError(f"No image of the {names.label_audit_view!r} view is reviewed yet: tag some label:wrong "
                                "(or relabel them) or label:right, then calibrate.")
@@ -72,6 +73,7 @@ def calibrate_run(dataset, run_key: str) -> Calibration:
         fors.Run.update_run_config(dataset, run_key, config)
     dataset.set_values(names.p_label_wrong_audited,
                        dict(zip(ids, [float(p) if ok else None for p, ok in zip(audited, known)])), key_field="id")
+    checkpoint("calibrate")
     decided, wrong = audit_verdicts(plan)
     verdicts = [bool(w) if d else None for d, w in zip(decided, wrong)]
     by_id = dict(zip(ids, zip(audited, networks, verdicts)))
@@ -97,6 +99,9 @@ def calibrate_run(dataset, run_key: str) -> Calibration:
 
 
 def calibration_of(dataset, run_key: str) -> dict | None:
-    """How many audit reviews the App's audited P(label wrong) was last calibrated with; None if never."""
+    """How many audit reviews the App's audited P(label wrong) was last calibrated with; None if never
+    (or if the field is gone: the record is written last, so a calibration killed half-way has none)."""
+    if not dataset.has_sample_field(names_for(run_key, []).p_label_wrong_audited):
+        return None
     return ((dataset.info.get("curate") or {}).get(run_key) or {}).get("calibration")
 
