@@ -10,6 +10,7 @@ wall time, held-out accuracy of the dense networks and of every pruning level, a
     python scripts/bench_population.py demo --clean --out out/bench_population_demo_clean.json
     python scripts/bench_population.py cifar10n --n 10000 --out out/bench_population_cifar10n.json
     python scripts/bench_population.py cifar10n --n 10000 --only current --keep-runs out/runs --out out/bench_population_cifar10n_current.json
+    python scripts/bench_population.py cifar10n --networks-of out/runs/current --out out/bench_population_cifar10n_networks.json
     python scripts/bench_population.py demo --with-serial --out out/bench_population_demo_executor.json
     python scripts/bench_population.py demo --clean --with-together 8 --out out/bench_population_demo_together.json
     python scripts/bench_population.py cifar10n --n 50000 --only current --args '--device cuda --quantize none
@@ -75,6 +76,13 @@ def summary(run_dir: Path) -> dict:
     }
 
 
+def keep_run(run_dir: Path, csv: Path, kept: Path) -> Path:
+    shutil.rmtree(kept, ignore_errors=True)
+    shutil.copytree(run_dir, kept)
+    shutil.copy(csv, kept / "labels.csv")
+    return kept
+
+
 def cifar_manifest(n: int, seed: int, where: Path) -> Path:
     from bench_pies import cifar10n_subset
 
@@ -85,6 +93,55 @@ def cifar_manifest(n: int, seed: int, where: Path) -> Path:
         for p, y in zip(images.filepaths, images.labels):
             f.write(f"{p},{images.classes[y]}\n")
     return path
+
+
+def stored_networks(run_dir: Path, labels_csv: Path) -> dict:
+    """Held-out accuracy of every network a run directory has stored so far, per level, and its seconds.
+
+    Reads the jobs of a run that was stopped (a CIFAR-10N population takes longer than a session on 2 cores);
+    ``labels_csv`` is the run's ``filepath,label`` manifest. Also how often each copy of a network changes
+    the network's own held-out prediction, the control copy (fine-tuned, no weight removed) included.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from curate.population.config import CurateConfig
+    from curate.science.crossfit import stratified_folds
+
+    config = CurateConfig.from_dict(json.loads((run_dir / "manifest.json").read_text())["config"])
+    paths = json.loads((run_dir / f"images-{config.image_size}.json").read_text())["filepaths"]
+    table = pd.read_csv(labels_csv)
+    classes = sorted(table["label"].astype(str).unique())
+    label_of = dict(zip(table["filepath"], table["label"].astype(str)))
+    labels = np.array([classes.index(label_of[p]) for p in paths])
+    networks = {}
+    for job in config.jobs():
+        stored = run_dir / "jobs" / f"{job.name}.npz"
+        if not stored.exists():
+            continue
+        arrays = np.load(stored)
+        held = stratified_folds(labels, config.folds, config.member_seed(job.member)) == job.fold
+        dense = arrays["dense"][held].argmax(1)
+        versions = {"dense": arrays["dense"], "control": arrays["control"],
+                    **dict(zip(config.level_names, arrays["compressed"]))}
+        networks[job.name] = {
+            "seconds": float(arrays["seconds"]),
+            "accuracy": {name: float((p[held].argmax(1) == labels[held]).mean()) for name, p in versions.items()},
+            "changed": {name: float((p[held].argmax(1) != dense).mean()) for name, p in versions.items()
+                        if name != "dense"},
+        }
+    return networks
+
+
+def print_stored(networks: dict) -> None:
+    names = list(networks)
+    print(f"{len(names)} stored networks: {', '.join(names)}")
+    print(f"{'':<22}" + "".join(f"{n:>18}" for n in names))
+    print(f"{'seconds':<22}" + "".join(f"{networks[n]['seconds']:>18.0f}" for n in names))
+    for level in networks[names[0]]["accuracy"]:
+        print(f"{'accuracy ' + level:<22}" + "".join(f"{networks[n]['accuracy'][level]:>18.3f}" for n in names))
+    for level in networks[names[0]]["changed"]:
+        print(f"{'% changed ' + level:<22}" + "".join(f"{100 * networks[n]['changed'][level]:>18.2f}" for n in names))
 
 
 def main() -> None:
@@ -106,8 +163,23 @@ def main() -> None:
                              "'--device cuda --quantize none --filter-prune none --distill none --robustness-images 0'")
     parser.add_argument("--keep-runs", metavar="DIR",
                         help="cifar10n: keep each side's run directory under DIR/<side> (e.g. for bench_trust.py)")
+    parser.add_argument("--networks-of", metavar="RUN_DIR",
+                        help="cifar10n: read the networks a (stopped) run directory stored, instead of running; with "
+                             "the run's own manifest CSV under RUN_DIR/labels.csv (--keep-runs writes it)")
     parser.add_argument("--out")
     args = parser.parse_args()
+    if args.networks_of:
+        run_dir = Path(args.networks_of)
+        networks = stored_networks(run_dir, run_dir / "labels.csv")
+        if not networks:
+            sys.exit(f"{run_dir} holds no finished network yet.")
+        print_stored(networks)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps({"what": "stored networks", "run_dir": str(run_dir),
+                                                  "networks": networks}, indent=2))
+            print(f"wrote {args.out}")
+        return
 
     scratch = Path(tempfile.mkdtemp(prefix="curate-bench-population-"))
     ref = worktree(args.ref)
@@ -126,6 +198,10 @@ def main() -> None:
     try:
         if args.what == "cifar10n":
             csv = cifar_manifest(args.n, args.seed, scratch)
+            if args.keep_runs:
+                print(f"A stopped run keeps what it stored: --keep-runs copies each side's run directory when the "
+                      f"side ends or the script is interrupted (Ctrl+C); read it with --networks-of "
+                      f"{args.keep_runs}/<side>", flush=True)
         for name, (code, module, extra) in sides.items():
             home = scratch / name
             home.mkdir()
@@ -140,12 +216,15 @@ def main() -> None:
                                                            str(run_dir), "-q", *extra], home)
             results[name] = {"wall_seconds": seconds, **summary(run_dir), "stdout": output}
             if args.keep_runs and args.what == "cifar10n":
-                kept = Path(args.keep_runs) / name
-                shutil.rmtree(kept, ignore_errors=True)
-                shutil.copytree(run_dir, kept)
-                results[name]["kept_run_dir"] = str(kept)
+                results[name]["kept_run_dir"] = str(keep_run(run_dir, csv, Path(args.keep_runs) / name))
             print(f"{name}: {seconds:.0f} s wall, dense held-out accuracy {results[name]['accuracy']['dense']:.3f}",
                   flush=True)
+    except KeyboardInterrupt:
+        if args.keep_runs and args.what == "cifar10n":
+            for name in sides:
+                if (scratch / name / "run").exists() and name not in results:
+                    print(f"interrupted: kept {keep_run(scratch / name / 'run', csv, Path(args.keep_runs) / name)}")
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         remove_worktree(ref)
