@@ -210,8 +210,10 @@ def test_status_reads_the_flags_with_the_audited_probabilities():
     assert "the 4 flags are expected to hold about 4 wrong labels by the label audit (1 by the networks alone)" in text
     # Three audit images are decided: the App's audited probabilities are missing, stale, then current.
     assert "To write what the audit says into the App" in text and "curate calibrate d." in text
-    assert "calibrated with 2 audit reviews; 3 are decided now: curate calibrate d again" in status_text({"reviewed": 2})
-    assert "curate calibrate" not in status_text({"reviewed": 3})
+    assert ("calibrated with 2 audit reviews (1 wrong); 3 are decided now (2 wrong): curate calibrate d again"
+            in status_text({"reviewed": 2, "wrong": 1}))
+    assert "curate calibrate" not in status_text({"reviewed": 3, "wrong": 2})
+    assert "curate calibrate d again" in status_text({"reviewed": 3, "wrong": 1})  # a verdict changed since
     # Without a decided audit image, the run's own probabilities.
     plan["tags"] = [[]] * 8
     text = status_text()

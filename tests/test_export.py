@@ -299,7 +299,7 @@ def test_calibrate_writes_the_audited_probabilities_to_the_app_and_status_says_w
 
     dataset.select(audit[-1]).tag_samples("label:right")
     stale = invoke("status", "test-review").output
-    assert f"calibrated with {len(audit) - 1} audit reviews; {len(audit)} are decided now" in stale
+    assert f"calibrated with {len(audit) - 1} audit reviews (1 wrong); {len(audit)} are decided now (1 wrong)" in stale
     again = invoke("calibrate", "test-review")
     assert again.exit_code == 0 and f"calibrated by {len(audit)} reviewed" in again.output
     assert all(r.count("by the label audit") + r.count("the label audit found the label") == 1

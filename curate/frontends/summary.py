@@ -360,7 +360,7 @@ def label_review_sentences(plan, calibrated: dict | None = None, calibrate: str 
         modelled = float(np.nansum(plan["p_label_wrong"])) if "p_label_wrong" in plan else None
         sentences.append(label_audit_sentence(audit, modelled, int(plan["label_audit"].astype(bool).sum())))
         if "p_label_wrong" in plan:
-            stale = calibration_stale_sentence(calibrated, int(sum(audit.reviewed)), calibrate)
+            stale = calibration_stale_sentence(calibrated, int(sum(audit.reviewed)), int(sum(audit.wrong)), calibrate)
             sentences += [stale] if stale else []
     return sentences
 
@@ -383,17 +383,18 @@ def calibration_lines(calibration, dataset: str, launcher: str = "curate") -> li
     ]
 
 
-def calibration_stale_sentence(calibrated: dict | None, reviewed: int, calibrate: str = "curate calibrate") -> str | None:
-    """Whether the App's audited P(label wrong) reflects the audit reviews so far; None when it does
-    (or when nothing is reviewed yet)."""
+def calibration_stale_sentence(calibrated: dict | None, reviewed: int, wrong: int,
+                               calibrate: str = "curate calibrate") -> str | None:
+    """Whether the App's audited P(label wrong) reflects the audit reviews so far (``reviewed`` decided, ``wrong``
+    of them wrongly labelled); None when it does (or when nothing is reviewed yet)."""
     if not reviewed:
         return None
     if calibrated is None:
         return (f"To write what the audit says into the App (P(label wrong), the label-noise view's order, the "
                 f"reasons): {calibrate}.")
-    if calibrated.get("reviewed") != reviewed:
-        return (f"The App's audited P(label wrong) was calibrated with {calibrated.get('reviewed')} audit reviews; "
-                f"{reviewed} are decided now: {calibrate} again.")
+    if (calibrated.get("reviewed"), calibrated.get("wrong")) != (reviewed, wrong):
+        return (f"The App's audited P(label wrong) was calibrated with {calibrated.get('reviewed')} audit reviews "
+                f"({calibrated.get('wrong')} wrong); {reviewed} are decided now ({wrong} wrong): {calibrate} again.")
     return None
 
 
