@@ -16,8 +16,8 @@ import numpy as np
 
 from curate.data.faults import checkpoint
 from curate.fiftyone.export import review_plan, run_record
-from curate.fiftyone.runs import recorded_level_kinds
-from curate.fiftyone.write import LABEL_FIELD, configure_app, names_for, save_views, update_run_info
+from curate.fiftyone.runs import recorded_names, save_views_and_app
+from curate.fiftyone.write import names_for, update_run_info
 from curate.science.flags import audited_reason
 from curate.science.review import audit_verdicts, audited_label_probabilities, label_audit_review
 
@@ -44,9 +44,7 @@ class Calibration:
 def calibrate_run(dataset, run_key: str) -> Calibration:
     """Write the label audit's P(label wrong) for run ``run_key`` into ``dataset``; see the module docstring."""
     config = run_record(dataset, run_key)
-    levels = list(config.levels)
-    categories = tuple(getattr(config, "categories", None) or ()) or None
-    names = names_for(run_key, levels, categories)
+    names = recorded_names(config, run_key)
     plan = review_plan(dataset, run_key)
     audit = label_audit_review(plan)
     if audit is None:
@@ -85,9 +83,7 @@ def calibrate_run(dataset, run_key: str) -> Calibration:
             changed[sid] = rewritten
     if changed:
         dataset.set_values(names.reason, changed, key_field="id")
-    save_views(dataset, run_key, names, levels)
-    configure_app(dataset, run_key, names, getattr(config, "label_field", None) or LABEL_FIELD, levels,
-                  recorded_level_kinds(getattr(config, "curate_config", None) or {}, levels))
+    save_views_and_app(dataset, run_key, names, config)
     flagged = (plan["flag"] == "label_noise").to_numpy()
     outcome = Calibration(
         run_key=run_key, field=names.p_label_wrong_audited, reviewed=int(sum(audit.reviewed)),

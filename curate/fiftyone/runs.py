@@ -58,8 +58,7 @@ def rename_written(dataset, config, key: str, new_key: str) -> None:
     """
     if not new_key.isidentifier():
         raise ValueError(f"Run key {new_key!r} must be a Python identifier (letters, digits, underscores).")
-    levels, categories = list(config.levels), tuple(getattr(config, "categories", None) or ())
-    old, new = names_for(key, levels, categories or None), names_for(new_key, levels, categories or None)
+    old, new = recorded_names(config, key), recorded_names(config, new_key)
     taken = [n for n in new.fields if dataset.has_sample_field(n)]
     if taken:
         raise ValueError(f"Cannot rename run {key!r} to {new_key!r}: the dataset already has field(s) {taken[:5]}.")
@@ -73,16 +72,28 @@ def rename_written(dataset, config, key: str, new_key: str) -> None:
     for view_name in old.all_views:
         if dataset.has_saved_view(view_name):
             dataset.delete_saved_view(view_name)
-    save_views(dataset, new_key, new, levels)
     unconfigure_app(dataset, key, old.fields)
-    configure_app(dataset, new_key, new, getattr(config, "label_field", None) or LABEL_FIELD, levels,
-                  recorded_level_kinds(getattr(config, "curate_config", None) or {}, levels))
+    save_views_and_app(dataset, new_key, new, config)
     config.fields, config.tags, config.tag, config.views = new.fields, new.tags, new.tag, new.all_views
     fors.Run.update_run_config(dataset, key, config)
     info = (dataset.info.get("curate") or {}).get(key)
     update_run_info(dataset, key, None)
     if info is not None:
         update_run_info(dataset, new_key, info)
+
+
+def recorded_names(config, run_key: str):
+    """The field, tag and view names of the run recorded as ``config``, under ``run_key``."""
+    return names_for(run_key, list(config.levels), tuple(getattr(config, "categories", None) or ()) or None)
+
+
+def save_views_and_app(dataset, run_key: str, names, config) -> None:
+    """Write the saved views and the App configuration of the run recorded as ``config`` again, from its
+    record (after a rename, or after curate calibrate added the audited field)."""
+    levels = list(config.levels)
+    save_views(dataset, run_key, names, levels)
+    configure_app(dataset, run_key, names, getattr(config, "label_field", None) or LABEL_FIELD, levels,
+                  recorded_level_kinds(getattr(config, "curate_config", None) or {}, levels))
 
 
 def recorded_level_kinds(curate_config: dict, levels: list[str]) -> list[str]:

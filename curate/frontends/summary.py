@@ -11,6 +11,8 @@ from typing import Iterable
 
 import numpy as np
 
+from curate.options import DEFAULT_RUN_KEY
+
 Line = tuple[str, "str | None"]
 
 
@@ -310,8 +312,13 @@ def run_lines(outcome, launcher: str = "curate") -> list[Line]:
                       None))
         lines.append((f"Review in the App:  {launcher} app {outcome.dataset} --view {view}", "command"))
         lines.append((f"HTML report:        {launcher} report {outcome.dataset}" +
-                      ("" if outcome.run_key == "curate" else f" --run-key {outcome.run_key}"), None))
+                      run_key_option(outcome.run_key), None))
     return lines
+
+
+def run_key_option(run_key: str) -> str:
+    """The ``--run-key`` a printed command needs: none for the default run key."""
+    return "" if run_key == DEFAULT_RUN_KEY else f" --run-key {run_key}"
 
 
 def export_now_sentence(plan) -> str:
@@ -329,8 +336,7 @@ def status_lines(status, launcher: str = "curate") -> list[Line]:
     lines += [(f"Warning: {warning}", "warning") for warning in status.warnings]
     lines.append((table([[flag, *row] for flag, row in zip(counts.index, counts.to_numpy().tolist())],
                         ["flag", *counts.columns]), None))
-    calibrate = f"{launcher} calibrate {status.dataset}" + (
-        "" if status.run_key == "curate" else f" --run-key {status.run_key}")
+    calibrate = f"{launcher} calibrate {status.dataset}{run_key_option(status.run_key)}"
     lines += [(sentence, None) for sentence in label_review_sentences(plan, status.calibration, calibrate)]
     reasons = plan[plan["action"] != "keep"]["reason"].fillna("").astype(str).str.replace(r" [^ ]+ -> [^ ]+ ", " ", regex=True)
     notes = plan[(plan["action"] == "keep") & (plan["reason"] != "")]["reason"].value_counts()
