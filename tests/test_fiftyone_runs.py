@@ -40,3 +40,44 @@ def test_fiftyone_renames_and_deletes_a_curate_run(fo, digits_run):
     assert _written(dataset, "second_") == [] and not dataset.has_sample_field("hardness")
     assert not any(t.startswith("second") or t == "pie" for t in dataset.count_sample_tags())
     assert "second" not in (dataset.info.get("curate") or {})
+
+
+def test_brain_fields_are_what_fiftyone_brain_computes_and_recorded_as_its_runs(fo):
+    """curate writes hardness and mistakenness in one batch; the values and run records must be the Brain's."""
+    from types import SimpleNamespace
+
+    import fiftyone.brain as fob
+    import numpy as np
+
+    from curate.fiftyone.write import write_brain_fields
+
+    rng = np.random.default_rng(0)
+    dataset = fo.Dataset("test-brain-fields")
+    classes = ["a", "b", "c"]
+    samples = []
+    for i in range(30):
+        logits = rng.normal(0, 2, 3)
+        sample = fo.Sample(filepath=f"/nowhere/{i}.png", gt=fo.Classification(label=classes[i % 3]))
+        if i != 7:  # one sample the networks did not predict
+            sample["pred"] = fo.Classification(label=classes[int(np.argmax(logits))], logits=logits.tolist())
+        samples.append(sample)
+    dataset.add_samples(samples)
+    fob.compute_hardness(dataset, "pred", hardness_field="brain_hardness", progress=False)
+    fob.compute_mistakenness(dataset, "pred", "gt", mistakenness_field="brain_mistakenness", use_logits=True,
+                             progress=False)
+    keys = {"hardness": "ours_hardness", "mistakenness": "ours_mistakenness"}
+    assert write_brain_fields(dataset, SimpleNamespace(dense="pred"), "gt", keys) == list(keys.values())
+    for kind in ("hardness", "mistakenness"):
+        theirs, ours = dataset.values(f"brain_{kind}"), dataset.values(f"ours_{kind}")
+        assert [v is None for v in theirs] == [v is None for v in ours]
+        np.testing.assert_allclose([v for v in ours if v is not None], [v for v in theirs if v is not None],
+                                   rtol=1e-9, atol=1e-12)
+        their_config = dataset.get_brain_info(f"brain_{kind}").config
+        our_config = dataset.get_brain_info(f"ours_{kind}").config
+        assert type(our_config) is type(their_config)
+        assert {k: v for k, v in our_config.serialize().items() if not k.endswith("_field")} == \
+            {k: v for k, v in their_config.serialize().items() if not k.endswith("_field")}
+    assert dataset.values("ours_mistakenness")[7] == 1.0  # no prediction: the Brain calls it mistaken
+    dataset.delete_brain_run("ours_hardness")
+    assert not dataset.has_sample_field("ours_hardness"), "the Brain deletes it as one of its own"
+    dataset.delete()

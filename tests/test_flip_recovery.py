@@ -21,7 +21,8 @@ def test_random_flips_are_flagged_as_label_noise(digits_images, tmp_path):
     # Enough training for the digits to be learnt (about 0.98 held-out accuracy); one pruning level.
     config = CurateConfig(members=2, folds=2, sparsities=(0.9,), image_size=16,
                           train=TrainSettings(epochs=10, finetune_epochs=1, batch_size=32, hflip=False),
-                          probes_per_kind=64, quantizations=(), robustness_images=0)
+                          probes_per_kind=64, quantizations=(), robustness_images=0,
+                          filter_prunings=(), distillations=())  # label noise reads neither
     result = run_curate(images, config, tmp_path / "run", progress=False)
     flagged = result.categories.label_noise
     assert result.manifest["warnings"] == []  # a population that learnt digits raises no warning

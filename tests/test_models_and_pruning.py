@@ -131,3 +131,33 @@ def test_a_run_directory_of_another_run_store_version_is_refused(tmp_path):
         RunStore(tmp_path).check_version()
     (tmp_path / "manifest.json").write_text(json.dumps({"run_store_version": RUN_STORE_VERSION}))
     RunStore(tmp_path).check_version()
+
+
+def test_folding_batch_norm_for_prediction_keeps_the_function_and_the_zeros():
+    from curate.population.train import apply_masks, for_inference, prediction_batch
+
+    torch.manual_seed(0)
+    model = SmallResNet(10, 8).to(memory_format=torch.channels_last)
+    with torch.no_grad():  # batch norms that do something: statistics and affine parameters far from the identity
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.5), m.running_var.uniform_(0.3, 3.0)
+                m.weight.uniform_(0.5, 2.0), m.bias.normal_(0, 0.5)
+    apply_masks(model, global_magnitude_masks(model, 0.7))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the network itself is unchanged"
+    x = torch.randn(16, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), atol=1e-4, rtol=1e-4)
+        for (_, w), (_, w_folded) in zip(prunable_parameters(model), prunable_parameters(folded)):
+            assert torch.equal(w == 0, w_folded == 0), "a pruned weight stays pruned, a kept one stays kept"
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 3, 16, 16), dtype=np.uint8)
+    normalize = Normalizer(np.full(3, 0.5), np.full(3, 0.25), torch.device("cpu"))
+    np.testing.assert_allclose(predict_probs(model, pixels, normalize, batch_size=7),
+                               predict_probs(model, pixels, normalize, batch_size=40), atol=1e-5)
+    # Batches sized by the first layer's activations on a CPU; large on an accelerator.
+    assert prediction_batch(SmallResNet(10, 32), (3, 32, 32), torch.device("cpu")) == 64
+    assert prediction_batch(SmallResNet(10, 16), (3, 16, 16), torch.device("cpu")) == 512
+    assert prediction_batch(SmallResNet(10, 32), (3, 32, 32), torch.device("cuda")) == 512

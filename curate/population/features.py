@@ -23,9 +23,12 @@ def last_linear(model: nn.Module) -> nn.Linear:
 
 
 @torch.no_grad()
-def embed(model: nn.Module, pixels: np.ndarray, normalize, batch_size: int = 512) -> np.ndarray:
+def embed(model: nn.Module, pixels: np.ndarray, normalize, batch_size: int | None = None) -> np.ndarray:
     """``(n, D)`` float16: the input of the model's last linear layer (its classifier) for each image."""
-    model.eval()
+    from curate.population.train import for_inference, image_shape, prediction_batch
+
+    model = for_inference(model)
+    batch_size = batch_size or prediction_batch(model, image_shape(pixels), normalize.device)
     captured: list[torch.Tensor] = []
     hook = last_linear(model).register_forward_pre_hook(lambda _, inputs: captured.append(inputs[0].flatten(1).float()))
     try:

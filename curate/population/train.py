@@ -515,7 +515,7 @@ def distill_student(teacher: nn.Module, student: nn.Module, pixels, labels, norm
     same augmented images (:func:`distillation_loss`), for as many epochs as the dense network trained."""
     teacher.eval()
     _fit(student, pixels, labels, normalize, settings, settings.epochs, settings.lr, seed, progress=progress,
-         teacher=_Frozen(teacher), distill=(temperature, soft_weight))
+         teacher=_Frozen(for_inference(teacher)), distill=(temperature, soft_weight))
     return student.eval()
 
 
@@ -573,20 +573,70 @@ def forgotten_copies(networks: list[nn.Module], parts: list[FitPart], normalize:
     return [c.eval() for c in copies]
 
 
+# On a CPU, predictions run fastest when a batch's first-layer activations stay in the cache: about
+# 8 MiB of them (measured on resnet-small: at 32 px, width 32, 64 images a batch predict 16% faster per
+# image than 512; at 16 px, width 16, batch size barely matters). A GPU wants large batches.
+CPU_ACTIVATION_BYTES = 8 * 2 ** 20
+PREDICT_BATCH = 512
+
+
+def image_shape(pixels) -> tuple[int, ...]:
+    """``(c, h, w)`` of the images of ``pixels`` (an array or a row view of one)."""
+    return np.asarray(pixels[:1]).shape[1:]
+
+
+def prediction_batch(model: nn.Module, shape: tuple[int, ...], device: torch.device) -> int:
+    """Images per forward pass when ``model`` predicts images of ``shape`` ``(c, h, w)`` on ``device``."""
+    if device.type != "cpu":
+        return PREDICT_BATCH
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    channels = first.out_channels if first is not None else shape[0]
+    per_image = 4 * channels * shape[-2] * shape[-1]
+    return int(np.clip(CPU_ACTIVATION_BYTES // max(1, per_image), 8, PREDICT_BATCH))
+
+
+def for_inference(model: nn.Module) -> nn.Module:
+    """``model`` in eval mode, with every batch norm that directly follows a convolution in a
+    ``nn.Sequential`` folded into that convolution's weights (a copy; ``model`` is only put in eval mode).
+
+    The same function up to float rounding (about 1e-6), for a tenth less work on a CPU: batch norm in
+    eval mode is a per-channel affine map, which the convolution can apply for free. Pruned weights stay
+    zero (a zero times the channel's scale).
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model.eval()
+    pairs = [(seq, i) for seq in model.modules() if isinstance(seq, nn.Sequential)
+             for i in range(len(seq) - 1)
+             if type(seq[i]) is nn.Conv2d and type(seq[i + 1]) is nn.BatchNorm2d and seq[i + 1].track_running_stats]
+    if not pairs:
+        return model
+    folded = copy.deepcopy(model)
+    by_name = {id(m): name for name, m in model.named_modules()}
+    for seq, i in pairs:
+        target = folded.get_submodule(by_name[id(seq)]) if by_name[id(seq)] else folded
+        conv = fuse_conv_bn_eval(target[i], target[i + 1])
+        if target[i].weight.is_contiguous(memory_format=torch.channels_last):
+            conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
+        target[i], target[i + 1] = conv, nn.Identity()
+    return folded
+
+
 @torch.no_grad()
-def predict_probs(model: nn.Module, pixels: np.ndarray, normalize: Normalizer, batch_size: int = 512,
+def predict_probs(model: nn.Module, pixels: np.ndarray, normalize: Normalizer, batch_size: int | None = None,
                   flip: bool = False) -> np.ndarray:
     """Softmax probabilities ``(n, n_classes)`` as float32; with ``flip``, of the logits averaged over
-    each image and its mirror image."""
-    model.eval()
+    each image and its mirror image. ``batch_size`` None: :func:`prediction_batch`."""
+    network = for_inference(model)
     use_amp = normalize.device.type == "cuda"
+    batch_size = batch_size or prediction_batch(network, image_shape(pixels), normalize.device)
     out = []
     for start in range(0, len(pixels), batch_size):
         x = normalize(pixels[start:start + batch_size])
         with torch.autocast(normalize.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            logits = model(x)
+            logits = network(x)
             if flip:
-                logits = (logits + model(x.flip(3))) / 2
+                logits = (logits + network(x.flip(3))) / 2
         out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 
@@ -606,19 +656,22 @@ def region_views(x: torch.Tensor) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def predict_regions(model: nn.Module, pixels: np.ndarray, normalize: Normalizer, batch_size: int = 512) -> np.ndarray:
+def predict_regions(model: nn.Module, pixels: np.ndarray, normalize: Normalizer,
+                    batch_size: int | None = None) -> np.ndarray:
     """Softmax probabilities of each image window (:data:`REGIONS`), ``(len(REGIONS), n, n_classes)`` float32.
 
     Two objects in one frame each fill a window at about the scale of a single-object image; one
     object fills none of them alone, so confident windows that disagree say more than one is there.
     """
-    model.eval()
+    network = for_inference(model)
     use_amp = normalize.device.type == "cuda"
+    # Each batch is predicted once per window.
+    batch_size = batch_size or max(1, prediction_batch(network, image_shape(pixels), normalize.device) // len(REGIONS))
     out = []
     for start in range(0, len(pixels), batch_size):
         views = region_views(normalize(pixels[start:start + batch_size]))
         with torch.autocast(normalize.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            logits = model(torch.cat(views))
+            logits = network(torch.cat(views))
         out.append(torch.softmax(logits.float(), dim=1).cpu().numpy().reshape(len(REGIONS), len(views[0]), -1))
     if not out:
         return np.zeros((len(REGIONS), 0, 0), dtype=np.float32)
