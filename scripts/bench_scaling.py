@@ -125,40 +125,47 @@ class MemorySampler(threading.Thread):
             self.peak = max(self.peak, self.current())
 
 
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
 class SyntheticExecutor:
     """Every job's result at once, without training: probabilities near the labels, copies near the dense."""
 
     name = description = "synthetic (no training)"
 
+    def for_work(self, n_groups: int, estimated_seconds: float, device: str) -> "SyntheticExecutor":
+        return self
+
     def map(self, fn, jobs, progress=None):
+        for group in jobs:  # a JobGroup: its jobs' results, in order
+            yield group, [self._result(job, fn) for job in group.jobs]
+
+    @staticmethod
+    def _result(job, fn):
         from curate.population.jobs import NetworkResult
         from curate.population.train import REGIONS
 
         config, labels, c = fn.config, fn.labels, fn.n_classes
         n, levels, n_probes = len(labels), config.n_levels, len(fn.probes)
-
-        def softmax(x):
-            e = np.exp(x - x.max(axis=-1, keepdims=True))
-            return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-        for job in jobs:
-            rng = np.random.default_rng(job.seed)
-            held = fn.folds[job.member] == job.fold
-            logits = rng.normal(0, 1.5, (n, c)).astype(np.float32)
-            logits[np.arange(n), labels] += 3.0
-            regions = np.full((len(REGIONS), n, c), np.nan, dtype=np.float32)
-            regions[:, held] = softmax(logits[held] + rng.normal(0, 1, (len(REGIONS), int(held.sum()), c)))
-            aum = np.where(held, np.nan, rng.normal(1, 1, n)).astype(np.float32)
-            probe_logits = rng.normal(0, 2, (n_probes, c))
-            yield job, NetworkResult(
-                dense=softmax(logits), control=softmax(logits + rng.normal(0, 0.3, (n, c))), regions=regions,
-                probe_regions=softmax(probe_logits + rng.normal(0, 1, (len(REGIONS), n_probes, c))),
-                compressed=softmax(logits + rng.normal(0, 0.5, (levels, n, c))),
-                forgotten=softmax(logits + rng.normal(0, 1, (n, c))),
-                forgotten_compressed=softmax(logits + rng.normal(0, 1, (len(config.sparsities), n, c))),
-                aum=aum, probes=softmax(probe_logits + rng.normal(0, 0.5, (levels + 1, n_probes, c))),
-                sparsity=np.linspace(0.3, 0.9, levels), footprint=np.ones((levels + 1, 3)),
-                label_probe_index=np.zeros(0, dtype=np.int64), label_probe_label=np.zeros(0, dtype=np.int64))
+        rng = np.random.default_rng(job.seed)
+        held = fn.folds[job.member] == job.fold
+        logits = rng.normal(0, 1.5, (n, c)).astype(np.float32)
+        logits[np.arange(n), labels] += 3.0
+        regions = np.full((len(REGIONS), n, c), np.nan, dtype=np.float32)
+        regions[:, held] = softmax(logits[held] + rng.normal(0, 1, (len(REGIONS), int(held.sum()), c)))
+        aum = np.where(held, np.nan, rng.normal(1, 1, n)).astype(np.float32)
+        probe_logits = rng.normal(0, 2, (n_probes, c))
+        return NetworkResult(
+            dense=softmax(logits), control=softmax(logits + rng.normal(0, 0.3, (n, c))), regions=regions,
+            probe_regions=softmax(probe_logits + rng.normal(0, 1, (len(REGIONS), n_probes, c))),
+            compressed=softmax(logits + rng.normal(0, 0.5, (levels, n, c))),
+            forgotten=softmax(logits + rng.normal(0, 1, (n, c))),
+            forgotten_compressed=softmax(logits + rng.normal(0, 1, (len(config.sparsities), n, c))),
+            aum=aum, probes=softmax(probe_logits + rng.normal(0, 0.5, (levels + 1, n_probes, c))),
+            sparsity=np.linspace(0.3, 0.9, levels), footprint=np.ones((levels + 1, 3)),
+            label_probe_index=np.zeros(0, dtype=np.int64), label_probe_label=np.zeros(0, dtype=np.int64))
 
 
 def _timed_stages(timings: dict, sampler: MemorySampler, targets: list[tuple[object, str, str]]):
