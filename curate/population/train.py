@@ -665,8 +665,9 @@ def predict_regions(model: nn.Module, pixels: np.ndarray, normalize: Normalizer,
     """
     network = for_inference(model)
     use_amp = normalize.device.type == "cuda"
-    # Each batch is predicted once per window.
-    batch_size = batch_size or max(1, prediction_batch(network, image_shape(pixels), normalize.device) // len(REGIONS))
+    if batch_size is None:  # on a CPU, a batch's windows together fill what one batch of images would
+        batch_size = prediction_batch(network, image_shape(pixels), normalize.device)
+        batch_size = max(1, batch_size // len(REGIONS)) if normalize.device.type == "cpu" else batch_size
     out = []
     for start in range(0, len(pixels), batch_size):
         views = region_views(normalize(pixels[start:start + batch_size]))
