@@ -44,18 +44,19 @@ def train_one(model_spec: str, settings, pixels, labels, train, held_out, seed: 
               activation: str | None = None) -> dict:
     import torch
 
+    from curate.population import models
     from curate.population.models import build_model
     from curate.population.train import Normalizer, predict_probs, train_dense
-
-    from curate.population import models
 
     default_activation = models.ACTIVATION
     if activation:
         models.ACTIVATION = getattr(torch.nn, ACTIVATIONS[activation])
-    torch.manual_seed(seed)
-    normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
-    model = build_model(model_spec, int(labels.max()) + 1).to(memory_format=torch.channels_last)
-    models.ACTIVATION = default_activation
+    try:
+        torch.manual_seed(seed)
+        normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
+        model = build_model(model_spec, int(labels.max()) + 1).to(memory_format=torch.channels_last)
+    finally:
+        models.ACTIVATION = default_activation
     started = time.perf_counter()
     train_dense(model, pixels[train], labels[train], normalize, settings, seed)
     seconds = time.perf_counter() - started

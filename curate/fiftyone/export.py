@@ -20,7 +20,7 @@ import pandas as pd
 
 from curate import __version__
 from curate.science.flags import flag_of
-from curate.fiftyone.write import COMPLETE, LABEL_FIELD, METHOD, names_for, run_status
+from curate.fiftyone.write import COMPLETE, LABEL_FIELD, METHOD, run_status
 from curate.science.review import ExportPolicy, plan_export, sample_weights, split_of, stratified_splits
 from curate.data.store import RunStore, RunStoreVersionError
 from curate.data.safety import (EXPORT_MARKER, OutputError, check_not_media, check_replaceable_export,
@@ -88,8 +88,10 @@ def review_table(dataset, run_key: str = METHOD) -> tuple[pd.DataFrame, list[str
     ``pie``, ``pie_score``, ``p_label_wrong`` (the run's P(label wrong), NaN for runs without it),
     ``audit_stratum`` and ``label_audit`` (:mod:`curate.science.audit`; None and False for runs without it).
     """
+    from curate.fiftyone.runs import recorded_names  # imports FiftyOne, which curate.api's import must not
+
     config = run_record(dataset, run_key)
-    names = names_for(run_key, list(config.levels))
+    names = recorded_names(config, run_key)
     label_field = config.label_field or LABEL_FIELD
     run_dir = _results_dir(config, dataset, run_key)
     run_samples = pd.read_parquet(run_dir / "samples.parquet")

@@ -585,14 +585,15 @@ def image_shape(pixels) -> tuple[int, ...]:
     return np.asarray(pixels[:1]).shape[1:]
 
 
-def prediction_batch(model: nn.Module, shape: tuple[int, ...], device: torch.device) -> int:
-    """Images per forward pass when ``model`` predicts images of ``shape`` ``(c, h, w)`` on ``device``."""
+def prediction_batch(model: nn.Module, shape: tuple[int, ...], device: torch.device, views: int = 1) -> int:
+    """Images per forward pass when ``model`` predicts images of ``shape`` ``(c, h, w)`` on ``device``, each
+    as ``views`` inputs in the same pass (image windows); on a CPU the pass's activations stay in the cache."""
     if device.type != "cpu":
         return PREDICT_BATCH
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     channels = first.out_channels if first is not None else shape[0]
-    per_image = 4 * channels * shape[-2] * shape[-1]
-    return int(np.clip(CPU_ACTIVATION_BYTES // max(1, per_image), 8, PREDICT_BATCH))
+    per_image = 4 * channels * shape[-2] * shape[-1] * views
+    return int(np.clip(CPU_ACTIVATION_BYTES // max(1, per_image), max(1, 8 // views), PREDICT_BATCH))
 
 
 def for_inference(model: nn.Module) -> nn.Module:
@@ -665,9 +666,7 @@ def predict_regions(model: nn.Module, pixels: np.ndarray, normalize: Normalizer,
     """
     network = for_inference(model)
     use_amp = normalize.device.type == "cuda"
-    if batch_size is None:  # on a CPU, a batch's windows together fill what one batch of images would
-        batch_size = prediction_batch(network, image_shape(pixels), normalize.device)
-        batch_size = max(1, batch_size // len(REGIONS)) if normalize.device.type == "cpu" else batch_size
+    batch_size = batch_size or prediction_batch(network, image_shape(pixels), normalize.device, views=len(REGIONS))
     out = []
     for start in range(0, len(pixels), batch_size):
         views = region_views(normalize(pixels[start:start + batch_size]))
