@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--criteria", default="taylor,l1", help="Filter ranking criteria, one run each.")
     parser.add_argument("--members", type=int, default=RunOptions.members)
     parser.add_argument("--folds", type=int, default=RunOptions.folds)
-    parser.add_argument("--epochs", type=int, default=RunOptions.epochs)
+    parser.add_argument("--epochs", type=int, default=None, help="[default: curate's for the data]")
     parser.add_argument("--finetune-epochs", type=int, default=RunOptions.finetune_epochs)
     parser.add_argument("--sparsities", default="0.3,0.5,0.7,0.9")
     parser.add_argument("--quantize", default="int8,int4")

@@ -249,7 +249,7 @@ def main() -> None:
                         help="cifar10n: the label set each stored population trained on, and its run directory.")
     parser.add_argument("--n", type=int, default=10000, help="cifar10n: the subset the populations used.")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=RunOptions.epochs, help="digits: dense training epochs.")
+    parser.add_argument("--epochs", type=int, default=None, help="digits: dense training epochs [default: the digits' own].")
     parser.add_argument("--run-root", default=None, help="digits: where the runs are cached.")
     parser.add_argument("--out", default=None, help="JSON output path.")
     args = parser.parse_args()

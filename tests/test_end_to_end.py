@@ -99,6 +99,9 @@ def test_digits_demo_writes_fields_tags_views_and_run(fo, digits_run):
     assert levels.loc["distill50", "compression"] == pytest.approx(4, rel=0.1)
     assert levels.loc["filter50", "mmacs"] < 0.35 * levels.loc["dense", "mmacs"]
     assert (levels.loc[["dense", "filter50", "distill50"], ["weights", "memory_kb", "latency_ms", "speedup"]] > 0).all().all()
+    # One job times every version's CPU latency (one architecture); the others only count weights and MACs.
+    timed = {path.stem: np.isfinite(np.load(path)["footprint"][:, 2]).all() for path in (run_dir / "jobs").glob("*.npz")}
+    assert timed == {name: name == "member00-fold00" for name in timed} and len(timed) == 4
     overlap = pd.read_csv(run_dir / "overlap.csv")
     assert len(overlap) == 9 * 8 // 2
     pair = overlap[(overlap["level_a"] == "prune90") & (overlap["level_b"] == "filter50")].iloc[0]

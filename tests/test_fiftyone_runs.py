@@ -81,3 +81,30 @@ def test_brain_fields_are_what_fiftyone_brain_computes_and_recorded_as_its_runs(
     dataset.delete_brain_run("ours_hardness")
     assert not dataset.has_sample_field("ours_hardness"), "the Brain deletes it as one of its own"
     dataset.delete()
+
+
+def test_level_predictions_are_written_as_fiftyone_writes_a_classification(fo):
+    """The run writes each level's predictions in FiftyOne's stored form directly (curate.fiftyone.write.
+    classification_documents): read back, they are the Classifications FiftyOne itself would have stored."""
+    import fiftyone.core.fields as fof
+
+    from curate.fiftyone.write import classification_documents
+
+    dataset = fo.Dataset()
+    dataset.add_samples([fo.Sample(filepath=f"/tmp/curate-test-{i}.png") for i in range(3)])
+    ids = dataset.values("id")
+    labels, confidences, tags = ["cat", "dog", "cat"], [0.9, 0.6, 0.51], [[], ["pie"], []]
+    dataset.add_sample_field("fast", fof.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+    dataset.set_values("fast", dict(zip(ids, classification_documents(fo, labels, confidences, tags))),
+                       key_field="id", expand_schema=False, validate=False)
+    dataset.set_values("slow", dict(zip(ids, [fo.Classification(label=label, confidence=c, tags=t)
+                                              for label, c, t in zip(labels, confidences, tags)])), key_field="id")
+    dataset.reload()
+    for fast, slow in zip(dataset.values("fast"), dataset.values("slow")):
+        assert isinstance(fast, fo.Classification) and fast.id != slow.id
+        assert {k: v for k, v in fast.to_dict().items() if k != "_id"} == \
+               {k: v for k, v in slow.to_dict().items() if k != "_id"}
+    assert dataset.count_label_tags("fast") == {"pie": 1}
+    assert dataset.bounds("fast.confidence") == (0.51, 0.9)
+    assert dataset.get_field("fast.label") is not None and dataset.distinct("fast.label") == ["cat", "dog"]
+    dataset.delete()

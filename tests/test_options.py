@@ -6,7 +6,7 @@ from pathlib import Path
 
 from curate.frontends.app_plugin import FORM_OPTIONS, run_defaults
 from curate.frontends.cli import run as run_command
-from curate.options import RunOptions, run_option_defaults
+from curate.options import DEFAULT_EPOCHS, RunOptions, run_option_defaults
 from curate.population.config import CurateConfig
 from curate.population.train import TrainSettings
 
@@ -31,7 +31,7 @@ def test_the_app_form_and_the_configuration_read_the_same_defaults():
     config = CurateConfig()
     assert (config.members, config.folds, config.sparsities, config.quantizations, config.model) == (
         RunOptions.members, RunOptions.folds, RunOptions.sparsities, RunOptions.quantize, RunOptions.model)
-    assert (TrainSettings().epochs, TrainSettings().finetune_epochs) == (RunOptions.epochs, RunOptions.finetune_epochs)
+    assert (TrainSettings().epochs, TrainSettings().finetune_epochs) == (DEFAULT_EPOCHS, RunOptions.finetune_epochs)
 
 
 def test_the_readme_table_shows_the_defaults():
@@ -44,3 +44,10 @@ def test_the_readme_table_shows_the_defaults():
         assert rows[option].strip() == _shown(default), option
         checked += 1
     assert checked >= 9, f"only {checked} README rows matched an option"
+
+
+def test_the_digits_preset_yields_to_what_the_user_asks():
+    """Digits train 12 epochs unless the user asks otherwise, 16 included (the default elsewhere)."""
+    assert RunOptions().config_for("digits", 1797).train.epochs == 12
+    assert RunOptions(epochs=16).config_for("digits-planted", 1797).train.epochs == 16
+    assert RunOptions().config_for("photos.csv", 1797).train.epochs == DEFAULT_EPOCHS == 16

@@ -304,7 +304,13 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
 
 
 def _write_fields(fo, dataset, ids: list[str], result, names: RunNames) -> None:
-    """The run's per-sample fields (predictions per level, PIE marks, flags and reasons)."""
+    """The run's per-sample fields (predictions per level, PIE marks, flags and reasons).
+
+    Every field is declared first with its type, and written with one ``set_values`` each, neither inferring
+    the schema nor validating value by value; each level's predictions are passed as FiftyOne's own stored
+    form of a Classification (:func:`classification_documents`). Writing the demo's 1,797 samples took
+    30 s in a profile, half of it building and validating 21,564 Classification objects one by one.
+    """
     classes = np.asarray(result.images.classes, dtype=object)
     scores = result.scores
     is_pie_any = scores.is_pie_any  # a property: computed once, not per sample
@@ -314,17 +320,14 @@ def _write_fields(fo, dataset, ids: list[str], result, names: RunNames) -> None:
     with np.errstate(divide="ignore"):
         dense_logits = np.log(np.clip(scores.dense_mean_probs, 1e-12, 1.0))
     values: dict[str, list] = {field: [] for field in names.fields if field != names.p_label_wrong_audited}
+    values[names.dense] = [fo.Classification(label=str(classes[scores.dense_modal[i]]),
+                                             confidence=float(scores.dense_confidence[i]),
+                                             logits=dense_logits[i].astype(float).tolist()) for i in range(len(ids))]
+    for level, field in enumerate(names.levels.values()):
+        values[field] = classification_documents(fo, classes[scores.compressed_modal[level]],
+                                                 scores.compressed_confidence[level],
+                                                 [["pie"] if pie else [] for pie in scores.is_pie[level]])
     for i in range(len(ids)):
-        values[names.dense].append(fo.Classification(
-            label=str(classes[scores.dense_modal[i]]), confidence=float(scores.dense_confidence[i]),
-            logits=dense_logits[i].astype(float).tolist(),
-        ))
-        for level, (name, field) in enumerate(names.levels.items()):
-            values[field].append(fo.Classification(
-                label=str(classes[scores.compressed_modal[level, i]]),
-                confidence=float(scores.compressed_confidence[level, i]),
-                tags=["pie"] if scores.is_pie[level, i] else [],
-            ))
         lowest = int(scores.lowest_level[i])
         values[names.pie].append(bool(is_pie_any[i]))
         values[names.pie_score].append(float(scores.pie_score[i]))
@@ -336,6 +339,8 @@ def _write_fields(fo, dataset, ids: list[str], result, names: RunNames) -> None:
     # An audit image's field is its stratum; the others have none (runs before the audit: no image).
     audit = ([str(h) if drawn else None for h, drawn in zip(samples["audit_stratum"], samples["label_audit"])]
              if "label_audit" in samples else [None] * len(ids))
+    reasons = samples["reason"].tolist()
+    clusters = samples["duplicate_cluster"].tolist() if "duplicate_cluster" in samples else [-1] * len(ids)
     for i in range(len(ids)):
         category = categories.category[i]
         noisy, corrupt = bool(categories.label_noise[i]), bool(categories.corruption[i])
@@ -350,29 +355,46 @@ def _write_fields(fo, dataset, ids: list[str], result, names: RunNames) -> None:
         ) if noisy else None)
         score_of = flag_of(category, noisy, corrupt)
         values[names.flag_score].append(float(categories.scores[score_of][i]) if score_of else None)
-        values[names.reason].append(samples["reason"].iat[i] or None)
-        cluster = int(samples["duplicate_cluster"].iat[i]) if "duplicate_cluster" in samples else -1
-        values[names.duplicate_cluster].append(cluster if cluster >= 0 else None)
+        values[names.reason].append(reasons[i] or None)
+        values[names.duplicate_cluster].append(int(clusters[i]) if clusters[i] >= 0 else None)
         wrong = None if categories.label_wrong_probability is None else float(categories.label_wrong_probability[i])
         values[names.p_label_wrong].append(wrong if wrong is not None and np.isfinite(wrong) else None)
         values[names.label_audit].append(audit[i])
-    # A run can find no PIE or flag at all; FiftyOne cannot infer a field's type from all-None values.
-    import fiftyone.core.fields as fof
-
-    declared = {names.pie_level: (fof.FloatField, {}), names.flag_score: (fof.FloatField, {}),
-                names.corruption_score: (fof.FloatField, {}), names.p_label_wrong: (fof.FloatField, {}),
-                names.pie_beyond_control: (fof.BooleanField, {}), names.duplicate_cluster: (fof.IntField, {}),
-                names.category: (fof.StringField, {}), names.reason: (fof.StringField, {}),
-                names.label_audit: (fof.StringField, {}),
-                names.pie_levels: (fof.ListField, {"subfield": fof.StringField}),
-                names.suggested: (fof.EmbeddedDocumentField, {"embedded_doc_type": fo.Classification})}
-    for field, (kind, kwargs) in declared.items():
+    for field, (kind, kwargs) in field_types(fo, names).items():
         if not dataset.has_sample_field(field):
             dataset.add_sample_field(field, kind, **kwargs)
     for n, (field, field_values) in enumerate(values.items()):
         if n == len(values) // 2:
             checkpoint("fiftyone:fields")
-        dataset.set_values(field, dict(zip(ids, field_values)), key_field="id")
+        dataset.set_values(field, dict(zip(ids, field_values)), key_field="id", expand_schema=False, validate=False)
+
+
+def field_types(fo, names: RunNames) -> dict[str, tuple[Any, dict]]:
+    """The type of every field a run writes (``add_sample_field``'s arguments): declared before the
+    write, since a run can find no PIE or flag at all and FiftyOne cannot infer a type from Nones."""
+    import fiftyone.core.fields as fof
+
+    classification = (fof.EmbeddedDocumentField, {"embedded_doc_type": fo.Classification})
+    return {names.dense: classification, **{field: classification for field in names.levels.values()},
+            names.pie: (fof.BooleanField, {}), names.pie_score: (fof.FloatField, {}),
+            names.pie_level: (fof.FloatField, {}), names.pie_levels: (fof.ListField, {"subfield": fof.StringField}),
+            names.pie_beyond_control: (fof.BooleanField, {}), names.p_label_wrong: (fof.FloatField, {}),
+            names.label_audit: (fof.StringField, {}), names.duplicate_cluster: (fof.IntField, {}),
+            names.category: (fof.StringField, {}), names.label_noise: (fof.BooleanField, {}),
+            names.corruption: (fof.BooleanField, {}), names.corruption_score: (fof.FloatField, {}),
+            names.suggested: classification, names.flag_score: (fof.FloatField, {}),
+            names.reason: (fof.StringField, {})}
+
+
+def classification_documents(fo, labels, confidences, tags) -> list[dict]:
+    """A Classification per sample as FiftyOne stores it: the serialized form of ``fo.Classification``,
+    with each sample's label, confidence and tags and an id of its own. Building a Classification object
+    per sample and serializing it costs ~0.3 ms; this copies one serialized template."""
+    from bson import ObjectId
+
+    template = dict(fo.Classification(label="", confidence=0.0, tags=[]).to_mongo())
+    return [{**template, "_id": ObjectId(), "label": str(label), "confidence": float(confidence), "tags": list(t)}
+            for label, confidence, t in zip(labels, confidences, tags)]
 
 
 def _write_tags(dataset, ids: list[str], result, names: RunNames) -> dict[str, int]:

@@ -13,7 +13,7 @@ from typing import NoReturn
 import click
 
 from curate import __version__
-from curate.options import (DEFAULT_FILTER_PRUNE, DEFAULT_LABEL_FIELD, DEFAULT_RUN_KEY, DEMO_DATASET, FILTER_CRITERIA,
+from curate.options import (DEFAULT_EPOCHS, DEFAULT_FILTER_PRUNE, DIGITS_PRESET, DEFAULT_LABEL_FIELD, DEFAULT_RUN_KEY, DEMO_DATASET, FILTER_CRITERIA,
                             RunOptions, parse_filter_prune, parse_fractions, parse_names)
 from curate.frontends.summary import table as _table
 
@@ -111,7 +111,8 @@ def population_options(f):
                      help="Share of each network's training images given a random wrong label; how the networks "
                           "fit these probes sets the label-noise count (fewer false alarms from weak "
                           "populations; docs/benchmarks.md). 0: off, confident learning counts."),
-        click.option("--epochs", default=RunOptions.epochs, show_default=True, type=click.IntRange(min=1), help="Dense training epochs."),
+        click.option("--epochs", default=None, type=click.IntRange(min=1),
+                     help=f"Dense training epochs [default: {DEFAULT_EPOCHS}; digits {DIGITS_PRESET['epochs']}]."),
         click.option("--finetune-epochs", default=RunOptions.finetune_epochs, show_default=True, type=click.IntRange(min=1),
                      help="Fine-tuning epochs per pruning level (sparsity ramps up over the first 60%)."),
         click.option("--prune-schedule", default=RunOptions.prune_schedule, show_default=True,

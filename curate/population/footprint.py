@@ -83,16 +83,17 @@ def cpu_latencies_ms(models: list[nn.Module], image_size: int, batch: int = LATE
     return 1000.0 * best / batch
 
 
-def footprints(models: list[nn.Module], image_size: int, *, shapes_of: list[nn.Module | None] | None = None) -> np.ndarray:
+def footprints(models: list[nn.Module], image_size: int, *, shapes_of: list[nn.Module | None] | None = None,
+               latency: bool = True) -> np.ndarray:
     """``(len(models), 3)``: each network's ``[weights, macs, latency_ms]`` (see the module docstring).
 
     ``shapes_of[i]``: count weights and MACs on this network instead of ``models[i]`` (a quantized copy, whose
     layers torch may have replaced with ones that hide their weights, counts as the network it was
-    quantized from); the latency is always the model's own.
+    quantized from); the latency is always the model's own. ``latency=False``: NaN latencies, not timed.
     """
     shapes_of = shapes_of or [None] * len(models)
     counted = [shape if shape is not None else model for model, shape in zip(models, shapes_of)]
-    latency = cpu_latencies_ms(models, image_size)
+    latency = cpu_latencies_ms(models, image_size) if latency else np.full(len(models), np.nan)
     return np.array([[nonzero_weights(m), macs_per_image(m, image_size), t] for m, t in zip(counted, latency)],
                     dtype=np.float64)
 

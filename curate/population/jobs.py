@@ -41,7 +41,8 @@ class NetworkResult:
             lacks: its zeros (unstructured pruning, rounding to zero), or the weights it does not have
             (filter pruning, a student).
         footprint: ``(L+1, 3)`` the dense network's and each copy's nonzero weights, MACs per image and CPU
-            milliseconds per image (:func:`curate.population.footprint.footprint`).
+            milliseconds per image (:func:`curate.population.footprint.footprint`; timed in the run's first job
+            only, NaN in the others).
         label_probe_index, label_probe_label: the training images given a random wrong label, and it.
         features, copy_features, copy_rows: the first job's dense network's features of every image ``(N, D)``
             and of copies it made of images ``copy_rows`` (:func:`curate.population.features.features_and_copies`),
@@ -270,8 +271,11 @@ class NetworkJobs:
         # A quantized copy counts as the network it rounds (torch's dynamic int8 hides its weights).
         same_shape = len(config.sparsities) + len(config.quantizations)
         quantized = range(1 + len(config.sparsities), 1 + same_shape)
+        # Every network of a run has one architecture, so one job times their CPU latency for all (it was 4% of
+        # every job of the demo); the others count weights and MACs only.
         fps = list(footprints([network for network, _ in networks], config.image_size,
-                              shapes_of=[model if i in quantized else None for i in range(len(networks))]))
+                              shapes_of=[model if i in quantized else None for i in range(len(networks))],
+                              latency=is_feature_job(job)))
         return NetworkResult(
             dense=probs[0], control=predict(control, pixels, normalize), regions=regions,
             probe_regions=predict_regions(model, self.probes, normalize), compressed=np.stack(probs[1:]), aum=aum,

@@ -11,6 +11,7 @@ import functools
 import platform
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -204,7 +205,6 @@ def run_population(
     forgotten_compressed_in = np.full((len(config.sparsities), n_in, n, n_classes), np.nan, dtype=np.float32)
     compressed_in = np.full((len(config.sparsities), n_in, n, n_classes), np.nan, dtype=np.float32)
     sparsity_sum = np.zeros(n_levels)
-    footprint_sum = np.zeros((n_levels + 1, 3))
     aum_sum, aum_count = np.zeros(n), np.zeros(n)
     # No more probes of a kind than the dataset has images: they calibrate thresholds against the dataset,
     # and on a small one they would otherwise cost more predictions than the images themselves.
@@ -219,6 +219,8 @@ def run_population(
     estimated_seconds = population_seconds = together = None
 
     jobs = config.jobs()
+    job_index = {job.name: i for i, job in enumerate(jobs)}
+    footprints = np.full((len(jobs), n_levels + 1, 3), np.nan)
     folds = {k: stratified_folds(images.labels, config.folds, config.member_seed(k)) for k in range(config.members)}
 
     def place(job: MemberJob, out: NetworkResult) -> None:
@@ -242,7 +244,7 @@ def run_population(
             probed = out.label_probe_index
             probe_labels[slot_of[probed], probed] = out.label_probe_label
         sparsity_sum[:] += out.sparsity
-        footprint_sum[:] += out.footprint
+        footprints[job_index[job.name]] = out.footprint
         seen = np.isfinite(out.aum)
         aum_sum[seen] += out.aum[seen]
         aum_count[seen] += 1
@@ -318,12 +320,19 @@ def run_population(
     return Population(dense=dense, compressed=compressed, control=control, regions=regions,
                       probe_regions=probe_regions, dense_in=dense_in, compressed_in=compressed_in,
                       measured_sparsity=sparsity_sum / len(jobs), job_seconds=seconds,
-                      footprint=footprint_sum / len(jobs), aum=aum, probes=probes,
+                      footprint=_mean_footprint(footprints), aum=aum, probes=probes,
                       probe_probs=probe_probs, robust_correct=robust_correct, robust_clean=robust_clean,
                       label_probe_labels=probe_labels if config.label_probes else None, forgotten_in=forgotten_in,
                       forgotten_compressed_in=forgotten_compressed_in, features=features or None,
                       estimated_seconds=estimated_seconds,
                       seconds=population_seconds, together=together)
+
+
+def _mean_footprint(footprints: np.ndarray) -> np.ndarray:
+    """The networks' mean ``[weights, macs, latency_ms]`` per version; latency over the jobs that timed it."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "mean of empty slice": no job timed it
+        return np.nanmean(footprints, axis=0)
 
 
 def networks_together(executor: Executor, config: CurateConfig, n_jobs: int) -> int:

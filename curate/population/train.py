@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from curate.options import RunOptions
+from curate.options import DEFAULT_EPOCHS, RunOptions
 from curate.science.regions import GRID, REGIONS
 from curate.population.models import prunable_parameters
 
@@ -51,7 +51,7 @@ class TrainSettings:
             :func:`curate.science.flags.memorisation`).
     """
 
-    epochs: int = RunOptions.epochs
+    epochs: int = DEFAULT_EPOCHS
     finetune_epochs: int = RunOptions.finetune_epochs
     batch_size: int = 128
     lr: float = 0.1

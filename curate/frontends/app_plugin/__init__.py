@@ -362,9 +362,11 @@ class ComputePies(foo.Operator):
         inputs.str("run_key", default="curate", required=True, label="Run key",
                    description="Fields, tags and views are named after it; running again replaces that run.")
         defaults = {k: ",".join(map(str, v)) if isinstance(v, tuple) else v for k, v in run_defaults().items()}
+        from curate.options import DEFAULT_EPOCHS
+
         inputs.int("members", default=defaults["members"], label="Members (K)", min=1)
         inputs.int("folds", default=defaults["folds"], label="Cross-fitting folds (F)", min=2)
-        inputs.int("epochs", default=defaults["epochs"], label="Training epochs", min=1)
+        inputs.int("epochs", default=DEFAULT_EPOCHS, label="Training epochs", min=1)
         inputs.int("finetune_epochs", default=defaults["finetune_epochs"], label="Fine-tuning epochs per level",
                    min=1)
         inputs.str("sparsities", default=defaults["sparsities"], label="Pruning levels")
