@@ -14,7 +14,7 @@ from curate.data.faults import POINTS
 from helpers import SMALL, curate_process, invoke
 
 OPTIONS = SMALL
-# A fresh dataset each: the computation, and the samples curate adds to a new dataset.
+# One run after another into a fresh dataset: the computation, and the samples curate adds to a new dataset.
 FRESH_POINTS = ["decode", "train", "score", "store", "fiftyone:samples"]
 # Re-runs over a dataset that holds a complete run: every other step of the FiftyOne write.
 RERUN_POINTS = [p for p in POINTS if p.startswith("fiftyone:") and p not in FRESH_POINTS]
@@ -64,23 +64,31 @@ def _killed(result):
     assert result.returncode == -9, f"expected SIGKILL, got {result.returncode}: {result.stderr[-2000:]}"
 
 
-@pytest.mark.parametrize("point", FRESH_POINTS)
-def test_a_kill_during_the_computation_resumes_to_the_same_results(fo, source, baseline, tmp_path, point):
-    name = f"fault-{point}"
-    args = ["run", source, "--dataset", name, "--run-dir", str(tmp_path / "run"), *OPTIONS]
-    _killed(curate(*args, kill_at=point))
-    assert not fo.dataset_exists(name) or not fo.load_dataset(name).has_run("curate"), "nothing recorded yet"
-    if point == "fiftyone:samples":
-        assert 0 < len(fo.load_dataset(name)) < 120, "killed half way through adding the samples"
-    finished = {p.name: p.read_bytes() for p in (tmp_path / "run" / "jobs").glob("*.npz")}
+def test_a_kill_at_each_step_of_the_computation_resumes_to_the_same_results(fo, source, baseline, tmp_path):
+    """Killed at each step in turn, each kill in the run that resumes the one killed before it (so every
+    step is also resumed from the state a kill left); the run that finally finishes has the results of the
+    run that was never interrupted."""
+    name = "fault-computation"
+    run_dir = tmp_path / "run"
+    args = ["run", source, "--dataset", name, "--run-dir", str(run_dir), *OPTIONS]
+    finished: dict[str, bytes] = {}
+    for i, point in enumerate(FRESH_POINTS):
+        _killed(curate(*args, kill_at=point))
+        assert not fo.dataset_exists(name) or not fo.load_dataset(name).has_run("curate"), f"recorded at {point}"
+        if i:
+            assert "resumed_from" in (run_dir / "manifest.json").read_text(), point
+        jobs = {p.name: p.read_bytes() for p in (run_dir / "jobs").glob("*.npz")}
+        if point == "train":
+            assert len(jobs) == 1, "killed after the first network was stored"
+        if point == "fiftyone:samples":
+            assert 0 < len(fo.load_dataset(name)) < 120, "killed half way through adding the samples"
+        for name_, content in finished.items():  # finished networks are reused byte for byte, not retrained
+            assert jobs[name_] == content, (point, name_)
+        finished = jobs
     done = curate(*args)
     assert done.returncode == 0, done.stderr[-3000:]
-    if point == "train":
-        assert "resumed" in (tmp_path / "run" / "manifest.json").read_text()
-        assert len(finished) == 1, "killed after the first network was stored"
-    for name_, content in finished.items():  # finished networks are reused byte for byte, not retrained
-        assert (tmp_path / "run" / "jobs" / name_).read_bytes() == content, name_
-    _assert_same(_state(fo, name, tmp_path / "run"), baseline[1])
+    assert {p.name: p.read_bytes() for p in (run_dir / "jobs").glob("*.npz")} == finished
+    _assert_same(_state(fo, name, run_dir), baseline[1])
 
 
 def test_a_kill_at_each_step_of_the_fiftyone_write_is_repaired_by_the_next_run(fo, source, baseline, tmp_path):

@@ -18,8 +18,9 @@ def test_random_flips_are_flagged_as_label_noise(digits_images, tmp_path):
     true_labels = images.labels.copy()
     images.labels = images.labels.copy()
     images.labels[flipped] = (images.labels[flipped] + rng.integers(1, 10, flipped.sum())) % 10
-    # Enough training for the digits to be learnt (about 0.98 held-out accuracy); one pruning level.
-    config = CurateConfig(members=2, folds=2, sparsities=(0.9,), image_size=16,
+    # Enough training for the digits to be learnt (about 0.98 held-out accuracy; the demo's quarter-width network);
+    # one pruning level.
+    config = CurateConfig(model="resnet-small:16", members=2, folds=2, sparsities=(0.9,), image_size=16,
                           train=TrainSettings(epochs=10, finetune_epochs=1, batch_size=32, hflip=False),
                           probes_per_kind=64, quantizations=(), robustness_images=0,
                           filter_prunings=(), distillations=())  # label noise reads neither
