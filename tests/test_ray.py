@@ -66,13 +66,24 @@ def source(small_source):
     return small_source
 
 
-def test_a_ray_run_gives_the_in_process_results_even_when_a_worker_dies(ray_tmp, source, in_process, tmp_path):
-    once = tmp_path / "killed-once"
+def test_a_killed_ray_run_resumes_and_gives_the_in_process_results_even_when_a_worker_dies(ray_tmp, source,
+                                                                                            in_process, tmp_path):
+    """The whole run killed while it trains; the next one resumes from the finished networks, and one of its
+    workers dies mid-job (its driver lives on) and is retried."""
     run_dir = tmp_path / "run"
-    done = curate("run", source, "--run-dir", str(run_dir), "--executor", "ray", *OPTIONS, ray_tmp=ray_tmp,
-                  CURATE_KILL_AT="network", CURATE_KILL_ONCE=str(once))
-    assert once.exists(), "no worker reached the kill point"  # one died mid-job (its driver lives on) ...
-    assert done.returncode == 0, done.stderr[-3000:]  # ... was retried, and the run completed
+    args = ["run", source, "--run-dir", str(run_dir), "--executor", "ray"]
+    killed = curate(*args, *OPTIONS, ray_tmp=ray_tmp, CURATE_KILL_AT="train")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    finished = {p.name: p.stat().st_mtime_ns for p in (run_dir / "jobs").glob("*.npz")}
+    assert 1 <= len(finished) < 4
+    once = tmp_path / "killed-once"
+    loud = [a for a in OPTIONS if a != "-q"]  # the cost estimate is printed
+    done = curate(*args, *loud, ray_tmp=ray_tmp, CURATE_KILL_AT="network", CURATE_KILL_ONCE=str(once))
+    assert once.exists(), "no worker reached the kill point"
+    assert done.returncode == 0, done.stderr[-3000:]  # the worker's job was retried, and the run completed
+    assert f"({len(finished)} more already in the run directory)" in done.stdout
+    assert "one network after another on this machine; ray runs them in parallel" in done.stdout  # the estimate
+    assert {p.name: p.stat().st_mtime_ns for p in (run_dir / "jobs").glob("*.npz") if p.name in finished} == finished
     manifest = json.loads((run_dir / "manifest.json").read_text())
     # The workers read the decoded pixels from the run directory: nothing the size of the dataset was shipped.
     assert manifest["executor"] == (f"ray (a local instance; 1 cpus, 0 gpus per job; pixels read from "
@@ -80,21 +91,6 @@ def test_a_ray_run_gives_the_in_process_results_even_when_a_worker_dies(ray_tmp,
     outputs = _outputs(run_dir)
     assert outputs["samples"]["pie"].any() and len(outputs["levels"]) > 3  # something to compare
     _assert_same(outputs, in_process)
-
-
-def test_an_interrupted_ray_run_resumes_from_the_finished_jobs(ray_tmp, source, in_process, tmp_path):
-    killed = curate("run", source, "--run-dir", str(tmp_path), "--executor", "ray", *OPTIONS, ray_tmp=ray_tmp,
-                    CURATE_KILL_AT="train")
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    finished = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "jobs").glob("*.npz")}
-    assert 1 <= len(finished) < 4
-    loud = [a for a in OPTIONS if a != "-q"]  # the cost estimate is printed
-    done = curate("run", source, "--run-dir", str(tmp_path), "--executor", "ray", *loud, ray_tmp=ray_tmp)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert f"({len(finished)} more already in the run directory)" in done.stdout
-    assert "one network after another on this machine; ray runs them in parallel" in done.stdout  # the estimate
-    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "jobs").glob("*.npz") if p.name in finished} == finished
-    _assert_same(_outputs(tmp_path), in_process)
 
 
 def test_executor_choices_are_checked(monkeypatch):
