@@ -13,8 +13,8 @@ from typing import NoReturn
 import click
 
 from curate import __version__
-from curate.options import (DEFAULT_EPOCHS, DEFAULT_FILTER_PRUNE, DIGITS_PRESET, DEFAULT_LABEL_FIELD, DEFAULT_RUN_KEY, DEMO_DATASET, FILTER_CRITERIA,
-                            RunOptions, parse_filter_prune, parse_fractions, parse_names)
+from curate.options import (DEFAULT_EPOCHS, DEFAULT_FILTER_PRUNE, DEFAULT_LABEL_FIELD, DEFAULT_RUN_KEY, DEMO_DATASET,
+                            DIGITS_PRESET, FILTER_CRITERIA, RunOptions, parse_filter_prune, parse_fractions, parse_names)
 from curate.frontends.summary import table as _table
 
 _STYLES = {"bold": {"bold": True}, "warning": {"fg": "yellow"}, "command": {"fg": "green"}, None: {}}

@@ -361,9 +361,9 @@ class ComputePies(foo.Operator):
                     default="ground_truth" if "ground_truth" in fields else fields[0])
         inputs.str("run_key", default="curate", required=True, label="Run key",
                    description="Fields, tags and views are named after it; running again replaces that run.")
-        defaults = {k: ",".join(map(str, v)) if isinstance(v, tuple) else v for k, v in run_defaults().items()}
         from curate.options import DEFAULT_EPOCHS
 
+        defaults = {k: ",".join(map(str, v)) if isinstance(v, tuple) else v for k, v in run_defaults().items()}
         inputs.int("members", default=defaults["members"], label="Members (K)", min=1)
         inputs.int("folds", default=defaults["folds"], label="Cross-fitting folds (F)", min=2)
         inputs.int("epochs", default=DEFAULT_EPOCHS, label="Training epochs", min=1)
