@@ -33,30 +33,18 @@ RECIPES = {
     "b64-c4": ("resnet-small", {"batch_size": 64, "crop_padding": 4}),
     "b64-ls-w48": ("resnet-small:48", {"batch_size": 64, "label_smoothing": 0.2}),
     "b64-ls-w24": ("resnet-small:24", {"batch_size": 64, "label_smoothing": 0.2}),
-    # The activation of every resnet-small layer (curate.population.models.ACTIVATION), at today's recipe.
-    "b64-gelu": ("resnet-small", {"batch_size": 64, "activation": "gelu"}),
-    "b64-relu": ("resnet-small", {"batch_size": 64, "activation": "relu"}),
 }
-ACTIVATIONS = {"gelu": "GELU", "relu": "ReLU"}
 
 
-def train_one(model_spec: str, settings, pixels, labels, train, held_out, seed: int = 0,
-              activation: str | None = None) -> dict:
+def train_one(model_spec: str, settings, pixels, labels, train, held_out, seed: int = 0) -> dict:
     import torch
 
-    from curate.population import models
     from curate.population.models import build_model
     from curate.population.train import Normalizer, predict_probs, train_dense
 
-    default_activation = models.ACTIVATION
-    if activation:
-        models.ACTIVATION = getattr(torch.nn, ACTIVATIONS[activation])
-    try:
-        torch.manual_seed(seed)
-        normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
-        model = build_model(model_spec, int(labels.max()) + 1).to(memory_format=torch.channels_last)
-    finally:
-        models.ACTIVATION = default_activation
+    torch.manual_seed(seed)
+    normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
+    model = build_model(model_spec, int(labels.max()) + 1).to(memory_format=torch.channels_last)
     started = time.perf_counter()
     train_dense(model, pixels[train], labels[train], normalize, settings, seed)
     seconds = time.perf_counter() - started
@@ -90,10 +78,9 @@ def main() -> None:
     print(f"{'recipe':<12} {'model':<16} {'epochs':>6} {'seconds':>8} {'held-out acc':>13} {'with flips':>11}")
     for name in args.recipes.split(","):
         model_spec, overrides = RECIPES[name]
-        activation = overrides.get("activation")
         for epochs in (int(e) for e in args.epochs.split(",")):
-            settings = TrainSettings(epochs=epochs, **{k: v for k, v in overrides.items() if k != "activation"})
-            result = train_one(model_spec, settings, pixels, labels, train, held_out, args.seed, activation)
+            settings = TrainSettings(epochs=epochs, **overrides)
+            result = train_one(model_spec, settings, pixels, labels, train, held_out, args.seed)
             rows.append({"recipe": name, "model": model_spec, "epochs": epochs, **overrides, **result})
             print(f"{name:<12} {model_spec:<16} {epochs:>6} {result['seconds']:>8.0f} "
                   f"{result['accuracy']:>13.3f} {result['accuracy_flip']:>11.3f}", flush=True)

@@ -24,14 +24,11 @@ import torch
 from torch import nn
 
 
-ACTIVATION = nn.GELU
-
-
 def _conv_bn(c_in: int, c_out: int, networks: int = 1) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(networks * c_in, networks * c_out, 3, padding=1, bias=False, groups=networks),
         nn.BatchNorm2d(networks * c_out),
-        ACTIVATION(),
+        nn.GELU(),
     )
 
 
