@@ -151,14 +151,14 @@ def test_the_cost_estimate_counts_the_steps_and_predictions_a_network_takes(monk
 
     embedded = []
     monkeypatch.setattr(features, "embed", lambda model, images, *a, **kw: embedded.append(len(images)) or np.zeros((len(images), 4)))
-    run = NetworkJobs(config, pixels, labels, 2, folds, mean, std, pixels[:6])
+    run = NetworkJobs(config, pixels, labels, 2, folds, mean, std, pixels[:6], region_probe_rows=np.array([0, 2]))
     run(MemberJob(0, 0, config.job_seed(0, 0)), steps.append)
     n_train = int((folds[0] != 0).sum())
-    work = work_per_network(config, len(pixels), n_train, 6)
+    work = work_per_network(config, len(pixels), n_train, 6, 2)  # windows of two of the six probes
     assert sum(steps) == work["dense_steps"] + work["finetune_steps"] + work["forget_steps"] + work["distill_steps"]
     assert sum(predicted) == work["predicted_images"]
     assert sum(embedded) == embedded_images(len(pixels)) == 2 * 96  # job (0, 0) embeds for the duplicate search
-    estimate = estimate_cost(config, pixels, 2, mean, std, networks=4, n_train=n_train, n_probes=6,
+    estimate = estimate_cost(config, pixels, 2, mean, std, networks=4, n_train=n_train, n_probes=6, n_region_probes=2,
                              embedded_images=sum(embedded))
     assert estimate.steps == sum(steps) and estimate.seconds > 0
     assert estimate.parts["predictions"] == pytest.approx((4 * work["predicted_images"] + 192) * estimate.seconds_per_image)

@@ -98,9 +98,11 @@ def format_seconds(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def work_per_network(config: CurateConfig, n_images: int, n_train: int, n_probes: int) -> dict[str, int]:
+def work_per_network(config: CurateConfig, n_images: int, n_train: int, n_probes: int,
+                     n_region_probes: int | None = None) -> dict[str, int]:
     """Optimiser steps of each kind, and images predicted, for one network and its compressed copies
-    (named as :class:`CostEstimate`'s fields)."""
+    (named as :class:`CostEstimate`'s fields); ``n_region_probes``: the probes whose windows are predicted
+    (None: all)."""
     from curate.population.train import REGIONS, steps_per_epoch
 
     settings = config.train
@@ -111,6 +113,7 @@ def work_per_network(config: CurateConfig, n_images: int, n_train: int, n_probes
     robust = (config.robustness_images * len(config.corruptions) * len(config.severities)
               if config.robustness else 0)
     per_epoch = steps_per_epoch(n_train, settings.batch_size)
+    n_region_probes = n_probes if n_region_probes is None else n_region_probes
     return {
         "dense_steps": per_epoch * settings.epochs,
         # The control copy (sparsity 0) is fine-tuned as a pruning level is.
@@ -119,11 +122,11 @@ def work_per_network(config: CurateConfig, n_images: int, n_train: int, n_probes
         "forget_steps": steps_per_epoch(n_held_out, settings.batch_size) * settings.forget_epochs * (1 + pruned)
         if n_held_out and settings.forget_epochs else 0,
         # The dense network and its pruned copies on every image and probe, the other kinds on the held-out
-        # images; the control copy on every image; the forgotten copies on the training images; the dense
-        # network's windows of each held-out image and probe.
-        "predicted_images": flips * ((1 + pruned) * (n_images + n_probes) + (versions - 1 - pruned) * n_held_out
-                                     + n_images + (1 + pruned) * n_train)
-        + versions * robust + len(REGIONS) * (n_held_out + n_probes),
+        # images, as is the control copy; the forgotten copies on the training images; the dense network's
+        # windows of each held-out image and two-class probe.
+        "predicted_images": flips * ((1 + pruned) * (n_images + n_probes) + (versions - pruned) * n_held_out
+                                     + (1 + pruned) * n_train)
+        + versions * robust + len(REGIONS) * (n_held_out + n_region_probes),
     }
 
 
@@ -136,7 +139,7 @@ def embedded_images(n_images: int) -> int:
 
 
 def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean: np.ndarray, std: np.ndarray, *,
-                  networks: int, n_train: int, n_probes: int, resumed: int = 0,
+                  networks: int, n_train: int, n_probes: int, n_region_probes: int | None = None, resumed: int = 0,
                   embedded_images: int = 0, threads: int | None = None, at_a_time: int = 1,
                   together: int = 1) -> CostEstimate:
     """Time :data:`WARMUP_STEPS` training steps and a batch of predictions with the run's own model on
@@ -176,7 +179,7 @@ def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean
     finally:
         torch.random.set_rng_state(rng_state)
         torch.set_num_threads(threads_now)
-    return CostEstimate(networks=networks, **work_per_network(config, len(pixels), n_train, n_probes),
+    return CostEstimate(networks=networks, **work_per_network(config, len(pixels), n_train, n_probes, n_region_probes),
                         seconds_per_step=per_step, seconds_per_image=per_image, device=str(device), resumed=resumed,
                         embedded_images=embedded_images, at_a_time=max(1, min(at_a_time, networks)),
                         distill_step_cost=_distill_step_cost(config, model, n_classes))

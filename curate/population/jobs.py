@@ -25,12 +25,14 @@ class NetworkResult:
     Attributes:
         dense: ``(N, C)`` the dense network's probabilities.
         control: ``(N, C)`` the control copy's: the dense network fine-tuned exactly as the first pruning
-            level is, seed included, at sparsity 0 (:func:`curate.population.train.control_copy`).
+            level is, seed included, at sparsity 0 (:func:`curate.population.train.control_copy`); on the
+            network's held-out fold only (NaN elsewhere), as the PIEs it is compared with.
         compressed: ``(L, N, C)`` each compressed copy's (pruning levels, then quantization formats, filter
             pruning, students); beyond the pruning levels, on the network's held-out fold only (NaN elsewhere).
         regions: ``(len(REGIONS), N, C)`` the dense network's probabilities on each image half
             (:func:`curate.population.train.predict_regions`), for its held-out images only (NaN elsewhere).
-        probe_regions: ``(len(REGIONS), P, C)`` the same on the probe images.
+        probe_regions: ``(len(REGIONS), P2, C)`` the same on the two-class probes (the probes whose windows
+            set the ``multi_object`` threshold; :attr:`NetworkJobs.region_probe_rows`).
         forgotten, forgotten_compressed: ``(N, C)`` and ``(len(sparsities), N, C)``: the dense network
             and each pruned copy after second-split forgetting, on the images it trained on (NaN on its
             held-out fold).
@@ -130,6 +132,7 @@ class NetworkJobs:
     std: np.ndarray
     probes: np.ndarray
     pixel_file: PixelFile | None = None  # where ``pixels`` lie on disk (:func:`curate.data.images.decoded_file`)
+    region_probe_rows: np.ndarray | None = None  # the probes whose windows are predicted (None: all)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -223,15 +226,24 @@ class NetworkJobs:
         from curate.population.footprint import footprints
         from curate.population.quantize import quantized_copy, runs_on_cpu_only
         from curate.population.train import (REGIONS, Normalizer, distilled_students, filter_levels,
-                                             measured_sparsity, predict_probs, predict_regions)
+                                             for_inference, measured_sparsity, predict_probs, predict_regions)
 
         config, pixels, labels, n_classes, job = self.config, self.read_pixels(), self.labels, self.n_classes, net.job
         train_idx, held_idx, train_pixels, train_labels = net.train_idx, net.held_idx, net.train_pixels, net.train_labels
         # Mirror-image averaging only where mirror images share the label (hflip training says they do).
         flip = config.train.flip_test and config.train.hflip
 
-        def predict(network, images, norm):
-            return predict_probs(network, images, norm, flip=flip)
+        # Each network that predicts several image sets has its batch norms folded once (for_inference copies
+        # it), and the copies go when the predictions are done.
+        folded = {}
+
+        def inference(network):
+            if id(network) not in folded:
+                folded[id(network)] = for_inference(network)
+            return folded[id(network)]
+
+        def predict(network, images, norm, *, once=False):
+            return predict_probs(network if once else inference(network), images, norm, flip=flip)
 
         cpu_normalize = Normalizer(self.mean, self.std, torch.device("cpu"))
         margins = net.margins
@@ -250,9 +262,9 @@ class NetworkJobs:
             n_classes, job.seed, progress=progress)]
         n_pruned = len(config.sparsities)
 
-        def on_held_out(network, norm):  # NaN on the training images: no one reads them there
+        def on_held_out(network, norm, once=False):  # NaN on the training images: no one reads them there
             out = np.full((len(labels), n_classes), np.nan, dtype=np.float32)
-            out[held_idx] = predict(network, RowView(pixels, held_idx), norm)
+            out[held_idx] = predict(network, RowView(pixels, held_idx), norm, once=once)
             return out
 
         # The dense network and its pruned copies on every image: their in-sample views feed the flags
@@ -260,12 +272,18 @@ class NetworkJobs:
         probs = [predict(network, pixels, norm) if k <= n_pruned else on_held_out(network, norm)
                  for k, (network, norm) in enumerate(networks)]
         regions = np.full((len(REGIONS), len(labels), n_classes), np.nan, dtype=np.float32)
-        regions[:, held_idx] = predict_regions(model, RowView(pixels, held_idx), normalize)
+        regions[:, held_idx] = predict_regions(inference(model), RowView(pixels, held_idx), normalize)
+        region_probes = self.probes if self.region_probe_rows is None else self.probes[self.region_probe_rows]
+        probe_regions = predict_regions(inference(model), region_probes, normalize)
+        probe_probs = np.stack([predict(network, self.probes, norm) for network, norm in networks[:1 + n_pruned]])
         # Only the images each copy trained on are read from the forgotten views (they measure memorisation).
         forgotten = np.full((1 + n_pruned, len(labels), n_classes), np.nan, dtype=np.float32)
         for k, network in enumerate(forgotten_nets):
-            forgotten[k, train_idx] = predict(network, train_pixels, normalize)
-        robust = _robustness(config, job, networks, pixels, labels, net.held_out, probs) if config.robustness else {}
+            forgotten[k, train_idx] = predict(network, train_pixels, normalize, once=True)
+        robust = _robustness(config, job, networks, pixels, labels, net.held_out, probs,
+                             lambda network, images, norm: predict_probs(inference(network), images, norm)
+                             ) if config.robustness else {}
+        folded.clear()
         # One network's features put every image in one space for the duplicate search.
         features = features_and_copies(model, pixels, normalize, job.seed) if is_feature_job(job) else {}
         # A quantized copy counts as the network it rounds (torch's dynamic int8 hides its weights).
@@ -277,10 +295,9 @@ class NetworkJobs:
                               shapes_of=[model if i in quantized else None for i in range(len(networks))],
                               latency=is_feature_job(job)))
         return NetworkResult(
-            dense=probs[0], control=predict(control, pixels, normalize), regions=regions,
-            probe_regions=predict_regions(model, self.probes, normalize), compressed=np.stack(probs[1:]), aum=aum,
-            forgotten=forgotten[0], forgotten_compressed=forgotten[1:],
-            probes=np.stack([predict(network, self.probes, norm) for network, norm in networks[:1 + n_pruned]]),
+            dense=probs[0], control=on_held_out(control, normalize, once=True), regions=regions,
+            probe_regions=probe_regions, compressed=np.stack(probs[1:]), aum=aum,
+            forgotten=forgotten[0], forgotten_compressed=forgotten[1:], probes=probe_probs,
             sparsity=np.array([measured_sparsity(network) for network, _ in networks[1:1 + same_shape]]
                               + [1.0 - fp[0] / fps[0][0] for fp in fps[1 + same_shape:]]),
             footprint=np.stack(fps),
@@ -322,10 +339,10 @@ def label_probes(labels: np.ndarray, n_classes: int, share: float, seed: int) ->
     return trained, rows
 
 
-def _robustness(config: CurateConfig, job: MemberJob, networks, pixels, labels, held_out, probs):
-    """Accuracy of the network and each compressed copy on corrupted copies of held-out images."""
+def _robustness(config: CurateConfig, job: MemberJob, networks, pixels, labels, held_out, probs, predict):
+    """Accuracy of the network and each compressed copy on corrupted copies of held-out images; ``predict(network,
+    images, normalize)`` gives probabilities."""
     from curate.population.robustness import corrupted_suite
-    from curate.population.train import predict_probs
 
     rng = np.random.default_rng(job.seed)
     candidates = np.flatnonzero(held_out)
@@ -335,7 +352,7 @@ def _robustness(config: CurateConfig, job: MemberJob, networks, pixels, labels, 
     flat = suite.reshape(-1, *suite.shape[3:])
     truth = np.tile(labels[rows], n_corruptions * n_severities)
     correct = np.stack([
-        (predict_probs(net, flat, norm).argmax(axis=1) == truth).reshape(n_corruptions, n_severities, m).mean(axis=2)
+        (predict(net, flat, norm).argmax(axis=1) == truth).reshape(n_corruptions, n_severities, m).mean(axis=2)
         for net, norm in networks
     ])
     clean = np.array([(p[rows].argmax(axis=1) == labels[rows]).mean() for p in probs])

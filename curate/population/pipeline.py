@@ -29,7 +29,7 @@ from curate.data.faults import checkpoint
 from curate.data.images import BadImage, decode_images, decoded_file, load_in_memory
 from curate.science.flags import Categories, in_sample_views
 from curate.science.pies import PieScores
-from curate.science.probes import ProbeSuite, make_probes
+from curate.science.probes import TWO_CLASS, ProbeSuite, make_probes
 from curate.data.pixels import RAW_PROPERTIES, file_digests, measure_files
 from curate.science.duplicates import (duplicate_columns, duplicate_pairs, duplicate_warnings, feature_duplicates,
                                       group_duplicates, in_a_pair, shifted_hashes)
@@ -59,7 +59,7 @@ class Population:
     compressed: np.ndarray
     control: np.ndarray  # (K, N, C) out of sample: each dense network's control copy (sparsity 0)
     regions: np.ndarray  # (K, R, N, C) out of sample: each dense network on each image half (train.REGIONS)
-    probe_regions: np.ndarray  # (K*F, R, P, C) every dense network on each probe's halves
+    probe_regions: np.ndarray  # (K*F, R, P2, C) every dense network on each two-class probe's windows
     dense_in: np.ndarray
     compressed_in: np.ndarray
     measured_sparsity: np.ndarray
@@ -210,7 +210,9 @@ def run_population(
     # and on a small one they would otherwise cost more predictions than the images themselves.
     probes = make_probes(pixels, images.labels, min(config.probes_per_kind, n), seed=config.seed)
     probe_probs = np.full((1 + len(config.sparsities), n_networks, len(probes), n_classes), np.nan, dtype=np.float32)
-    probe_regions = np.full((n_networks, len(REGIONS), len(probes), n_classes), np.nan, dtype=np.float32)
+    # Only the two-class probes' windows are read (they set the multi-object threshold).
+    region_probe_rows = np.flatnonzero(probes.mask(TWO_CLASS))
+    probe_regions = np.full((n_networks, len(REGIONS), len(region_probe_rows), n_classes), np.nan, dtype=np.float32)
     shape = (len(config.corruptions), len(config.severities)) if config.robustness else (0, 0)
     robust_correct = np.full((n_levels + 1, n_networks, *shape), np.nan)
     robust_clean = np.full((n_levels + 1, n_networks), np.nan if config.robustness else 0.0)
@@ -250,7 +252,8 @@ def run_population(
         aum_count[seen] += 1
         network = job.member * config.folds + job.fold
         probe_probs[:, network] = out.probes[:1 + len(config.sparsities)]  # a job stored by an older curate has all levels
-        probe_regions[network] = out.probe_regions
+        stored = out.probe_regions  # a job stored by an older curate has every probe's windows
+        probe_regions[network] = stored[:, region_probe_rows] if stored.shape[1] == len(probes) else stored
         if config.robustness:
             robust_correct[:, network] = out.robust_correct
             robust_clean[:, network] = out.robust_clean
@@ -270,7 +273,8 @@ def run_population(
         mean, std = Normalizer.channel_stats(pixels)
         n_train = int(n * (config.folds - 1) / config.folds)
         estimate = functools.partial(estimate_cost, config, pixels, n_classes, mean, std, networks=len(todo),
-                                     n_train=n_train, n_probes=len(probes), resumed=len(jobs) - len(todo),
+                                     n_train=n_train, n_probes=len(probes), n_region_probes=len(region_probe_rows),
+                                     resumed=len(jobs) - len(todo),
                                      embedded_images=embedded_images(n) if any(map(is_feature_job, todo)) else 0)
         together = networks_together(executor, config, len(todo))
         groups = group_jobs(todo, together)
@@ -298,7 +302,7 @@ def run_population(
             pixel_file = (None if isinstance(executor, InProcessExecutor)
                           else decoded_file(store.image_cache(config.image_size), images.filepaths))
             network_jobs = NetworkJobs(config, pixels, images.labels, n_classes, folds, mean, std, probes.pixels,
-                                       pixel_file)
+                                       pixel_file, region_probe_rows)
             started = time.perf_counter()
             done = 0
             for group, outs in executor.map(network_jobs, groups, bar.update):

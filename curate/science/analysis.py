@@ -120,8 +120,8 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
     ``categories.thresholds``); ``label_probe_labels`` ``(slots, N)`` the wrong labels of random-label
     probes per in-sample slot (-1: none), which set the label-noise count
     (:func:`curate.science.flags.probe_label_noise`); ``region_probs`` ``(members, R, N, C)`` the held-out
-    predictions of each image half and ``probe_region_probs`` ``(networks, R, P, C)`` the probes' (for
-    ``multi_object``, :mod:`curate.science.regions`), scored as labelled ``probe_labels`` (one of each
+    predictions of each image half and ``probe_region_probs`` ``(networks, R, P2, C)`` the two-class probes'
+    (for ``multi_object``, :mod:`curate.science.regions`), scored as labelled ``probe_labels`` (one of each
     composite's classes).
     """
     probs = population_mean(dense_probs, compressed_probs)
@@ -154,7 +154,7 @@ def flag_samples(dense_probs, compressed_probs, labels, classes, level_names, sc
         suggestion_in_sample=as_trained,
         region_probs=None if region_probs is None else np.asarray(region_probs, dtype=np.float64).mean(axis=0),
         two_class_probe_regions=None if probe_region_probs is None
-        else np.asarray(probe_region_probs, dtype=np.float64).mean(axis=0)[:, kinds == TWO_CLASS],
+        else np.asarray(probe_region_probs, dtype=np.float64).mean(axis=0),
         two_class_probe_labels=None if probe_labels is None else np.asarray(probe_labels)[kinds == TWO_CLASS],
     )
     # What the label-noise score read, beside the categories' own thresholds, for the run record.
