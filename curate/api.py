@@ -15,13 +15,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from curate.fiftyone.export import ExportError
-from curate.fiftyone.db import DatabaseUnavailable
+from curate.fiftyone.db import DatabaseUnavailable, import_fiftyone
 from curate.options import (DEFAULT_LABEL_FIELD, DEFAULT_RUN_KEY, DEMO_DATASET, RunOptions, is_pretrained,
                             run_option_defaults)
 from curate.report.html import ReportError
@@ -56,6 +57,15 @@ def default_run_dir(dataset: str | None, run_key: str) -> Path:
 
 def _say_nothing(message: str, kind: str = "info") -> None:
     pass
+
+
+def _quietly(function: Callable[[], Any]) -> Callable[[], None]:
+    def call() -> None:
+        try:
+            function()
+        except Exception:  # noqa: BLE001 - whoever calls function again sees the error
+            pass
+    return call
 
 
 def run(source: str, *, dataset: str | None = None, label_field: str = DEFAULT_LABEL_FIELD,
@@ -110,12 +120,18 @@ def run(source: str, *, dataset: str | None = None, label_field: str = DEFAULT_L
         locks.enter_context(run_dir_lock(run_dir))
         if to_fiftyone:
             locks.enter_context(dataset_lock(dataset, run_key))
+            # FiftyOne's import and its database's start take seconds (7 of the demo's re-run): done while the
+            # networks train, they cost no wall time. A failure here is raised again where push_run connects.
+            connecting = threading.Thread(target=_quietly(import_fiftyone), name="curate-connect-fiftyone",
+                                          daemon=True)
+            connecting.start()
         # The cost estimate goes where the caller's messages go; without a caller's, to stderr with progress.
         result = run_curate(images, config, run_dir, executor, progress=progress,
                             say=None if say is _say_nothing or not progress else say)
         if to_fiftyone:
             from curate.fiftyone.write import push_run
 
+            connecting.join()
             say(f"Writing fields, tags and views to FiftyOne dataset {dataset!r} ...", "info")
             push_run(result, dataset, run_key)
     return RunOutcome(result, dataset if to_fiftyone else None, run_key, time.time() - started)
