@@ -14,8 +14,24 @@ os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
 os.environ["CURATE_HOME"] = os.path.join(_root, "curate-home")
 os.environ["FIFTYONE_PLUGINS_DIR"] = os.path.join(_root, "plugins")
 os.environ.pop("FIFTYONE_DATABASE_URI", None)
+# Under pytest-xdist (scripts/dev test runs a worker per core) each worker has its own share of the cores, so
+# that the networks its tests train do not fight over threads (curate.population.executor.cpu_budget).
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
 
 import pytest  # noqa: E402
+
+# Tests that share a session fixture's run go to one xdist worker, which computes it once.
+SHARED_RUNS = ("digits_run", "small_run")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for name in SHARED_RUNS:
+            if name in item.fixturenames:
+                item.add_marker(pytest.mark.xdist_group(name))
+                break
 
 
 @pytest.fixture(scope="session")

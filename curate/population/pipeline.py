@@ -8,6 +8,7 @@ FiftyOne push and the CLI read the result.
 from __future__ import annotations
 
 import functools
+import math
 import platform
 import sys
 import time
@@ -187,7 +188,7 @@ def run_population(
     from tqdm.auto import tqdm
 
     from curate.population.cost import embedded_images, estimate_cost
-    from curate.population.train import Normalizer, configure_threads
+    from curate.population.train import Normalizer, configure_threads, resolve_device
 
     configure_threads()
     say = say or (_to_stderr if progress else _silent)
@@ -278,10 +279,14 @@ def run_population(
                                      embedded_images=embedded_images(n) if any(map(is_feature_job, todo)) else 0)
         together = networks_together(executor, config, len(todo))
         groups = group_jobs(todo, together)
-        cost = estimate(together=together)
-        executor = executor.for_work(len(groups), cost.seconds, cost.device)
-        if isinstance(executor, ProcessExecutor):  # timed again as each worker will run: fewer threads, side by side
-            cost = estimate(threads=executor.threads, at_a_time=executor.workers, together=together)
+        # Timed as the networks will train: in worker processes (fewer threads each, side by side) where the
+        # work turns out large enough for them, else in this process, timed again with every thread.
+        planned = executor.for_work(len(groups), math.inf, str(resolve_device(config.device)))
+        cost = (estimate(threads=planned.threads, at_a_time=planned.workers, together=together)
+                if isinstance(planned, ProcessExecutor) else estimate(together=together))
+        executor = executor.for_work(len(groups), cost.seconds * cost.at_a_time, cost.device)
+        if isinstance(planned, ProcessExecutor) and not isinstance(executor, ProcessExecutor):
+            cost = estimate(together=together)
         for line in cost.lines(config):
             say(line, "info")
         if isinstance(executor, ProcessExecutor):
