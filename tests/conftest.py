@@ -22,17 +22,6 @@ if _workers > 1:
 
 import pytest  # noqa: E402
 
-# Tests that share a session fixture's run go to one xdist worker, which computes it once.
-SHARED_RUNS = ("digits_run", "small_run")
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        for name in SHARED_RUNS:
-            if name in item.fixturenames:
-                item.add_marker(pytest.mark.xdist_group(name))
-                break
-
 
 @pytest.fixture(scope="session")
 def fo():
