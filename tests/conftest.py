@@ -14,11 +14,41 @@ os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
 os.environ["CURATE_HOME"] = os.path.join(_root, "curate-home")
 os.environ["FIFTYONE_PLUGINS_DIR"] = os.path.join(_root, "plugins")
 os.environ.pop("FIFTYONE_DATABASE_URI", None)
+
+
+def _start_mongod(db_dir: str) -> str:
+    """A mongod of this process's own on a free local port, stopped at exit; returns its URI."""
+    import socket
+    import subprocess
+    import time
+
+    from curate.fiftyone.db import _mongod_path
+
+    os.makedirs(db_dir, exist_ok=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mongod = subprocess.Popen([str(_mongod_path()), "--dbpath", db_dir, "--port", str(port), "--bind_ip", "127.0.0.1",
+                               "--nounixsocket"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    atexit.register(lambda: (mongod.terminate(), mongod.wait(timeout=30)))  # runs before the rmtree above
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return f"mongodb://127.0.0.1:{port}"
+        except OSError:
+            if mongod.poll() is not None:
+                raise RuntimeError(f"mongod for the tests exited with code {mongod.returncode}")
+            time.sleep(0.1)
+    raise RuntimeError(f"mongod for the tests did not listen on port {port} within 30 s")
+
+
 # Under pytest-xdist (scripts/dev test runs a worker per core) each worker has its own share of the cores, so
-# that the networks its tests train do not fight over threads (curate.population.executor.cpu_budget).
+# that the networks its tests train do not fight over threads (curate.population.executor.cpu_budget), and a
+# mongod of its own: FiftyOne shares one database service a machine, whatever FIFTYONE_DATABASE_DIR says.
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _workers > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
+    os.environ["FIFTYONE_DATABASE_URI"] = _start_mongod(os.environ["FIFTYONE_DATABASE_DIR"])
 
 import pytest  # noqa: E402
 

@@ -365,3 +365,29 @@ def test_bad_compression_options_are_named(tmp_path):
     assert bad_format.exit_code == 2 and "int3" in bad_format.output and "int8" in bad_format.output
     bad_count = invoke("demo", "--no-fiftyone", "--run-dir", str(tmp_path / "r"), *TINY, "--robustness-images", "-1")
     assert bad_count.exit_code == 2 and "--robustness-images" in bad_count.output and "x>=0" in bad_count.output
+
+
+def test_a_job_stored_with_the_windows_of_every_probe_is_resumed_to_the_same_flags(tmp_path):
+    """Jobs stored by a curate that predicted the windows of every probe, not only of the two-class composites
+    (before 2026-12-04), are read as they are: no network is retrained, and the flags are the same."""
+    from curate.science.probes import TWO_CLASS
+
+    args = ["run", "digits", "--no-fiftyone", "--run-dir", str(tmp_path), *PRUNE_ONLY]
+    assert invoke(*args).exit_code == 0
+    before = pd.read_parquet(tmp_path / "samples.parquet")
+    with np.load(tmp_path / "probs.npz") as probs:
+        kinds = probs["probe_kinds"]
+    two_class = np.flatnonzero(kinds == TWO_CLASS)
+    assert 0 < len(two_class) < len(kinds)
+    for path in (tmp_path / "jobs").glob("*.npz"):
+        with np.load(path) as stored:
+            arrays = dict(stored)
+        windows = arrays["probe_regions"]
+        assert windows.shape[1] == len(two_class)  # this curate predicts the composites' windows only
+        every = np.full((windows.shape[0], len(kinds), windows.shape[2]), 1.0 / windows.shape[2], dtype=windows.dtype)
+        every[:, two_class] = windows
+        np.savez_compressed(path, **{**arrays, "probe_regions": every})
+    stored_at = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "jobs").glob("*.npz")}
+    assert invoke(*args).exit_code == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "jobs").glob("*.npz")} == stored_at  # none retrained
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "samples.parquet"), before)
