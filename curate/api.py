@@ -63,7 +63,7 @@ def _quietly(function: Callable[[], Any]) -> Callable[[], None]:
     def call() -> None:
         try:
             function()
-        except Exception:  # noqa: BLE001 - whoever calls function again sees the error
+        except Exception:  # whoever calls function again sees the error
             pass
     return call
 
@@ -120,8 +120,8 @@ def run(source: str, *, dataset: str | None = None, label_field: str = DEFAULT_L
         locks.enter_context(run_dir_lock(run_dir))
         if to_fiftyone:
             locks.enter_context(dataset_lock(dataset, run_key))
-            # FiftyOne's import and its database's start take seconds (7 of the demo's re-run): done while the
-            # networks train, they cost no wall time. A failure here is raised again where push_run connects.
+            # FiftyOne's import and its database's start take seconds (7 s in a profile of the demo): done while
+            # the networks train, they cost no wall time. A failure here is raised again where push_run connects.
             connecting = threading.Thread(target=_quietly(import_fiftyone), name="curate-connect-fiftyone",
                                           daemon=True)
             connecting.start()
