@@ -71,9 +71,25 @@ def summary(run_dir: Path) -> dict:
     return {
         "accuracy": {name: row["accuracy"] for name, row in levels.items()},
         "pie_fraction": {name: row.get("pie_fraction", 0.0) for name, row in levels.items() if name != "dense"},
-        "population_seconds": sum(manifest.get("job_seconds", {}).values()),
+        # The wall time of the population's training loop where the run measured it (an older curate did not):
+        # else the networks' own seconds summed.
+        "population_seconds": ((manifest.get("population_seconds") or {}).get("measured")
+                               or sum(manifest.get("job_seconds", {}).values())),
         "config": manifest["config"],
     }
+
+
+def population_accuracy(run_dir: Path, labels_csv: Path) -> float:
+    """Accuracy of the members' mean held-out prediction (each image is held out from one network a member):
+    what the label-noise score reads, against one network's accuracy in the levels table."""
+    import numpy as np
+
+    networks = stored_networks(run_dir, labels_csv, keep_predictions=True)
+    first = next(iter(networks.values()))
+    total = np.zeros_like(first["held_out_probs"])
+    for network in networks.values():
+        total += network.pop("held_out_probs")
+    return float((total.argmax(1) == first.pop("labels")).mean())
 
 
 def keep_run(run_dir: Path, csv: Path, kept: Path) -> Path:
@@ -95,7 +111,7 @@ def cifar_manifest(n: int, seed: int, where: Path) -> Path:
     return path
 
 
-def stored_networks(run_dir: Path, labels_csv: Path) -> dict:
+def stored_networks(run_dir: Path, labels_csv: Path, keep_predictions: bool = False) -> dict:
     """Held-out accuracy of every network a run directory has stored so far, per level, and its seconds.
 
     Reads the jobs of a run that was stopped (a CIFAR-10N population takes longer than a session on 2 cores);
@@ -130,6 +146,8 @@ def stored_networks(run_dir: Path, labels_csv: Path) -> dict:
             "changed": {name: float((p[held].argmax(1) != dense).mean()) for name, p in versions.items()
                         if name != "dense"},
         }
+        if keep_predictions:  # the dense network's probabilities on its held-out images, zero elsewhere
+            networks[job.name].update(held_out_probs=np.where(held[:, None], arrays["dense"], 0.0), labels=labels)
     return networks
 
 
@@ -142,6 +160,15 @@ def print_stored(networks: dict) -> None:
         print(f"{'accuracy ' + level:<22}" + "".join(f"{networks[n]['accuracy'][level]:>18.3f}" for n in names))
     for level in networks[names[0]]["changed"]:
         print(f"{'% changed ' + level:<22}" + "".join(f"{100 * networks[n]['changed'][level]:>18.2f}" for n in names))
+
+
+def print_run(run: dict) -> None:
+    print(f"finished run: {run['population_seconds']:.1f} s training the population; held-out accuracy "
+          f"{run['accuracy']['dense']:.4f} a dense network, {run['population_accuracy']:.4f} the members' mean "
+          "prediction")
+    for level, accuracy in run["accuracy"].items():
+        pies = run["pie_fraction"].get(level)
+        print(f"  {level:<10} accuracy {accuracy:.4f}" + (f"   PIEs {100 * pies:.2f}%" if pies is not None else ""))
 
 
 def main() -> None:
@@ -166,25 +193,36 @@ def main() -> None:
     parser.add_argument("--networks-of", metavar="RUN_DIR",
                         help="cifar10n: read the networks a (stopped) run directory stored, instead of running; with "
                              "the run's own manifest CSV under RUN_DIR/labels.csv (--keep-runs writes it)")
+    parser.add_argument("--write-manifest", metavar="DIR",
+                        help="cifar10n: only write the subset's filepath,label CSV into DIR and print its path (to run "
+                             "curate on it by hand, e.g. scripts/bench_gpu.sh)")
     parser.add_argument("--out")
     args = parser.parse_args()
+    if args.write_manifest:
+        path = cifar_manifest(args.n, args.seed, Path(args.write_manifest))
+        print(path)
+        return
     if args.networks_of:
         run_dir = Path(args.networks_of)
         networks = stored_networks(run_dir, run_dir / "labels.csv")
         if not networks:
             sys.exit(f"{run_dir} holds no finished network yet.")
         print_stored(networks)
+        report = {"what": "stored networks", "run_dir": str(run_dir), "networks": networks}
+        if json.loads((run_dir / "manifest.json").read_text()).get("status") == "complete":
+            report["run"] = dict(summary(run_dir), population_accuracy=population_accuracy(run_dir, run_dir / "labels.csv"))
+            print_run(report["run"])
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps({"what": "stored networks", "run_dir": str(run_dir),
-                                                  "networks": networks}, indent=2))
+            Path(args.out).write_text(json.dumps(report, indent=2))
             print(f"wrote {args.out}")
         return
 
     scratch = Path(tempfile.mkdtemp(prefix="curate-bench-population-"))
-    ref = worktree(args.ref)
+    # A machine without the repository's history (a GPU machine sent a copy of the tree) runs --only current.
+    ref = worktree(args.ref) if args.only != "current" else None
     # 07cb563 ran as curate.cli; later commits (a --ref of this session's start, say) as curate.
-    ref_module = "curate.cli" if (ref / "curate" / "cli.py").exists() else "curate"
+    ref_module = "curate.cli" if ref and (ref / "curate" / "cli.py").exists() else "curate"
     sides = {"reference": (ref, ref_module, []), "current": (REPO, "curate", [])}
     if args.only:
         sides = {args.only: sides[args.only]}
@@ -215,10 +253,14 @@ def main() -> None:
                 seconds, output = run_curate(code, module, ["run", str(csv), "--no-fiftyone", "--run-dir",
                                                            str(run_dir), "-q", *extra], home)
             results[name] = {"wall_seconds": seconds, **summary(run_dir), "stdout": output}
+            if args.what == "cifar10n":
+                results[name]["population_accuracy"] = population_accuracy(run_dir, csv)
             if args.keep_runs and args.what == "cifar10n":
                 results[name]["kept_run_dir"] = str(keep_run(run_dir, csv, Path(args.keep_runs) / name))
-            print(f"{name}: {seconds:.0f} s wall, dense held-out accuracy {results[name]['accuracy']['dense']:.3f}",
-                  flush=True)
+            print(f"{name}: {seconds:.0f} s wall ({results[name]['population_seconds']:.0f} s training the population), "
+                  f"dense held-out accuracy {results[name]['accuracy']['dense']:.3f} a network"
+                  + (f", {results[name]['population_accuracy']:.3f} the members' mean prediction"
+                     if "population_accuracy" in results[name] else ""), flush=True)
     except KeyboardInterrupt:
         if args.keep_runs and args.what == "cifar10n":
             for name in sides:
@@ -227,7 +269,8 @@ def main() -> None:
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        remove_worktree(ref)
+        if ref:
+            remove_worktree(ref)
 
     levels = list(next(iter(results.values()))["accuracy"])
     print(f"\n{args.what}: {' vs '.join(results)} ({args.ref} is the reference)")

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from curate.population.models import SmallResNet, build_model, prunable_parameters
-from curate.population.train import (Normalizer, TrainSettings, cubic_sparsity, forget_on_second_split, global_magnitude_masks,
-                          measured_sparsity, predict_probs, prune_and_finetune, train_dense)
+from curate.population.train import (Normalizer, TrainSettings, augment, cubic_sparsity, forget_on_second_split,
+                                     global_magnitude_masks, measured_sparsity, predict_probs, prune_and_finetune,
+                                     train_dense)
 
 
 def tiny_factory(num_classes):
@@ -25,6 +26,33 @@ def test_model_specs():
         build_model("what", 2)
     with pytest.raises(ValueError, match="Could not load model factory"):
         build_model("no.such.module:f", 2)
+
+
+def test_augmentation_crops_each_image_at_its_own_drawn_shift_and_flips_the_drawn_ones():
+    x = torch.arange(16 * 3 * 6 * 7, dtype=torch.float32).view(16, 3, 6, 7)
+    out = augment(x, torch.Generator().manual_seed(3), padding=2, hflip=True)
+    # The same draws, applied image by image as the definition says.
+    gen = torch.Generator().manual_seed(3)
+    flip = torch.rand(16, generator=gen) < 0.5
+    dx, dy = torch.randint(0, 5, (2, 16), generator=gen)
+    for i in range(16):
+        image = x[i].flip(2) if flip[i] else x[i]
+        padded = torch.nn.functional.pad(image[None], (2,) * 4, mode="reflect")[0]
+        assert torch.equal(out[i], padded[:, dy[i]:dy[i] + 6, dx[i]:dx[i] + 7])
+    assert flip.any() and not flip.all() and (dx != 2).any()
+    assert torch.equal(augment(x, torch.Generator(), padding=0, hflip=False), x)
+
+
+def test_aum_margins_are_summed_over_every_step_that_drew_an_image():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (48, 3, 8, 8), dtype=np.uint8)
+    labels = rng.integers(0, 2, 48)
+    margins = np.zeros((48, 2))
+    normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
+    train_dense(SmallResNet(2, 4), pixels, labels, normalize, TrainSettings(epochs=3, batch_size=16), seed=0,
+                margins=margins)
+    assert np.array_equal(margins[:, 1], np.full(48, 3.0))  # every image once an epoch: three whole batches
+    assert np.isfinite(margins[:, 0]).all() and np.unique(margins[:, 0]).size == 48
 
 
 def test_cubic_schedule():

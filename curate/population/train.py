@@ -101,9 +101,12 @@ def check_device(device: str) -> str:
 def resolve_device(device: str = "auto") -> torch.device:
     check_device(device)
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return resolve_device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device} requested but CUDA is not available; use --device cpu.")
+    if device.startswith("cuda"):
+        # A run trains a few shapes thousands of times: timing cuDNN's algorithms once for each pays.
+        torch.backends.cudnn.benchmark = True
     return torch.device(device)
 
 
@@ -139,21 +142,38 @@ class Normalizer:
             batch_uint8 = np.asarray(batch_uint8)
             if not batch_uint8.flags.writeable:  # pixels shared read-only with worker processes: torch warns
                 batch_uint8 = batch_uint8.copy()
-        x = torch.as_tensor(batch_uint8, device=self.device).to(self.dtype).div_(255.0)
+        x = to_device(torch.as_tensor(batch_uint8), self.device).to(self.dtype).div_(255.0)
         return (x - self.mean) / self.std
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``; a CPU tensor goes to a GPU through pinned memory without waiting.
+
+    A plain copy from pageable memory makes the CPU wait until the GPU has finished all the work queued before it,
+    so the next training step cannot be queued while this one runs.
+    """
+    if device.type != "cuda" or t.device.type != "cpu":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def augment(x: torch.Tensor, generator: torch.Generator, padding: int, hflip: bool) -> torch.Tensor:
-    """Random translation (reflect-padded crop) and optional horizontal flip, per image."""
-    n, _, h, w = x.shape
+    """Random translation (reflect-padded crop) and optional horizontal flip, per image.
+
+    The draws come from ``generator`` on the CPU, so an image gets the same augmentation on every device; the
+    crops are one gather, not one copy an image (a GPU would wait on thousands of small copies a step).
+    """
+    n, c, h, w = x.shape
     if hflip:
         flip = torch.rand(n, generator=generator) < 0.5
-        x = torch.where(flip.to(x.device).view(n, 1, 1, 1), x.flip(3), x)
+        x = torch.where(to_device(flip, x.device).view(n, 1, 1, 1), x.flip(3), x)
     if padding > 0:
         padded = F.pad(x, (padding,) * 4, mode="reflect")
-        dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).tolist()
-        dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).tolist()
-        x = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+        shifts = to_device(torch.randint(0, 2 * padding + 1, (2, n), generator=generator), x.device)
+        rows = (shifts[1][:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (shifts[0][:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        images = torch.arange(n, device=x.device)[:, None, None, None]
+        x = padded[images, torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
     return x
 
 
@@ -290,6 +310,8 @@ def fit(
     step = 0
     draws = [None if part.sample_weights is None else torch.as_tensor(np.asarray(part.sample_weights, dtype=np.float64))
              for part in parts]
+    margin_sums = [None if part.margins is None else torch.zeros(len(part.labels), 2, dtype=torch.float64, device=device)
+                   for part in parts]
     for _ in range(epochs):
         # Weighted training draws each epoch's n images with replacement, as WeightedRandomSampler does.
         orders = [torch.randperm(n, generator=gen) if draw is None else torch.multinomial(
@@ -302,7 +324,7 @@ def fit(
                 rows.append(idx)
                 views.append(augment(normalize(part.pixels[idx]), gen, settings.crop_padding, settings.hflip))
             x = views[0] if networks == 1 else torch.cat(views, dim=1)
-            ys = [labels[idx].to(device) for labels, idx in zip(labels_t, rows)]
+            ys = [to_device(labels[idx], device) for labels, idx in zip(labels_t, rows)]
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(step, total, peak_lr)
             if pruner is not None and 0 < step <= ramp_steps and step % update_every == 0:
@@ -320,10 +342,12 @@ def fit(
                 loss = sum(F.cross_entropy(lg, y, label_smoothing=settings.label_smoothing) for lg, y in zip(logits, ys))
                 if teacher is not None:
                     loss = distillation_loss(out, teacher(x), loss, *distill)
-            for part, lg, y, idx in zip(parts, logits, ys, rows):
-                if part.margins is not None:
-                    part.margins[idx, 0] += assigned_margins(lg.detach().float(), y).cpu().numpy()
-                    part.margins[idx, 1] += 1
+            for sums, lg, y, idx in zip(margin_sums, logits, ys, rows):
+                if sums is not None:
+                    # Summed where the network trains: a copy back every step would make the CPU wait on the GPU.
+                    margin = assigned_margins(lg.detach().float(), y).to(sums.dtype)
+                    sums.index_add_(0, to_device(torch.as_tensor(idx), device),
+                                    torch.stack([margin, torch.ones_like(margin)], dim=1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -332,6 +356,9 @@ def fit(
             step += 1
             if progress is not None:
                 progress(networks)
+    for part, sums in zip(parts, margin_sums):
+        if sums is not None:
+            part.margins += sums.cpu().numpy()
     if pruner is not None:
         pruner.prune_to(filter_fraction[1])  # the ramp's last update may stop short of the target
     if pruning:
