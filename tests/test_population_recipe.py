@@ -165,6 +165,28 @@ def test_the_cost_estimate_counts_the_steps_and_predictions_a_network_takes(monk
     assert estimate.seconds == pytest.approx(sum(estimate.parts.values()))
 
 
+def test_the_estimate_does_not_time_the_first_prediction_a_shape_gets(monkeypatch):
+    # On a GPU the first batch of a shape also picks its kernels: timed, it made a 4-minute population 50 minutes.
+    import time
+
+    import curate.population.train as train
+
+    pixels, _ = _separable(n=96)
+    mean, std = Normalizer.channel_stats(pixels)
+    config = CurateConfig(members=2, folds=2, image_size=8, train=TrainSettings(epochs=1, batch_size=16))
+    calls = []
+
+    def slow_at_first(model, images, *args, **kwargs):
+        calls.append(len(images))
+        if len(calls) == 1:
+            time.sleep(2.0)
+        return np.zeros((len(images), 2))
+
+    monkeypatch.setattr(train, "predict_probs", slow_at_first)
+    estimate = estimate_cost(config, pixels, 2, mean, std, networks=2, n_train=48, n_probes=0)
+    assert len(calls) == 2 and estimate.seconds_per_image < 2.0 / 96 / 10
+
+
 def test_the_estimate_reads_as_plain_words_with_ways_to_make_it_cheaper():
     estimate = CostEstimate(networks=8, dense_steps=1000, finetune_steps=500, forget_steps=100, distill_steps=0,
                             predicted_images=50_000, seconds_per_step=0.05, seconds_per_image=1e-4, device="cpu")

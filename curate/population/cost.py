@@ -150,7 +150,8 @@ def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean
     import torch
 
     from curate.population.models import build_model, stack_networks
-    from curate.population.train import FitPart, Normalizer, fit, predict_probs, resolve_device
+    from curate.population.train import (FitPart, Normalizer, fit, image_shape, predict_probs, prediction_batch,
+                                         resolve_device)
 
     device = resolve_device(config.device)
     normalize = Normalizer(mean, std, device)
@@ -171,7 +172,12 @@ def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean
         fit(trained, [FitPart(pixels[rows], labels, seed) for seed in range(together)], **one)
         _sync(device)
         per_step = (time.perf_counter() - started) / max(1, len(rows) // batch) / together
-        predicted = pixels[:min(len(pixels), 1024)]
+        # Untimed first: on a GPU the first batch of a shape also picks its kernels. Timed without this, 1,024
+        # images said 50 minutes for a 50,000-image population that took 4.4 on an H200 (docs/benchmarks.md).
+        per_batch = prediction_batch(model, image_shape(pixels), device)
+        predict_probs(model, pixels[:per_batch], normalize)
+        _sync(device)
+        predicted = pixels[:min(len(pixels), max(1024, 8 * per_batch if device.type != "cpu" else 0))]
         started = time.perf_counter()
         predict_probs(model, predicted, normalize)
         _sync(device)
