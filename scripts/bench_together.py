@@ -9,6 +9,8 @@ shapes curate trains: digits at 16 px with the demo's width-16 network, CIFAR at
 width 32, at the default batch and at a GPU-sized one.
 
     python scripts/bench_together.py --out out/bench_together_cpu.json
+    python scripts/bench_together.py --max-batch 64 --out out/bench_together_cpu_small.json
+    python scripts/bench_together.py --count-operations --out out/bench_together_operations.json
     python scripts/bench_together.py --device cuda --out out/bench_together_cuda.json
 """
 
@@ -55,19 +57,59 @@ def time_fit(size: int, width: int, batch: int, networks: int, steps: int, devic
     return out
 
 
+def operations_a_step(networks: int, margins: bool, batch: int = 64, steps: int = 2) -> float:
+    """Top-level torch operations one training step of ``networks`` stacked CIFAR-sized networks issues (the CPU
+    profiler's count): on a GPU each is a launch, or a CPU-side draw, and their number is what a small network's
+    step costs there."""
+    from torch.profiler import ProfilerActivity, profile
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (batch * steps, 3, 32, 32), dtype=np.uint8)
+    labels = rng.integers(0, 10, batch * steps)
+    normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
+    parts = [FitPart(pixels, labels, seed, margins=np.zeros((len(labels), 2)) if margins else None)
+             for seed in range(networks)]
+    stacked = stack_networks([SmallResNet(10, 8).to(memory_format=torch.channels_last) for _ in range(networks)])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fit(stacked, parts, normalize, TrainSettings(batch_size=batch), 1, 0.05)
+    return sum(e.cpu_parent is None and e.name.startswith("aten::") for e in prof.events()) / steps
+
+
+def count_operations(networks: int) -> dict:
+    rows = {f"{g} networks{' with margins' if m else ''}": operations_a_step(g, m) for m in (False, True)
+            for g in (2, networks)}
+    print("top-level torch operations a training step of stacked networks (CPU profiler):")
+    for name, count in rows.items():
+        print(f"  {name:<28} {count:>6.0f}")
+    for m in ("", " with margins"):
+        extra = (rows[f"{networks} networks{m}"] - rows[f"2 networks{m}"]) / (networks - 2)
+        print(f"  each network more{m:<14} {extra:>6.1f}")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", type=int, default=8, help="G: the default population's K x F")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, help="torch threads (default: every core)")
+    parser.add_argument("--max-batch", type=int, help="leave out the shapes of larger batches (on 2 CPU cores the "
+                                                        "GPU batch alone takes about ten minutes)")
+    parser.add_argument("--count-operations", action="store_true",
+                        help="count the torch operations a stacked step issues instead of timing (seconds, any machine)")
     parser.add_argument("--out")
     args = parser.parse_args()
+    if args.count_operations:
+        rows = count_operations(args.networks)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps({"operations_a_step": rows}, indent=2))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     steps = 20 if device.type == "cuda" else 6
     rows = [dict(time_fit(size, width, batch, args.networks, steps, device), shape=what)
-            for size, width, batch, what in SHAPES]
+            for size, width, batch, what in SHAPES if args.max_batch is None or batch <= args.max_batch]
     print(f"{args.networks} networks, {device}, {torch.get_num_threads()} threads: one step of every network")
     print(f"{'shape':<24} {'image':>6} {'width':>6} {'batch':>6} {'one by one ms':>14} {'together ms':>12} "
           f"{'speed-up':>9}")

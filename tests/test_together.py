@@ -107,6 +107,27 @@ def test_networks_trained_together_give_the_predictions_of_networks_trained_one_
     assert network_sparsities(stacked_forgotten[1]) == [0.0]
 
 
+def test_a_stacked_step_moves_every_networks_data_in_a_few_operations_not_a_few_each():
+    # What a GPU waits on is the number of operations a step launches: more networks stacked must add only
+    # their CPU-side draws (about 12 a network), not their own transfer, augmentation, loss and margins (50-70 each
+    # before they were batched).
+    from torch.profiler import ProfilerActivity, profile
+
+    from curate.population.train import fit
+
+    pixels, labels = _digits(64)
+    normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
+
+    def operations_a_step(networks):
+        parts = [FitPart(pixels, labels, seed, margins=np.zeros((len(labels), 2))) for seed in range(networks)]
+        stacked = stack_networks(_networks(networks))
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fit(stacked, parts, normalize, TrainSettings(batch_size=16), 1, 0.05)
+        return sum(e.cpu_parent is None and e.name.startswith("aten::") for e in prof.events()) / 4
+
+    assert (operations_a_step(8) - operations_a_step(2)) / 6 <= 20
+
+
 def test_groups_keep_the_jobs_in_order():
     jobs = [MemberJob(k, f, 100 * k + f) for k in range(3) for f in range(2)]
     groups = group_jobs(jobs, 4)

@@ -158,18 +158,28 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, padding: int, hflip: bool) -> torch.Tensor:
-    """Random translation (reflect-padded crop) and optional horizontal flip, per image.
+    """Random translation (reflect-padded crop) and optional horizontal flip, per image."""
+    return augmented(x, *augmentation_draws(len(x), generator, padding, hflip), padding)
 
-    The draws come from ``generator`` on the CPU, so an image gets the same augmentation on every device; the
-    crops are one gather, not one copy an image (a GPU would wait on thousands of small copies a step).
-    """
+
+def augmentation_draws(n: int, generator: torch.Generator, padding: int, hflip: bool
+                       ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Which of ``n`` images to flip and each one's ``(dx, dy)`` shift, drawn on the CPU from ``generator`` (so an
+    image gets the same augmentation on every device); None where that augmentation is off."""
+    flip = torch.rand(n, generator=generator) < 0.5 if hflip else None
+    shifts = torch.randint(0, 2 * padding + 1, (2, n), generator=generator) if padding > 0 else None
+    return flip, shifts
+
+
+def augmented(x: torch.Tensor, flip: torch.Tensor | None, shifts: torch.Tensor | None, padding: int) -> torch.Tensor:
+    """``x`` with the drawn flips and shifts applied (:func:`augmentation_draws`); the crops are one gather, not one
+    copy an image (a GPU would wait on thousands of small copies a step)."""
     n, c, h, w = x.shape
-    if hflip:
-        flip = torch.rand(n, generator=generator) < 0.5
+    if flip is not None:
         x = torch.where(to_device(flip, x.device).view(n, 1, 1, 1), x.flip(3), x)
-    if padding > 0:
+    if shifts is not None:
         padded = F.pad(x, (padding,) * 4, mode="reflect")
-        shifts = to_device(torch.randint(0, 2 * padding + 1, (2, n), generator=generator), x.device)
+        shifts = to_device(shifts, x.device)
         rows = (shifts[1][:, None] + torch.arange(h, device=x.device))[:, None, :, None]
         cols = (shifts[0][:, None] + torch.arange(w, device=x.device))[:, None, None, :]
         images = torch.arange(n, device=x.device)[:, None, None, None]
@@ -310,21 +320,32 @@ def fit(
     step = 0
     draws = [None if part.sample_weights is None else torch.as_tensor(np.asarray(part.sample_weights, dtype=np.float64))
              for part in parts]
-    margin_sums = [None if part.margins is None else torch.zeros(len(part.labels), 2, dtype=torch.float64, device=device)
-                   for part in parts]
+    # Every network's margins in one table, network g's images from offsets[g]: one update a step for all of them.
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    margin_sums = (torch.zeros(offsets[-1], 2, dtype=torch.float64, device=device)
+                   if any(part.margins is not None for part in parts) else None)
     for _ in range(epochs):
         # Weighted training draws each epoch's n images with replacement, as WeightedRandomSampler does.
         orders = [torch.randperm(n, generator=gen) if draw is None else torch.multinomial(
             draw, n, replacement=True, generator=gen) for n, draw, gen in zip(sizes, draws, generators)]
         for b in range(per_epoch):
-            rows, views = [], []
+            rows, images, flips, shifts = [], [], [], []
             for part, order, gen in zip(parts, orders, generators):
                 idx = order[b * batch:(b + 1) * batch].numpy()
                 idx.sort()  # sorted reads are much faster on a memmap
                 rows.append(idx)
-                views.append(augment(normalize(part.pixels[idx]), gen, settings.crop_padding, settings.hflip))
-            x = views[0] if networks == 1 else torch.cat(views, dim=1)
-            ys = [to_device(labels[idx], device) for labels, idx in zip(labels_t, rows)]
+                images.append(part.pixels[idx])
+                flip, shift = augmentation_draws(len(idx), gen, settings.crop_padding, settings.hflip)
+                flips.append(flip)
+                shifts.append(shift)
+            # The networks' batches travel, are normalised and augmented as one: a few operations a step, not a few
+            # a network (the launches a GPU waits on).
+            x = augmented(normalize(np.concatenate(images) if networks > 1 else images[0]),
+                          None if flips[0] is None else torch.cat(flips),
+                          None if shifts[0] is None else torch.cat(shifts, dim=1), settings.crop_padding)
+            if networks > 1:  # network g's images in channels 3g..3g+2
+                x = x.view(networks, batch, *x.shape[1:]).transpose(0, 1).reshape(batch, -1, *x.shape[2:])
+            y = to_device(torch.cat([labels[idx] for labels, idx in zip(labels_t, rows)]), device)
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(step, total, peak_lr)
             if pruner is not None and 0 < step <= ramp_steps and step % update_every == 0:
@@ -337,17 +358,17 @@ def fit(
                 apply_masks(model, masks)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 out = model(x)
-                logits = [out] if networks == 1 else list(out.unbind(1))
-                # Each network's own mean loss: summed, every network gets exactly its own gradient.
-                loss = sum(F.cross_entropy(lg, y, label_smoothing=settings.label_smoothing) for lg, y in zip(logits, ys))
+                logits = out if networks == 1 else out.transpose(0, 1).reshape(networks * batch, -1)
+                # The sum of each network's own mean loss (every batch is the same size): every network gets exactly
+                # its own gradient.
+                loss = F.cross_entropy(logits, y, label_smoothing=settings.label_smoothing) * networks
                 if teacher is not None:
                     loss = distillation_loss(out, teacher(x), loss, *distill)
-            for sums, lg, y, idx in zip(margin_sums, logits, ys, rows):
-                if sums is not None:
-                    # Summed where the network trains: a copy back every step would make the CPU wait on the GPU.
-                    margin = assigned_margins(lg.detach().float(), y).to(sums.dtype)
-                    sums.index_add_(0, to_device(torch.as_tensor(idx), device),
-                                    torch.stack([margin, torch.ones_like(margin)], dim=1))
+            if margin_sums is not None:
+                # Summed where the networks train: a copy back every step would make the CPU wait on the GPU.
+                margin = assigned_margins(logits.detach().float(), y).to(margin_sums.dtype)
+                rows_all = torch.as_tensor(np.concatenate([idx + start for idx, start in zip(rows, offsets)]))
+                margin_sums.index_add_(0, to_device(rows_all, device), torch.stack([margin, torch.ones_like(margin)], 1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -356,9 +377,11 @@ def fit(
             step += 1
             if progress is not None:
                 progress(networks)
-    for part, sums in zip(parts, margin_sums):
-        if sums is not None:
-            part.margins += sums.cpu().numpy()
+    if margin_sums is not None:
+        margin_sums = margin_sums.cpu().numpy()
+        for part, start, end in zip(parts, offsets[:-1], offsets[1:]):
+            if part.margins is not None:
+                part.margins += margin_sums[start:end]
     if pruner is not None:
         pruner.prune_to(filter_fraction[1])  # the ramp's last update may stop short of the target
     if pruning:
