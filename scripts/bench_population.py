@@ -79,17 +79,13 @@ def summary(run_dir: Path) -> dict:
     }
 
 
-def population_accuracy(run_dir: Path, labels_csv: Path) -> float:
+def population_accuracy(networks: dict) -> float:
     """Accuracy of the members' mean held-out prediction (each image is held out from one network a member):
-    what the label-noise score reads, against one network's accuracy in the levels table."""
-    import numpy as np
-
-    networks = stored_networks(run_dir, labels_csv, keep_predictions=True)
-    first = next(iter(networks.values()))
-    total = np.zeros_like(first["held_out_probs"])
-    for network in networks.values():
-        total += network.pop("held_out_probs")
-    return float((total.argmax(1) == first.pop("labels")).mean())
+    what the label-noise score reads, against one network's accuracy in the levels table. ``networks`` comes from
+    :func:`stored_networks` with ``keep_predictions``; their predictions are taken out of it."""
+    held_out = [network.pop("held_out_probs") for network in networks.values()]
+    labels = [network.pop("labels") for network in networks.values()][0]
+    return float((sum(held_out).argmax(1) == labels).mean())
 
 
 def keep_run(run_dir: Path, csv: Path, kept: Path) -> Path:
@@ -204,13 +200,14 @@ def main() -> None:
         return
     if args.networks_of:
         run_dir = Path(args.networks_of)
-        networks = stored_networks(run_dir, run_dir / "labels.csv")
+        networks = stored_networks(run_dir, run_dir / "labels.csv", keep_predictions=True)
         if not networks:
             sys.exit(f"{run_dir} holds no finished network yet.")
+        mean_accuracy = population_accuracy(networks)  # meaningful once every network is stored
         print_stored(networks)
         report = {"what": "stored networks", "run_dir": str(run_dir), "networks": networks}
         if json.loads((run_dir / "manifest.json").read_text()).get("status") == "complete":
-            report["run"] = dict(summary(run_dir), population_accuracy=population_accuracy(run_dir, run_dir / "labels.csv"))
+            report["run"] = dict(summary(run_dir), population_accuracy=mean_accuracy)
             print_run(report["run"])
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -254,7 +251,8 @@ def main() -> None:
                                                            str(run_dir), "-q", *extra], home)
             results[name] = {"wall_seconds": seconds, **summary(run_dir), "stdout": output}
             if args.what == "cifar10n":
-                results[name]["population_accuracy"] = population_accuracy(run_dir, csv)
+                results[name]["population_accuracy"] = population_accuracy(
+                    stored_networks(run_dir, csv, keep_predictions=True))
             if args.keep_runs and args.what == "cifar10n":
                 results[name]["kept_run_dir"] = str(keep_run(run_dir, csv, Path(args.keep_runs) / name))
             print(f"{name}: {seconds:.0f} s wall ({results[name]['population_seconds']:.0f} s training the population), "

@@ -111,21 +111,12 @@ def test_a_stacked_step_moves_every_networks_data_in_a_few_operations_not_a_few_
     # What a GPU waits on is the number of operations a step launches: more networks stacked must add only
     # their CPU-side draws (about 12 a network), not their own transfer, augmentation, loss and margins (50-70 each
     # before they were batched).
-    from torch.profiler import ProfilerActivity, profile
+    from bench_together import operations_a_step
 
-    from curate.population.train import fit
+    def each(networks):
+        return operations_a_step(networks, margins=True, batch=16, steps=4)
 
-    pixels, labels = _digits(64)
-    normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
-
-    def operations_a_step(networks):
-        parts = [FitPart(pixels, labels, seed, margins=np.zeros((len(labels), 2))) for seed in range(networks)]
-        stacked = stack_networks(_networks(networks))
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            fit(stacked, parts, normalize, TrainSettings(batch_size=16), 1, 0.05)
-        return sum(e.cpu_parent is None and e.name.startswith("aten::") for e in prof.events()) / 4
-
-    assert (operations_a_step(8) - operations_a_step(2)) / 6 <= 20
+    assert (each(8) - each(2)) / 6 <= 20
 
 
 def test_groups_keep_the_jobs_in_order():

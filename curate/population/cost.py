@@ -177,7 +177,7 @@ def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean
         per_batch = prediction_batch(model, image_shape(pixels), device)
         predict_probs(model, pixels[:per_batch], normalize)
         _sync(device)
-        predicted = pixels[:min(len(pixels), max(1024, 8 * per_batch if device.type != "cpu" else 0))]
+        predicted = pixels[:1024 if device.type == "cpu" else max(1024, 8 * per_batch)]
         started = time.perf_counter()
         predict_probs(model, predicted, normalize)
         _sync(device)
