@@ -3,19 +3,18 @@
 #
 #   CURATE_CIFAR10N=/path/to/cifar10n scripts/bench_gpu.sh OUT_DIR [SECONDS]
 #
-# WIDTHS ("32 64") names the resnet-small widths of steps 3 and 4 (WIDTHS=64: only the wider network). N (50000),
-# DEVICE (cuda) and EXTRA (more curate run options) change it for a dry run on a CPU first:
-#   N=600 DEVICE=cpu EXTRA="--members 2 --epochs 1 --finetune-epochs 1" scripts/bench_gpu.sh /tmp/gpu-dry 600
+# WIDTHS ("32 64") names the resnet-small widths of the populations. N (50000), DEVICE (cuda) and EXTRA (more
+# curate run options) change it for a dry run on a CPU first:
+#   N=600 DEVICE=cpu EXTRA="--members 2 --epochs 1 --finetune-epochs 1" RECIPES=w8-b64 MAIN=w8-b64 scripts/bench_gpu.sh /tmp/gpu-dry 600
 #
 # Made for a GPU machine lent for minutes: each step runs under its own time limit inside SECONDS (default
 # 560), so one that fails or runs long leaves the others' figures, and everything lands in OUT_DIR:
-#   1. a digits run on the GPU, two members, one epoch (does the CUDA path run at all);
-#   2. scripts/bench_together.py --device cuda (networks stacked as one against one by one);
-#   3. curate run on all 50,000 images with the default network, K = 4 x F = 2, four chained pruning
-#      levels and the control copy, no other compressions, then its figures (bench_population.py
-#      --networks-of: per network and level accuracy, PIE fractions, seconds, the members' mean);
-#   4. the same with a network twice as wide (resnet-small:64), in what time is left (on a 15-minute lease,
-#      little: give it a call of its own).
+#   1. curate run on all 50,000 images with the GPU's defaults (batch 512, its learning rate), K = 4 x F = 2,
+#      four chained pruning levels and the control copy, no other compressions, for each width of WIDTHS, then
+#      its figures (bench_population.py --networks-of: per network and level accuracy, PIE fractions, seconds);
+#   2. scripts/bench_training.py --device cuda: one network's held-out accuracy for other recipes (learning
+#      rate, width, epochs, label smoothing, and four fifths of the images instead of half);
+#   3. scripts/bench_together.py --device cuda at the shapes the populations train.
 set -u
 out=${1:?usage: scripts/bench_gpu.sh OUT_DIR [SECONDS]}
 budget=${2:-560}
@@ -51,14 +50,17 @@ cd "$repo"
 nvidia-smi -L 2>&1; "$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
 csv=$("$py" scripts/bench_population.py cifar10n --n "$n" --write-manifest /tmp) || exit 1
 fallback=()
-# Stacked networks are the GPU's default; should they fail there, the populations train one network at a time.
-step smoke 120 "$py" -m curate run digits --no-fiftyone --device "$device" --members 2 --epochs 1 \
-    --finetune-epochs 1 --quantize none --filter-prune none --distill none --robustness-images 0 \
-    --run-dir /tmp/curate-bench-gpu-smoke -q || fallback=(--train-together 1)
-step together 90 "$py" scripts/bench_together.py --device "$device" --out "$out/together.json"
-# On an H200 (2026-12-04) the default population's training took 265 s of a 300 s limit, and the run was stopped
-# in the checks after it: 420 s leaves room for its tables.
 for width in "${widths[@]}"; do
-    population "population-w$width" 420 --model "resnet-small:$width"
+    population "population-w$width" 240 --model "resnet-small:$width"
 done
+# MAIN: the width-64 population's recipe; RECIPES: what it is compared with, one network each.
+main=${MAIN:-w64-b512-lr0.28} recipes=${RECIPES:-w64-b512-lr0.1,w64-b512-lr0.8,w128-b512-lr0.28,w64-b512-lr0.28-ls0.2}
+step training 150 "$py" scripts/bench_training.py --n "$n" --device "$device" --recipes "$recipes" --epochs 16 \
+    --out "$out/training.json"
+step training-longer 90 "$py" scripts/bench_training.py --n "$n" --device "$device" --recipes "$main,${LONGER:-w128-b512-lr0.28}" \
+    --epochs 32 --out "$out/training-longer.json"
+step training-more-images 40 "$py" scripts/bench_training.py --n "$n" --device "$device" --folds 5 \
+    --recipes "$main" --epochs 16 --out "$out/training-more-images.json"
+step together 60 "$py" scripts/bench_together.py --device "$device" --shapes 32:32:64,32:32:512,32:64:512 \
+    --out "$out/together.json"
 echo "== done in $SECONDS s"

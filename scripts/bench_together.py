@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: every core)")
     parser.add_argument("--max-batch", type=int, help="leave out the shapes of larger batches (on 2 CPU cores the "
                                                         "GPU batch alone takes about ten minutes)")
+    parser.add_argument("--shapes", help="SIZE:WIDTH:BATCH,... instead of the default three (e.g. 32:64:512)")
     parser.add_argument("--count-operations", action="store_true",
                         help="count the torch operations a stacked step issues instead of timing (seconds, any machine)")
     parser.add_argument("--out")
@@ -108,8 +109,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     steps = 20 if device.type == "cuda" else 6
+    shapes = SHAPES if not args.shapes else [(*map(int, spec.split(":")), "CIFAR" if spec.startswith("32:") else "")
+                                             for spec in args.shapes.split(",")]
     rows = [dict(time_fit(size, width, batch, args.networks, steps, device), shape=what)
-            for size, width, batch, what in SHAPES if args.max_batch is None or batch <= args.max_batch]
+            for size, width, batch, what in shapes if args.max_batch is None or batch <= args.max_batch]
     print(f"{args.networks} networks, {device}, {torch.get_num_threads()} threads: one step of every network")
     print(f"{'shape':<24} {'image':>6} {'width':>6} {'batch':>6} {'one by one ms':>14} {'together ms':>12} "
           f"{'speed-up':>9}")

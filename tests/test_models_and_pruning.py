@@ -188,4 +188,7 @@ def test_folding_batch_norm_for_prediction_keeps_the_function_and_the_zeros():
     # Batches sized by the first layer's activations on a CPU; large on an accelerator.
     assert prediction_batch(SmallResNet(10, 32), (3, 32, 32), torch.device("cpu")) == 64
     assert prediction_batch(SmallResNet(10, 16), (3, 16, 16), torch.device("cpu")) == 512
-    assert prediction_batch(SmallResNet(10, 32), (3, 32, 32), torch.device("cuda")) == 512
+    # On a GPU a pass is a few dozen launches whatever its size: 8,192 small images, fewer large ones.
+    assert prediction_batch(SmallResNet(10, 32), (3, 32, 32), torch.device("cuda")) == 8192
+    assert prediction_batch(SmallResNet(10, 32), (3, 32, 32), torch.device("cuda"), views=9) == 8192 // 9
+    assert prediction_batch(SmallResNet(10, 64), (3, 224, 224), torch.device("cuda")) == 2 ** 30 // (4 * 64 * 224 * 224)

@@ -628,6 +628,7 @@ def forgotten_copies(networks: list[nn.Module], parts: list[FitPart], normalize:
 # image than 512; at 16 px, width 16, batch size barely matters). A GPU wants large batches.
 CPU_ACTIVATION_BYTES = 8 * 2 ** 20
 PREDICT_BATCH = 512
+GPU_ACTIVATION_BYTES, GPU_PREDICT_BATCH = 2 ** 30, 8192
 
 
 def image_shape(pixels) -> tuple[int, ...]:
@@ -638,11 +639,13 @@ def image_shape(pixels) -> tuple[int, ...]:
 def prediction_batch(model: nn.Module, shape: tuple[int, ...], device: torch.device, views: int = 1) -> int:
     """Images per forward pass when ``model`` predicts images of ``shape`` ``(c, h, w)`` on ``device``, each
     as ``views`` inputs in the same pass (image windows); on a CPU the pass's activations stay in the cache."""
-    if device.type != "cpu":
-        return PREDICT_BATCH
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     channels = first.out_channels if first is not None else shape[0]
     per_image = 4 * channels * shape[-2] * shape[-1] * views
+    if device.type != "cpu":
+        # Each pass on a GPU is a few dozen launches whatever its size: large passes, as large as a first
+        # activation of GPU_ACTIVATION_BYTES allows (small GPUs, large images).
+        return int(np.clip(GPU_ACTIVATION_BYTES // max(1, per_image), max(1, 8 // views), GPU_PREDICT_BATCH // views))
     return int(np.clip(CPU_ACTIVATION_BYTES // max(1, per_image), max(1, 8 // views), PREDICT_BATCH))
 
 
@@ -688,8 +691,11 @@ def predict_probs(model: nn.Module, pixels: np.ndarray, normalize: Normalizer, b
             logits = network(x)
             if flip:
                 logits = (logits + network(x.flip(3))) / 2
-        out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-    return np.concatenate(out).astype(np.float32)
+        # Left where they were computed until the end: a copy back every pass would make the CPU wait for the GPU.
+        out.append(torch.softmax(logits.float(), dim=1))
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(out).cpu().numpy().astype(np.float32, copy=False)
 
 
 def region_views(x: torch.Tensor) -> list[torch.Tensor]:
@@ -722,10 +728,10 @@ def predict_regions(model: nn.Module, pixels: np.ndarray, normalize: Normalizer,
         views = region_views(normalize(pixels[start:start + batch_size]))
         with torch.autocast(normalize.device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits = network(torch.cat(views))
-        out.append(torch.softmax(logits.float(), dim=1).cpu().numpy().reshape(len(REGIONS), len(views[0]), -1))
+        out.append(torch.softmax(logits.float(), dim=1).reshape(len(REGIONS), len(views[0]), -1))
     if not out:
         return np.zeros((len(REGIONS), 0, 0), dtype=np.float32)
-    return np.concatenate(out, axis=1).astype(np.float32)
+    return torch.cat(out, dim=1).cpu().numpy().astype(np.float32, copy=False)
 
 
 def steps_per_epoch(n_images: int, batch_size: int) -> int:
