@@ -3,14 +3,14 @@
 #
 #   CURATE_CIFAR10N=/path/to/cifar10n scripts/bench_gpu.sh OUT_DIR [SECONDS]
 #
-# WIDTHS ("32 64") names the resnet-small widths of the populations. N (50000), DEVICE (cuda) and EXTRA (more
+# POPULATIONS ("32:512 64:512") names the populations' resnet-small widths and batch sizes. N (50000), DEVICE (cuda) and EXTRA (more
 # curate run options) change it for a dry run on a CPU first:
-#   N=600 DEVICE=cpu EXTRA="--members 2 --epochs 1 --finetune-epochs 1" RECIPES=w8-b64 MAIN=w8-b64 scripts/bench_gpu.sh /tmp/gpu-dry 600
+#   N=600 DEVICE=cpu EXTRA="--members 2 --epochs 1 --finetune-epochs 1" POPULATIONS=8:64 RECIPES=w8-b64 MAIN=w8-b64 scripts/bench_gpu.sh /tmp/gpu-dry 600
 #
 # Made for a GPU machine lent for minutes: each step runs under its own time limit inside SECONDS (default
 # 560), so one that fails or runs long leaves the others' figures, and everything lands in OUT_DIR:
-#   1. curate run on all 50,000 images with the GPU's defaults (batch 512, its learning rate), K = 4 x F = 2,
-#      four chained pruning levels and the control copy, no other compressions, for each width of WIDTHS, then
+#   1. curate run on all 50,000 images with the defaults (the GPU's batch is 512), K = 4 x F = 2, four chained
+#      pruning levels and the control copy, no other compressions, for each width:batch of POPULATIONS, then
 #      its figures (bench_population.py --networks-of: per network and level accuracy, PIE fractions, seconds);
 #   2. scripts/bench_training.py --device cuda: one network's held-out accuracy for other recipes (learning
 #      rate, width, epochs, label smoothing, and four fifths of the images instead of half);
@@ -19,7 +19,7 @@ set -u
 out=${1:?usage: scripts/bench_gpu.sh OUT_DIR [SECONDS]}
 budget=${2:-560}
 py=${PYTHON:-python3}
-n=${N:-50000} device=${DEVICE:-cuda} extra=(${EXTRA:-}) widths=(${WIDTHS:-32 64})
+n=${N:-50000} device=${DEVICE:-cuda} extra=(${EXTRA:-}) populations=(${POPULATIONS:-32:512 64:512})
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 FIFTYONE_DO_NOT_TRACK=true
 export CURATE_HOME=${CURATE_HOME:-/tmp/curate-bench-gpu-home}
@@ -50,14 +50,14 @@ cd "$repo"
 nvidia-smi -L 2>&1; "$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
 csv=$("$py" scripts/bench_population.py cifar10n --n "$n" --write-manifest /tmp) || exit 1
 fallback=()
-for width in "${widths[@]}"; do
-    population "population-w$width" 240 --model "resnet-small:$width"
+for spec in "${populations[@]}"; do
+    population "population-w${spec%%:*}-b${spec##*:}" 240 --model "resnet-small:${spec%%:*}" --batch-size "${spec##*:}"
 done
 # MAIN: the width-64 population's recipe; RECIPES: what it is compared with, one network each.
-main=${MAIN:-w64-b512-lr0.28} recipes=${RECIPES:-w64-b512-lr0.1,w64-b512-lr0.8,w128-b512-lr0.28,w64-b512-lr0.28-ls0.2}
+main=${MAIN:-w64-b256-lr0.1} recipes=${RECIPES:-w32-b256-lr0.1,w64-b128-lr0.1,w96-b256-lr0.1,w64-b256-lr0.1-ls0.2}
 step training 150 "$py" scripts/bench_training.py --n "$n" --device "$device" --recipes "$recipes" --epochs 16 \
     --out "$out/training.json"
-step training-longer 90 "$py" scripts/bench_training.py --n "$n" --device "$device" --recipes "$main,${LONGER:-w128-b512-lr0.28}" \
+step training-longer 90 "$py" scripts/bench_training.py --n "$n" --device "$device" --recipes "$main,${LONGER:-w32-b512-lr0.1}" \
     --epochs 32 --out "$out/training-longer.json"
 step training-more-images 40 "$py" scripts/bench_training.py --n "$n" --device "$device" --folds 5 \
     --recipes "$main" --epochs 16 --out "$out/training-more-images.json"

@@ -13,7 +13,7 @@ from typing import NoReturn
 import click
 
 from curate import __version__
-from curate.options import (BASE_BATCH, BASE_LR, DEFAULT_EPOCHS, DEFAULT_FILTER_PRUNE, DEFAULT_LABEL_FIELD,
+from curate.options import (DEFAULT_EPOCHS, DEFAULT_FILTER_PRUNE, DEFAULT_LABEL_FIELD,
                             DEFAULT_RUN_KEY, DEMO_DATASET, DIGITS_PRESET, FILTER_CRITERIA, FINETUNE_LR_SHARE,
                             GPU_MAX_BATCH, RunOptions, parse_filter_prune, parse_fractions, parse_names)
 from curate.frontends.summary import table as _table
@@ -123,10 +123,9 @@ def population_options(f):
         click.option("--batch-size", default=None, type=click.IntRange(min=2),
                      help="Batch size [default: images per network / 16, clipped to 32..64 on a CPU, to "
                           f"32..{GPU_MAX_BATCH} on a GPU]."),
-        click.option("--lr", default=None, type=click.FloatRange(min=0.0, min_open=True),
-                     help=f"Peak learning rate of dense training; fine-tuning peaks at {FINETUNE_LR_SHARE} of it "
-                          f"[default: {BASE_LR} up to batches of {BASE_BATCH}, times the square root of "
-                          f"batch / {BASE_BATCH} beyond]."),
+        click.option("--lr", default=RunOptions.lr, show_default=True, type=click.FloatRange(min=0.0, min_open=True),
+                     help=f"Peak learning rate of dense training (SGD, Nesterov); fine-tuning peaks at "
+                          f"{FINETUNE_LR_SHARE} of it."),
         click.option("--image-size", default=None, type=click.IntRange(min=8), help="Decode images to this square size [default: the images' own size up to 32 px; 224 for "
                           "pretrained models; digits 16]."),
         click.option("--hflip/--no-hflip", default=None, help="Random horizontal flips [default: on; off for digits]."),
