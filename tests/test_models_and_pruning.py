@@ -192,3 +192,36 @@ def test_folding_batch_norm_for_prediction_keeps_the_function_and_the_zeros():
     assert prediction_batch(SmallResNet(10, 32), (3, 32, 32), torch.device("cuda")) == 8192
     assert prediction_batch(SmallResNet(10, 32), (3, 32, 32), torch.device("cuda"), views=9) == 8192 // 9
     assert prediction_batch(SmallResNet(10, 64), (3, 224, 224), torch.device("cuda")) == 2 ** 30 // (4 * 64 * 224 * 224)
+
+
+def test_the_whitened_first_layer_sees_decorrelated_patches():
+    """airbench's initialisation: the first convolution's leading channels respond to the training images'
+    patches with unit, uncorrelated second moments; channels beyond them, and other models, are left alone."""
+    from curate.population.models import whiten_first_conv
+    from curate.population.train import initialise
+
+    torch.manual_seed(0)
+    images = torch.randn(64, 3, 12, 12) * torch.tensor([1.0, 2.0, 0.5]).view(1, 3, 1, 1)
+    images[:, 1] += images[:, 0]  # correlated channels, as colour channels are
+    model = SmallResNet(10, 64)
+    beyond = model.features[0][0].weight[54:].clone()
+    assert whiten_first_conv(model, images)
+    weight = model.features[0][0].weight.detach()
+    # 3 x 3 x 3 patches have 27 directions, each kept with both signs: 54 channels; the other 10 as built.
+    responses = torch.nn.functional.conv2d(images, weight[:27]).transpose(0, 1).reshape(27, -1)
+    moments = responses @ responses.T / responses.shape[1]
+    torch.testing.assert_close(moments.diagonal(), torch.ones(27), atol=1e-2, rtol=0)  # eps damps the weakest
+    assert (moments - torch.diag(moments.diagonal())).abs().max() < 1e-4
+    torch.testing.assert_close(weight[27:54], -weight[:27])
+    assert torch.equal(weight[54:], beyond)
+    assert not whiten_first_conv(SmallResNet(10, 8, networks=2), torch.randn(4, 6, 8, 8))
+    assert not whiten_first_conv(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), images)
+    # Off unless asked: the network is exactly what its seed built.
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 3, 8, 8), dtype=np.uint8)
+    normalize = Normalizer(*Normalizer.channel_stats(pixels), torch.device("cpu"))
+    built = SmallResNet(10, 8)
+    before = {k: v.clone() for k, v in built.state_dict().items()}
+    initialise(built, pixels, normalize, TrainSettings())
+    assert all(torch.equal(before[k], v) for k, v in built.state_dict().items())
+    initialise(built, pixels, normalize, TrainSettings(whiten=True))
+    assert not torch.equal(before["features.0.0.weight"], built.state_dict()["features.0.0.weight"])

@@ -168,7 +168,7 @@ class NetworkJobs:
         from curate.data.faults import checkpoint
         from curate.population.models import build_model, load_weights
         from curate.population.train import (FitPart, Normalizer, configure_threads, control_copies, forgotten_copies,
-                                             prune_levels_of, resolve_device, train_networks)
+                                             initialise, prune_levels_of, resolve_device, train_networks)
 
         config, pixels, labels, n_classes = self.config, self.read_pixels(), self.labels, self.n_classes
         configure_threads()
@@ -180,10 +180,12 @@ class NetworkJobs:
         models = []
         for job in group.jobs:
             torch.manual_seed(job.seed)
-            model = build_model(config.model, n_classes)
+            model = build_model(config.model, n_classes).to(device)
             if config.weights:
                 load_weights(model, config.weights)
-            models.append(model.to(device).to(memory_format=torch.channels_last))
+            else:
+                initialise(model, networks[len(models)].train_pixels, normalize, config.train)
+            models.append(model.to(memory_format=torch.channels_last))
         train_networks(models, [FitPart(net.train_pixels, net.train_labels, net.job.seed, margins=net.margins)
                                 for net in networks], normalize, config.train, together=together, progress=progress)
         checkpoint("network")

@@ -91,6 +91,28 @@ class SmallResNet(nn.Module):
         return self.head(torch.amax(self.features(x), dim=(2, 3)))
 
 
+@torch.no_grad()
+def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = 5e-4) -> bool:
+    """Start the first convolution of a :class:`SmallResNet` as a whitening of its input patches (airbench's
+    initialisation, Jordan 2024): its filters are the leading eigenvectors of the patches' second moments,
+    each scaled by one over the square root of its eigenvalue, with and without a sign flip, so that its
+    first channels see decorrelated patches from the first step. ``images``: normalised images ``(n, 3, h, w)``
+    of the network's own training images. Channels beyond twice the patch size keep their initialisation.
+    Returns False (and leaves ``model`` alone) for any other model."""
+    if type(model) is not SmallResNet or model.networks != 1:
+        return False
+    conv = model.features[0][0]
+    k = conv.kernel_size
+    patches = torch.nn.functional.unfold(images.float(), k).transpose(1, 2).reshape(-1, conv.in_channels * k[0] * k[1])
+    moments = (patches.double().T @ patches.double()) / max(1, len(patches))
+    eigenvalues, eigenvectors = torch.linalg.eigh(moments)  # ascending
+    keep = min(conv.out_channels // 2, len(eigenvalues))
+    filters = (eigenvectors[:, -keep:].flip(1) / torch.sqrt(eigenvalues[-keep:].flip(0) + eps)).T
+    filters = torch.cat([filters, -filters]).reshape(2 * keep, conv.in_channels, *k)
+    conv.weight[:2 * keep] = filters.to(conv.weight.dtype)
+    return True
+
+
 def stackable(models: list[nn.Module]) -> bool:
     """Whether ``models`` are resnet-small networks of one shape, as built (not filter-pruned), which
     :func:`stack_networks` can train as one."""

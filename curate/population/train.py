@@ -37,6 +37,8 @@ class TrainSettings:
         crop_padding: random translation by up to this many pixels (reflect padding).
         ramp_fraction: share of fine-tuning steps over which sparsity ramps up.
         mask_updates: how many times the pruning mask is recomputed during the ramp.
+        whiten: start a resnet-small's first convolution as a whitening of its training images' patches
+            (:func:`curate.population.models.whiten_first_conv`), unless it starts from a checkpoint.
         prune_schedule: ``independent``: every pruning level is its own copy of the dense network, ramped
             from 0; ``chained``: each level continues from the previous level's copy (30% -> 50% -> ...),
             ramping from its sparsity, one gradual schedule with fine-tuning between (Zhu & Gupta 2017).
@@ -66,6 +68,7 @@ class TrainSettings:
     label_smoothing: float = 0.0
     flip_test: bool = True
     prune_schedule: str = RunOptions.prune_schedule
+    whiten: bool = False
 
     def __post_init__(self) -> None:
         for name, low in (("epochs", 1), ("finetune_epochs", 1), ("batch_size", 2), ("mask_updates", 1),
@@ -448,6 +451,20 @@ def train_dense(model, pixels, labels, normalize, settings: TrainSettings, seed:
     train_networks([model], [FitPart(pixels, labels, seed, margins=margins, sample_weights=sample_weights)],
                    normalize, settings, progress=progress)
     return model
+
+
+def initialise(model: nn.Module, pixels, normalize: Normalizer, settings: TrainSettings) -> nn.Module:
+    """What a network trained from scratch starts from beyond its random weights: the whitening of its
+    first layer when ``settings.whiten`` (on evenly spaced images of its own training set)."""
+    if settings.whiten:
+        from curate.population.models import whiten_first_conv
+
+        rows = np.linspace(0, len(pixels) - 1, min(len(pixels), WHITENING_IMAGES)).astype(int)
+        whiten_first_conv(model, normalize(np.asarray(pixels[rows])))
+    return model
+
+
+WHITENING_IMAGES = 512
 
 
 def train_networks(models: list[nn.Module], parts: list[FitPart], normalize: Normalizer, settings: TrainSettings, *,
