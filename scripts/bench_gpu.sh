@@ -25,15 +25,17 @@ export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 FIFTYONE
 export CURATE_HOME=${CURATE_HOME:-/tmp/curate-bench-gpu-home}
 mkdir -p "$out"
 left() { echo $((budget - SECONDS)); }
-step() {  # step NAME SECONDS COMMAND...: run under a time limit, output to the screen and OUT_DIR/NAME.log
+# Every step's output goes to the screen and to one OUT_DIR/steps.log: a lent machine returns only a few files.
+log="$out/steps.log"
+step() {  # step NAME SECONDS COMMAND...: run under a time limit
     local name=$1 limit=$2; shift 2
     ((limit > $(left))) && limit=$(left)
     if ((limit < 20)); then echo "== $name: skipped, ${limit} s left"; return 1; fi
-    echo "== $name (at most ${limit} s, $(left) s left): $*"
+    echo "== $name (at most ${limit} s, $(left) s left): $*" | tee -a "$log"
     local started=$SECONDS
-    timeout "$limit" "$@" 2>&1 | tee "$out/$name.log"
+    timeout "$limit" "$@" 2>&1 | tee -a "$log"
     local rc=${PIPESTATUS[0]}
-    echo "== $name: exit $rc after $((SECONDS - started)) s"
+    echo "== $name: exit $rc after $((SECONDS - started)) s" | tee -a "$log"
     return "$rc"
 }
 population() {  # population NAME SECONDS ARGS...: curate run on the 50,000 images, then its figures
@@ -43,7 +45,7 @@ population() {  # population NAME SECONDS ARGS...: curate run on the 50,000 imag
     step "$name" "$limit" "$py" -m curate run "$csv" --no-fiftyone --run-dir "$run" --device "$device" \
         --quantize none --filter-prune none --distill none --robustness-images 0 "${fallback[@]}" "${extra[@]}" "$@"
     [ -f "$run/manifest.json" ] && cp "$csv" "$run/labels.csv" && "$py" scripts/bench_population.py cifar10n --networks-of "$run" \
-        --out "$out/$name.json" 2>&1 | tee -a "$out/$name.log"
+        --out "$out/$name.json" 2>&1 | tee -a "$log"
 }
 
 cd "$repo"
