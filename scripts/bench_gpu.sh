@@ -3,7 +3,7 @@
 #
 #   CURATE_CIFAR10N=/path/to/cifar10n scripts/bench_gpu.sh OUT_DIR [SECONDS]
 #
-# POPULATIONS ("32:512 64:512") names the populations' resnet-small widths and batch sizes. N (50000), DEVICE (cuda) and EXTRA (more
+# POPULATIONS ("32:512 32:256") names the populations' resnet-small widths and batch sizes. N (50000), DEVICE (cuda) and EXTRA (more
 # curate run options) change it for a dry run on a CPU first:
 #   N=600 DEVICE=cpu EXTRA="--members 2 --epochs 1 --finetune-epochs 1" POPULATIONS=8:64 RECIPES=w8-b64 MAIN=w8-b64 scripts/bench_gpu.sh /tmp/gpu-dry 600
 #
@@ -19,7 +19,7 @@ set -u
 out=${1:?usage: scripts/bench_gpu.sh OUT_DIR [SECONDS]}
 budget=${2:-560}
 py=${PYTHON:-python3}
-n=${N:-50000} device=${DEVICE:-cuda} extra=(${EXTRA:-}) populations=(${POPULATIONS:-32:512 64:512})
+n=${N:-50000} device=${DEVICE:-cuda} extra=(${EXTRA:-}) populations=(${POPULATIONS:-32:512 32:256})
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 FIFTYONE_DO_NOT_TRACK=true
 export CURATE_HOME=${CURATE_HOME:-/tmp/curate-bench-gpu-home}
