@@ -177,7 +177,9 @@ def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean
         per_batch = prediction_batch(model, image_shape(pixels), device)
         predict_probs(model, pixels[:per_batch], normalize)
         _sync(device)
-        predicted = pixels[:1024 if device.type == "cpu" else max(1024, 8 * per_batch)]
+        # Whole passes of the shape just set up: a last, partial one would be a new shape, set up while timed.
+        wanted = 1024 if device.type == "cpu" else max(1024, 8 * per_batch)
+        predicted = pixels[:per_batch * max(1, min(wanted, len(pixels)) // per_batch)]
         started = time.perf_counter()
         predict_probs(model, predicted, normalize)
         _sync(device)
