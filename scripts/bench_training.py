@@ -48,17 +48,16 @@ def parse_recipe(name: str) -> tuple[str, dict]:
     if name in RECIPES:
         return RECIPES[name]
     model, overrides = "resnet-small", {}
-    for flag, setting in (("wh", "whiten"),):
-        if flag in name.split("-"):
-            model, overrides = parse_recipe("-".join(part for part in name.split("-") if part != flag) or "b64")
-            return model, {**overrides, setting: True}
     keys = {"lr": ("lr", float), "ls": ("label_smoothing", float), "w": (None, int), "b": ("batch_size", int),
             "c": ("crop_padding", int)}
     for part in name.split("-"):
+        if part == "wh":
+            overrides["whiten"] = True
+            continue
         key = next((k for k in keys if part.startswith(k) and part[len(k):].replace(".", "", 1).isdigit()), None)
         if key is None:
             raise SystemExit(f"Unknown recipe part {part!r} in {name!r}: use a name of {sorted(RECIPES)} or parts "
-                             f"wW, bB, lrX, lsX, cP (e.g. w64-b512-lr0.28).")
+                             f"wW, bB, lrX, lsX, cP, wh (e.g. w64-b512-lr0.28).")
         field, kind = keys[key]
         if field is None:
             model = f"resnet-small:{kind(part[len(key):])}"

@@ -178,13 +178,13 @@ class NetworkJobs:
         started = time.perf_counter()
         networks = [self._network(job, pixels) for job in group.jobs]
         models = []
-        for job in group.jobs:
+        for job, net in zip(group.jobs, networks):
             torch.manual_seed(job.seed)
             model = build_model(config.model, n_classes).to(device)
             if config.weights:
                 load_weights(model, config.weights)
             else:
-                initialise(model, networks[len(models)].train_pixels, normalize, config.train)
+                initialise(model, net.train_pixels, normalize, config.train)
             models.append(model.to(memory_format=torch.channels_last))
         train_networks(models, [FitPart(net.train_pixels, net.train_labels, net.job.seed, margins=net.margins)
                                 for net in networks], normalize, config.train, together=together, progress=progress)

@@ -659,11 +659,11 @@ def prediction_batch(model: nn.Module, shape: tuple[int, ...], device: torch.dev
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     channels = first.out_channels if first is not None else shape[0]
     per_image = 4 * channels * shape[-2] * shape[-1] * views
-    if device.type != "cpu":
-        # Each pass on a GPU is a few dozen launches whatever its size: large passes, as large as a first
-        # activation of GPU_ACTIVATION_BYTES allows (small GPUs, large images).
-        return int(np.clip(GPU_ACTIVATION_BYTES // max(1, per_image), max(1, 8 // views), GPU_PREDICT_BATCH // views))
-    return int(np.clip(CPU_ACTIVATION_BYTES // max(1, per_image), max(1, 8 // views), PREDICT_BATCH))
+    # Each pass on a GPU is a few dozen launches whatever its size: large passes, as large as a first activation
+    # of GPU_ACTIVATION_BYTES allows (small GPUs, large images).
+    budget, most = ((CPU_ACTIVATION_BYTES, PREDICT_BATCH) if device.type == "cpu"
+                    else (GPU_ACTIVATION_BYTES, GPU_PREDICT_BATCH // views))
+    return int(np.clip(budget // max(1, per_image), max(1, 8 // views), most))
 
 
 def for_inference(model: nn.Module) -> nn.Module:
