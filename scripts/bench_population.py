@@ -147,6 +147,54 @@ def stored_networks(run_dir: Path, labels_csv: Path, keep_predictions: bool = Fa
     return networks
 
 
+def human_errors(samples, human_labels) -> dict:
+    """Whether a CIFAR-10N run's PIEs over-index on the images people mislabel (the paper's finding): for each
+    level, any level and (where the run has a control level) the PIEs beyond it, the share of PIEs whose
+    CIFAR-10N human label (``aggre``, ``random1``, ``worse``) is wrong against the base rate.
+
+    ``samples`` is the run's ``samples.parquet``; ``human_labels`` CIFAR-10N's ``labels.csv`` indexed by
+    each image's file path as the run has it. The run trained on the clean labels; the human labels only say
+    which images people get wrong. A level's PIEs are the images whose modal label at that level differs
+    from the dense networks' (the paper's definition; every curate version's table has both labels).
+    """
+    from bench_pies import enrichment
+
+    table = human_labels.loc[samples["filepath"]]
+    levels = [c[:-len("_label")] for c in samples.columns
+              if c.endswith("_label") and (c.startswith("prune") or c == "control_label")]
+    pie_sets = {level: (samples[f"{level}_label"] != samples["dense_label"]).to_numpy() for level in levels}
+    pie_sets["any level"] = samples["pie"].to_numpy(bool)
+    if "pie_beyond_control" in samples:
+        pie_sets["beyond the control"] = samples["pie_beyond_control"].to_numpy(bool)
+    return {name: {"pie_fraction": float(pies.mean()),
+                   **{column: enrichment(pies, (table[column] != table["clean"]).to_numpy())
+                      for column in ("aggre", "random1", "worse")}}
+            for name, pies in pie_sets.items()}
+
+
+def run_human_errors(run_dir: Path) -> dict:
+    import pandas as pd
+
+    from bench_pies import CIFAR10N
+
+    table = pd.read_csv(CIFAR10N / "labels.csv")
+    table.index = [str(CIFAR10N / p) for p in table["filepath"]]
+    return human_errors(pd.read_parquet(run_dir / "samples.parquet"), table)
+
+
+def print_human_errors(results: dict) -> None:
+    print("\nPIEs and the images people mislabel (share of PIEs with a wrong human label / base rate):")
+    print(f"{'':<20}" + "".join(f"{side + ' ' + what:>24}" for side in results for what in ("PIE %", "aggre / worse")))
+    names = list(dict.fromkeys(name for r in results.values() for name in r))
+    for name in names:
+        cells = []
+        for r in results.values():
+            row = r.get(name)
+            cells += ([f"{100 * row['pie_fraction']:.2f}",
+                       f"{row['aggre']['ratio']:.2f}x / {row['worse']['ratio']:.2f}x"] if row else ["", ""])
+        print(f"{name:<20}" + "".join(f"{c:>24}" for c in cells))
+
+
 def print_stored(networks: dict) -> None:
     names = list(networks)
     print(f"{len(names)} stored networks: {', '.join(names)}")
@@ -195,6 +243,7 @@ def main() -> None:
     parser.add_argument("--out")
     args = parser.parse_args()
     if args.write_manifest:
+        Path(args.write_manifest).mkdir(parents=True, exist_ok=True)
         path = cifar_manifest(args.n, args.seed, Path(args.write_manifest))
         print(path)
         return
@@ -207,8 +256,10 @@ def main() -> None:
         print_stored(networks)
         report = {"what": "stored networks", "run_dir": str(run_dir), "networks": networks}
         if json.loads((run_dir / "manifest.json").read_text()).get("status") == "complete":
-            report["run"] = dict(summary(run_dir), population_accuracy=mean_accuracy)
+            report["run"] = dict(summary(run_dir), population_accuracy=mean_accuracy,
+                                 human_errors=run_human_errors(run_dir))
             print_run(report["run"])
+            print_human_errors({"run": report["run"]["human_errors"]})
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(report, indent=2))
@@ -253,6 +304,7 @@ def main() -> None:
             if args.what == "cifar10n":
                 results[name]["population_accuracy"] = population_accuracy(
                     stored_networks(run_dir, csv, keep_predictions=True))
+                results[name]["human_errors"] = run_human_errors(run_dir)
             if args.keep_runs and args.what == "cifar10n":
                 results[name]["kept_run_dir"] = str(keep_run(run_dir, csv, Path(args.keep_runs) / name))
             print(f"{name}: {seconds:.0f} s wall ({results[name]['population_seconds']:.0f} s training the population), "
@@ -280,6 +332,8 @@ def main() -> None:
     for level in levels[1:]:
         print(f"{'PIE % ' + level:<22}" + "".join(f"{100 * r['pie_fraction'].get(level, float('nan')):>12.2f}"
                                                  for r in results.values()))
+    if args.what == "cifar10n":
+        print_human_errors({name: r["human_errors"] for name, r in results.items()})
     report = {"what": args.what, "ref": args.ref, "n": args.n if args.what == "cifar10n" else 1797,
               "results": results}
     if "reference" in results and "current" in results:

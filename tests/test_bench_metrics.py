@@ -186,3 +186,29 @@ def test_bench_retrain_reads_the_population_bench_flags_stores():
     assert bench_flags.population_config(args).to_dict() == bench_flags.population_config(flags_args).to_dict()
     with pytest.raises(SystemExit):
         bench_retrain.parse_args(["--labels", "aggre", "worse"])
+
+
+def test_bench_population_human_errors_compare_each_levels_pies_with_the_human_error_rate():
+    import pandas as pd
+    from bench_population import human_errors
+
+    paths = [f"/c/{i}.jpg" for i in range(8)]
+    human = pd.DataFrame({"clean": list("aaaabbbb"), "aggre": list("baaabbbb"), "random1": list("bbaaabbb"),
+                          "worse": list("bbbbaaaa")}, index=paths)
+    samples = pd.DataFrame({
+        "filepath": paths[::-1],  # the run's own order; the human labels are looked up by path
+        "dense_label": list("bbbbaaaa"),
+        "prune30_label": list("bbbbaaab"),  # one PIE: image 0, which aggre mislabels
+        "control_label": list("abbbaaaa"),  # one PIE: image 7, which aggre labels right
+        "pie": [True, False, False, False, False, False, False, True],
+        "pie_beyond_control": [False] * 7 + [True],
+        "suggested_label": list("aaaaaaaa"),
+    })
+    result = human_errors(samples, human)
+    assert set(result) == {"prune30", "control", "any level", "beyond the control"}
+    assert result["prune30"]["pie_fraction"] == 1 / 8
+    assert result["prune30"]["aggre"]["base_rate"] == 1 / 8
+    assert result["prune30"]["aggre"]["ratio"] == pytest.approx(8.0)  # its one PIE is the one aggre error
+    assert result["control"]["aggre"]["ratio"] == 0.0
+    assert result["any level"]["worse"]["ratio"] == pytest.approx(1.0)  # every label is wrong in worse
+    assert result["beyond the control"]["aggre"]["pies"] == 1
