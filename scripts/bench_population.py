@@ -23,7 +23,8 @@ tells what stacking the networks gives on this machine's device.
 
 ``demo`` is ``curate demo`` (digits, into FiftyOne), as a new user runs it. ``cifar10n`` is ``curate run`` on a
 CSV manifest of a seeded, stratified CIFAR-10N subset with its clean labels, with every default, without
-FiftyOne.
+FiftyOne; it also says, per level, whether the PIEs over-index on the images CIFAR-10N's human labellers got
+wrong (the paper's finding), and, where the run has a control level, for the PIEs beyond it.
 """
 
 from __future__ import annotations
@@ -160,9 +161,10 @@ def human_errors(samples, human_labels) -> dict:
     from bench_pies import enrichment
 
     table = human_labels.loc[samples["filepath"]]
-    levels = [c[:-len("_label")] for c in samples.columns
-              if c.endswith("_label") and (c.startswith("prune") or c == "control_label")]
+    levels = [c[:-len("_label")] for c in samples.columns if c.startswith("prune") and c.endswith("_label")]
     pie_sets = {level: (samples[f"{level}_label"] != samples["dense_label"]).to_numpy() for level in levels}
+    if "control_pie" in samples:  # the control level (fine-tuned, no weight removed) of a curate that has one
+        pie_sets["control"] = samples["control_pie"].to_numpy(bool)
     pie_sets["any level"] = samples["pie"].to_numpy(bool)
     if "pie_beyond_control" in samples:
         pie_sets["beyond the control"] = samples["pie_beyond_control"].to_numpy(bool)
@@ -300,13 +302,16 @@ def main() -> None:
                 run_dir = home / "run"
                 seconds, output = run_curate(code, module, ["run", str(csv), "--no-fiftyone", "--run-dir",
                                                            str(run_dir), "-q", *extra], home)
+            # Kept before anything reads it: a side costs an hour, and a reader that fails must not lose it.
+            kept = keep_run(run_dir, csv, Path(args.keep_runs) / name) if args.keep_runs and args.what == "cifar10n" else None
             results[name] = {"wall_seconds": seconds, **summary(run_dir), "stdout": output}
+            if kept:
+                results[name]["kept_run_dir"] = str(kept)
             if args.what == "cifar10n":
-                results[name]["population_accuracy"] = population_accuracy(
-                    stored_networks(run_dir, csv, keep_predictions=True))
+                if code == REPO:  # the jobs' layout and configuration of this checkout's curate
+                    results[name]["population_accuracy"] = population_accuracy(
+                        stored_networks(run_dir, csv, keep_predictions=True))
                 results[name]["human_errors"] = run_human_errors(run_dir)
-            if args.keep_runs and args.what == "cifar10n":
-                results[name]["kept_run_dir"] = str(keep_run(run_dir, csv, Path(args.keep_runs) / name))
             print(f"{name}: {seconds:.0f} s wall ({results[name]['population_seconds']:.0f} s training the population), "
                   f"dense held-out accuracy {results[name]['accuracy']['dense']:.3f} a network"
                   + (f", {results[name]['population_accuracy']:.3f} the members' mean prediction"

@@ -199,7 +199,7 @@ def test_bench_population_human_errors_compare_each_levels_pies_with_the_human_e
         "filepath": paths[::-1],  # the run's own order; the human labels are looked up by path
         "dense_label": list("bbbbaaaa"),
         "prune30_label": list("bbbbaaab"),  # one PIE: image 0, which aggre mislabels
-        "control_label": list("abbbaaaa"),  # one PIE: image 7, which aggre labels right
+        "control_pie": [True] + [False] * 7,  # one PIE: image 7, which aggre labels right
         "pie": [True, False, False, False, False, False, False, True],
         "pie_beyond_control": [False] * 7 + [True],
         "suggested_label": list("aaaaaaaa"),
