@@ -100,6 +100,7 @@ def cifar_manifest(n: int, seed: int, where: Path) -> Path:
     from bench_pies import cifar10n_subset
 
     images, _ = cifar10n_subset(n, seed)
+    where.mkdir(parents=True, exist_ok=True)
     path = where / f"cifar10n-{n}-{seed}.csv"
     with open(path, "w") as f:
         f.write("filepath,label\n")
@@ -245,7 +246,6 @@ def main() -> None:
     parser.add_argument("--out")
     args = parser.parse_args()
     if args.write_manifest:
-        Path(args.write_manifest).mkdir(parents=True, exist_ok=True)
         path = cifar_manifest(args.n, args.seed, Path(args.write_manifest))
         print(path)
         return
