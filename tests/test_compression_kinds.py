@@ -98,6 +98,26 @@ def test_taylor_ranking_of_the_pruner_matches_autograd():
         torch.argsort(expected)[:2].tolist())
 
 
+def test_taylor_ranking_frees_the_network_and_its_activations_afterwards():
+    # A backward hook that held the activation it was registered on kept every fine-tuned network alive in a
+    # worker process (a reference cycle through autograd that gc cannot see): 366 MB a job on 1,500 CIFAR images.
+    import gc
+    import weakref
+
+    def fine_tune_once():
+        model = _network(width=4, stages=2).train()
+        x = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+        with FilterPruner(model, "taylor") as pruner:
+            for _ in range(2):
+                F.cross_entropy(model(x), torch.arange(6) % 5).backward()
+        assert pruner.images == 12
+        return weakref.ref(model)
+
+    network = fine_tune_once()
+    gc.collect()
+    assert network() is None, "the fine-tuned network outlived the pruning"
+
+
 def test_l1_ranking_removes_the_smallest_filters():
     model = _network(width=4, stages=1)
     with torch.no_grad():

@@ -111,3 +111,46 @@ def test_pixels_shared_read_only_with_workers_are_read_without_a_torch_warning()
             "Normalizer(np.zeros(3), np.ones(3), torch.device('cpu'))(pixels)\n")
     done = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers end with their parent through Linux's prctl")
+def test_workers_end_when_the_run_that_started_them_is_killed(tmp_path):
+    # A killed run runs no cleanup; its workers used to go on training for minutes, on the next run's cores.
+    import signal
+    import time
+
+    script = tmp_path / "long_run.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from curate.population.executor import MemberJob, ProcessExecutor\n"
+        "def job(member_job, progress):\n"
+        "    open(os.path.join(sys.argv[1], f'{os.getpid()}.pid'), 'w').close()\n"
+        "    time.sleep(300)\n"
+        "if __name__ == '__main__':\n"
+        "    list(ProcessExecutor(2).map(job, [MemberJob(m, 0, seed=m) for m in range(2)]))\n")
+    run = subprocess.Popen([sys.executable, str(script), str(tmp_path)], cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while len(pids := [int(p.stem) for p in tmp_path.glob("*.pid")]) < 2:
+            assert time.monotonic() < deadline and run.poll() is None, "the workers never started their jobs"
+            time.sleep(0.2)
+        assert all(_alive(pid) for pid in pids)
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in pids if _alive(pid)], "workers outlived the killed run"
+    finally:
+        run.kill()
+        for pid in [int(p.stem) for p in tmp_path.glob("*.pid")]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

