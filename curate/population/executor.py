@@ -390,7 +390,10 @@ def _can_read(pixel_file) -> bool:
 
 def _run_job(fn, job):
     # Ray sets OMP_NUM_THREADS to the task's CPUs, so torch uses exactly what the job asked for.
-    return fn(job, None)
+    try:
+        return fn(job, None)
+    finally:
+        _release_memory()  # Ray reuses its worker processes too
 
 
 def _result(ray, ref, job: MemberJob):
