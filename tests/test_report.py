@@ -88,3 +88,21 @@ def test_findings_sentences_come_from_the_tables():
     assert "int4 0 classes impacted, 1.00% PIEs" in text[3]
     assert text[4] == ("At comparable compression, int4 (8.0x smaller) vs prune90 (10.0x): 1.00% vs 10.00% PIEs, "
                        "mean absolute class change 1.0% vs 15.0%.")
+
+
+def test_class_impact_figure_leaves_out_classes_the_dense_networks_never_got_right():
+    # Such a class's relative change is 0/0 or x/0; a bar of NaN made matplotlib warn on the user's screen.
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from curate.report.html import figure_class_impact
+
+    impact = pd.DataFrame({"level": "prune50", "class": ["a", "b", "c", "d"],
+                           "normalized_change": [-0.2, np.nan, np.inf, 0.1],
+                           "significant": [True, False, False, False]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        uri = figure_class_impact(impact, ["prune50"])
+    assert uri.startswith("data:image/png;base64,")

@@ -108,6 +108,9 @@ def figure_class_impact(impact: pd.DataFrame, level_names: list[str]) -> str:
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False)
     for ax, level in zip(axes.flat, level_names):
         rows = impact[impact["level"] == level].sort_values("normalized_change")
+        # A class the dense networks never got right has no relative change (0/0 or x/0): it has no bar.
+        unmeasured = int((~np.isfinite(rows["normalized_change"].to_numpy(dtype=float))).sum())
+        rows = rows[np.isfinite(rows["normalized_change"].to_numpy(dtype=float))]
         shown = rows if len(rows) <= MAX_CLASSES_PER_PANEL else pd.concat(
             [rows.head(MAX_CLASSES_PER_PANEL // 2), rows.tail(MAX_CLASSES_PER_PANEL // 2)])
         change = 100 * shown["normalized_change"].to_numpy()
@@ -118,6 +121,7 @@ def figure_class_impact(impact: pd.DataFrame, level_names: list[str]) -> str:
         ax.set_xticks(range(len(shown)))
         ax.set_xticklabels(shown["class"].astype(str), rotation=90, fontsize=7)
         note = f", {len(shown)} of {len(rows)} classes" if len(shown) < len(rows) else ""
+        note += f", {unmeasured} never right when dense" if unmeasured else ""
         ax.set_title(f"{level}: {int(rows['significant'].sum())} significant{note}", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     for ax in axes.flat[n:]:
