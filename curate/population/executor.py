@@ -218,17 +218,14 @@ def _die_with(parent: int) -> None:
     """End this worker when the process that started it ends, however it ends. A killed ``curate run`` (SIGTERM,
     SIGKILL, a closed terminal) runs no cleanup, and its workers went on training their networks for minutes,
     on the cores of whatever ran next. Linux only (prctl); elsewhere a worker ends after its job."""
-    import ctypes
     import signal
-    import sys
 
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            return
-        if os.getppid() != parent:  # it ended before the request took hold
-            os._exit(1)
+    libc = _linux_libc()
+    if libc is None:
+        return
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it ended before the request took hold
+        os._exit(1)
 
 
 def _run_in_worker(fn, job):
@@ -242,16 +239,25 @@ def _run_in_worker(fn, job):
 def _release_memory() -> None:
     """Give a finished job's memory back before the next one: glibc keeps freed heap pages of torch's
     CPU tensors (300 MB a job on 1,500 CIFAR images), and a worker runs several jobs."""
-    import ctypes
     import gc
-    import sys
 
     gc.collect()
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None).malloc_trim(0)
-        except (OSError, AttributeError):  # not glibc (musl): nothing to trim
-            pass
+    libc = _linux_libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):  # glibc's; musl has nothing to trim
+        libc.malloc_trim(0)
+
+
+def _linux_libc():
+    """The C library of this Linux process, for prctl and malloc_trim; None elsewhere."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
 
 
 class RayExecutor:

@@ -109,8 +109,9 @@ def figure_class_impact(impact: pd.DataFrame, level_names: list[str]) -> str:
     for ax, level in zip(axes.flat, level_names):
         rows = impact[impact["level"] == level].sort_values("normalized_change")
         # A class the dense networks never got right has no relative change (0/0 or x/0): it has no bar.
-        unmeasured = int((~np.isfinite(rows["normalized_change"].to_numpy(dtype=float))).sum())
-        rows = rows[np.isfinite(rows["normalized_change"].to_numpy(dtype=float))]
+        measured = np.isfinite(rows["normalized_change"].to_numpy(dtype=float))
+        unmeasured = int((~measured).sum())
+        rows = rows[measured]
         shown = rows if len(rows) <= MAX_CLASSES_PER_PANEL else pd.concat(
             [rows.head(MAX_CLASSES_PER_PANEL // 2), rows.tail(MAX_CLASSES_PER_PANEL // 2)])
         change = 100 * shown["normalized_change"].to_numpy()
