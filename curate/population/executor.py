@@ -238,7 +238,7 @@ def _run_in_worker(fn, job):
 
 def _release_memory() -> None:
     """Give a finished job's memory back before the next one: glibc keeps freed heap pages of torch's
-    CPU tensors (300 MB a job on 1,500 CIFAR images), and a worker runs several jobs."""
+    CPU tensors (200-400 MB a job on 1,500 CIFAR images), and a worker runs several jobs."""
     import gc
 
     gc.collect()
