@@ -95,8 +95,9 @@ def run(source: str, *, dataset: str | None = None, label_field: str = DEFAULT_L
     started = time.time()
     images = load_source(source, label_field)
     native = native_size(images.filepaths)
-    config = options.config_for(source, len(images), native)
     executor = options.make_executor()  # before training: a missing Ray or a bad address fails at once
+    # The batch size follows the device the networks train on: a Ray cluster's GPUs, not this machine's CPU.
+    config = options.config_for(source, len(images), native, gpu=executor.trains_on_gpu(options.device))
     if images.sample_ids is not None and dataset and dataset != source:
         raise SourceError(f"Source {source!r} is a FiftyOne dataset: its fields are written to it, so "
                           f"--dataset must be {source!r} or left out, not {dataset!r}.")

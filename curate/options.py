@@ -57,9 +57,11 @@ class RunOptions:
     job_gpus: float | None = None
     train_together: int | None = None
 
-    def config_for(self, source: str, n_images: int, native_size: int | None = None):
+    def config_for(self, source: str, n_images: int, native_size: int | None = None, *, gpu: bool | None = None):
         """The run's full :class:`curate.population.pipeline.CurateConfig` for ``n_images`` images of
-        ``source`` whose shorter side is typically ``native_size`` pixels."""
+        ``source`` whose shorter side is typically ``native_size`` pixels. ``gpu``: whether the networks train
+        on a GPU (None: whether ``device`` is one on this machine; a run asks its executor, which for a Ray
+        cluster is not this machine)."""
         from curate.population.config import CurateConfig
         from curate.population.train import TrainSettings
 
@@ -71,7 +73,7 @@ class RunOptions:
         epochs = self.epochs if self.epochs is not None else preset.get("epochs", DEFAULT_EPOCHS)
         n_train = n_images * (self.folds - 1) // max(1, self.folds)
         batch_size = (self.batch_size if self.batch_size is not None
-                      else default_batch_size(n_train, gpu=runs_on_gpu(self.device)))
+                      else default_batch_size(n_train, gpu=runs_on_gpu(self.device) if gpu is None else gpu))
         filter_prune = self.filter_prune if self.filter_prune is not None else default_filter_prune(model)
         return CurateConfig(
             model=model, weights=self.weights, members=self.members, folds=self.folds, sparsities=self.sparsities,

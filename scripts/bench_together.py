@@ -25,14 +25,9 @@ import numpy as np
 import torch
 
 from curate.population.models import SmallResNet, stack_networks
-from curate.population.train import FitPart, Normalizer, TrainSettings, fit
+from curate.population.train import FitPart, Normalizer, TrainSettings, fit, synchronize
 
 SHAPES = ((16, 16, 56, "digits, the demo"), (32, 32, 64, "CIFAR, default batch"), (32, 32, 512, "CIFAR, GPU batch"))
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_fit(size: int, width: int, batch: int, networks: int, steps: int, device: torch.device) -> dict:
@@ -49,10 +44,10 @@ def time_fit(size: int, width: int, batch: int, networks: int, steps: int, devic
     together = lambda: fit(stacked, parts, normalize, settings, 1, 0.05)  # noqa: E731
     for name, run in (("one_by_one", one_by_one), ("together", together)):
         run()  # one-time setup of the kernels
-        _sync(device)
+        synchronize(device)
         started = time.perf_counter()
         run()
-        _sync(device)
+        synchronize(device)
         out[f"{name}_ms_per_step"] = 1000 * (time.perf_counter() - started) / steps
     return out
 

@@ -70,18 +70,18 @@ def train_one(model_spec: str, settings, pixels, labels, train, held_out, seed: 
     import torch
 
     from curate.population.models import build_model
-    from curate.population.train import Normalizer, initialise, predict_probs, resolve_device, train_dense
+    from curate.population.train import (Normalizer, initialise, predict_probs, resolve_device, synchronize,
+                                         train_dense)
 
     device = resolve_device(device)
     torch.manual_seed(seed)
     normalize = Normalizer(*Normalizer.channel_stats(pixels), device)
     model = build_model(model_spec, int(labels.max()) + 1).to(device)
     model = initialise(model, pixels[train], normalize, settings).to(memory_format=torch.channels_last)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
+    synchronize(device)
     started = time.perf_counter()
     train_dense(model, pixels[train], labels[train], normalize, settings, seed)
-    sync()
+    synchronize(device)
     seconds = time.perf_counter() - started
     plain = predict_probs(model, pixels[held_out], normalize).argmax(1)
     flipped = predict_probs(model, pixels[held_out], normalize, flip=True).argmax(1)

@@ -124,6 +124,40 @@ def test_jobs_ask_for_a_share_of_the_cluster():
         RayExecutor(job_cpus=32)._job_resources(_cluster([16, 16]), 8)
 
 
+def test_the_default_batch_follows_the_gpus_the_networks_get_not_the_machine_that_starts_the_run(
+        monkeypatch, small_source, tmp_path):
+    import curate.options
+    import curate.population.executor as executor_module
+    import curate.population.pipeline as pipeline
+    from curate import api
+
+    def ray_with(gpus_per_node):
+        return lambda: SimpleNamespace(is_initialized=lambda: True, **vars(_cluster([8, 8], gpus_per_node)))
+
+    monkeypatch.setattr(executor_module, "import_ray", ray_with(1))
+    assert RayExecutor().trains_on_gpu("auto") and RayExecutor(job_gpus=0.25).trains_on_gpu("auto")
+    assert not RayExecutor().trains_on_gpu("cpu") and not RayExecutor(job_gpus=0).trains_on_gpu("auto")
+    monkeypatch.setattr(executor_module, "import_ray", ray_with(0))
+    assert not RayExecutor().trains_on_gpu("auto")
+
+    # The run is configured with the cluster's answer, though this machine (a CPU here) starts it.
+    monkeypatch.setattr(executor_module, "import_ray", ray_with(1))
+    asked, default_batch_size = [], curate.options.default_batch_size
+    monkeypatch.setattr(curate.options, "default_batch_size",
+                        lambda n_train, *, gpu=False: asked.append(gpu) or default_batch_size(n_train, gpu=gpu))
+
+    class Configured(Exception):
+        pass
+
+    def stop(images, config, *args, **kwargs):
+        raise Configured(config)
+
+    monkeypatch.setattr(pipeline, "run_curate", stop)
+    with pytest.raises(Configured):
+        api.run(small_source, to_fiftyone=False, run_dir=tmp_path / "run", progress=False, executor="ray")
+    assert asked == [True]
+
+
 @pytest.fixture
 def decoded(small_source, tmp_path):
     """The small source decoded into a cache file, and jobs that know where it is."""

@@ -122,7 +122,7 @@ def population_options(f):
                           "continues from the previous one (30% -> 50% -> ...), one gradual schedule."),
         click.option("--batch-size", default=None, type=click.IntRange(min=2),
                      help="Batch size [default: images per network / 16, clipped to 32..64 on a CPU, to "
-                          f"32..{GPU_MAX_BATCH} on a GPU]."),
+                          f"32..{GPU_MAX_BATCH} on a GPU, a Ray cluster's included]."),
         click.option("--lr", default=RunOptions.lr, show_default=True, type=click.FloatRange(min=0.0, min_open=True),
                      help=f"Peak learning rate of dense training (SGD, Nesterov); fine-tuning peaks at "
                           f"{FINETUNE_LR_SHARE} of it."),

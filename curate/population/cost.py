@@ -151,7 +151,7 @@ def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean
 
     from curate.population.models import build_model, stack_networks
     from curate.population.train import (FitPart, Normalizer, fit, image_shape, predict_probs, prediction_batch,
-                                         resolve_device)
+                                         resolve_device, synchronize)
 
     device = resolve_device(config.device)
     normalize = Normalizer(mean, std, device)
@@ -167,22 +167,22 @@ def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean
         one = dict(normalize=normalize, settings=config.train, epochs=1, peak_lr=config.train.lr)
         fit(trained, [FitPart(pixels[rows[:batch]], labels[:batch], seed)  # untimed: one-time setup of the kernels
                       for seed in range(together)], **one)
-        _sync(device)
+        synchronize(device)
         started = time.perf_counter()
         fit(trained, [FitPart(pixels[rows], labels, seed) for seed in range(together)], **one)
-        _sync(device)
+        synchronize(device)
         per_step = (time.perf_counter() - started) / max(1, len(rows) // batch) / together
         # Untimed first: on a GPU the first batch of a shape also picks its kernels. Timed without this, 1,024
         # images said 50 minutes for a 50,000-image population that took 4.4 on an H200 (docs/benchmarks.md).
         per_batch = prediction_batch(model, image_shape(pixels), device)
         predict_probs(model, pixels[:per_batch], normalize)
-        _sync(device)
+        synchronize(device)
         # Whole passes of the shape just set up: a last, partial one would be a new shape, set up while timed.
         wanted = 1024 if device.type == "cpu" else max(1024, 8 * per_batch)
         predicted = pixels[:per_batch * max(1, min(wanted, len(pixels)) // per_batch)]
         started = time.perf_counter()
         predict_probs(model, predicted, normalize)
-        _sync(device)
+        synchronize(device)
         per_image = (time.perf_counter() - started) / len(predicted)
     finally:
         torch.random.set_rng_state(rng_state)
@@ -205,10 +205,3 @@ def _distill_step_cost(config: CurateConfig, teacher, n_classes: int) -> float:
     student = max(macs_per_image(SmallResNet(n_classes, *config.student(spec)), config.image_size)
                   for spec in config.distillations)
     return student / max(dense, 1.0) + 1.0 / 3.0
-
-
-def _sync(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

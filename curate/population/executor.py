@@ -74,6 +74,10 @@ class Executor(Protocol):
         """The executor to run ``n_groups`` groups with, given their estimated seconds one after another on
         ``device``."""
 
+    def trains_on_gpu(self, device: str) -> bool:
+        """Whether the networks will train on a GPU when the run asks for ``device`` (what its default batch
+        size follows)."""
+
 
 PARALLEL_FROM_SECONDS = 30.0
 """Estimated seconds of work from which ``local`` trains networks in parallel worker processes: each starts
@@ -108,6 +112,11 @@ class InProcessExecutor:
         chosen = ProcessExecutor(workers, threads=max(1, cores // workers))
         self.description = chosen.description
         return chosen
+
+    def trains_on_gpu(self, device: str) -> bool:
+        from curate.options import runs_on_gpu
+
+        return runs_on_gpu(device)
 
     def map(self, fn, groups, progress=None):
         for group in groups:
@@ -280,6 +289,7 @@ class RayExecutor:
         self.max_retries, self.device, self.num_cpus = max_retries, device, num_cpus
         self.resources: dict[str, float] = {}
         self.pixels_via = ""
+        self._connected = False  # by trains_on_gpu, before map: map disconnects
 
     name = "ray"
 
@@ -298,11 +308,24 @@ class RayExecutor:
     def for_work(self, n_jobs: int, estimated_seconds: float, device: str) -> "RayExecutor":
         return self  # Ray decides where and how many at a time
 
+    def trains_on_gpu(self, device: str) -> bool:
+        """``--job-gpus`` where given, else whether the cluster has a GPU for each job: asked before the run is
+        configured, so a run started on a laptop gets the batch size of the cluster's GPUs, not of its CPU."""
+        if device.startswith("cpu") or self.job_gpus == 0:
+            return False
+        if self.job_gpus is not None:
+            return True
+        ray = import_ray()
+        if not ray.is_initialized():
+            self._connect(ray)
+            self._connected = True
+        return self._job_resources(ray, 1)["num_gpus"] > 0
+
     def map(self, fn, jobs, progress=None):
         ray = import_ray()
         jobs = list(jobs)
-        started_here = not ray.is_initialized()
-        if started_here:
+        started_here = self._connected or not ray.is_initialized()
+        if not ray.is_initialized():
             self._connect(ray)
         try:
             self.resources = self._job_resources(ray, len(jobs))
@@ -321,6 +344,7 @@ class RayExecutor:
         finally:
             if started_here:
                 ray.shutdown()
+                self._connected = False
 
     def _by_reference_where_possible(self, ray, fn):
         """``fn`` as the workers receive it: without its pixels when every node reads its ``pixel_file``

@@ -113,6 +113,12 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work: without it a GPU timing measures only the launch of the kernels."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def configure_threads() -> None:
     """Use every core, unless OMP_NUM_THREADS says otherwise (to share the machine; Ray sets it to a task's CPUs).
 
