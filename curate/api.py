@@ -96,45 +96,49 @@ def run(source: str, *, dataset: str | None = None, label_field: str = DEFAULT_L
     images = load_source(source, label_field)
     native = native_size(images.filepaths)
     executor = options.make_executor()  # before training: a missing Ray or a bad address fails at once
-    # The batch size follows the device the networks train on: a Ray cluster's GPUs, not this machine's CPU.
-    config = options.config_for(source, len(images), native, gpu=executor.trains_on_gpu(options.device))
-    if images.sample_ids is not None and dataset and dataset != source:
-        raise SourceError(f"Source {source!r} is a FiftyOne dataset: its fields are written to it, so "
-                          f"--dataset must be {source!r} or left out, not {dataset!r}.")
-    dataset = dataset or (source if images.sample_ids is not None else None)
-    if dataset is None and to_fiftyone:
-        raise SourceError("Name the FiftyOne dataset to write to with --dataset NAME (or pass --no-fiftyone).")
-    if images.fields and dataset and to_fiftyone:
-        _check_csv_columns(images, dataset, run_key)
-    run_dir = check_run_dir(run_dir or default_run_dir(dataset, run_key), media_folders(images.filepaths))
-    say(f"Source: {images.description} ({len(images)} images, {len(images.classes)} classes)", "info")
-    for note in images.notes:
-        say(note, "note")
-    if native and native >= 64 and config.image_size < native and not (config.weights or is_pretrained(config.model)):
-        say(f"The images are about {native} px; {config.model} trains from scratch on them at {config.image_size} px. "
-            f"Networks trained from scratch on {len(images):,} photos are weak, and a weak population flags more "
-            "images by chance. A pretrained backbone does better: --model tv:resnet18:pretrained (downloads its "
-            "weights once) or --weights PATH (a local checkpoint).", "note")
-    # Both locks before training, not only before writing: a second run would otherwise train for an
-    # hour and then be refused. The kernel releases them if this process dies.
-    with contextlib.ExitStack() as locks:
-        locks.enter_context(run_dir_lock(run_dir))
-        if to_fiftyone:
-            locks.enter_context(dataset_lock(dataset, run_key))
-            # FiftyOne's import and its database's start take seconds (7 s in a profile of the demo): done while
-            # the networks train, they cost no wall time. A failure here is raised again where push_run connects.
-            connecting = threading.Thread(target=_quietly(import_fiftyone), name="curate-connect-fiftyone",
-                                          daemon=True)
-            connecting.start()
-        # The cost estimate goes where the caller's messages go; without a caller's, to stderr with progress.
-        result = run_curate(images, config, run_dir, executor, progress=progress,
-                            say=None if say is _say_nothing or not progress else say)
-        if to_fiftyone:
-            from curate.fiftyone.write import push_run
+    try:
+        # The batch size follows the device the networks train on: a Ray cluster's GPUs, not this machine's CPU.
+        config = options.config_for(source, len(images), native, gpu=executor.trains_on_gpu(options.device))
+        if images.sample_ids is not None and dataset and dataset != source:
+            raise SourceError(f"Source {source!r} is a FiftyOne dataset: its fields are written to it, so "
+                              f"--dataset must be {source!r} or left out, not {dataset!r}.")
+        dataset = dataset or (source if images.sample_ids is not None else None)
+        if dataset is None and to_fiftyone:
+            raise SourceError("Name the FiftyOne dataset to write to with --dataset NAME (or pass --no-fiftyone).")
+        if images.fields and dataset and to_fiftyone:
+            _check_csv_columns(images, dataset, run_key)
+        run_dir = check_run_dir(run_dir or default_run_dir(dataset, run_key), media_folders(images.filepaths))
+        say(f"Source: {images.description} ({len(images)} images, {len(images.classes)} classes)", "info")
+        for note in images.notes:
+            say(note, "note")
+        from_scratch = not (config.weights or is_pretrained(config.model))
+        if native and native >= 64 and config.image_size < native and from_scratch:
+            say(f"The images are about {native} px; {config.model} trains from scratch on them at "
+                f"{config.image_size} px. Networks trained from scratch on {len(images):,} photos are weak, and a "
+                "weak population flags more images by chance. A pretrained backbone does better: --model "
+                "tv:resnet18:pretrained (downloads its weights once) or --weights PATH (a local checkpoint).", "note")
+        # Both locks before training, not only before writing: a second run would otherwise train for an
+        # hour and then be refused. The kernel releases them if this process dies.
+        with contextlib.ExitStack() as locks:
+            locks.enter_context(run_dir_lock(run_dir))
+            if to_fiftyone:
+                locks.enter_context(dataset_lock(dataset, run_key))
+                # FiftyOne's import and its database's start take seconds (7 s in a profile of the demo): done while
+                # the networks train, they cost no wall time. A failure here is raised again where push_run connects.
+                connecting = threading.Thread(target=_quietly(import_fiftyone), name="curate-connect-fiftyone",
+                                              daemon=True)
+                connecting.start()
+            # The cost estimate goes where the caller's messages go; without a caller's, to stderr with progress.
+            result = run_curate(images, config, run_dir, executor, progress=progress,
+                                say=None if say is _say_nothing or not progress else say)
+            if to_fiftyone:
+                from curate.fiftyone.write import push_run
 
-            connecting.join()
-            say(f"Writing fields, tags and views to FiftyOne dataset {dataset!r} ...", "info")
-            push_run(result, dataset, run_key)
+                connecting.join()
+                say(f"Writing fields, tags and views to FiftyOne dataset {dataset!r} ...", "info")
+                push_run(result, dataset, run_key)
+    finally:
+        executor.close()  # a Ray connection opened to ask for its GPUs goes, however the run ends
     return RunOutcome(result, dataset if to_fiftyone else None, run_key, time.time() - started)
 
 

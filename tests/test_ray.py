@@ -158,6 +158,35 @@ def test_the_default_batch_follows_the_gpus_the_networks_get_not_the_machine_tha
     assert asked == [True]
 
 
+def test_a_run_that_fails_after_asking_the_cluster_for_gpus_leaves_no_ray_connection(monkeypatch, small_source,
+                                                                                        tmp_path):
+    import curate.population.executor as executor_module
+    import curate.population.pipeline as pipeline
+    from curate import api
+
+    calls, connected = [], []
+    cluster = _cluster([8], 1)
+    ray = SimpleNamespace(is_initialized=lambda: bool(connected), nodes=cluster.nodes,
+                          cluster_resources=cluster.cluster_resources,
+                          init=lambda **kwargs: calls.append("init") or connected.append(True),
+                          shutdown=lambda: calls.append("shutdown") or connected.clear())
+    monkeypatch.setattr(executor_module, "import_ray", lambda: ray)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("the run failed before training")
+
+    monkeypatch.setattr(pipeline, "run_curate", fail)
+    with pytest.raises(RuntimeError, match="before training"):
+        api.run(small_source, to_fiftyone=False, run_dir=tmp_path / "run", progress=False, executor="ray")
+    assert calls == ["init", "shutdown"] and not connected
+    # A connection the caller opened is the caller's: asked, not closed.
+    connected.append(True)
+    calls.clear()
+    with pytest.raises(RuntimeError, match="before training"):
+        api.run(small_source, to_fiftyone=False, run_dir=tmp_path / "run", progress=False, executor="ray")
+    assert calls == [] and connected
+
+
 @pytest.fixture
 def decoded(small_source, tmp_path):
     """The small source decoded into a cache file, and jobs that know where it is."""

@@ -78,6 +78,9 @@ class Executor(Protocol):
         """Whether the networks will train on a GPU when the run asks for ``device`` (what its default batch
         size follows)."""
 
+    def close(self) -> None:
+        """Let go of what the executor opened before :meth:`map` (a Ray connection); a run calls it however it ends."""
+
 
 PARALLEL_FROM_SECONDS = 30.0
 """Estimated seconds of work from which ``local`` trains networks in parallel worker processes: each starts
@@ -117,6 +120,9 @@ class InProcessExecutor:
         from curate.options import runs_on_gpu
 
         return runs_on_gpu(device)
+
+    def close(self) -> None:
+        pass
 
     def map(self, fn, groups, progress=None):
         for group in groups:
@@ -320,6 +326,13 @@ class RayExecutor:
             self._connect(ray)
             self._connected = True
         return self._job_resources(ray, 1)["num_gpus"] > 0
+
+    def close(self) -> None:
+        """Disconnect from Ray if :meth:`trains_on_gpu` connected and no :meth:`map` did since (a run that failed
+        between the two, or resumed every network from disk)."""
+        if self._connected:
+            import_ray().shutdown()
+            self._connected = False
 
     def map(self, fn, jobs, progress=None):
         ray = import_ray()
