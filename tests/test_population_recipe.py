@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from curate.population.config import CurateConfig
-from curate.population.cost import CostEstimate, embedded_images, estimate_cost, format_seconds, work_per_network
+from curate.population.cost import (TIMING_BYTES, WARMUP_STEPS, CostEstimate, embedded_images, estimate_cost,
+                                    format_seconds, timing_sample, work_per_network)
 from curate.population.jobs import NetworkJobs
 from curate.population.executor import MemberJob
 from curate.population.models import SmallResNet, build_model, load_weights
-from curate.population.train import (Normalizer, TrainSettings, cubic_sparsity, measured_sparsity, predict_probs,
-                                     prune_and_finetune, prune_levels, train_dense)
+from curate.population.train import (GPU_PREDICT_BATCH, Normalizer, TrainSettings, cubic_sparsity, measured_sparsity,
+                                     predict_probs, prune_and_finetune, prune_levels, train_dense)
 from curate.science.crossfit import stratified_folds
 from helpers import PRUNE_ONLY, invoke
 
@@ -163,6 +164,20 @@ def test_the_cost_estimate_counts_the_steps_and_predictions_a_network_takes(monk
     assert estimate.steps == sum(steps) and estimate.seconds > 0
     assert estimate.parts["predictions"] == pytest.approx((4 * work["predicted_images"] + 192) * estimate.seconds_per_image)
     assert estimate.seconds == pytest.approx(sum(estimate.parts.values()))
+    # Timed on a sample of the images (what travels to a cluster's worker), counted for all of them.
+    sampled = estimate_cost(config, pixels[:40], 2, mean, std, networks=4, n_train=n_train, n_probes=6,
+                            n_region_probes=2, embedded_images=sum(embedded), n_images=len(pixels))
+    assert (sampled.steps, sampled.predicted_images) == (estimate.steps, estimate.predicted_images)
+
+
+def test_the_timing_sample_holds_the_warm_up_and_a_bounded_share_of_large_images():
+    config = CurateConfig(train=TrainSettings(epochs=1, batch_size=64))
+    small = np.zeros((100_000, 32, 32, 3), dtype=np.uint8)
+    assert len(timing_sample(config, small)) == 8 * GPU_PREDICT_BATCH  # every pass the estimate times
+    photos = np.lib.stride_tricks.as_strided(np.zeros(1, dtype=np.uint8), (100_000, 224, 224, 3), (0, 0, 0, 0))
+    sample = timing_sample(config, photos)
+    assert len(sample) * 224 * 224 * 3 <= TIMING_BYTES and len(sample) >= 64 * WARMUP_STEPS
+    assert len(timing_sample(config, small[:100])) == 100
 
 
 def test_the_estimate_does_not_time_the_first_prediction_a_shape_gets(monkeypatch):

@@ -9,6 +9,7 @@ give equal bits (:func:`curate.population.train.configure_threads`).
 """
 
 import json
+import os
 import pickle
 import shutil
 import signal
@@ -82,7 +83,7 @@ def test_a_killed_ray_run_resumes_and_gives_the_in_process_results_even_when_a_w
     assert once.exists(), "no worker reached the kill point"
     assert done.returncode == 0, done.stderr[-3000:]  # the worker's job was retried, and the run completed
     assert f"({len(finished)} more already in the run directory)" in done.stdout
-    assert "one network after another on this machine; ray runs them in parallel" in done.stdout  # the estimate
+    assert "one network after another on one of the cluster's workers; ray runs them" in done.stdout  # the estimate
     assert {p.name: p.stat().st_mtime_ns for p in (run_dir / "jobs").glob("*.npz") if p.name in finished} == finished
     manifest = json.loads((run_dir / "manifest.json").read_text())
     # The workers read the decoded pixels from the run directory: nothing the size of the dataset was shipped.
@@ -233,3 +234,30 @@ def test_ray_ships_the_pixels_only_to_nodes_that_cannot_read_them(decoded, ray_t
         assert executor.pixels_via == "through the object store"
     finally:
         ray.shutdown()
+
+
+def test_the_cost_estimate_is_timed_on_a_worker_of_the_cluster(monkeypatch, small_source, tmp_path, ray_tmp):
+    """A run started on a laptop against a GPU cluster is timed on the cluster, not on the laptop's CPU."""
+    import ray
+
+    from curate import api
+    from curate.population.cost import CostEstimate
+
+    ray.init(num_cpus=1, include_dashboard=False, _temp_dir=ray_tmp, log_to_driver=False)
+    try:
+        assert RayExecutor().run_once(os.getpid, 8) != os.getpid()
+    finally:
+        ray.shutdown()
+
+    class Timed(Exception):
+        pass
+
+    def run_once(self, fn, n_jobs):
+        raise Timed(fn(), n_jobs)
+
+    monkeypatch.setattr(RayExecutor, "run_once", run_once)
+    monkeypatch.setattr(RayExecutor, "trains_on_gpu", lambda self, device: False)
+    with pytest.raises(Timed) as timed:
+        api.run(small_source, to_fiftyone=False, run_dir=tmp_path / "run", progress=False, executor="ray")
+    cost, n_jobs = timed.value.args
+    assert isinstance(cost, CostEstimate) and cost.networks == n_jobs == 8 and cost.seconds > 0

@@ -141,12 +141,13 @@ def embedded_images(n_images: int) -> int:
 def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean: np.ndarray, std: np.ndarray, *,
                   networks: int, n_train: int, n_probes: int, n_region_probes: int | None = None, resumed: int = 0,
                   embedded_images: int = 0, threads: int | None = None, at_a_time: int = 1,
-                  together: int = 1) -> CostEstimate:
+                  together: int = 1, n_images: int | None = None) -> CostEstimate:
     """Time :data:`WARMUP_STEPS` training steps and a batch of predictions with the run's own model on
     its own images, then scale by the work the population needs (``embedded_images``: the feature job's,
     :func:`embedded_images`, when it is among the ``networks``). ``threads``: time with as many torch
     threads as each network will have (default: as now); ``at_a_time``: networks that will train at once
-    in parallel; ``together``: networks that train stacked as one (timed so, :func:`curate.population.train.fit`)."""
+    in parallel; ``together``: networks that train stacked as one (timed so, :func:`curate.population.train.fit`);
+    ``n_images``: the images of the run, where ``pixels`` are a sample of them (:func:`timing_sample`)."""
     import torch
 
     from curate.population.models import build_model, stack_networks
@@ -187,10 +188,25 @@ def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean
     finally:
         torch.random.set_rng_state(rng_state)
         torch.set_num_threads(threads_now)
-    return CostEstimate(networks=networks, **work_per_network(config, len(pixels), n_train, n_probes, n_region_probes),
+    n_images = len(pixels) if n_images is None else n_images
+    return CostEstimate(networks=networks, **work_per_network(config, n_images, n_train, n_probes, n_region_probes),
                         seconds_per_step=per_step, seconds_per_image=per_image, device=str(device), resumed=resumed,
                         embedded_images=embedded_images, at_a_time=max(1, min(at_a_time, networks)),
                         distill_step_cost=_distill_step_cost(config, model, n_classes))
+
+
+TIMING_BYTES = 256 * 2 ** 20
+
+
+def timing_sample(config: CurateConfig, pixels: np.ndarray) -> np.ndarray:
+    """The first images of ``pixels``, as many as :func:`estimate_cost` times (its warm-up steps and its
+    prediction passes), up to :data:`TIMING_BYTES` beyond the warm-up's: what travels to a cluster's worker
+    when the estimate is timed there."""
+    from curate.population.train import GPU_PREDICT_BATCH
+
+    per_image = max(1, int(np.prod(pixels.shape[1:])) * pixels.dtype.itemsize)
+    warmup = config.train.batch_size * WARMUP_STEPS
+    return pixels[:max(warmup, min(8 * GPU_PREDICT_BATCH, TIMING_BYTES // per_image))]
 
 
 def _distill_step_cost(config: CurateConfig, teacher, n_classes: int) -> float:

@@ -78,6 +78,10 @@ class Executor(Protocol):
         """Whether the networks will train on a GPU when the run asks for ``device`` (what its default batch
         size follows)."""
 
+    def run_once(self, fn: Callable[[], R], n_jobs: int) -> R:
+        """``fn()``, called once where and as a job of a run of ``n_jobs`` jobs would run (the cost estimate's
+        warm-up, timed on the device and threads the networks will get)."""
+
     def close(self) -> None:
         """Let go of what the executor opened before :meth:`map` (a Ray connection); a run calls it however it ends."""
 
@@ -120,6 +124,9 @@ class InProcessExecutor:
         from curate.options import runs_on_gpu
 
         return runs_on_gpu(device)
+
+    def run_once(self, fn, n_jobs):
+        return fn()
 
     def close(self) -> None:
         pass
@@ -321,11 +328,23 @@ class RayExecutor:
             return False
         if self.job_gpus is not None:
             return True
+        return self._job_resources(self._connected_ray(), 1)["num_gpus"] > 0
+
+    def run_once(self, fn, n_jobs):
+        """On one of the cluster's workers, with a job's resources: a run started on a laptop is timed on the
+        cluster's GPUs, not on the laptop."""
+        ray = self._connected_ray()
+        task = ray.remote(_call).options(max_retries=self.max_retries, retry_exceptions=False,
+                                         **self._job_resources(ray, n_jobs))
+        return _result(ray, task.remote(fn), None)
+
+    def _connected_ray(self):
+        """Ray, connected: by this executor if no one had (then :meth:`map` or :meth:`close` disconnects)."""
         ray = import_ray()
         if not ray.is_initialized():
             self._connect(ray)
             self._connected = True
-        return self._job_resources(ray, 1)["num_gpus"] > 0
+        return ray
 
     def close(self) -> None:
         """Disconnect from Ray if :meth:`trains_on_gpu` connected and no :meth:`map` did since (a run that failed
@@ -439,13 +458,21 @@ def _run_job(fn, job):
         _release_memory()  # Ray reuses its worker processes too
 
 
-def _result(ray, ref, job: MemberJob):
+def _call(fn):
+    try:
+        return fn()
+    finally:
+        _release_memory()
+
+
+def _result(ray, ref, job: MemberJob | None):
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
         raise exc.as_instanceof_cause() from None
     except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError) as exc:
-        raise RuntimeError(f"Job {job.name} failed on every try: {type(exc).__name__}. The jobs that finished are "
+        what = f"Job {job.name}" if job is not None else "The cost estimate's warm-up"
+        raise RuntimeError(f"{what} failed on every try: {type(exc).__name__}. The jobs that finished are "
                            "stored; running the same command again resumes from them.") from exc
 
 

@@ -187,7 +187,7 @@ def run_population(
     """
     from tqdm.auto import tqdm
 
-    from curate.population.cost import embedded_images, estimate_cost
+    from curate.population.cost import embedded_images, estimate_cost, timing_sample
     from curate.population.train import Normalizer, configure_threads, resolve_device
 
     configure_threads()
@@ -273,7 +273,8 @@ def run_population(
     if todo:
         mean, std = Normalizer.channel_stats(pixels)
         n_train = int(n * (config.folds - 1) / config.folds)
-        estimate = functools.partial(estimate_cost, config, pixels, n_classes, mean, std, networks=len(todo),
+        estimate = functools.partial(estimate_cost, config, timing_sample(config, pixels), n_classes, mean, std,
+                                     n_images=n, networks=len(todo),
                                      n_train=n_train, n_probes=len(probes), n_region_probes=len(region_probe_rows),
                                      resumed=len(jobs) - len(todo),
                                      embedded_images=embedded_images(n) if any(map(is_feature_job, todo)) else 0)
@@ -283,7 +284,8 @@ def run_population(
         # work turns out large enough for them, else in this process, timed again with every thread.
         planned = executor.for_work(len(groups), math.inf, str(resolve_device(config.device)))
         cost = (estimate(threads=planned.threads, at_a_time=planned.workers, together=together)
-                if isinstance(planned, ProcessExecutor) else estimate(together=together))
+                if isinstance(planned, ProcessExecutor)
+                else executor.run_once(functools.partial(estimate, together=together), len(groups)))
         executor = executor.for_work(len(groups), cost.seconds * cost.at_a_time, cost.device)
         if isinstance(planned, ProcessExecutor) and not isinstance(executor, ProcessExecutor):
             cost = estimate(together=together)
@@ -296,8 +298,8 @@ def run_population(
         if together > 1:
             say(f"{together} networks train at a time as one batched computation (--train-together).", "info")
         if executor.name != InProcessExecutor.name:
-            say(f"That is for one network after another on this machine; {executor.name} runs them in parallel "
-                "where the cluster has room.", "info")
+            say(f"That is for one network after another on one of the cluster's workers; {executor.name} runs them "
+                "in parallel where the cluster has room.", "info")
         estimated_seconds = cost.seconds
         total = len(todo) * cost.steps
         done_note = f" ({len(jobs) - len(todo)} of {len(jobs)} resumed from {store.root})" if len(todo) < len(jobs) else ""
