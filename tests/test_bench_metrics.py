@@ -6,6 +6,7 @@ import pytest
 
 from bench_flags import (  # noqa: E402
     calibration, expected_f1_count, ranking_metrics, set_metrics, suggestion_confidences, suggestion_metrics)
+from bench_noise_models import confusion_densities, confusion_p_wrong, fit_confusions, synthetic  # noqa: E402
 
 
 def test_ranking_metrics_oracle_is_the_best_f1_of_any_top_k():
@@ -212,3 +213,22 @@ def test_bench_population_human_errors_compare_each_levels_pies_with_the_human_e
     assert result["control"]["aggre"]["ratio"] == 0.0
     assert result["any level"]["worse"]["ratio"] == pytest.approx(1.0)  # every label is wrong in worse
     assert result["beyond the control"]["aggre"]["pies"] == 1
+
+
+def test_the_tried_confusion_model_by_hand():
+    # Belief (0.6, 0.4), label 1: right 0.4; a confusion from class 0, 0.6 x 0.4 / (1 - 0.6) = 0.6; a slip 0.6.
+    belief, labels = np.array([[0.6, 0.4]]), np.array([1])
+    assert confusion_densities(labels, belief) == pytest.approx(np.array([[0.4, 0.6, 0.6]]))
+    assert confusion_p_wrong(labels, belief, np.array([0.9, 0.1, 0.0])) == pytest.approx([0.06 / 0.42])
+    # Each part is a distribution over the labels an image can get.
+    rng = np.random.default_rng(0)
+    belief = rng.dirichlet(np.ones(4), 5)
+    for part in range(3):
+        total = sum(confusion_densities(np.full(5, label), belief)[:, part] for label in range(4))
+        assert total == pytest.approx(np.ones(5))
+
+
+def test_the_tried_confusion_model_finds_confusions_a_confident_population_sees():
+    labels, probs, wrong = synthetic(2000, 0.1, 0.2, 1.0, seed=0, wrong_labels="confusions")
+    fit = fit_confusions(labels, probs)
+    assert fit["p_wrong"].sum() == pytest.approx(wrong.sum(), rel=0.2)
