@@ -36,7 +36,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pies import cifar10n_subset, require_cifar10n, write_report  # noqa: E402
 from curate.science.flags import population_mean  # noqa: E402
-from curate.science.noise_model import _FLOOR, fit_noise_model, reliability_table, tempered  # noqa: E402
+from curate.science.noise_model import (best_temperature, fit_noise_model, normalised_log_probs,  # noqa: E402
+                                        reliability_table, tempered)
 
 
 def confusion_densities(labels: np.ndarray, belief: np.ndarray) -> np.ndarray:
@@ -71,26 +72,9 @@ def confusion_p_wrong(labels: np.ndarray, belief: np.ndarray, weights: np.ndarra
 def fit_confusions(labels: np.ndarray, probs: np.ndarray, temperature: float | None = None) -> dict:
     """The confusion model with the temperature searched (golden section on log T in [0.1, 10], as the
     product's) or fixed."""
-    log_probs = np.log(np.clip(probs / probs.sum(axis=1, keepdims=True), _FLOOR, 1.0))
+    log_probs = normalised_log_probs(probs)
     if temperature is None:
-        a, b = np.log(0.1), np.log(10.0)
-        ratio = (np.sqrt(5.0) - 1.0) / 2.0
-
-        def profile(log_t):
-            return fit_confusion_weights(labels, tempered(log_probs, float(np.exp(log_t))))[1]
-
-        x1, x2 = b - ratio * (b - a), a + ratio * (b - a)
-        f1, f2 = profile(x1), profile(x2)
-        for _ in range(30):
-            if f1 >= f2:
-                b, x2, f2 = x2, x1, f1
-                x1 = b - ratio * (b - a)
-                f1 = profile(x1)
-            else:
-                a, x1, f1 = x1, x2, f2
-                x2 = a + ratio * (b - a)
-                f2 = profile(x2)
-        temperature = float(np.exp(x1 if f1 >= f2 else x2))
+        temperature = best_temperature(lambda t: fit_confusion_weights(labels, tempered(log_probs, t))[1])
     belief = tempered(log_probs, temperature)
     weights, log_likelihood = fit_confusion_weights(labels, belief)
     return {"p_wrong": confusion_p_wrong(labels, belief, weights), "temperature": temperature,

@@ -136,6 +136,31 @@ def fit_transition(labels: np.ndarray, belief: np.ndarray, *, symmetric: bool = 
     return transition, float(np.log(np.maximum(evidence, 1e-300)).mean())
 
 
+def normalised_log_probs(probs: np.ndarray) -> np.ndarray:
+    """Log probabilities, rows normalised, clipped at a floor: a held-out zero is never certainty."""
+    probs = np.asarray(probs, dtype=np.float64)
+    return np.log(np.clip(probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-300), _FLOOR, 1.0))
+
+
+def best_temperature(profile, temperatures: tuple[float, float] = (0.1, 10.0), *, steps: int = 30) -> float:
+    """The temperature in ``temperatures`` (low, high) that maximises ``profile(temperature)``, by golden-section
+    search on its logarithm (a profile likelihood is smooth and unimodal in practice)."""
+    a, b = np.log(temperatures[0]), np.log(temperatures[1])
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    x1, x2 = b - ratio * (b - a), a + ratio * (b - a)
+    f1, f2 = profile(float(np.exp(x1))), profile(float(np.exp(x2)))
+    for _ in range(steps):
+        if f1 >= f2:
+            b, x2, f2 = x2, x1, f1
+            x1 = b - ratio * (b - a)
+            f1 = profile(float(np.exp(x1)))
+        else:
+            a, x1, f1 = x1, x2, f2
+            x2 = a + ratio * (b - a)
+            f2 = profile(float(np.exp(x2)))
+    return float(np.exp(x1 if f1 >= f2 else x2))
+
+
 def fit_noise_model(labels: np.ndarray, pred_probs: np.ndarray, *, symmetric: bool = True,
                     temperatures: tuple[float, float] = (0.1, 10.0), steps: int = 30) -> NoiseModel:
     """Fit the label-noise model of the module docstring to held-out predictions.
@@ -153,25 +178,9 @@ def fit_noise_model(labels: np.ndarray, pred_probs: np.ndarray, *, symmetric: bo
     low, high = temperatures
     if not 0 < low < high:
         raise ValueError(f"temperatures must be (low, high) with 0 < low < high, got {temperatures}.")
-    log_probs = np.log(np.clip(probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-300), _FLOOR, 1.0))
-
-    def profile(log_t):
-        return fit_transition(labels, tempered(log_probs, float(np.exp(log_t))), symmetric=symmetric)[1]
-
-    a, b = np.log(low), np.log(high)
-    ratio = (np.sqrt(5.0) - 1.0) / 2.0
-    x1, x2 = b - ratio * (b - a), a + ratio * (b - a)
-    f1, f2 = profile(x1), profile(x2)
-    for _ in range(steps):
-        if f1 >= f2:
-            b, x2, f2 = x2, x1, f1
-            x1 = b - ratio * (b - a)
-            f1 = profile(x1)
-        else:
-            a, x1, f1 = x1, x2, f2
-            x2 = a + ratio * (b - a)
-            f2 = profile(x2)
-    temperature = float(np.exp(x1 if f1 >= f2 else x2))
+    log_probs = normalised_log_probs(probs)
+    temperature = best_temperature(
+        lambda t: fit_transition(labels, tempered(log_probs, t), symmetric=symmetric)[1], temperatures, steps=steps)
     belief = tempered(log_probs, temperature)
     transition, log_likelihood = fit_transition(labels, belief, symmetric=symmetric)
     joint = belief * transition[:, labels].T
