@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from curate.population.config import CurateConfig
-from curate.population.cost import (TIMING_BYTES, WARMUP_STEPS, CostEstimate, embedded_images, estimate_cost,
-                                    format_seconds, timing_sample, work_per_network)
+from curate.population.cost import (GPU_TIMED_PASSES, TIMING_BYTES, WARMUP_STEPS, CostEstimate, embedded_images,
+                                    estimate_cost, format_seconds, timing_sample, work_per_network)
 from curate.population.jobs import NetworkJobs
 from curate.population.executor import MemberJob
 from curate.population.models import SmallResNet, build_model, load_weights
@@ -173,7 +173,7 @@ def test_the_cost_estimate_counts_the_steps_and_predictions_a_network_takes(monk
 def test_the_timing_sample_holds_the_warm_up_and_a_bounded_share_of_large_images():
     config = CurateConfig(train=TrainSettings(epochs=1, batch_size=64))
     small = np.zeros((100_000, 32, 32, 3), dtype=np.uint8)
-    assert len(timing_sample(config, small)) == 8 * GPU_PREDICT_BATCH  # every pass the estimate times
+    assert len(timing_sample(config, small)) == GPU_TIMED_PASSES * GPU_PREDICT_BATCH  # every pass the estimate times
     photos = np.lib.stride_tricks.as_strided(np.zeros(1, dtype=np.uint8), (100_000, 224, 224, 3), (0, 0, 0, 0))
     sample = timing_sample(config, photos)
     assert len(sample) * 224 * 224 * 3 <= TIMING_BYTES and len(sample) >= 64 * WARMUP_STEPS

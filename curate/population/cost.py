@@ -16,6 +16,8 @@ import numpy as np
 from curate.population.config import CurateConfig
 
 WARMUP_STEPS = 4
+GPU_TIMED_PASSES = 8
+"""Prediction passes the estimate times on a GPU (at least 1,024 images): one pass is too short to time."""
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,7 @@ def estimate_cost(config: CurateConfig, pixels: np.ndarray, n_classes: int, mean
         predict_probs(model, pixels[:per_batch], normalize)
         synchronize(device)
         # Whole passes of the shape just set up: a last, partial one would be a new shape, set up while timed.
-        wanted = 1024 if device.type == "cpu" else max(1024, 8 * per_batch)
+        wanted = 1024 if device.type == "cpu" else max(1024, GPU_TIMED_PASSES * per_batch)
         predicted = pixels[:per_batch * max(1, min(wanted, len(pixels)) // per_batch)]
         started = time.perf_counter()
         predict_probs(model, predicted, normalize)
@@ -206,7 +208,7 @@ def timing_sample(config: CurateConfig, pixels: np.ndarray) -> np.ndarray:
 
     per_image = max(1, int(np.prod(pixels.shape[1:])) * pixels.dtype.itemsize)
     warmup = config.train.batch_size * WARMUP_STEPS
-    return pixels[:max(warmup, min(8 * GPU_PREDICT_BATCH, TIMING_BYTES // per_image))]
+    return pixels[:max(warmup, min(GPU_TIMED_PASSES * GPU_PREDICT_BATCH, TIMING_BYTES // per_image))]
 
 
 def _distill_step_cost(config: CurateConfig, teacher, n_classes: int) -> float:

@@ -13,6 +13,7 @@ arrives, so an interrupted run resumes from every job that finished, wherever it
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from dataclasses import dataclass
@@ -451,18 +452,15 @@ def _can_read(pixel_file) -> bool:
 
 
 def _run_job(fn, job):
-    # Ray sets OMP_NUM_THREADS to the task's CPUs, so torch uses exactly what the job asked for.
-    try:
-        return fn(job, None)
-    finally:
-        _release_memory()  # Ray reuses its worker processes too
+    return _call(functools.partial(fn, job, None))
 
 
 def _call(fn):
+    # Ray sets OMP_NUM_THREADS to the task's CPUs, so torch uses exactly what the job asked for.
     try:
         return fn()
     finally:
-        _release_memory()
+        _release_memory()  # Ray reuses its worker processes too
 
 
 def _result(ray, ref, job: MemberJob | None):
