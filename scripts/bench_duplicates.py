@@ -16,8 +16,14 @@ copies carry their original's label) and searches its features
 (:func:`curate.science.duplicates.feature_duplicates`, threshold from copies the network makes of its own
 images), reporting recall per kind for the hashes, the features and both, and the feature pairs' precision.
 
+``--pixel-check`` measures a check that was tried and not adopted (docs/benchmarks.md, "Tried: confirming hash
+pairs by their pixels"): each pair the hashes find, scored by the correlation of the two grey images at the
+best of the hashes' nine shifts and the mirror image, by kind of pair, against the lowest score that copies
+made of the dataset's own images reach (resized, shifted, both; 512 copies, three seeds).
+
     python scripts/bench_duplicates.py --n 10000 --copies 500 --out out/bench_duplicates.json
     python scripts/bench_duplicates.py --n 10000 --copies 540 --features --out out/bench_duplicates_features.json
+    python scripts/bench_duplicates.py --n 10000 --copies 540 --pixel-check --out out/bench_duplicates_pixel_check.json
 """
 
 from __future__ import annotations
@@ -98,6 +104,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--near-bits", type=int, default=NEAR_BITS)
     parser.add_argument("--features", action="store_true", help="also train one network and search its features")
+    parser.add_argument("--pixel-check", action="store_true", help="score the pairs by their pixels (tried, not adopted)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     images, _ = cifar10n_subset(args.n, args.seed)
@@ -192,7 +199,62 @@ def main() -> None:
         print(f"feature pairs {len(alone)}: planted {right_f}, CIFAR's own {len(natural_f)}, other "
               f"{record['other_pairs']}; precision (planted / (planted + other)) "
               f"{right_f / max(1, right_f + record['other_pairs']):.3f}")
+    if args.pixel_check:
+        gray = np.asarray(pixels, dtype=np.float64).mean(axis=1)
+        kind_of = np.array([dict(zip(zip(sources.tolist(), copy_index.tolist()), kinds)).get(
+            (int(a), int(b)), "CIFAR's own" if b < n else "other") for a, b in pairs])
+        scores = aligned_correlation(gray, pairs)
+        record = {"pairs": {k: sorted(np.round(scores[kind_of == k], 3).tolist()) for k in np.unique(kind_of)},
+                  "made_copies_min": {}}
+        print("\naligned pixel correlation of the pairs found, by kind (min / median / max):")
+        for k, values in record["pairs"].items():
+            print(f"  {k:<12} {len(values):4d} pairs  {values[0]:.3f} / {np.median(values):.3f} / {values[-1]:.3f}")
+        print("  CIFAR's own, every pair: " + " ".join(f"{v:.2f}" for v in record["pairs"].get("CIFAR's own", [])))
+        for seed in (0, 1, 2):
+            made = made_copy_scores(gray[:n], np.random.default_rng(seed))
+            record["made_copies_min"][seed] = {k: float(v.min()) for k, v in made.items()}
+            print(f"  made copies, seed {seed}: lowest " + ", ".join(f"{k} {v.min():.3f}" for k, v in made.items()))
+        report["pixel_check"] = record
     write_report(args.out, report)
+
+
+def aligned_correlation(gray: np.ndarray, pairs: np.ndarray, shift: int = 2) -> np.ndarray:
+    """Correlation of grey images ``gray[i]`` and ``gray[j]`` for each pair, at the best of nine shifts of ``j``
+    (edge-padded, as the hashes shift) and its mirror image."""
+    n, h, w = gray.shape
+
+    def unit(x):
+        x = x.reshape(len(x), -1) - x.reshape(len(x), -1).mean(axis=1, keepdims=True)
+        return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-9)
+
+    a = unit(gray[pairs[:, 0]])
+    padded = np.pad(gray[pairs[:, 1]], ((0, 0), (shift, shift), (shift, shift)), mode="edge")
+    views = [padded[:, shift + dy:shift + dy + h, shift + dx:shift + dx + w]
+             for dy in (-shift, 0, shift) for dx in (-shift, 0, shift)] + [gray[pairs[:, 1], :, ::-1]]
+    return np.max([(a * unit(v)).sum(axis=1) for v in views], axis=0) if len(pairs) else np.zeros(0)
+
+
+def made_copy_scores(gray: np.ndarray, rng: np.random.Generator, copies: int = 512, shift: int = 2) -> dict:
+    """:func:`aligned_correlation` of ``copies`` images with copies of them resized (to 80% and back), shifted by
+    ``shift`` px (edge-padded) and both."""
+    from scipy import ndimage
+
+    originals = gray[rng.choice(len(gray), min(copies, len(gray)), replace=False)]
+    m, h, w = originals.shape
+
+    def resized(g):
+        small = ndimage.zoom(g, (1, 0.8, 0.8), order=1)
+        return ndimage.zoom(small, (1, h / small.shape[1], w / small.shape[2]), order=1)[:, :h, :w]
+
+    def shifted(g):
+        padded = np.pad(g, ((0, 0), (shift, shift), (shift, shift)), mode="edge")
+        dy, dx = rng.choice([-shift, shift], 2)
+        return padded[:, shift + dy:shift + dy + h, shift + dx:shift + dx + w]
+
+    pairs = np.stack([np.arange(m), m + np.arange(m)], axis=1)
+    return {kind: aligned_correlation(np.concatenate([originals, copy]), pairs)
+            for kind, copy in (("resized", resized(originals)), ("shifted", shifted(originals)),
+                               ("both", shifted(resized(originals))))}
 
 
 if __name__ == "__main__":

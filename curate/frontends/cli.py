@@ -241,7 +241,7 @@ def demo(dataset: str, clean: bool, **opts) -> None:
     """Run curate on scikit-learn's handwritten digits (1,797 images, no download needed).
 
     By default on a copy with known problems planted (5% wrong labels; 3% damaged images: JPEG blocks,
-    noise, washed out; 2% two digits in one image), marked in a `planted` field, so the run ends by
+    noise, washed out; 2% two digits in one image; 1% near copies), marked in a `planted` field, so the run ends by
     saying how many curate found and how precisely. --clean runs the untouched digits.
     """
     _run("digits" if clean else "digits-planted", dataset, DEFAULT_LABEL_FIELD, opts)
