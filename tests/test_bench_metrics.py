@@ -234,7 +234,7 @@ def test_the_tried_confusion_model_finds_confusions_a_confident_population_sees(
     assert fit["p_wrong"].sum() == pytest.approx(wrong.sum(), rel=0.2)
 
 
-def test_the_tried_pixel_check_scores_a_shifted_or_mirrored_copy_as_one_and_another_image_low():
+def test_the_tried_pixel_check_realigns_a_shifted_copy_matches_a_mirrored_one_and_scores_noise_low():
     from bench_duplicates import aligned_correlation, made_copy_scores
 
     rng = np.random.default_rng(0)
