@@ -16,10 +16,12 @@ copies carry their original's label) and searches its features
 (:func:`curate.science.duplicates.feature_duplicates`, threshold from copies the network makes of its own
 images), reporting recall per kind for the hashes, the features and both, and the feature pairs' precision.
 
-``--pixel-check`` measures a check that was tried and not adopted (docs/benchmarks.md, "Tried: confirming hash
-pairs by their pixels"): each pair the hashes find, scored by the correlation of the two grey images at the
-best of the hashes' nine shifts and the mirror image, by kind of pair, against the lowest score that copies
-made of the dataset's own images reach (resized, shifted, both; 512 copies, three seeds).
+Hash pairs are kept where their pixels agree better than chance (:func:`curate.science.duplicates.confirm_by_pixels`,
+as a run does); ``--no-pixel-check`` keeps every hash pair, as curate did before. ``--pixel-check`` prints the study
+behind it (docs/benchmarks.md, "Duplicates"): every hash pair's pixel agreement (the correlation of the two grey
+images at the best of the hashes' alignments) by kind of pair, against two ways to set a threshold: the lowest
+score that copies made of the dataset's own images reach (resized, shifted, both; 512 copies), and the score that
+only 0.1% of random pairs exceed (curate's), each for three seeds.
 
     python scripts/bench_duplicates.py --n 10000 --copies 500 --out out/bench_duplicates.json
     python scripts/bench_duplicates.py --n 10000 --copies 540 --features --out out/bench_duplicates_features.json
@@ -38,8 +40,9 @@ import numpy as np
 from bench_pies import cifar10n_subset, write_report  # noqa: E402
 from curate.data.images import decode_images  # noqa: E402
 from curate.data.pixels import file_digests  # noqa: E402
-from curate.science.duplicates import (MIRRORED, NEAR_BITS, UNSHIFTED, _popcount, find_duplicates,  # noqa: E402
-                                      near_pairs, shifted_hashes)
+from curate.science.duplicates import (MIRRORED, NEAR_BITS, UNSHIFTED, _popcount, aligned_correlation,  # noqa: E402
+                                      chance_agreement, confirm_by_pixels, find_duplicates, near_pairs,
+                                      shifted_hashes)
 
 KINDS = ("exact", "jpeg70", "resized", "shifted", "colour", "mirrored", "all four", "cropped", "rotated")
 
@@ -104,7 +107,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--near-bits", type=int, default=NEAR_BITS)
     parser.add_argument("--features", action="store_true", help="also train one network and search its features")
-    parser.add_argument("--pixel-check", action="store_true", help="score the pairs by their pixels (tried, not adopted)")
+    parser.add_argument("--no-pixel-check", action="store_true",
+                        help="keep every hash pair (before 2026-12-05: no pixel check)")
+    parser.add_argument("--pixel-check", action="store_true",
+                        help="print every hash pair's pixel agreement by kind, and the thresholds considered")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     images, _ = cifar10n_subset(args.n, args.seed)
@@ -130,18 +136,22 @@ def main() -> None:
         variants = shifted_hashes(np.asarray(pixels, dtype=np.float32).mean(axis=1))
         hashes = variants[UNSHIFTED]
         digests = file_digests(paths)
-        found = find_duplicates(variants, digests, [None] * len(paths), max_bits=args.near_bits)
+        found = find_duplicates(variants, digests, [None] * len(paths), max_bits=args.near_bits,
+                                images=None if args.no_pixel_check else pixels)
         searched = time.perf_counter()
+        checked = None if args.no_pixel_check else confirm_by_pixels(
+            near_pairs(variants, max_bits=args.near_bits), digests, pixels)
     n = len(images)
     copy_index = n + np.arange(args.copies)
     together = found.cluster[copy_index] == found.cluster[sources]
     together &= found.cluster[copy_index] >= 0
     recall = {kind: float(together[kinds == kind].mean()) for kind in KINDS}
-    without_mirror = find_duplicates(variants[:MIRRORED], digests, [None] * len(paths), max_bits=args.near_bits)
+    without_mirror = find_duplicates(variants[:MIRRORED], digests, [None] * len(paths), max_bits=args.near_bits,
+                                     images=None if args.no_pixel_check else pixels)
     mirrored = kinds == "mirrored"
     mirrored_without = float(((without_mirror.cluster[copy_index] == without_mirror.cluster[sources])
                               & (without_mirror.cluster[copy_index] >= 0))[mirrored].mean())
-    pairs = near_pairs(variants, max_bits=args.near_bits)
+    pairs = near_pairs(variants, max_bits=args.near_bits) if checked is None else checked.pairs
     planted_pairs = {(int(s), int(c)) for s, c in zip(sources, copy_index)}
     exact_pairs = {(int(s), int(c)) for s, c in zip(sources[kinds == "exact"], copy_index[kinds == "exact"])}
     right = sum((int(a), int(b)) in planted_pairs for a, b in pairs)
@@ -152,6 +162,7 @@ def main() -> None:
     per_10k = (searched - decoded) / len(paths) * 10000
     report = {
         "n": n, "copies": args.copies, "near_bits": args.near_bits, "recall": recall,
+        "pixel_check": None if checked is None else checked.record(),
         "recall_all": float(together.mean()), "recall_mirrored_without_mirror_hash": mirrored_without, "pairs_found": int(len(pairs)), "planted_pairs_found": right,
         "natural_pairs": len(natural), "other_pairs": wrong,
         "precision_excluding_natural": right / max(1, right + wrong),
@@ -165,6 +176,8 @@ def main() -> None:
     print(f"{n} CIFAR-10N images + {args.copies} planted copies (near = at most {args.near_bits} of 64 bits apart)")
     print("recall per kind of copy: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in recall.items())
           + f" (mirrored without the mirror image's hash: {100 * mirrored_without:.0f}%)")
+    if checked is not None:
+        print(f"pixel check: chance level {checked.threshold:.3f}; {checked.dropped} of {checked.checked} hash pairs left out")
     print(f"pairs found {len(pairs)}: planted {right}, CIFAR's own {len(natural)}, other {wrong}; "
           f"precision (planted / (planted + other)) {report['precision_excluding_natural']:.3f}")
     print(f"random pairs of images: {random_bits.mean():.1f} +- {random_bits.std():.1f} bits apart; "
@@ -174,7 +187,8 @@ def main() -> None:
         labels = np.concatenate([images.labels, images.labels[sources]])
         record, _ = feature_search(pixels, labels, found.is_duplicate, args.seed)
         feature_pairs = np.asarray(record.pop("pairs"), dtype=np.int64).reshape(-1, 2)
-        both = find_duplicates(variants, digests, [None] * len(paths), max_bits=args.near_bits, feature_pairs=feature_pairs)
+        both = find_duplicates(variants, digests, [None] * len(paths), max_bits=args.near_bits, feature_pairs=feature_pairs,
+                               images=None if args.no_pixel_check else pixels)
         alone = {tuple(p) for p in feature_pairs.tolist()}
         by_features = np.array([(int(s), int(c)) in alone for s, c in zip(sources, copy_index)])
         with_both = (both.cluster[copy_index] == both.cluster[sources]) & (both.cluster[copy_index] >= 0)
@@ -201,11 +215,12 @@ def main() -> None:
               f"{right_f / max(1, right_f + record['other_pairs']):.3f}")
     if args.pixel_check:
         gray = np.asarray(pixels, dtype=np.float64).mean(axis=1)
+        every = near_pairs(variants, max_bits=args.near_bits)
         kind_of = np.array([dict(zip(zip(sources.tolist(), copy_index.tolist()), kinds)).get(
-            (int(a), int(b)), "CIFAR's own" if b < n else "other") for a, b in pairs])
-        scores = aligned_correlation(gray, pairs)
+            (int(a), int(b)), "CIFAR's own" if b < n else "other") for a, b in every])
+        scores = aligned_correlation(gray, every)
         record = {"pairs": {k: sorted(np.round(scores[kind_of == k], 3).tolist()) for k in np.unique(kind_of)},
-                  "made_copies_min": {}}
+                  "made_copies_min": {}, "chance_level": {}}
         print("\naligned pixel correlation of the pairs found, by kind (min / median / max):")
         for k, values in record["pairs"].items():
             print(f"  {k:<12} {len(values):4d} pairs  {values[0]:.3f} / {np.median(values):.3f} / {values[-1]:.3f}")
@@ -214,24 +229,10 @@ def main() -> None:
             made = made_copy_scores(gray[:n], np.random.default_rng(seed))
             record["made_copies_min"][seed] = {k: float(v.min()) for k, v in made.items()}
             print(f"  made copies, seed {seed}: lowest " + ", ".join(f"{k} {v.min():.3f}" for k, v in made.items()))
-        report["pixel_check"] = record
+            record["chance_level"][seed] = chance_agreement(gray, exclude=every, seed=seed)
+            print(f"  random pairs, seed {seed}: 0.1% exceed {record['chance_level'][seed]:.3f}")
+        report["pixel_study"] = record
     write_report(args.out, report)
-
-
-def aligned_correlation(gray: np.ndarray, pairs: np.ndarray, shift: int = 2) -> np.ndarray:
-    """Correlation of grey images ``gray[i]`` and ``gray[j]`` for each pair, at the best of nine shifts of ``j``
-    (edge-padded, as the hashes shift) and its mirror image."""
-    n, h, w = gray.shape
-
-    def unit(x):
-        x = x.reshape(len(x), -1) - x.reshape(len(x), -1).mean(axis=1, keepdims=True)
-        return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-9)
-
-    a = unit(gray[pairs[:, 0]])
-    padded = np.pad(gray[pairs[:, 1]], ((0, 0), (shift, shift), (shift, shift)), mode="edge")
-    views = [padded[:, shift + dy:shift + dy + h, shift + dx:shift + dx + w]
-             for dy in (-shift, 0, shift) for dx in (-shift, 0, shift)] + [gray[pairs[:, 1], :, ::-1]]
-    return np.max([(a * unit(v)).sum(axis=1) for v in views], axis=0) if len(pairs) else np.zeros(0)
 
 
 def made_copy_scores(gray: np.ndarray, rng: np.random.Generator, copies: int = 512, shift: int = 2) -> dict:

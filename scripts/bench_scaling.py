@@ -225,7 +225,8 @@ def run_point(csv: Path, size: int, n: int, home: Path, train_images: int) -> di
     timings: dict[str, tuple[float, int]] = {}
     _timed_stages(timings, sampler, [
         (pipeline, "prepare_images", "decode"), (pipeline, "image_quality", "pixel checks"),
-        (pipeline, "image_hashes", "duplicates"), (pipeline, "file_digests", "duplicates"),
+        (pipeline, "hash_pixels", "duplicates"), (pipeline, "image_hashes", "duplicates"),
+        (pipeline, "file_digests", "duplicates"), (pipeline, "confirm_by_pixels", "duplicates"),
         (pipeline, "duplicate_pairs", "duplicates"), (pipeline, "feature_duplicates", "duplicates"),
         (pipeline, "group_duplicates", "duplicates"), (pipeline, "run_population", "population, no training"),
         (pipeline, "analyse", "scores and flags"), (pipeline, "flag_samples", "scores and flags"),

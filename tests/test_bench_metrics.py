@@ -233,17 +233,3 @@ def test_the_tried_confusion_model_finds_confusions_a_confident_population_sees(
     fit = fit_confusions(labels, probs)
     assert fit["p_wrong"].sum() == pytest.approx(wrong.sum(), rel=0.2)
 
-
-def test_the_tried_pixel_check_realigns_a_shifted_copy_matches_a_mirrored_one_and_scores_noise_low():
-    from bench_duplicates import aligned_correlation, made_copy_scores
-
-    rng = np.random.default_rng(0)
-    image = rng.normal(size=(32, 32))
-    shifted = np.pad(image, 2, mode="edge")[4:36, 2:34]  # moved 2 px, as a hash variant is; 2 edge rows made up
-    gray = np.stack([image, shifted, image[:, ::-1], rng.normal(size=(32, 32))])
-    scores = aligned_correlation(gray, np.array([[0, 1], [0, 2], [0, 3]]))
-    assert 0.9 < scores[0] < 1.0 and scores[1] == pytest.approx(1.0)  # realigned but for its 2 edge rows; mirrored
-    assert scores[2] < 0.3  # unrelated noise
-    made = made_copy_scores(np.stack([image, shifted, gray[3]]), np.random.default_rng(1), copies=3)
-    assert set(made) == {"resized", "shifted", "both"} and all(len(v) == 3 for v in made.values())
-    assert made["shifted"].min() > made["resized"].min()  # on pure noise resizing blurs away most detail

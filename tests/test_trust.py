@@ -302,6 +302,45 @@ def test_shifted_and_mirrored_copies_are_near_duplicates_of_their_originals():
     assert (no_mirror.cluster[30:35] == -1).all()  # without the mirror image's hash, flipped copies are missed
 
 
+def test_the_shifted_and_mirrored_copies_also_pass_the_pixel_check():
+    from curate.science.duplicates import confirm_by_pixels, find_duplicates, shifted_hashes
+
+    rng = np.random.default_rng(2)
+    originals = rng.random((30, 64, 64)).cumsum(axis=1).cumsum(axis=2)
+    originals += rng.normal(size=originals.shape) * originals.std() * 0.05  # detail beyond the layout
+    copies = np.concatenate([originals[:5, :, ::-1],
+                             np.pad(originals[5:10], ((0, 0), (0, 0), (4, 0)), mode="edge")[:, :, :64]])
+    gray = np.concatenate([originals, copies])
+    found = find_duplicates(shifted_hashes(gray), [""] * len(gray), [None] * len(gray), images=gray)
+    assert (found.cluster[30:] == np.arange(10)).all()
+
+
+def test_a_pixel_check_drops_pairs_that_share_a_layout_only_and_keeps_copies_and_identical_files():
+    from curate.science.duplicates import aligned_correlation, chance_agreement, confirm_by_pixels
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(300, 32, 32))
+    images[1] = 1.3 * images[0] + 20  # a copy, brighter and with more contrast: pixels agree fully
+    images[3] = np.pad(images[2], 2, mode="edge")[4:36, 2:34]  # shifted by a hash's step; 2 rows made up
+    images[5] = images[4][:, ::-1]  # mirrored
+    # two small objects on one plain sky: the hashes' coarse layout is alike, the pixels are not
+    images[6], images[7] = 5 + rng.normal(size=(32, 32)), 5 + rng.normal(size=(32, 32))
+    scores = aligned_correlation(images, np.array([[0, 1], [2, 3], [4, 5]]))
+    assert scores[0] == pytest.approx(1.0) and 0.9 < scores[1] < 1.0 and scores[2] == pytest.approx(1.0)
+    pairs = np.array([[0, 1], [2, 3], [4, 5], [6, 7], [10, 11]])
+    digests = [str(i) for i in range(300)]
+    digests[11] = digests[10]  # the same file twice: kept whatever its pixels say
+    check = confirm_by_pixels(pairs, digests, images)
+    assert check.pairs.tolist() == [[0, 1], [2, 3], [4, 5], [10, 11]]
+    assert check.checked == 4 and check.dropped == 1
+    assert check.threshold == chance_agreement(images, exclude=pairs)
+    assert 0.0 < check.threshold < 0.5  # unrelated noise images: 0.1% of random pairs exceed a low level
+    # the pairs under test are not drawn as chance: a dataset of copies only still keeps them
+    copies = np.concatenate([images[20:70], 2 * images[20:70] + 1])
+    twins = np.stack([np.arange(50), 50 + np.arange(50)], axis=1)
+    assert len(confirm_by_pixels(twins, [str(i) for i in range(100)], copies).pairs) == 50
+
+
 def test_near_pairs_match_brute_force():
     from curate.science.duplicates import NEAR_BITS, _popcount, near_pairs
 

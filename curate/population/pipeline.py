@@ -32,8 +32,8 @@ from curate.science.flags import Categories, in_sample_views
 from curate.science.pies import PieScores
 from curate.science.probes import TWO_CLASS, ProbeSuite, make_probes
 from curate.data.pixels import RAW_PROPERTIES, file_digests, measure_files
-from curate.science.duplicates import (duplicate_columns, duplicate_pairs, duplicate_warnings, feature_duplicates,
-                                      group_duplicates, in_a_pair, shifted_hashes)
+from curate.science.duplicates import (confirm_by_pixels, duplicate_columns, duplicate_pairs, duplicate_warnings,
+                                      feature_duplicates, group_duplicates, in_a_pair, shifted_hashes)
 from curate.science.quality import quality_severity
 from curate.data.safety import check_run_dir, media_folders, run_dir_lock
 from curate.science.findings import robustness_table
@@ -144,15 +144,23 @@ HASH_SIZE = 32  # duplicates are hashed at this size at least: at 8 or 16 px, un
 HASH_CHUNK = 1024  # images hashed at a time: grey float copies of a chunk, never of the whole dataset
 
 
+def hash_pixels(filepaths: list[str], pixels: np.ndarray, image_size: int, store: RunStore,
+                progress: bool = True) -> np.ndarray:
+    """The images the duplicate search reads: the run's own pixels when they are at least :data:`HASH_SIZE` px,
+    else the files decoded again at that size (cached in the run directory)."""
+    if image_size >= HASH_SIZE:
+        return pixels
+    pixels, ok, _ = decode_images(filepaths, HASH_SIZE, store.image_cache(HASH_SIZE), progress=progress)
+    if not ok.all():  # the same files decoded a moment ago; they cannot have become unreadable
+        raise RuntimeError("Images changed while the run read them; run again.")
+    return pixels
+
+
 def image_hashes(filepaths: list[str], pixels: np.ndarray, image_size: int, store: RunStore,
                  progress: bool = True) -> np.ndarray:
-    """The duplicate hashes of every image, ``(10, n)`` (:func:`curate.science.duplicates.shifted_hashes`): of
-    the run's own pixels when they are at least :data:`HASH_SIZE` px, else of the files decoded again at that
-    size (cached in the run directory). Chunk by chunk, so memory does not grow with the dataset."""
-    if image_size < HASH_SIZE:
-        pixels, ok, _ = decode_images(filepaths, HASH_SIZE, store.image_cache(HASH_SIZE), progress=progress)
-        if not ok.all():  # the same files decoded a moment ago; they cannot have become unreadable
-            raise RuntimeError("Images changed while the run read them; run again.")
+    """The duplicate hashes of every image, ``(10, n)`` (:func:`curate.science.duplicates.shifted_hashes`) of
+    :func:`hash_pixels`. Chunk by chunk, so memory does not grow with the dataset."""
+    pixels = hash_pixels(filepaths, pixels, image_size, store, progress)
     return np.concatenate([shifted_hashes(np.asarray(pixels[i:i + HASH_CHUNK], dtype=np.float32).mean(axis=1))
                            for i in range(0, len(pixels), HASH_CHUNK)], axis=1)
 
@@ -422,8 +430,11 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
                                      bits=config.level_bits, control_probs=population.control,
                                      footprint=population.footprint)
     severity = quality_severity(image_quality(kept.filepaths, store, progress))
-    hashes, digests = image_hashes(kept.filepaths, pixels, config.image_size, store, progress), file_digests(kept.filepaths)
-    pairs, by_features = duplicate_pairs(hashes, digests), None
+    at_hash_size = hash_pixels(kept.filepaths, pixels, config.image_size, store, progress)
+    hashes, digests = image_hashes(kept.filepaths, at_hash_size, HASH_SIZE, store, progress), file_digests(kept.filepaths)
+    # The hashes see an image's coarse layout only; pairs whose pixels agree no better than chance go.
+    checked = confirm_by_pixels(duplicate_pairs(hashes, digests), digests, at_hash_size, seed=config.seed)
+    pairs, by_features = checked.pairs, None
     if population.features and len(population.features["features"]) == len(kept):
         by_features = feature_duplicates(**population.features, known=in_a_pair(len(kept), pairs))
         pairs = np.concatenate([pairs, by_features.pairs])
@@ -504,7 +515,8 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
         + duplicate_warnings(duplicates),
         "duplicates": {"images": int(duplicates.is_duplicate.sum()), "clusters": int(len(np.unique(
             duplicates.cluster[duplicates.is_duplicate]))), "exact": int(duplicates.exact.sum()),
-            "leaks": int(duplicates.leak.sum()), **({} if by_features is None else by_features.record())},
+            "leaks": int(duplicates.leak.sum()), **checked.record(),
+            **({} if by_features is None else by_features.record())},
         "label_audit": audit_record(audit),
         "files": ["manifest.json", "probs.npz", "samples.parquet", "classes.csv", "levels.csv", "overlap.csv",
                   "quality.parquet",

@@ -6,7 +6,8 @@
   in each direction, and mirrored left to right (flipped copies are the commonest augmentation a
   dataset is padded with). Re-encoding, resizing, small shifts and colour changes move few of its 64
   bits; two different images differ in about 32. Two images are near duplicates when a hash of one is
-  within :data:`NEAR_BITS` bits of the other's.
+  within :data:`NEAR_BITS` bits of the other's, and their pixels, aligned as the hashes were, agree better
+  than those of all but :data:`CHANCE_LEVEL` of random pairs of the dataset's images (:func:`confirm_by_pixels`).
 
 - *Near, by content*: the dense network's features (the input of its last linear layer), centred and
   compared by cosine similarity. A copy cropped, re-shot or strongly recoloured moves many pHash bits but
@@ -133,6 +134,100 @@ def near_pairs(hashes: np.ndarray, *, max_bits: int = NEAR_BITS) -> np.ndarray:
     if not found:
         return np.zeros((0, 2), dtype=np.int64)
     return np.unique(np.concatenate(found), axis=0).astype(np.int64) if n else np.zeros((0, 2), dtype=np.int64)
+
+
+CHANCE_LEVEL = 0.001
+"""A pair the hashes find is kept when its pixels agree better than all but this share of random pairs of the
+run's images do (p < 0.001 against unrelated images): the hashes see only an image's coarse layout, and two
+photos of a small object on a plain sky share one. Measured on CIFAR-10N (docs/benchmarks.md, "Duplicates"):
+the pairs this removes are such look-alikes; every real and planted copy stays."""
+CHANCE_PAIRS = 20_000
+"""Random pairs that set the chance level: its 0.1% tail is then the 20 highest."""
+PAIRS_AT_A_TIME = 2048
+
+
+def aligned_correlation(images: np.ndarray, pairs: np.ndarray, *, shift: float = SHIFT) -> np.ndarray:
+    """How alike the pixels of each pair ``(i, j)`` of ``images`` are: the correlation of the two grey images
+    at the best of the hashes' alignments (``j`` moved by ``-shift, 0, +shift`` of its side each way,
+    edge-padded, and mirrored), ``(m,)`` in [-1, 1]. ``images``: ``(n, h, w)`` grey or ``(n, c, h, w)``
+    (any array that rows can be taken from, a memory-mapped file included); read ``PAIRS_AT_A_TIME`` pairs
+    at a time. Brightness and contrast changes leave it unchanged; a flat image scores 0 with anything."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    out = np.zeros(len(pairs), dtype=np.float64)
+    for start in range(0, len(pairs), PAIRS_AT_A_TIME):
+        chunk = pairs[start:start + PAIRS_AT_A_TIME]
+        a, b = _grey(images, chunk[:, 0]), _grey(images, chunk[:, 1])
+        m, h, w = b.shape
+        dy, dx = max(1, int(round(shift * h))), max(1, int(round(shift * w)))
+        padded = np.pad(b, ((0, 0), (dy, dy), (dx, dx)), mode="edge")
+        views = [padded[:, dy + oy:dy + oy + h, dx + ox:dx + ox + w] for oy in (-dy, 0, dy) for ox in (-dx, 0, dx)]
+        unit_a = _unit_rows(a)
+        out[start:start + len(chunk)] = np.max([(unit_a * _unit_rows(v)).sum(axis=1)
+                                                for v in views + [b[:, :, ::-1]]], axis=0)
+    return out
+
+
+def _grey(images, rows: np.ndarray) -> np.ndarray:
+    order = np.argsort(rows, kind="stable")  # sorted rows read a memory-mapped file in one pass
+    block = np.empty((len(rows),) + tuple(images.shape[-2:]), dtype=np.float64)
+    taken = np.asarray(images[rows[order]], dtype=np.float64)
+    block[order] = taken.mean(axis=1) if taken.ndim == 4 else taken
+    return block
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    flat = x.reshape(len(x), -1)
+    centred = flat - flat.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(centred, axis=1, keepdims=True)
+    return np.divide(centred, norm, out=np.zeros_like(centred), where=norm > 1e-9)
+
+
+def chance_agreement(images: np.ndarray, *, exclude: np.ndarray | None = None, level: float = CHANCE_LEVEL,
+                     n_pairs: int = CHANCE_PAIRS, seed: int = 0) -> float:
+    """The :func:`aligned_correlation` that only a share ``level`` of random pairs of ``images`` exceed; pairs
+    in ``exclude`` ``(m, 2)`` (the ones under test) are not drawn. -1 where there are fewer than two images."""
+    n = len(images)
+    if n < 2:
+        return -1.0
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, n, size=(n_pairs, 2))
+    drawn = drawn[drawn[:, 0] != drawn[:, 1]]
+    drawn = np.sort(drawn, axis=1)
+    if exclude is not None and len(exclude):
+        excluded = np.sort(np.asarray(exclude, dtype=np.int64).reshape(-1, 2), axis=1)
+        drawn = drawn[~np.isin(drawn[:, 0] * n + drawn[:, 1], excluded[:, 0] * n + excluded[:, 1])]
+    if not len(drawn):
+        return -1.0
+    return float(np.quantile(aligned_correlation(images, drawn), 1.0 - level))
+
+
+@dataclass
+class PixelCheck:
+    """Hash pairs confirmed by their pixels (:func:`confirm_by_pixels`)."""
+
+    pairs: np.ndarray        # (m, 2) the pairs kept: every exact copy, and near pairs above the chance level
+    threshold: float         # the chance level of aligned correlation
+    checked: int             # near pairs scored
+    dropped: int             # of them, not above the chance level
+
+    def record(self) -> dict:
+        return {"pixel_chance_level": self.threshold, "hash_pairs_checked": self.checked,
+                "hash_pairs_dropped": self.dropped}
+
+
+def confirm_by_pixels(pairs: np.ndarray, digests: list[str] | np.ndarray, images: np.ndarray, *,
+                      level: float = CHANCE_LEVEL, seed: int = 0) -> PixelCheck:
+    """``pairs`` (:func:`duplicate_pairs`) less the near pairs whose pixels agree no better than random pairs of
+    ``images`` do (:func:`chance_agreement`); pairs of identical files always stay."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    inverse, _, _ = _same_file(digests)
+    near = inverse[pairs[:, 0]] != inverse[pairs[:, 1]]
+    if not near.any():
+        return PixelCheck(pairs, -1.0, 0, 0)
+    threshold = chance_agreement(images, exclude=pairs, level=level, seed=seed)
+    keep = ~near
+    keep[near] = aligned_correlation(images, pairs[near]) > threshold
+    return PixelCheck(pairs[keep], threshold, int(near.sum()), int((~keep).sum()))
 
 
 NEIGHBOURS = 4
@@ -276,12 +371,16 @@ class Duplicates:
 
 
 def find_duplicates(hashes: np.ndarray, digests: list[str] | np.ndarray, splits: list[str | None], *,
-                    max_bits: int = NEAR_BITS, feature_pairs: np.ndarray | None = None) -> Duplicates:
+                    max_bits: int = NEAR_BITS, feature_pairs: np.ndarray | None = None,
+                    images: np.ndarray | None = None) -> Duplicates:
     """Exact duplicates (equal ``digests``) and near duplicates (``hashes`` within ``max_bits``; ``hashes``
-    ``(n,)`` or the ``(10, n)`` of :func:`shifted_hashes`; and ``feature_pairs`` ``(m, 2)`` from
+    ``(n,)`` or the ``(10, n)`` of :func:`shifted_hashes`; confirmed by the pixels of ``images``, the images
+    hashed, where given: :func:`confirm_by_pixels`; and ``feature_pairs`` ``(m, 2)`` from
     :func:`feature_duplicates`), clustered, with each cluster's keeper and leaks across ``splits``
     (``None``: no split, counts as training): :func:`group_duplicates` of :func:`duplicate_pairs`."""
     pairs = duplicate_pairs(hashes, digests, max_bits=max_bits)
+    if images is not None:
+        pairs = confirm_by_pixels(pairs, digests, images).pairs
     if feature_pairs is not None and len(feature_pairs):
         pairs = np.concatenate([pairs, np.asarray(feature_pairs, dtype=np.int64).reshape(-1, 2)])
     return group_duplicates(pairs, hashes, digests, splits)
