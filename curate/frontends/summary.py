@@ -135,8 +135,8 @@ def duplicates_sentence(record: dict) -> str:
     text = (f"Duplicates: {record['images']} images in {record['clusters']} groups ({record['exact']} exact copies, "
             f"{record['leaks']} across train and val/test)")
     if record.get("hash_pairs_dropped"):
-        text += (f"; {record['hash_pairs_dropped']} of {record['hash_pairs_checked']} pairs of look-alike layout "
-                 f"left out: their pixels agree no better than chance (random pairs of these images)")
+        text += (f"; {record['hash_pairs_dropped']} of the {record['hash_pairs_checked']} pairs the hashes found left "
+                 "out: they share a layout, but their pixels agree no better than random pairs of these images do")
     if "feature_copy_recall" not in record:
         return text + "."
     if record["feature_similarity"] is None:

@@ -162,15 +162,15 @@ def aligned_correlation(images: np.ndarray, pairs: np.ndarray, *, shift: float =
         padded = np.pad(b, ((0, 0), (dy, dy), (dx, dx)), mode="edge")
         views = [padded[:, dy + oy:dy + oy + h, dx + ox:dx + ox + w] for oy in (-dy, 0, dy) for ox in (-dx, 0, dx)]
         unit_a = _unit_rows(a)
-        out[start:start + len(chunk)] = np.max([(unit_a * _unit_rows(v)).sum(axis=1)
+        out[start:start + len(chunk)] = np.max([np.einsum("ij,ij->i", unit_a, _unit_rows(v))
                                                 for v in views + [b[:, :, ::-1]]], axis=0)
     return out
 
 
 def _grey(images, rows: np.ndarray) -> np.ndarray:
     order = np.argsort(rows, kind="stable")  # sorted rows read a memory-mapped file in one pass
-    block = np.empty((len(rows),) + tuple(images.shape[-2:]), dtype=np.float64)
-    taken = np.asarray(images[rows[order]], dtype=np.float64)
+    block = np.empty((len(rows),) + tuple(images.shape[-2:]), dtype=np.float32)
+    taken = np.asarray(images[rows[order]], dtype=np.float32)
     block[order] = taken.mean(axis=1) if taken.ndim == 4 else taken
     return block
 
@@ -179,7 +179,7 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     flat = x.reshape(len(x), -1)
     centred = flat - flat.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(centred, axis=1, keepdims=True)
-    return np.divide(centred, norm, out=np.zeros_like(centred), where=norm > 1e-9)
+    return np.divide(centred, norm, out=np.zeros_like(centred), where=norm > 1e-6 * (1.0 + np.abs(flat).max()))
 
 
 def chance_agreement(images: np.ndarray, *, exclude: np.ndarray | None = None, level: float = CHANCE_LEVEL,
