@@ -303,7 +303,7 @@ def test_shifted_and_mirrored_copies_are_near_duplicates_of_their_originals():
 
 
 def test_the_shifted_and_mirrored_copies_also_pass_the_pixel_check():
-    from curate.science.duplicates import confirm_by_pixels, find_duplicates, shifted_hashes
+    from curate.science.duplicates import find_duplicates, shifted_hashes
 
     rng = np.random.default_rng(2)
     originals = rng.random((30, 64, 64)).cumsum(axis=1).cumsum(axis=2)
