@@ -344,6 +344,18 @@ def test_a_pixel_check_drops_pairs_that_share_a_layout_only_and_keeps_copies_and
     assert len(confirm_by_pixels(twins, [str(i) for i in range(100)], copies).pairs) == 50
 
 
+def test_the_pixel_check_reads_photos_block_averaged_as_the_hashes_do():
+    from curate.science.duplicates import _grey, aligned_correlation
+
+    rng = np.random.default_rng(1)
+    photos = rng.normal(size=(3, 3, 256, 256)).cumsum(axis=2).cumsum(axis=3)  # smooth colour images, 256 px
+    photos = photos + rng.normal(size=photos.shape) * photos.std() * 0.2
+    photos[1] = np.pad(photos[0], ((0, 0), (16, 0), (0, 0)), mode="edge")[:, :256]  # shifted a sixteenth
+    scores = aligned_correlation(photos, np.array([[0, 1], [0, 2]]))
+    assert scores[0] > 0.95 and scores[0] > scores[1]
+    assert _grey(photos, np.array([2, 0])).shape == (2, 32, 32)  # read at the hashes' 32 x 32, not 256 x 256
+
+
 def test_near_pairs_match_brute_force():
     from curate.science.duplicates import NEAR_BITS, _popcount, near_pairs
 

@@ -149,13 +149,15 @@ PAIRS_AT_A_TIME = 2048
 def aligned_correlation(images: np.ndarray, pairs: np.ndarray, *, shift: float = SHIFT) -> np.ndarray:
     """How alike the pixels of each pair ``(i, j)`` of ``images`` are: the correlation of the two grey images
     at the best of the hashes' alignments (``j`` moved by ``-shift, 0, +shift`` of its side each way,
-    edge-padded, and mirrored), ``(m,)`` in [-1, 1]. ``images``: ``(n, h, w)`` grey or ``(n, c, h, w)``
+    edge-padded, and mirrored), on images block-averaged to 32 x 32 where larger, ``(m,)`` in [-1, 1]. ``images``: ``(n, h, w)`` grey or ``(n, c, h, w)``
     (any array that rows can be taken from, a memory-mapped file included); read ``PAIRS_AT_A_TIME`` pairs
     at a time. Brightness and contrast changes leave it unchanged; a flat image scores 0 with anything."""
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     out = np.zeros(len(pairs), dtype=np.float64)
-    for start in range(0, len(pairs), PAIRS_AT_A_TIME):
-        chunk = pairs[start:start + PAIRS_AT_A_TIME]
+    # Rows of large photos are read a few at a time: about 64 MB of pixels a side.
+    at_a_time = max(16, min(PAIRS_AT_A_TIME, 2 ** 26 // max(1, int(np.prod(images.shape[1:])))))
+    for start in range(0, len(pairs), at_a_time):
+        chunk = pairs[start:start + at_a_time]
         a, b = _grey(images, chunk[:, 0]), _grey(images, chunk[:, 1])
         m, h, w = b.shape
         dy, dx = max(1, int(round(shift * h))), max(1, int(round(shift * w)))
@@ -168,10 +170,15 @@ def aligned_correlation(images: np.ndarray, pairs: np.ndarray, *, shift: float =
 
 
 def _grey(images, rows: np.ndarray) -> np.ndarray:
+    """Grey images of ``rows``, block-averaged to at most 32 x 32 as the hashes are (:func:`perceptual_hash`)."""
     order = np.argsort(rows, kind="stable")  # sorted rows read a memory-mapped file in one pass
-    block = np.empty((len(rows),) + tuple(images.shape[-2:]), dtype=np.float32)
     taken = np.asarray(images[rows[order]], dtype=np.float32)
-    block[order] = taken.mean(axis=1) if taken.ndim == 4 else taken
+    grey = taken.mean(axis=1) if taken.ndim == 4 else taken
+    h, w = grey.shape[1:]
+    if min(h, w) > 32:
+        grey = _block_mean_matrix(h).astype(np.float32) @ grey @ _block_mean_matrix(w).T.astype(np.float32)
+    block = np.empty_like(grey)
+    block[order] = grey
     return block
 
 
