@@ -149,9 +149,10 @@ PAIRS_AT_A_TIME = 2048
 def aligned_correlation(images: np.ndarray, pairs: np.ndarray, *, shift: float = SHIFT) -> np.ndarray:
     """How alike the pixels of each pair ``(i, j)`` of ``images`` are: the correlation of the two grey images
     at the best of the hashes' alignments (``j`` moved by ``-shift, 0, +shift`` of its side each way,
-    edge-padded, and mirrored), on images block-averaged to 32 x 32 where larger, ``(m,)`` in [-1, 1]. ``images``: ``(n, h, w)`` grey or ``(n, c, h, w)``
-    (any array that rows can be taken from, a memory-mapped file included); read ``PAIRS_AT_A_TIME`` pairs
-    at a time. Brightness and contrast changes leave it unchanged; a flat image scores 0 with anything."""
+    edge-padded, and mirrored), on images block-averaged to 32 x 32 where larger, ``(m,)`` in [-1, 1].
+    ``images``: ``(n, h, w)`` grey or ``(n, c, h, w)`` (any array that rows can be taken from, a memory-mapped
+    file included), read at most ``PAIRS_AT_A_TIME`` pairs at a time. Brightness and contrast changes leave it
+    unchanged; a flat image scores 0 with anything."""
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     out = np.zeros(len(pairs), dtype=np.float64)
     # Rows of large photos are read a few at a time: about 64 MB of pixels a side.
@@ -227,8 +228,8 @@ def confirm_by_pixels(pairs: np.ndarray, digests: list[str] | np.ndarray, images
     """``pairs`` (:func:`duplicate_pairs`) less the near pairs whose pixels agree no better than random pairs of
     ``images`` do (:func:`chance_agreement`); pairs of identical files always stay."""
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    inverse, _, _ = _same_file(digests)
-    near = inverse[pairs[:, 0]] != inverse[pairs[:, 1]]
+    inverse, _, exact = _same_file(digests)
+    near = (inverse[pairs[:, 0]] != inverse[pairs[:, 1]]) | ~exact[pairs[:, 0]]  # "": a file no one could read
     if not near.any():
         return PixelCheck(pairs, -1.0, 0, 0)
     threshold = chance_agreement(images, exclude=pairs, level=level, seed=seed)
