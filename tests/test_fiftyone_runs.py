@@ -108,3 +108,25 @@ def test_level_predictions_are_written_as_fiftyone_writes_a_classification(fo):
     assert dataset.bounds("fast.confidence") == (0.51, 0.9)
     assert dataset.get_field("fast.label") is not None and dataset.distinct("fast.label") == ["cat", "dog"]
     dataset.delete()
+
+
+def test_the_run_declares_its_fields_in_one_update_with_the_schema_add_sample_field_gives(fo, monkeypatch):
+    from curate.fiftyone.runs import names_for
+    from curate.fiftyone.write import declare_fields, field_types
+
+    types = field_types(fo, names_for("curate", ["prune50", "int8"]))
+    merged, one_by_one = fo.Dataset(), fo.Dataset()
+    reloads = []
+    monkeypatch.setattr(type(merged), "_reload", lambda self, hard=False, _reload=type(merged)._reload:
+                        (reloads.append(self.name), _reload(self, hard)))
+    declare_fields(merged, types)
+    assert reloads == [merged.name], "one schema update, one reload"
+    monkeypatch.delattr(type(one_by_one), "_merge_sample_field_schema")
+    declare_fields(one_by_one, types)
+    assert len(reloads) == 1 + len(types)
+    schemas = [{name: str(field) for name, field in dataset.get_field_schema().items()}
+               for dataset in (merged, one_by_one)]
+    assert schemas[0] == schemas[1] and set(types) <= set(schemas[0])
+    assert merged.get_field("curate_pie_levels").field.__class__.__name__ == "StringField"
+    merged.delete()
+    one_by_one.delete()

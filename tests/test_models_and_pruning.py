@@ -225,3 +225,17 @@ def test_the_whitened_first_layer_sees_decorrelated_patches():
     assert all(torch.equal(before[k], v) for k, v in built.state_dict().items())
     initialise(built, pixels, normalize, TrainSettings(whiten=True))
     assert not torch.equal(before["features.0.0.weight"], built.state_dict()["features.0.0.weight"])
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_the_small_resnets_gelu_is_torchs_gelu_in_either_memory_layout(layout):
+    from curate.population.models import GELU
+
+    x = (3 * torch.randn(4, 8, 5, 6, dtype=torch.float64)).contiguous(memory_format=layout).requires_grad_()
+    ours, theirs = GELU()(x), torch.nn.functional.gelu(x)
+    assert torch.allclose(ours, theirs, rtol=0, atol=1e-12) and ours.is_contiguous(memory_format=layout)
+    (grad,) = torch.autograd.grad(ours.sum(), x)
+    (expected,) = torch.autograd.grad(theirs.sum(), x)
+    assert torch.allclose(grad, expected, rtol=0, atol=1e-12) and grad.is_contiguous(memory_format=layout)
+    assert GELU(approximate="tanh")(x).sub(torch.nn.functional.gelu(x, approximate="tanh")).abs().max() < 1e-12
+    assert all(isinstance(m, torch.nn.GELU) for m in SmallResNet(3, 4).modules() if "GELU" in type(m).__name__)

@@ -14,7 +14,7 @@ from curate.population.cost import (GPU_TIMED_PASSES, TIMING_BYTES, WARMUP_STEPS
 from curate.population.jobs import NetworkJobs
 from curate.population.executor import MemberJob
 from curate.population.models import SmallResNet, build_model, load_weights
-from curate.population.train import (GPU_PREDICT_BATCH, Normalizer, TrainSettings, cubic_sparsity, measured_sparsity,
+from curate.population.train import (GPU_PREDICT_BATCH, NesterovSGD, Normalizer, TrainSettings, cubic_sparsity, measured_sparsity,
                                      predict_probs, prune_and_finetune, prune_levels, train_dense)
 from curate.science.crossfit import stratified_folds
 from helpers import PRUNE_ONLY, invoke
@@ -298,3 +298,51 @@ def test_the_digits_preset_picks_a_narrower_network_unless_the_user_names_one():
     assert RunOptions().config_for("digits", 1797).model == "resnet-small:16"
     assert RunOptions(model="resnet-small:32").config_for("digits", 1797).model == "resnet-small:32"
     assert RunOptions().config_for("photos/", 1797, 32).model == "resnet-small"
+
+
+def _decay_groups(model):
+    return ([p for p in model.parameters() if p.ndim > 1], [p for p in model.parameters() if p.ndim <= 1])
+
+
+def test_curates_optimizer_takes_torchs_nesterov_sgd_steps_bit_for_bit():
+    torch.manual_seed(0)
+    ours, theirs = SmallResNet(10, 8), SmallResNet(10, 8)
+    theirs.load_state_dict(ours.state_dict())
+    decay, no_decay = _decay_groups(theirs)
+    reference = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
+                                lr=0.0, momentum=0.9, nesterov=True)
+    optimizer = NesterovSGD(list(zip(_decay_groups(ours), (5e-4, 0.0))), momentum=0.9)
+    x, y = torch.randn(16, 3, 8, 8), torch.randint(0, 10, (16,))
+    head = [ours.head.weight, theirs.head.weight]
+    for step in range(6):
+        for group in reference.param_groups:
+            group["lr"] = 0.05 * (step + 1)
+        optimizer.lr = 0.05 * (step + 1)
+        for model, opt in ((ours, optimizer), (theirs, reference)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+        if step == 3:  # a parameter without a gradient is left alone, its momentum kept for later steps
+            for weight in head:
+                weight.grad = None
+        optimizer.step()
+        reference.step()
+        for (name, a), b in zip(ours.named_parameters(), theirs.parameters()):
+            assert torch.equal(a, b), (step, name)
+    assert any(not torch.equal(a, b) for a, b in zip(ours.parameters(), SmallResNet(10, 8).parameters()))
+
+
+def test_training_does_not_import_torchs_compiler():
+    # torch.optim imports torch._dynamo on first use, 1.6-2.5 s in every worker; this process may already have it.
+    import subprocess
+    import sys
+
+    script = ("import sys, numpy as np, torch\n"
+              "from curate.population.train import Normalizer, TrainSettings, train_dense\n"
+              "from curate.population.models import SmallResNet\n"
+              "pixels = np.random.default_rng(0).integers(0, 255, (32, 3, 8, 8)).astype(np.uint8)\n"
+              "labels = np.arange(32) % 2\n"
+              "train_dense(SmallResNet(2, 8), pixels, labels, Normalizer(*Normalizer.channel_stats(pixels), torch.device('cpu')),\n"
+              "            TrainSettings(epochs=1, batch_size=16), seed=0)\n"
+              "print('torch._dynamo' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False", done.stdout + done.stderr

@@ -21,14 +21,27 @@ from __future__ import annotations
 import importlib
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+
+class GELU(nn.GELU):
+    """``nn.GELU`` computed in the tensor's memory order. On a channels-last tensor torch's CPU kernel takes a
+    path 1.3-1.5x slower than on the same numbers seen as a contiguous NHWC array (torch 2.14, at the shapes
+    of resnet-small, forward and backward), and rounds 18% of its values differently in the last bit (both
+    within 5e-7 of the exact GELU)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            return F.gelu(x.permute(0, 2, 3, 1), approximate=self.approximate).permute(0, 3, 1, 2)
+        return super().forward(x)
 
 
 def _conv_bn(c_in: int, c_out: int, networks: int = 1) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(networks * c_in, networks * c_out, 3, padding=1, bias=False, groups=networks),
         nn.BatchNorm2d(networks * c_out),
-        nn.GELU(),
+        GELU(),
     )
 
 
