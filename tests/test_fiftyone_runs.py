@@ -130,3 +130,43 @@ def test_the_run_declares_its_fields_in_one_update_with_the_schema_add_sample_fi
     assert merged.get_field("curate_pie_levels").field.__class__.__name__ == "StringField"
     merged.delete()
     one_by_one.delete()
+
+
+def test_a_runs_values_are_stored_as_set_values_stores_them(fo, monkeypatch):
+    import fiftyone.core.fields as fof
+
+    from curate.fiftyone import write
+    from curate.fiftyone.write import classification_documents, declare_fields, write_values
+
+    classification = (fof.EmbeddedDocumentField, {"embedded_doc_type": fo.Classification})
+    types = {"c_dense": classification, "c_level": classification, "c_suggested": classification,
+             "c_pie": (fof.BooleanField, {}), "c_score": (fof.FloatField, {}), "c_reason": (fof.StringField, {}),
+             "c_levels": (fof.ListField, {"subfield": fof.StringField}), "c_cluster": (fof.IntField, {})}
+    values = {"c_dense": [fo.Classification(label="cat", confidence=0.9, logits=[0.1, 2.0]),
+                          fo.Classification(label="dog", confidence=0.6, logits=[1.0, 0.5]), None],
+              "c_level": classification_documents(fo, ["cat", "dog", "cat"], [0.9, 0.6, 0.5], [[], ["pie"], []]),
+              "c_suggested": [None, fo.Classification(label="cat", confidence=0.7), None],
+              "c_pie": [False, True, False], "c_score": [0.1, 0.9, None], "c_reason": [None, "because", None],
+              "c_levels": [[], ["prune90"], []], "c_cluster": [None, 3, 3]}
+    halfway, stored = [], []
+    for bulk in (True, False):
+        dataset = fo.Dataset()
+        dataset.add_samples([fo.Sample(filepath=f"/tmp/curate-test-{i}.png") for i in range(3)])
+        if not bulk:
+            monkeypatch.setattr(write, "_bulk_writer", lambda dataset: None)
+        declare_fields(dataset, types)
+        before = dataset.values("last_modified_at")
+        write_values(dataset, dataset.values("id"), values, halfway=lambda: halfway.append(bulk))
+        assert all(after > then for after, then in zip(dataset.values("last_modified_at"), before))
+        dataset.reload()
+        stored.append({field: [v.to_dict() if hasattr(v, "to_dict") else v for v in dataset.values(field)]
+                       for field in values})
+        assert dataset.count_label_tags("c_level") == {"pie": 1}
+        assert list(dataset.values("c_dense.logits")[0]) == [0.1, 2.0] and dataset.match(fo.ViewField("c_pie")).count() == 1
+        dataset.delete()
+    assert halfway == [True, False]
+    for field in values:  # the ids of fo.Classification objects are their own; the rest is the same
+        for a, b in zip(*(column[field] for column in stored)):
+            if isinstance(a, dict) and not field.startswith("c_level"):
+                a, b = {k: v for k, v in a.items() if k != "_id"}, {k: v for k, v in b.items() if k != "_id"}
+            assert a == b, field

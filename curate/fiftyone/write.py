@@ -306,8 +306,8 @@ def push_run(result, dataset_name: str, run_key: str = METHOD):
 def _write_fields(fo, dataset, ids: list[str], result, names: RunNames) -> None:
     """The run's per-sample fields (predictions per level, PIE marks, flags and reasons).
 
-    Every field is declared first with its type, and written with one ``set_values`` each, neither inferring
-    the schema nor validating value by value; each level's predictions are passed as FiftyOne's own stored
+    Every field is declared first with its type (:func:`declare_fields`), and written in one update a sample
+    (:func:`write_values`), neither inferring the schema nor validating value by value; each level's predictions are passed as FiftyOne's own stored
     form of a Classification (:func:`classification_documents`). Writing the demo's 1,797 samples took
     30 s in a profile, half of it building and validating 21,564 Classification objects one by one.
     """
@@ -362,10 +362,43 @@ def _write_fields(fo, dataset, ids: list[str], result, names: RunNames) -> None:
         values[names.label_audit].append(audit[i])
     declare_fields(dataset, {field: types for field, types in field_types(fo, names).items()
                              if not dataset.has_sample_field(field)})
-    for n, (field, field_values) in enumerate(values.items()):
-        if n == len(values) // 2:
-            checkpoint("fiftyone:fields")
-        dataset.set_values(field, dict(zip(ids, field_values)), key_field="id", expand_schema=False, validate=False)
+    write_values(dataset, ids, values, halfway=lambda: checkpoint("fiftyone:fields"))
+
+
+def write_values(dataset, ids: list[str], values: dict[str, list], *, halfway=None) -> None:
+    """Set each field of ``values`` (a value per sample of ``ids``, in FiftyOne's own form) on the samples, as
+    ``set_values(..., validate=False)`` stores them, and the samples' ``last_modified_at``.
+
+    One update per sample with every field, through FiftyOne's internal bulk write where this FiftyOne has it
+    (29 ``set_values`` took 3.1 s for the demo's 1,797 samples, one update a sample 0.15 s), else one
+    ``set_values`` a field; the stored samples are the same either way (tested). ``halfway()`` is called with half
+    of the samples written (or half of the fields).
+    """
+    bulk_write = _bulk_writer(dataset)
+    if bulk_write is None:
+        for n, (field, field_values) in enumerate(values.items()):
+            if n == len(values) // 2 and halfway is not None:
+                halfway()
+            dataset.set_values(field, dict(zip(ids, field_values)), key_field="id", expand_schema=False,
+                               validate=False)
+        return
+    from bson import ObjectId
+    from pymongo import UpdateOne
+
+    stored = {}
+    for field, field_values in values.items():
+        schema_field = dataset.get_field(field)
+        stored[field] = [None if v is None else schema_field.to_mongo(v) for v in field_values]
+    now = datetime.now(timezone.utc).replace(tzinfo=None)  # FiftyOne stores naive UTC
+    updates = [UpdateOne({"_id": ObjectId(sample_id)},
+                         {"$set": {**{field: column[row] for field, column in stored.items()}, "last_modified_at": now}})
+               for row, sample_id in enumerate(ids)]
+    half = len(updates) // 2
+    if half:
+        bulk_write(updates[:half], ids=ids[:half])
+    if halfway is not None:
+        halfway()
+    bulk_write(updates[half:], ids=ids[half:])
 
 
 def field_types(fo, names: RunNames) -> dict[str, tuple[Any, dict]]:
@@ -402,6 +435,11 @@ def declare_fields(dataset, types: dict[str, tuple[Any, dict]]) -> None:
             dataset.add_sample_field(field, kind, **kwargs)
     elif types:
         merge({field: create_field(field, kind, **kwargs) for field, (kind, kwargs) in types.items()})
+
+
+def _bulk_writer(dataset):
+    """FiftyOne's internal bulk write of sample updates (what ``set_values`` calls), or None where it has none."""
+    return getattr(dataset, "_bulk_write", None)
 
 
 def classification_documents(fo, labels, confidences, tags) -> list[dict]:
