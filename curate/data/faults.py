@@ -20,7 +20,7 @@ POINTS = (
     "store",              # probabilities written, the per-sample table not
     "fiftyone:samples",   # some new samples added to the dataset
     "fiftyone:record",    # run recorded as incomplete, no field written yet
-    "fiftyone:fields",    # half of the run's fields written
+    "fiftyone:fields",    # the run's fields written on half of the samples
     "fiftyone:tags",      # fields written, tags applied, no Brain run yet
     "fiftyone:brain",     # hardness computed, mistakenness not
     "fiftyone:views",     # some saved views written
