@@ -451,3 +451,13 @@ def test_made_copies_and_features_come_from_the_network():
         assert torch.allclose(model.head(torch.as_tensor(features.astype(np.float32))), logits, atol=0.05)
     fields = features_and_copies(model, pixels, normalize, seed=3)
     assert fields["copy_features"].shape == (12, features.shape[1]) and sorted(fields["copy_rows"]) == list(range(12))
+
+
+def test_a_pairs_distance_is_zero_for_the_same_file_only_not_for_two_files_no_one_could_read():
+    from curate.science.duplicates import group_duplicates
+
+    hashes = np.array([0b0, 0b111, 0b0, 0b11, 0b1000], dtype=np.uint64)
+    digests = ["", "", "a", "a", "b"]
+    found = group_duplicates(np.array([[0, 1], [2, 3]]), hashes, digests, [None] * 5)
+    assert found.distance.tolist() == [3, 3, 0, 0, -1]  # 0 and 1: three bits apart; 2 and 3: one file twice
+    assert found.exact.tolist() == [False, False, True, True, False]

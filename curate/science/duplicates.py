@@ -442,7 +442,8 @@ def group_duplicates(pairs: np.ndarray, hashes: np.ndarray, digests: list[str] |
     cluster = clusters(n, pairs)
     nearest = np.full(n, 64, dtype=np.int64)
     if len(pairs):
-        same_file = inverse[pairs[:, 0]] == inverse[pairs[:, 1]]
+        # Files no one could read (digest "") are not thereby the same file: their hashes say how near they are.
+        same_file = (inverse[pairs[:, 0]] == inverse[pairs[:, 1]]) & exact[pairs[:, 0]]
         flat = variants.reshape(-1, n) if variants.ndim == 2 else variants[None]
         closest = np.min([_popcount(v[pairs[:, 0]] ^ hashes[pairs[:, 1]]) for v in flat], axis=0)
         bits = np.where(same_file, 0, closest)
