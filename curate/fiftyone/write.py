@@ -307,8 +307,8 @@ def _write_fields(fo, dataset, ids: list[str], result, names: RunNames) -> None:
     """The run's per-sample fields (predictions per level, PIE marks, flags and reasons).
 
     Every field is declared first with its type (:func:`declare_fields`), and written in one update a sample
-    (:func:`write_values`), neither inferring the schema nor validating value by value; each level's predictions are passed as FiftyOne's own stored
-    form of a Classification (:func:`classification_documents`). Writing the demo's 1,797 samples took
+    (:func:`write_values`), neither inferring the schema nor validating value by value; each level's
+    predictions are passed as FiftyOne's own stored form of a Classification (:func:`classification_documents`). Writing the demo's 1,797 samples took
     30 s in a profile, half of it building and validating 21,564 Classification objects one by one.
     """
     classes = np.asarray(result.images.classes, dtype=object)
@@ -370,7 +370,7 @@ def write_values(dataset, ids: list[str], values: dict[str, list], *, halfway=No
     ``set_values(..., validate=False)`` stores them, and the samples' ``last_modified_at``.
 
     One update per sample with every field, through FiftyOne's internal bulk write where this FiftyOne has it
-    (29 ``set_values`` took 3.1 s for the demo's 1,797 samples, one update a sample 0.15 s), else one
+    (a ``set_values`` a field sends a field's update to every sample, 29 times for a run), else one
     ``set_values`` a field; the stored samples are the same either way (tested). ``halfway()`` is called with half
     of the samples written (or half of the fields).
     """
@@ -421,9 +421,8 @@ def field_types(fo, names: RunNames) -> dict[str, tuple[Any, dict]]:
 def declare_fields(dataset, types: dict[str, tuple[Any, dict]]) -> None:
     """Add the sample fields ``types`` (``add_sample_field``'s arguments) to ``dataset`` in one schema update.
 
-    ``add_sample_field`` reloads the dataset after each field: 27 fields took 3.2 s of the demo's write in a
-    profile, one update 0.05 s. Through FiftyOne's internal schema merge where this FiftyOne has it, else
-    one field at a time; the schema is the same either way (tested).
+    ``add_sample_field`` reloads the dataset after each field, 27 times for a run. Through FiftyOne's internal
+    schema merge where this FiftyOne has it, else one field at a time; the schema is the same either way (tested).
     """
     merge = getattr(dataset, "_merge_sample_field_schema", None)
     try:

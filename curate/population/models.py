@@ -27,9 +27,9 @@ from torch import nn
 
 class GELU(nn.GELU):
     """``nn.GELU`` computed in the tensor's memory order. On a channels-last tensor torch's CPU kernel takes a
-    path 1.3-1.5x slower than on the same numbers seen as a contiguous NHWC array (torch 2.14, at the shapes
-    of resnet-small, forward and backward), and rounds 18% of its values differently in the last bit (both
-    within 5e-7 of the exact GELU)."""
+    slower path than on the same numbers seen as a contiguous NHWC array (torch 2.14; a prediction of
+    resnet-small 1.06-1.14x faster for it, ``scripts/bench_step.py``), and rounds some values differently in
+    the last bit: the same function, other bits."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):

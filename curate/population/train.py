@@ -398,8 +398,8 @@ class NesterovSGD:
     """Stochastic gradient descent with Nesterov momentum and a weight decay per group of parameters: the
     arithmetic of ``torch.optim.SGD(groups, momentum=m, nesterov=True)``, bit for bit (tested), for the
     parameters that have a gradient. curate's own because torch's optimizers import ``torch._dynamo`` when
-    first used, 1.6-2.5 s in every process that trains (the cost estimate's and each worker's, in a profile of
-    the demo), and add bookkeeping to each of its hundreds of steps a network."""
+    first used, in every process that trains (the cost estimate's and each worker's): 1.3 s in a fresh process,
+    more beside other work (``scripts/bench_step.py``)."""
 
     def __init__(self, groups: list[tuple[list[torch.Tensor], float]], *, momentum: float, lr: float = 0.0):
         self.groups = [(list(params), float(weight_decay)) for params, weight_decay in groups]
