@@ -424,21 +424,32 @@ def declare_fields(dataset, types: dict[str, tuple[Any, dict]]) -> None:
     ``add_sample_field`` reloads the dataset after each field, 27 times for a run. Through FiftyOne's internal
     schema merge where this FiftyOne has it, else one field at a time; the schema is the same either way (tested).
     """
+    if not types:
+        return
     merge = getattr(dataset, "_merge_sample_field_schema", None)
     try:
         from fiftyone.core.odm.utils import create_field
-    except ImportError:
-        merge = None
-    if merge is None:
-        for field, (kind, kwargs) in types.items():
+
+        if merge is not None:
+            merge({field: create_field(field, kind, **kwargs) for field, (kind, kwargs) in types.items()})
+            return
+    except (ImportError, TypeError):  # another FiftyOne's internals: the public way below
+        pass
+    for field, (kind, kwargs) in types.items():
+        if not dataset.has_sample_field(field):
             dataset.add_sample_field(field, kind, **kwargs)
-    elif types:
-        merge({field: create_field(field, kind, **kwargs) for field, (kind, kwargs) in types.items()})
 
 
 def _bulk_writer(dataset):
-    """FiftyOne's internal bulk write of sample updates (what ``set_values`` calls), or None where it has none."""
-    return getattr(dataset, "_bulk_write", None)
+    """FiftyOne's internal bulk write of sample updates (what ``set_values`` calls), or None where this FiftyOne
+    has none of that signature."""
+    import inspect
+
+    write = getattr(dataset, "_bulk_write", None)
+    try:
+        return write if write is not None and "ids" in inspect.signature(write).parameters else None
+    except (TypeError, ValueError):
+        return None
 
 
 def classification_documents(fo, labels, confidences, tags) -> list[dict]:
