@@ -109,6 +109,8 @@ def main() -> None:
     parser.add_argument("--features", action="store_true", help="also train one network and search its features")
     parser.add_argument("--no-pixel-check", action="store_true",
                         help="keep every hash pair (before 2026-12-05: no pixel check)")
+    parser.add_argument("--chance", choices=["class", "any"], default="class",
+                        help="the pixel check's chance pairs: two images of one class (curate's), or any two")
     parser.add_argument("--pixel-check", action="store_true",
                         help="print every hash pair's pixel agreement by kind, and the thresholds considered")
     parser.add_argument("--out", default=None)
@@ -117,6 +119,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     sources = rng.choice(len(images), args.copies, replace=False)
     kinds = np.array(KINDS)[np.arange(args.copies) % len(KINDS)]
+    # A copy carries its original's label, as a duplicate in a dataset mostly does.
+    chance_labels = np.concatenate([images.labels, images.labels[sources]]) if args.chance == "class" else None
     with tempfile.TemporaryDirectory() as tmp:
         paths = list(images.filepaths)
         for k, (source, kind) in enumerate(zip(sources, kinds)):
@@ -137,17 +141,17 @@ def main() -> None:
         hashes = variants[UNSHIFTED]
         digests = file_digests(paths)
         found = find_duplicates(variants, digests, [None] * len(paths), max_bits=args.near_bits,
-                                images=None if args.no_pixel_check else pixels)
+                                images=None if args.no_pixel_check else pixels, labels=chance_labels)
         searched = time.perf_counter()
         checked = None if args.no_pixel_check else confirm_by_pixels(
-            near_pairs(variants, max_bits=args.near_bits), digests, pixels)
+            near_pairs(variants, max_bits=args.near_bits), digests, pixels, labels=chance_labels)
     n = len(images)
     copy_index = n + np.arange(args.copies)
     together = found.cluster[copy_index] == found.cluster[sources]
     together &= found.cluster[copy_index] >= 0
     recall = {kind: float(together[kinds == kind].mean()) for kind in KINDS}
     without_mirror = find_duplicates(variants[:MIRRORED], digests, [None] * len(paths), max_bits=args.near_bits,
-                                     images=None if args.no_pixel_check else pixels)
+                                     images=None if args.no_pixel_check else pixels, labels=chance_labels)
     mirrored = kinds == "mirrored"
     mirrored_without = float(((without_mirror.cluster[copy_index] == without_mirror.cluster[sources])
                               & (without_mirror.cluster[copy_index] >= 0))[mirrored].mean())
@@ -162,7 +166,7 @@ def main() -> None:
     per_10k = (searched - decoded) / len(paths) * 10000
     report = {
         "n": n, "copies": args.copies, "near_bits": args.near_bits, "recall": recall,
-        "pixel_check": None if checked is None else checked.record(),
+        "pixel_check": None if checked is None else {**checked.record(), "chance_pairs": args.chance},
         "recall_all": float(together.mean()), "recall_mirrored_without_mirror_hash": mirrored_without, "pairs_found": int(len(pairs)), "planted_pairs_found": right,
         "natural_pairs": len(natural), "other_pairs": wrong,
         "precision_excluding_natural": right / max(1, right + wrong),
@@ -177,7 +181,8 @@ def main() -> None:
     print("recall per kind of copy: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in recall.items())
           + f" (mirrored without the mirror image's hash: {100 * mirrored_without:.0f}%)")
     if checked is not None:
-        print(f"pixel check: chance level {checked.threshold:.3f}; {checked.dropped} of {checked.checked} hash pairs left out")
+        print(f"pixel check: chance level {checked.threshold:.3f} ({'two images of one class' if args.chance == 'class' else 'any two images'}); "
+              f"{checked.dropped} of {checked.checked} hash pairs left out")
     print(f"pairs found {len(pairs)}: planted {right}, CIFAR's own {len(natural)}, other {wrong}; "
           f"precision (planted / (planted + other)) {report['precision_excluding_natural']:.3f}")
     print(f"random pairs of images: {random_bits.mean():.1f} +- {random_bits.std():.1f} bits apart; "
@@ -188,7 +193,7 @@ def main() -> None:
         record, _ = feature_search(pixels, labels, found.is_duplicate, args.seed)
         feature_pairs = np.asarray(record.pop("pairs"), dtype=np.int64).reshape(-1, 2)
         both = find_duplicates(variants, digests, [None] * len(paths), max_bits=args.near_bits, feature_pairs=feature_pairs,
-                               images=None if args.no_pixel_check else pixels)
+                               images=None if args.no_pixel_check else pixels, labels=chance_labels)
         alone = {tuple(p) for p in feature_pairs.tolist()}
         by_features = np.array([(int(s), int(c)) in alone for s, c in zip(sources, copy_index)])
         with_both = (both.cluster[copy_index] == both.cluster[sources]) & (both.cluster[copy_index] >= 0)

@@ -461,3 +461,37 @@ def test_a_pairs_distance_is_zero_for_the_same_file_only_not_for_two_files_no_on
     found = group_duplicates(np.array([[0, 1], [2, 3]]), hashes, digests, [None] * 5)
     assert found.distance.tolist() == [3, 3, 0, 0, -1]  # 0 and 1: three bits apart; 2 and 3: one file twice
     assert found.exact.tolist() == [False, False, True, True, False]
+
+
+def test_same_label_pairs_pair_images_of_one_label_drawn_evenly():
+    from curate.science.duplicates import same_label_pairs
+
+    labels = np.array(["cat", "dog", "cat", "cat", "emu", "dog", "owl"])
+    pairs = same_label_pairs(labels, 14_000, np.random.default_rng(0))
+    assert (labels[pairs[:, 0]] == labels[pairs[:, 1]]).all()
+    assert np.bincount(pairs[:, 0], minlength=7).min() > 1_700  # every image starts about 2,000 pairs
+    cats = pairs[labels[pairs[:, 0]] == "cat", 1]
+    assert set(cats.tolist()) == {0, 2, 3}
+
+
+def test_the_pixel_check_asks_more_of_a_pair_than_two_images_of_one_class_usually_agree():
+    from curate.science.duplicates import aligned_correlation, chance_agreement, confirm_by_pixels
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(50), 8)
+    templates = rng.normal(size=(50, 32, 32))
+    strength = rng.uniform(0.2, 1.2, size=400)  # how much of its class an image shows: pairs agree 0.04-0.6
+    images = strength[:, None, None] * templates[labels] + rng.normal(size=(400, 32, 32))
+    images[1] = images[0] + 0.05 * rng.normal(size=(32, 32))  # a copy
+    # two images of class 1 that show more of it than most (a look-alike pair, not a copy)
+    images[8], images[9] = 1.15 * templates[1] + rng.normal(size=(2, 32, 32))
+    pairs = np.array([[0, 1], [8, 9]])
+    digests = [str(i) for i in range(400)]
+    any_two = confirm_by_pixels(pairs, digests, images)
+    one_class = confirm_by_pixels(pairs, digests, images, labels=labels)
+    assert one_class.threshold == chance_agreement(images, exclude=pairs, labels=labels)
+    assert any_two.threshold < aligned_correlation(images, pairs)[1] < one_class.threshold
+    assert any_two.pairs.tolist() == [[0, 1], [8, 9]]
+    assert one_class.pairs.tolist() == [[0, 1]] and one_class.dropped == 1
+    # no label with two images: the chance level falls back to any two images
+    assert chance_agreement(images, labels=np.arange(400)) == chance_agreement(images)

@@ -136,7 +136,7 @@ def duplicates_sentence(record: dict) -> str:
             f"{record['leaks']} across train and val/test)")
     if record.get("hash_pairs_dropped"):
         text += (f"; {record['hash_pairs_dropped']} of the {record['hash_pairs_checked']} pairs the hashes found left "
-                 "out: they share a layout, but their pixels agree no better than random pairs of these images do")
+                 "out: they share a layout, but their pixels agree no better than two images of one class usually do")
     if "feature_copy_recall" not in record:
         return text + "."
     if record["feature_similarity"] is None:

@@ -432,8 +432,10 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
     severity = quality_severity(image_quality(kept.filepaths, store, progress))
     at_hash_size = hash_pixels(kept.filepaths, pixels, config.image_size, store, progress)
     hashes, digests = image_hashes(kept.filepaths, at_hash_size, HASH_SIZE, store, progress), file_digests(kept.filepaths)
-    # The hashes see an image's coarse layout only; pairs whose pixels agree no better than chance go.
-    checked = confirm_by_pixels(duplicate_pairs(hashes, digests), digests, at_hash_size, seed=config.seed)
+    # The hashes see an image's coarse layout only; pairs whose pixels agree no better than two images of one
+    # class usually do go.
+    checked = confirm_by_pixels(duplicate_pairs(hashes, digests), digests, at_hash_size, labels=kept.labels,
+                                seed=config.seed)
     pairs, by_features = checked.pairs, None
     if population.features and len(population.features["features"]) == len(kept):
         by_features = feature_duplicates(**population.features, known=in_a_pair(len(kept), pairs))

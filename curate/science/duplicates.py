@@ -7,7 +7,8 @@
   dataset is padded with). Re-encoding, resizing, small shifts and colour changes move few of its 64
   bits; two different images differ in about 32. Two images are near duplicates when a hash of one is
   within :data:`NEAR_BITS` bits of the other's, and their pixels, aligned as the hashes were, agree better
-  than those of all but :data:`CHANCE_LEVEL` of random pairs of the dataset's images (:func:`confirm_by_pixels`).
+  than those of all but :data:`CHANCE_LEVEL` of random pairs of the dataset's images of one class
+  (:func:`confirm_by_pixels`).
 
 - *Near, by content*: the dense network's features (the input of its last linear layer), centred and
   compared by cosine similarity. A copy cropped, re-shot or strongly recoloured moves many pHash bits but
@@ -137,10 +138,13 @@ def near_pairs(hashes: np.ndarray, *, max_bits: int = NEAR_BITS) -> np.ndarray:
 
 
 CHANCE_LEVEL = 0.001
-"""A pair the hashes find is kept when its pixels agree better than all but this share of random pairs of the
-run's images do (p < 0.001 against unrelated images): the hashes see only an image's coarse layout, and two
-photos of a small object on a plain sky share one. Measured on CIFAR-10N (docs/benchmarks.md, "Duplicates"):
-the pairs this removes are such look-alikes; every real and planted copy stays."""
+"""A pair the hashes find is kept when its pixels agree better than all but this share of random pairs of two
+of the run's images of one class do (p < 0.001 against two different images of a class): the hashes see only
+an image's coarse layout, and two photos of a small object on a plain sky share one, as do two scans of one
+digit. Pairs of one class, not of any two classes, since look-alikes are mostly of one class: a copy must
+agree better than they usually do. Measured on CIFAR-10N and the demo's digits (docs/benchmarks.md,
+"Duplicates"): the pairs this removes are such look-alikes; every planted copy, and CIFAR-10N's real ones,
+stay."""
 CHANCE_PAIRS = 20_000
 """Random pairs that set the chance level: its 0.1% tail is then the 20 highest."""
 PAIRS_AT_A_TIME = 2048
@@ -190,16 +194,21 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return np.divide(centred, norm, out=np.zeros_like(centred), where=norm > 1e-6 * (1.0 + np.abs(flat).max()))
 
 
-def chance_agreement(images: np.ndarray, *, exclude: np.ndarray | None = None, level: float = CHANCE_LEVEL,
-                     n_pairs: int = CHANCE_PAIRS, seed: int = 0) -> float:
-    """The :func:`aligned_correlation` that only a share ``level`` of random pairs of ``images`` exceed; pairs
-    in ``exclude`` ``(m, 2)`` (the ones under test) are not drawn. -1 where there are fewer than two images."""
+def chance_agreement(images: np.ndarray, *, exclude: np.ndarray | None = None, labels: np.ndarray | None = None,
+                     level: float = CHANCE_LEVEL, n_pairs: int = CHANCE_PAIRS, seed: int = 0) -> float:
+    """The :func:`aligned_correlation` that only a share ``level`` of random pairs of ``images`` exceed, each pair
+    two images of one of ``labels`` where given; pairs in ``exclude`` ``(m, 2)`` (the ones under test) are not
+    drawn. -1 where no pair can be drawn."""
     n = len(images)
     if n < 2:
         return -1.0
-    rng = np.random.default_rng(seed)
-    drawn = rng.integers(0, n, size=(n_pairs, 2))
-    drawn = drawn[drawn[:, 0] != drawn[:, 1]]
+    drawn = np.zeros((0, 2), dtype=np.int64)
+    if labels is not None:
+        drawn = same_label_pairs(labels, n_pairs, np.random.default_rng(seed))
+        drawn = drawn[drawn[:, 0] != drawn[:, 1]]
+    if not len(drawn):  # no labels, or no label with two images
+        drawn = np.random.default_rng(seed).integers(0, n, size=(n_pairs, 2))
+        drawn = drawn[drawn[:, 0] != drawn[:, 1]]
     drawn = np.sort(drawn, axis=1)
     if exclude is not None and len(exclude):
         excluded = np.sort(np.asarray(exclude, dtype=np.int64).reshape(-1, 2), axis=1)
@@ -207,6 +216,19 @@ def chance_agreement(images: np.ndarray, *, exclude: np.ndarray | None = None, l
     if not len(drawn):
         return -1.0
     return float(np.quantile(aligned_correlation(images, drawn), 1.0 - level))
+
+
+def same_label_pairs(labels: np.ndarray, n_pairs: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n_pairs, 2)`` random pairs of indices of ``labels``, both of a pair of one label: the first drawn
+    uniformly from every image, its partner uniformly from its label's (possibly itself)."""
+    _, group, counts = np.unique(np.asarray(labels), return_inverse=True, return_counts=True)
+    group = group.reshape(-1)
+    order = np.argsort(group, kind="stable")  # every label's images together, labels in order
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    first = rng.integers(0, len(group), size=n_pairs)
+    of = group[first]
+    partner = order[starts[of] + np.minimum((rng.random(n_pairs) * counts[of]).astype(np.int64), counts[of] - 1)]
+    return np.stack([first, partner], axis=1)
 
 
 @dataclass
@@ -224,15 +246,16 @@ class PixelCheck:
 
 
 def confirm_by_pixels(pairs: np.ndarray, digests: list[str] | np.ndarray, images: np.ndarray, *,
-                      level: float = CHANCE_LEVEL, seed: int = 0) -> PixelCheck:
+                      labels: np.ndarray | None = None, level: float = CHANCE_LEVEL, seed: int = 0) -> PixelCheck:
     """``pairs`` (:func:`duplicate_pairs`) less the near pairs whose pixels agree no better than random pairs of
-    ``images`` do (:func:`chance_agreement`); pairs of identical files always stay."""
+    ``images`` do (:func:`chance_agreement`), pairs of images of one label where ``labels`` are given; pairs of
+    identical files always stay."""
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     inverse, _, exact = _same_file(digests)
     near = (inverse[pairs[:, 0]] != inverse[pairs[:, 1]]) | ~exact[pairs[:, 0]]  # "": a file no one could read
     if not near.any():
         return PixelCheck(pairs, -1.0, 0, 0)
-    threshold = chance_agreement(images, exclude=pairs, level=level, seed=seed)
+    threshold = chance_agreement(images, exclude=pairs, labels=labels, level=level, seed=seed)
     keep = ~near
     keep[near] = aligned_correlation(images, pairs[near]) > threshold
     return PixelCheck(pairs[keep], threshold, int(near.sum()), int((~keep).sum()))
@@ -380,7 +403,7 @@ class Duplicates:
 
 def find_duplicates(hashes: np.ndarray, digests: list[str] | np.ndarray, splits: list[str | None], *,
                     max_bits: int = NEAR_BITS, feature_pairs: np.ndarray | None = None,
-                    images: np.ndarray | None = None) -> Duplicates:
+                    images: np.ndarray | None = None, labels: np.ndarray | None = None) -> Duplicates:
     """Exact duplicates (equal ``digests``) and near duplicates (``hashes`` within ``max_bits``; ``hashes``
     ``(n,)`` or the ``(10, n)`` of :func:`shifted_hashes`; confirmed by the pixels of ``images``, the images
     hashed, where given: :func:`confirm_by_pixels`; and ``feature_pairs`` ``(m, 2)`` from
@@ -388,7 +411,7 @@ def find_duplicates(hashes: np.ndarray, digests: list[str] | np.ndarray, splits:
     (``None``: no split, counts as training): :func:`group_duplicates` of :func:`duplicate_pairs`."""
     pairs = duplicate_pairs(hashes, digests, max_bits=max_bits)
     if images is not None:
-        pairs = confirm_by_pixels(pairs, digests, images).pairs
+        pairs = confirm_by_pixels(pairs, digests, images, labels=labels).pairs
     if feature_pairs is not None and len(feature_pairs):
         pairs = np.concatenate([pairs, np.asarray(feature_pairs, dtype=np.int64).reshape(-1, 2)])
     return group_duplicates(pairs, hashes, digests, splits)
