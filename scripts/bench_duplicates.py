@@ -26,6 +26,12 @@ only 0.1% of random pairs exceed (curate's), each for three seeds.
     python scripts/bench_duplicates.py --n 10000 --copies 500 --out out/bench_duplicates.json
     python scripts/bench_duplicates.py --n 10000 --copies 540 --features --out out/bench_duplicates_features.json
     python scripts/bench_duplicates.py --n 10000 --copies 540 --pixel-check --out out/bench_duplicates_pixel_check.json
+    python scripts/bench_duplicates.py --chance any|class ...   # the pixel check's chance pairs (curate's: class)
+    python scripts/bench_duplicates.py --digits --out out/bench_duplicates_digits.json
+
+``--chance any`` draws the pixel check's chance pairs from any two images instead of two of one class.
+``--digits`` runs no CIFAR: on the demo's planted digits (18 near copies) and the untouched digits, it counts
+the hash pairs each way of drawing chance pairs keeps, planted copies and others, for five seeds.
 """
 
 from __future__ import annotations
@@ -98,6 +104,37 @@ def feature_search(pixels: np.ndarray, labels: np.ndarray, known: np.ndarray, se
             "search_seconds": time.perf_counter() - trained}, trained - started
 
 
+def digits_study(seeds: int = 5) -> dict:
+    """The pixel check on the demo's digits: per source and way of drawing chance pairs, for each seed, the
+    chance level and the hash pairs kept (planted copy pairs, others)."""
+    from curate.fiftyone.source import load_source
+    from curate.science.duplicates import duplicate_pairs
+
+    report = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for source in ("digits-planted", "digits"):
+            images = load_source(source)
+            paths = images.filepaths
+            pixels = np.asarray(decode_images(paths, 32, Path(tmp) / f"{source}.u8", progress=False)[0])
+            digests = file_digests(paths)
+            pairs = duplicate_pairs(shifted_hashes(pixels.astype(np.float32).mean(axis=1)), digests)
+            index = {path: i for i, path in enumerate(paths)}
+            planted = {tuple(sorted((i, index[c]))) for i, c in enumerate(images.fields.get("copy_of", [])) if c}
+            for chance in ("any", "class"):
+                rows = []
+                for seed in range(seeds):
+                    checked = confirm_by_pixels(pairs, digests, pixels, seed=seed,
+                                                labels=images.labels if chance == "class" else None)
+                    kept = {tuple(sorted(p)) for p in checked.pairs.tolist()}
+                    rows.append({"seed": seed, "chance_level": checked.threshold, "planted_kept": len(kept & planted),
+                                 "others_kept": len(kept - planted)})
+                report[f"{source}/{chance}"] = {"hash_pairs": len(pairs), "planted_pairs": len(planted), "seeds": rows}
+                print(f"{source:<15} chance pairs {chance:<5}: {len(pairs)} hash pairs, {len(planted)} planted; "
+                      "by seed (chance level, planted kept, others kept): "
+                      + ", ".join(f"({r['chance_level']:.3f}, {r['planted_kept']}, {r['others_kept']})" for r in rows))
+    return report
+
+
 def main() -> None:
     from PIL import Image
 
@@ -113,8 +150,12 @@ def main() -> None:
                         help="the pixel check's chance pairs: two images of one class (curate's), or any two")
     parser.add_argument("--pixel-check", action="store_true",
                         help="print every hash pair's pixel agreement by kind, and the thresholds considered")
+    parser.add_argument("--digits", action="store_true", help="the pixel check on the demo's digits only (no CIFAR)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.digits:
+        write_report(args.out, digits_study())
+        return
     images, _ = cifar10n_subset(args.n, args.seed)
     rng = np.random.default_rng(args.seed)
     sources = rng.choice(len(images), args.copies, replace=False)

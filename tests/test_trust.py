@@ -252,7 +252,7 @@ def test_the_demo_finds_its_planted_problems_and_the_app_opens_on_them(fo, tmp_p
     record = json.loads((tmp_path / "run" / "manifest.json").read_text())["duplicates"]
     assert record["feature_copy_recall"] >= 0.5 or record["feature_similarity"] is None
     # Every hash pair was checked against its pixels (the planted copies among them), at a chance level set by
-    # random pairs of these images.
+    # random pairs of two of these images of one label.
     assert record["hash_pairs_checked"] >= len(copies) and -1.0 < record["pixel_chance_level"] < 1.0
     assert "Duplicates: " in result.output and "the network's features added" in result.output
     config = dataset.app_config
