@@ -495,3 +495,5 @@ def test_the_pixel_check_asks_more_of_a_pair_than_two_images_of_one_class_usuall
     assert one_class.pairs.tolist() == [[0, 1]] and one_class.dropped == 1
     # no label with two images: the chance level falls back to any two images
     assert chance_agreement(images, labels=np.arange(400)) == chance_agreement(images)
+    with pytest.raises(ValueError, match="399 labels for 400 images"):
+        chance_agreement(images, labels=labels[1:])

@@ -200,6 +200,8 @@ def chance_agreement(images: np.ndarray, *, exclude: np.ndarray | None = None, l
     two images of one of ``labels`` where given; pairs in ``exclude`` ``(m, 2)`` (the ones under test) are not
     drawn. -1 where no pair can be drawn."""
     n = len(images)
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"labels must give one label per image: {len(labels)} labels for {n} images.")
     if n < 2:
         return -1.0
     drawn = np.zeros((0, 2), dtype=np.int64)
