@@ -497,3 +497,12 @@ def test_the_pixel_check_asks_more_of_a_pair_than_two_images_of_one_class_usuall
     assert chance_agreement(images, labels=np.arange(400)) == chance_agreement(images)
     with pytest.raises(ValueError, match="399 labels for 400 images"):
         chance_agreement(images, labels=labels[1:])
+
+
+def test_the_summary_says_multi_object_is_given_to_pies_only():
+    from curate.frontends.summary import multi_object_sentence
+
+    sentence = multi_object_sentence(0.8, 0.29, 0.027)
+    assert "pass 29% of made two-object images and 2.7% of this dataset's images" in sentence
+    assert "PIEs only" in sentence and "none of the others" in sentence
+    assert "off for this run" in multi_object_sentence(None, 0.0, 0.0)

@@ -126,8 +126,9 @@ def multi_object_sentence(threshold: float | None, probe_recall: float, dataset_
         return ("multi_object is off for this run: at no threshold do the image windows pass made two-object images "
                 "10x as often as this dataset's own, so the networks cannot tell two objects from one here.")
     return (f"multi_object: the image windows pass {100 * probe_recall:.0f}% of made two-object images and "
-            f"{100 * dataset_rate:.1f}% of this dataset's images; expect it to find about "
-            f"{100 * probe_recall:.0f}% of the real ones.")
+            f"{100 * dataset_rate:.1f}% of this dataset's images; a category of PIEs, it is given to PIEs only, so "
+            f"expect it to find about {100 * probe_recall:.0f}% of the two-object images the compressed copies "
+            "forget, and none of the others.")
 
 
 def duplicates_sentence(record: dict) -> str:
