@@ -232,4 +232,3 @@ def test_the_tried_confusion_model_finds_confusions_a_confident_population_sees(
     labels, probs, wrong = synthetic(2000, 0.1, 0.2, 1.0, seed=0, wrong_labels="confusions")
     fit = fit_confusions(labels, probs)
     assert fit["p_wrong"].sum() == pytest.approx(wrong.sum(), rel=0.2)
-

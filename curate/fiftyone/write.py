@@ -308,8 +308,9 @@ def _write_fields(fo, dataset, ids: list[str], result, names: RunNames) -> None:
 
     Every field is declared first with its type (:func:`declare_fields`), and written in one update a sample
     (:func:`write_values`), neither inferring the schema nor validating value by value; each level's
-    predictions are passed as FiftyOne's own stored form of a Classification (:func:`classification_documents`). Writing the demo's 1,797 samples took
-    30 s in a profile, half of it building and validating 21,564 Classification objects one by one.
+    predictions are passed as FiftyOne's own stored form of a Classification (:func:`classification_documents`).
+    Writing the demo's 1,797 samples took 30 s in a profile, half of it building and validating 21,564
+    Classification objects one by one.
     """
     classes = np.asarray(result.images.classes, dtype=object)
     scores = result.scores
@@ -419,7 +420,8 @@ def field_types(fo, names: RunNames) -> dict[str, tuple[Any, dict]]:
 
 
 def declare_fields(dataset, types: dict[str, tuple[Any, dict]]) -> None:
-    """Add the sample fields ``types`` (``add_sample_field``'s arguments) to ``dataset`` in one schema update.
+    """Add the sample fields ``types`` (``add_sample_field``'s arguments; fields the dataset lacks) to ``dataset``
+    in one schema update.
 
     ``add_sample_field`` reloads the dataset after each field, 27 times for a run. Through FiftyOne's internal
     schema merge where this FiftyOne has it, else one field at a time; the schema is the same either way (tested).
@@ -436,8 +438,7 @@ def declare_fields(dataset, types: dict[str, tuple[Any, dict]]) -> None:
     except (ImportError, TypeError):  # another FiftyOne's internals: the public way below
         pass
     for field, (kind, kwargs) in types.items():
-        if not dataset.has_sample_field(field):
-            dataset.add_sample_field(field, kind, **kwargs)
+        dataset.add_sample_field(field, kind, **kwargs)
 
 
 def _bulk_writer(dataset):

@@ -156,11 +156,9 @@ def hash_pixels(filepaths: list[str], pixels: np.ndarray, image_size: int, store
     return pixels
 
 
-def image_hashes(filepaths: list[str], pixels: np.ndarray, image_size: int, store: RunStore,
-                 progress: bool = True) -> np.ndarray:
-    """The duplicate hashes of every image, ``(10, n)`` (:func:`curate.science.duplicates.shifted_hashes`) of
-    :func:`hash_pixels`. Chunk by chunk, so memory does not grow with the dataset."""
-    pixels = hash_pixels(filepaths, pixels, image_size, store, progress)
+def image_hashes(pixels: np.ndarray) -> np.ndarray:
+    """The duplicate hashes of every image of ``pixels`` (:func:`hash_pixels`), ``(10, n)``
+    (:func:`curate.science.duplicates.shifted_hashes`). Chunk by chunk, so memory does not grow with the dataset."""
     return np.concatenate([shifted_hashes(np.asarray(pixels[i:i + HASH_CHUNK], dtype=np.float32).mean(axis=1))
                            for i in range(0, len(pixels), HASH_CHUNK)], axis=1)
 
@@ -431,7 +429,7 @@ def _run_curate(images: LabeledImages, config: CurateConfig, run_dir, executor: 
                                      footprint=population.footprint)
     severity = quality_severity(image_quality(kept.filepaths, store, progress))
     at_hash_size = hash_pixels(kept.filepaths, pixels, config.image_size, store, progress)
-    hashes, digests = image_hashes(kept.filepaths, at_hash_size, HASH_SIZE, store, progress), file_digests(kept.filepaths)
+    hashes, digests = image_hashes(at_hash_size), file_digests(kept.filepaths)
     # The hashes see an image's coarse layout only; pairs whose pixels agree no better than two images of one
     # class usually do go.
     checked = confirm_by_pixels(duplicate_pairs(hashes, digests), digests, at_hash_size, labels=kept.labels,

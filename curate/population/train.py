@@ -420,8 +420,7 @@ class NesterovSGD:
             grads = [p.grad for p in params]
             if weight_decay:
                 grads = torch._foreach_add(grads, params, alpha=weight_decay)
-            started = [p for p in params if p in self.buffers]
-            if len(started) == len(params):
+            if all(p in self.buffers for p in params):
                 buffers = [self.buffers[p] for p in params]
                 torch._foreach_mul_(buffers, self.momentum)
                 torch._foreach_add_(buffers, grads)
