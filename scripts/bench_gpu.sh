@@ -14,7 +14,8 @@
 #      its figures (bench_population.py --networks-of: per network and level accuracy, PIE fractions, seconds);
 #   2. scripts/bench_training.py --device cuda: one network's held-out accuracy for other recipes (batch,
 #      width, the whitened first layer, epochs, and four fifths of the images instead of half);
-#   3. scripts/bench_together.py --device cuda at the shapes the populations train.
+#   3. scripts/bench_together.py --device cuda at the shapes the populations train;
+#   4. scripts/bench_airbench.py --device cuda: what airbench94's recipe reaches on one fold (half the images).
 set -u
 out=${1:?usage: scripts/bench_gpu.sh OUT_DIR [SECONDS]}
 budget=${2:-560}
@@ -67,4 +68,7 @@ step training-more-images 40 "$py" scripts/bench_training.py --n "$n" --device "
     --recipes "$main" --epochs 16 --out "$out/training-more-images.json"
 step together 60 "$py" scripts/bench_together.py --device "$device" --shapes 32:32:64,32:32:512,32:64:512 \
     --out "$out/together.json"
+# The ceiling of half the images: airbench94's network and recipe on one fold (0.880 at 10 epochs on 2 CPU cores).
+step airbench 60 "$py" scripts/bench_airbench.py --n "$n" --device "$device" --epochs 10,20,40 --batch 512 \
+    --out "$out/airbench.json"
 echo "== done in $SECONDS s"

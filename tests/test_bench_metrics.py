@@ -232,3 +232,27 @@ def test_the_tried_confusion_model_finds_confusions_a_confident_population_sees(
     labels, probs, wrong = synthetic(2000, 0.1, 0.2, 1.0, seed=0, wrong_labels="confusions")
     fit = fit_confusions(labels, probs)
     assert fit["p_wrong"].sum() == pytest.approx(wrong.sum(), rel=0.2)
+
+
+def test_airbench_whitening_decorrelates_the_patches_it_was_fitted_on():
+    import torch
+    import torch.nn.functional as F
+
+    from bench_airbench import FastNet, predict, whiten
+
+    images = torch.randn(64, 3, 8, 8) * torch.tensor([1.0, 3.0, 0.5]).view(1, 3, 1, 1)
+    images[:, 1] += images[:, 0]  # correlated channels
+    net = FastNet(10)
+    whiten(net.whiten, images)
+    responses = F.conv2d(images, net.whiten.weight[:12]).permute(0, 2, 3, 1).reshape(-1, 12).double()
+    second_moments = responses.T @ responses / len(responses)
+    assert torch.allclose(second_moments, torch.eye(12, dtype=torch.double), atol=0.02)
+    assert torch.equal(net.whiten.weight[12:], -net.whiten.weight[:12]) and not net.whiten.weight.requires_grad
+
+    # Test-time views: a network that only sees the mirror-symmetric part predicts the same from 1, 2 or 6 views
+    # of a mirror-symmetric, translation-invariant (constant) image.
+    net.eval()
+    flat = torch.ones(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(predict(net, flat, 1), predict(net, flat, 2), atol=1e-5)
+        assert torch.allclose(predict(net, flat, 1), predict(net, flat, 6), atol=1e-5)
