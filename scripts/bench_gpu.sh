@@ -68,7 +68,7 @@ step training-more-images 40 "$py" scripts/bench_training.py --n "$n" --device "
     --recipes "$main" --epochs 16 --out "$out/training-more-images.json"
 step together 60 "$py" scripts/bench_together.py --device "$device" --shapes 32:32:64,32:32:512,32:64:512 \
     --out "$out/together.json"
-# The ceiling of half the images: airbench94's network and recipe on one fold (0.880 at 10 epochs on 2 CPU cores).
+# The ceiling of half the images: airbench94's network and recipe on one fold (0.879 at 10 epochs, 0.887 at 20, on 2 CPU cores).
 step airbench 60 "$py" scripts/bench_airbench.py --n "$n" --device "$device" --epochs 10,20,40 --batch 512 \
     --out "$out/airbench.json"
 echo "== done in $SECONDS s"
