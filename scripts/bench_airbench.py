@@ -37,6 +37,8 @@ from torch import nn
 
 from bench_pies import cifar10n_subset, write_report
 from curate.data.images import decode_images, load_in_memory
+from curate.population.models import whitening_filters
+from curate.population.train import augmented
 from curate.science.crossfit import stratified_folds
 
 
@@ -82,12 +84,9 @@ class FastNet(nn.Module):
 
 
 @torch.no_grad()
-def whiten(conv: nn.Conv2d, images: torch.Tensor, eps: float = 5e-4) -> None:
-    """Filters: the eigenvectors of the 2 x 2 patches' second moments over the roots of their eigenvalues, both signs."""
-    patches = F.unfold(images, 2).transpose(1, 2).reshape(-1, 12).double()
-    values, vectors = torch.linalg.eigh(patches.T @ patches / len(patches))
-    filters = (vectors.flip(1) / torch.sqrt(values.flip(0) + eps)).T.reshape(12, 3, 2, 2).float()
-    conv.weight.data[:] = torch.cat([filters, -filters])
+def whiten(conv: nn.Conv2d, images: torch.Tensor) -> None:
+    """Every filter a whitening of the 2 x 2 patches (:func:`curate.population.models.whitening_filters`), frozen."""
+    conv.weight.data[:] = whitening_filters(images, conv.kernel_size, conv.out_channels // 2).float()
     conv.bias.data.zero_()
     conv.weight.requires_grad = False
 
@@ -125,17 +124,13 @@ def train_and_score(x_train, y_train, x_test, y_test, epochs: float, batch: int,
     total = int(per_epoch * epochs)
     schedule = np.interp(np.arange(total + 1), [0, int(0.23 * total), total], [0.2, 1.0, 0.07])
     flipped = torch.where((torch.rand(n, generator=gen) < 0.5).to(device).view(-1, 1, 1, 1), x_train.flip(-1), x_train)
-    padded = F.pad(flipped, (2,) * 4, "reflect")
-    h, w = x_train.shape[-2:]
     step, slow = 0, None
     started = time.perf_counter()
     net.train()
     for epoch in range(math.ceil(epochs)):
         net.whiten.bias.requires_grad = epoch < 3
-        shifts = torch.randint(0, 5, (n, 2), generator=gen)
-        rows = (shifts[:, :1] + torch.arange(h))[:, :, None].expand(n, h, w).to(device)
-        cols = (shifts[:, 1:] + torch.arange(w))[:, None, :].expand(n, h, w).to(device)
-        images = padded[torch.arange(n, device=device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+        shifts = torch.randint(0, 5, (n, 2), generator=gen)  # (dy, dx) an image
+        images = augmented(flipped, None, shifts.T.flip(0), 2)
         if epoch % 2 == 1:
             images = images.flip(-1)
         images = images.contiguous(memory_format=torch.channels_last)

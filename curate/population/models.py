@@ -115,15 +115,24 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = 5e-4)
     if type(model) is not SmallResNet or model.networks != 1:
         return False
     conv = model.features[0][0]
-    k = conv.kernel_size
-    patches = torch.nn.functional.unfold(images.float(), k).transpose(1, 2).reshape(-1, conv.in_channels * k[0] * k[1])
+    filters = whitening_filters(images, conv.kernel_size, conv.out_channels // 2, eps)
+    conv.weight[:len(filters)] = filters.to(conv.weight.dtype)
+    return True
+
+
+@torch.no_grad()
+def whitening_filters(images: torch.Tensor, kernel_size: tuple[int, int], keep: int, eps: float = 5e-4) -> torch.Tensor:
+    """``(2 * keep, c, *kernel_size)`` filters that whiten the patches of ``images`` ``(n, c, h, w)``: the ``keep``
+    leading eigenvectors of the patches' second moments (at most as many as a patch has values), each over the
+    square root of its eigenvalue, then the same with the sign flipped."""
+    c = images.shape[1]
+    patches = torch.nn.functional.unfold(images.float(), kernel_size).transpose(1, 2).reshape(
+        -1, c * kernel_size[0] * kernel_size[1])
     moments = (patches.double().T @ patches.double()) / max(1, len(patches))
     eigenvalues, eigenvectors = torch.linalg.eigh(moments)  # ascending
-    keep = min(conv.out_channels // 2, len(eigenvalues))
+    keep = min(keep, len(eigenvalues))
     filters = (eigenvectors[:, -keep:].flip(1) / torch.sqrt(eigenvalues[-keep:].flip(0) + eps)).T
-    filters = torch.cat([filters, -filters]).reshape(2 * keep, conv.in_channels, *k)
-    conv.weight[:2 * keep] = filters.to(conv.weight.dtype)
-    return True
+    return torch.cat([filters, -filters]).reshape(2 * keep, c, *kernel_size)
 
 
 def stackable(models: list[nn.Module]) -> bool:

@@ -204,14 +204,10 @@ def chance_agreement(images: np.ndarray, *, exclude: np.ndarray | None = None, l
         raise ValueError(f"labels must give one label per image: {len(labels)} labels for {n} images.")
     if n < 2:
         return -1.0
-    drawn = np.zeros((0, 2), dtype=np.int64)
-    if labels is not None:
-        drawn = same_label_pairs(labels, n_pairs, np.random.default_rng(seed))
-        drawn = drawn[drawn[:, 0] != drawn[:, 1]]
-    if not len(drawn):  # no labels, or no label with two images
+    drawn = None if labels is None else same_label_pairs(labels, n_pairs, np.random.default_rng(seed))
+    if drawn is None or (drawn[:, 0] == drawn[:, 1]).all():  # no labels, or no label with two images
         drawn = np.random.default_rng(seed).integers(0, n, size=(n_pairs, 2))
-        drawn = drawn[drawn[:, 0] != drawn[:, 1]]
-    drawn = np.sort(drawn, axis=1)
+    drawn = np.sort(drawn[drawn[:, 0] != drawn[:, 1]], axis=1)
     if exclude is not None and len(exclude):
         excluded = np.sort(np.asarray(exclude, dtype=np.int64).reshape(-1, 2), axis=1)
         drawn = drawn[~np.isin(drawn[:, 0] * n + drawn[:, 1], excluded[:, 0] * n + excluded[:, 1])]
